@@ -1,0 +1,44 @@
+"""The Faust application: broker settings tuned for fast joins, topics, agents.
+
+Faust's defaults (60 s session timeout, 60 s rebalance timeout) make a worker
+restart or a lost worker take minutes to recover on a small cluster; the
+values here come from measurements in docs/operations.md.
+"""
+from __future__ import annotations
+
+import faust
+
+from streams.config import Settings
+from streams.topics import INPUT_TOPICS
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for ``settings`` with the pipeline agent registered."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("CRM_KAFKA_BOOTSTRAP is not set (use `crmstream demo` for an embedded broker)")
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,       # no __assignor-__leader topic: nothing uses it
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=settings.rebalance_timeout_ms / 1000,
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+        producer_acks=-1,
+        web_enabled=settings.worker_web_port > 0,
+        web_port=settings.worker_web_port or 6066,
+        web_host="127.0.0.1",
+    )
+    from agents.pipeline import register_pipeline
+
+    register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
+    return app

@@ -1,0 +1,95 @@
+"""``crmstream`` command line: worker, api, simulate, demo, schemas."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from streams.config import Settings
+
+__all__ = ["main"]
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import create_app
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()  # returns only via SystemExit
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from schemas.jsonschema import write_schema_files
+
+    for path in write_schema_files(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from streams.simulate_cli import run_simulate
+
+    return run_simulate(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(args)
+
+
+def _api(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    serve(Settings.from_env())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crmstream", description="Live customer intelligence from webshop events.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run a stream worker (scale by starting more)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(run=_worker)
+
+    api = commands.add_parser("api", help="serve the HTTP API (reads Redis only)")
+    api.set_defaults(run=_api)
+
+    simulate = commands.add_parser("simulate", help="generate webshop traffic with known ground truth")
+    simulate.add_argument("--customers", type=int, default=1000)
+    simulate.add_argument("--days", type=int, default=365, help="days of event time")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    simulate.add_argument("--out", default=None, help="write JSONL here instead of sending to Kafka")
+    simulate.add_argument("--start", default=None, help="first day (YYYY-MM-DD, default: DAYS days ago)")
+    simulate.set_defaults(run=_simulate)
+
+    demo = commands.add_parser("demo", help="embedded broker + Redis + worker + API + simulator on this machine")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--days", type=int, default=365)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--rate", type=float, default=2000.0, help="simulator events per second")
+    demo.add_argument("--workers", type=int, default=1)
+    demo.set_defaults(run=_demo)
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schema files of the event contract")
+    schemas.add_argument("--out", default="schemas/json")
+    schemas.set_defaults(run=_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "worker":  # Faust's worker configures logging itself
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

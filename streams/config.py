@@ -1,0 +1,123 @@
+"""Settings read from the environment, in one place.
+
+Every knob of the pipeline is a ``CRM_*`` environment variable so the same
+image runs the demo, the tests and production; README lists them in one table
+(generated from :data:`SETTINGS_DOC` so the table and the code cannot drift).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping
+
+__all__ = ["Settings", "SETTINGS_DOC", "settings_table_markdown"]
+
+
+def _env_field(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Immutable pipeline configuration; build it with :meth:`from_env`."""
+
+    kafka_bootstrap: str = _env_field(
+        "CRM_KAFKA_BOOTSTRAP", "", str,
+        "Kafka bootstrap servers (`host:port,...`). Empty: `crmstream demo` starts an embedded broker.")
+    redis_url: str = _env_field(
+        "CRM_REDIS_URL", "", str,
+        "Redis URL (`redis://host:port/db`). Empty: `crmstream demo` starts an embedded `redis-server`.")
+    topic_prefix: str = _env_field(
+        "CRM_TOPIC_PREFIX", "crm.", str, "Prefix of every topic name (`crm.purchases`, `crm.deadletter`, ...).")
+    redis_prefix: str = _env_field(
+        "CRM_REDIS_PREFIX", "crm:", str, "Prefix of every Redis key.")
+    app_id: str = _env_field(
+        "CRM_APP_ID", "crmstream", str, "Faust application id = Kafka consumer group id.")
+    partitions: int = _env_field(
+        "CRM_PARTITIONS", 4, int, "Partitions of each input topic; the unit of parallelism (max useful workers).")
+    batch_size: int = _env_field(
+        "CRM_BATCH_SIZE", 500, int, "Max events per processing batch (`stream.take_events`).")
+    batch_latency_ms: int = _env_field(
+        "CRM_BATCH_LATENCY_MS", 100, int, "Max time a partial batch waits before it is processed.")
+    lateness_ms: int = _env_field(
+        "CRM_LATENESS_MS", 6 * 3600 * 1000, int,
+        "Allowed lateness: the watermark trails the max event time seen by this much.")
+    horizon_days: int = _env_field(
+        "CRM_HORIZON_DAYS", 90, int, "Churn horizon: churned = no purchase within this many days.")
+    dedup_window_days: int = _env_field(
+        "CRM_DEDUP_WINDOW_DAYS", 30, int,
+        "Event ids are remembered this long (event time) to drop producer duplicates.")
+    future_tolerance_ms: int = _env_field(
+        "CRM_FUTURE_TOLERANCE_MS", 5 * 60 * 1000, int,
+        "Events stamped further than this into the future (vs. the wall clock) are dead-lettered.")
+    max_event_bytes: int = _env_field(
+        "CRM_MAX_EVENT_BYTES", 64 * 1024, int, "Events larger than this are dead-lettered as `oversize`.")
+    session_timeout_ms: int = _env_field(
+        "CRM_SESSION_TIMEOUT_MS", 6000, int,
+        "Kafka consumer session timeout: how fast a dead worker's partitions move (see docs/operations.md).")
+    heartbeat_interval_ms: int = _env_field(
+        "CRM_HEARTBEAT_INTERVAL_MS", 1000, int, "Kafka consumer heartbeat interval.")
+    rebalance_timeout_ms: int = _env_field(
+        "CRM_REBALANCE_TIMEOUT_MS", 10000, int, "How long the group waits for members to re-join in a rebalance.")
+    worker_web_port: int = _env_field(
+        "CRM_WORKER_WEB_PORT", 0, int, "Faust worker web port (0 = disabled).")
+    api_host: str = _env_field("CRM_API_HOST", "127.0.0.1", str, "HTTP API bind address.")
+    api_port: int = _env_field("CRM_API_PORT", 8080, int, "HTTP API port.")
+    data_dir: str = _env_field(
+        "CRM_DATA_DIR", ".crmstream", str, "Where the embedded stack keeps logs and Redis files.")
+    log_json: bool = _env_field("CRM_LOG_JSON", False, _bool, "Structured JSON logs.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every ``CRM_*`` variable; explicit ``overrides`` win.
+
+        >>> Settings.from_env({"CRM_PARTITIONS": "8"}).partitions
+        8
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = environ.get(spec.metadata["env"])
+            if raw is not None and raw != "":
+                try:
+                    values[spec.name] = spec.metadata["cast"](raw)
+                except ValueError as exc:
+                    raise ValueError(f"{spec.metadata['env']}={raw!r}: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject settings that would make the pipeline misbehave silently."""
+        positive = ("partitions", "batch_size", "batch_latency_ms", "horizon_days",
+                    "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lateness_ms < 0 or self.future_tolerance_ms < 0:
+            raise ValueError("lateness_ms and future_tolerance_ms must be >= 0")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (tests and the embedded stack use it)."""
+        return replace(self, **changes)
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""
+        return f"{self.topic_prefix}{name}"
+
+
+SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]
+
+
+def settings_table_markdown() -> str:
+    """The README configuration table."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    rows += [f"| `{env}` | `{default!s}` | {doc} |" for env, default, doc in SETTINGS_DOC]
+    return "\n".join(rows)

@@ -1,0 +1,60 @@
+-- Apply one batch atomically, or nothing if this worker no longer owns a partition.
+-- A Lua script runs as one transaction (like MULTI/EXEC) and can check the fence
+-- first, which MULTI/EXEC cannot do without an extra WATCH round trip.
+-- ARGV[1] = prefix, ARGV[2] = JSON:
+--   fences    {"<topic>:<partition>": token}      must equal the stored fence tokens
+--   offsets   {"<topic>:<partition>": offset}     last offset applied by this batch
+--   watermarks{"<partition>": max_event_ms}        moved forward only
+--   erase     ["<customer_id>", ...]               every key of the customer is deleted first
+--   customer_key_suffixes ["", ":seen", ...]
+--   states    {"<customer_id>": {field: value}}
+--   seen      {"<customer_id>": ["<score>", "<digest>", ...]}
+--   seen_floor_ms  ids older than this (event time) are forgotten
+--   counters  {"<hash>": {field: increment}}
+local prefix = ARGV[1]
+local batch = cjson.decode(ARGV[2])
+local fence_key = prefix .. 'fence'
+for tp, token in pairs(batch.fences) do
+  local current = redis.call('HGET', fence_key, tp)
+  if current ~= tostring(token) then
+    return redis.error_reply('FENCED ' .. tp .. ' token ' .. tostring(token) .. ' current ' .. tostring(current))
+  end
+end
+for _, customer_id in ipairs(batch.erase) do
+  local base = prefix .. 'c:{' .. customer_id .. '}'
+  for _, suffix in ipairs(batch.customer_key_suffixes) do
+    redis.call('DEL', base .. suffix)
+  end
+end
+for customer_id, fields in pairs(batch.states) do
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  if #flat > 0 then
+    redis.call('HSET', prefix .. 'c:{' .. customer_id .. '}', unpack(flat))
+  end
+end
+for customer_id, members in pairs(batch.seen) do
+  local key = prefix .. 'c:{' .. customer_id .. '}:seen'
+  if #members > 0 then
+    redis.call('ZADD', key, unpack(members))
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. batch.seen_floor_ms)
+end
+for hash, increments in pairs(batch.counters) do
+  for field, amount in pairs(increments) do
+    redis.call('HINCRBY', prefix .. hash, field, amount)
+  end
+end
+for tp, offset in pairs(batch.offsets) do
+  redis.call('HSET', prefix .. 'offsets', tp, offset)
+end
+for partition, max_event_ms in pairs(batch.watermarks) do
+  local current = tonumber(redis.call('HGET', prefix .. 'watermark', partition) or '-1')
+  if tonumber(max_event_ms) > current then
+    redis.call('HSET', prefix .. 'watermark', partition, max_event_ms)
+  end
+end
+return 'OK'

@@ -1,0 +1,164 @@
+"""The one place that talks to Redis for the pipeline: load a batch, commit a batch.
+
+Exactly-once effect: a batch's state writes, its dead-letter/erasure counters
+and the last offset of every partition it covers are written by one Lua
+script, which Redis runs atomically. A restarted or re-balanced worker reads
+the offsets and skips what is already applied. A worker that lost a partition
+(a zombie after a rebalance) is fenced: on assignment the new owner bumps the
+partition's fence token, and a commit whose token is stale is refused as a
+whole.
+
+Key layout (prefix ``crm:`` by default; ``{customer_id}`` is a hash tag so
+Redis Cluster keeps a customer's keys together):
+
+``crm:c:{id}`` activity hash · ``crm:c:{id}:seen`` recent event-id digests ·
+``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` · ``crm:stats:*`` counters.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Iterable
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+__all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest"]
+
+logger = logging.getLogger(__name__)
+
+#: Every per-customer key is ``c:{id}`` + one of these; erasure deletes them all.
+CUSTOMER_KEY_SUFFIXES = ("", ":seen", ":recent")
+
+
+def event_digest(event_id: str) -> str:
+    """16 hex chars identifying an event id; bounded size whatever the producer's id scheme.
+
+    >>> event_digest("order-1")
+    '2599000e8c1b023d'
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+class Fenced(RuntimeError):
+    """This worker no longer owns a partition of the batch; the batch was not applied."""
+
+
+@dataclass
+class CustomerSnapshot:
+    """What the store holds for one customer at the start of a batch."""
+
+    state: dict[str, str]
+    seen: set[str]
+
+
+@dataclass
+class BatchWrite:
+    """Everything one batch changes, applied atomically by :meth:`RedisStore.commit_batch`."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    watermarks: dict[str, int] = field(default_factory=dict)
+    states: dict[str, dict[str, str]] = field(default_factory=dict)
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    erase: list[str] = field(default_factory=list)
+    seen_floor_ms: int = 0
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, hash_name: str, field_name: str, amount: int = 1) -> None:
+        bucket = self.counters.setdefault(hash_name, {})
+        bucket[field_name] = bucket.get(field_name, 0) + amount
+
+
+def _script(name: str) -> str:
+    return resources.files("streams").joinpath("lua", name).read_text()
+
+
+def tp_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+class RedisStore:
+    """Batch-oriented access to the pipeline state in Redis."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "crm:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._load = client.register_script(_script("load_batch.lua"))
+        self._commit = client.register_script(_script("commit_batch.lua"))
+        self.fence_tokens: dict[str, int] = {}
+        self.applied_offsets: dict[str, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "crm:") -> "RedisStore":
+        return cls(aioredis.Redis.from_url(url, decode_responses=True), prefix)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    async def claim(self, tps: Iterable[str]) -> None:
+        """Take ownership of partitions: bump their fence tokens, load their applied offsets."""
+        tps = [tp for tp in tps if tp not in self.fence_tokens]
+        if not tps:
+            return
+        async with self.client.pipeline(transaction=True) as pipe:
+            for tp in tps:
+                pipe.hincrby(self.prefix + "fence", tp, 1)
+            pipe.hmget(self.prefix + "offsets", tps)
+            *tokens, offsets = await pipe.execute()
+        for tp, token, offset in zip(tps, tokens, offsets):
+            self.fence_tokens[tp] = int(token)
+            self.applied_offsets[tp] = -1 if offset is None else int(offset)
+        logger.info("claimed partitions %s", sorted(tps))
+
+    def release(self, tps: Iterable[str]) -> None:
+        """Forget partitions that were revoked; a batch still holding their events is dropped."""
+        for tp in tps:
+            self.fence_tokens.pop(tp, None)
+            self.applied_offsets.pop(tp, None)
+
+    def owns(self, tp: str) -> bool:
+        return tp in self.fence_tokens
+
+    def is_applied(self, tp: str, offset: int) -> bool:
+        return offset <= self.applied_offsets.get(tp, -1)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def load_batch(self, digests_by_customer: dict[str, list[str]]) -> dict[str, CustomerSnapshot]:
+        """Current state and already-seen event digests of the batch's customers, one round trip."""
+        if not digests_by_customer:
+            return {}
+        reply = await self._load(args=[self.prefix, orjson.dumps(digests_by_customer)])
+        snapshots = {}
+        for customer_id, found in orjson.loads(reply).items():
+            flat = found["state"] or []
+            state = dict(zip(flat[::2], flat[1::2]))
+            digests = digests_by_customer[customer_id]
+            scores = found["seen"] or []
+            seen = {digest for digest, score in zip(digests, scores) if score is not False}
+            snapshots[customer_id] = CustomerSnapshot(state, seen)
+        return snapshots
+
+    async def commit_batch(self, write: BatchWrite) -> None:
+        """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner."""
+        fences = {tp: self.fence_tokens[tp] for tp in write.offsets}
+        payload = {
+            "fences": fences,
+            "offsets": {tp: str(offset) for tp, offset in write.offsets.items()},
+            "watermarks": {partition: str(ts) for partition, ts in write.watermarks.items()},
+            "erase": write.erase, "customer_key_suffixes": list(CUSTOMER_KEY_SUFFIXES),
+            "states": write.states, "seen": write.seen, "seen_floor_ms": write.seen_floor_ms,
+            "counters": write.counters,
+        }
+        try:
+            await self._commit(args=[self.prefix, orjson.dumps(payload)])
+        except ResponseError as exc:
+            if str(exc).startswith("FENCED"):
+                raise Fenced(str(exc)) from None
+            raise
+        self.applied_offsets.update(write.offsets)

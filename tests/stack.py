@@ -1,0 +1,118 @@
+"""Helpers shared by integration tests and benchmarks: a real broker, Redis and worker processes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import redis
+
+from streams.config import Settings
+from streams.embedded import create_topics
+from streams.topics import topic_specs
+
+__all__ = ["WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics"]
+
+
+def unique_settings(bootstrap: str, redis_url: str, **overrides) -> Settings:
+    """Settings with their own topic prefix, Redis prefix and group, so tests do not see each other."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings.from_env({}, kafka_bootstrap=bootstrap, redis_url=redis_url, topic_prefix=f"t{tag}.",
+                             redis_prefix=f"t{tag}:", app_id=f"crm-test-{tag}", **overrides)
+
+
+def prepare_topics(settings: Settings) -> None:
+    asyncio.run(create_topics(settings.kafka_bootstrap, topic_specs(settings)))
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    from dataclasses import fields
+
+    env = dict(os.environ)
+    for spec in fields(Settings):
+        env[spec.metadata["env"]] = str(getattr(settings, spec.name)).lower() if isinstance(
+            getattr(settings, spec.name), bool) else str(getattr(settings, spec.name))
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """``crmstream worker`` as a real child process (so it can be SIGKILLed)."""
+
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+            env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def wait_owning(self, client: redis.Redis, partitions: int, timeout_s: float = 120) -> float:
+        """Wait until all input partitions have been claimed since start; returns seconds waited."""
+        started = time.monotonic()
+        fence_key = self.settings.redis_prefix + "fence"
+        before = client.hgetall(fence_key)
+        def claimed() -> bool:
+            now = client.hgetall(fence_key)
+            changed = [tp for tp, token in now.items() if before.get(tp) != token]
+            return len(changed) >= 3 * partitions
+        wait_until(claimed, timeout_s, f"worker did not claim partitions; log: {self.log_path}",
+                   process=self.process)
+        return time.monotonic() - started
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def wait_until(predicate, timeout_s: float, message: str, interval_s: float = 0.1, process=None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{message} (process exited with {process.returncode})")
+        time.sleep(interval_s)
+    raise AssertionError(message)
+
+
+def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    """Send (topic, key, value) messages and wait for every acknowledgement."""
+    from aiokafka import AIOKafkaProducer
+
+    async def send_all() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value=value, key=key) for topic, key, value in messages]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_all())
+
+
+def json_bytes(payload: dict) -> bytes:
+    return orjson.dumps(payload)
