@@ -194,8 +194,9 @@ def _item(raw: Any, index: int, currency: str) -> Item:
         raise InvalidEvent("unknown_field", f"'{where}' has no field(s) {sorted(unknown)[:5]}")
     sku = _identifier(_require(raw, "sku"), f"{where}.sku")
     qty = _integer(_require(raw, "qty"), f"{where}.qty", 1, MAX_QTY)
+    raw_price = _require(raw, "unit_price")
     try:
-        price = to_minor_units(_require(raw, "unit_price"), currency)
+        price = to_minor_units(raw_price, currency)
     except TypeError as exc:
         raise InvalidEvent("wrong_type", f"'{where}.unit_price': {exc}") from None
     except ValueError as exc:
