@@ -157,10 +157,15 @@ def apply_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], message
             activity.profile_changed(event.attributes, event.ts_ms)
         new_seen.setdefault(customer_id, []).extend((str(event.ts_ms), digest))
 
+    known_delta = 0
     for customer_id, activity in activities.items():
         fields = activity.to_redis()
         if fields:
             write.states[customer_id] = fields
+        snapshot = snapshots.get(customer_id)
+        known_delta += bool(fields) - bool(snapshot and snapshot.state)
+    if known_delta:
+        write.count(STATS_HASH, "customers", known_delta)
     write.seen = new_seen
     watermark_floor = max(max_event_ms.values(), default=0) - settings.lateness_ms
     write.seen_floor_ms = watermark_floor - settings.dedup_window_days * _DAY_MS

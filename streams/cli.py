@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--rate", type=float, default=2000.0, help="simulator events per second")
     demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     demo.set_defaults(run=_demo)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema files of the event contract")

@@ -1,0 +1,268 @@
+"""Webshop simulator with planted ground truth.
+
+Each customer belongs to a planted segment that fixes their purchase rate,
+basket value and lifetime. Customers arrive over the first part of the
+period, shop as a Poisson process until an exponentially distributed dropout
+time (so churn really happens, at a known moment), and every order is preceded
+by a browsing session. Baskets come from planted product affinity groups.
+Support tickets and poor survey answers become more likely in the weeks
+before a customer drops out, as they do in real shops.
+
+Everything is drawn from one ``numpy`` generator seeded by ``seed``: the same
+arguments give byte-identical output. Events come out sorted by event time.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timezone
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["SegmentProfile", "SEGMENTS", "SimulationConfig", "Simulation", "simulate"]
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class SegmentProfile:
+    """Planted behaviour of one customer segment."""
+
+    name: str
+    share: float
+    orders_per_month: float
+    basket_items: float
+    price_level: float
+    mean_lifetime_days: float
+    browse_sessions_per_order: float
+    email_engagement: float
+
+
+SEGMENTS = (
+    SegmentProfile("loyal_high_value", 0.15, 3.0, 4.0, 1.8, 900, 1.0, 0.6),
+    SegmentProfile("regular", 0.35, 1.0, 2.5, 1.0, 400, 1.5, 0.35),
+    SegmentProfile("bargain_hunter", 0.30, 0.8, 3.0, 0.5, 200, 3.0, 0.2),
+    SegmentProfile("one_timer", 0.20, 0.4, 1.5, 0.9, 45, 2.0, 0.05),
+)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    customers: int = 1000
+    days: int = 365
+    seed: int = 1
+    start: date = date(2024, 1, 1)
+    affinity_groups: int = 12
+    skus_per_group: int = 25
+    arrival_share: float = 0.6  # customers arrive during the first 60% of the period
+    refund_rate: float = 0.05
+    currency: str = "EUR"
+
+
+@dataclass
+class CustomerTruth:
+    customer_id: str
+    segment: str
+    signup_ms: int
+    dropout_ms: int | None
+    orders_per_month: float
+    preferred_groups: list[int]
+    orders: int = 0
+
+
+@dataclass
+class Simulation:
+    """Generated events (sorted by time) and the ground truth behind them."""
+
+    config: SimulationConfig
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    customers: list[CustomerTruth] = field(default_factory=list)
+    affinity_groups: dict[int, list[str]] = field(default_factory=dict)
+
+    def truth(self) -> dict:
+        config = asdict(self.config)
+        config["start"] = self.config.start.isoformat()
+        return {
+            "config": config,
+            "segments": [asdict(s) for s in SEGMENTS],
+            "affinity_groups": {str(g): skus for g, skus in self.affinity_groups.items()},
+            "customers": [asdict(c) for c in self.customers],
+        }
+
+
+class _Generator:
+    def __init__(self, config: SimulationConfig) -> None:
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.start_ms = int(datetime(config.start.year, config.start.month, config.start.day,
+                                     tzinfo=timezone.utc).timestamp() * 1000)
+        self.end_ms = self.start_ms + config.days * DAY_MS
+        self.groups = {
+            g: [f"sku-{g:02d}-{i:03d}" for i in range(config.skus_per_group)] for g in range(config.affinity_groups)}
+        self.price_minor = {sku: int(self.rng.lognormal(np.log(2500), 0.6)) for skus in self.groups.values()
+                            for sku in skus}
+        self.event_seq = 0
+
+    def _event_id(self, kind: str) -> str:
+        self.event_seq += 1
+        return f"{kind}-{self.config.seed}-{self.event_seq}"
+
+    def _ts(self, ms: float) -> int:
+        return int(min(ms, self.end_ms - 1))
+
+    def customer(self, index: int) -> tuple[CustomerTruth, list[tuple[str, dict]]]:
+        rng, config = self.rng, self.config
+        shares = np.array([s.share for s in SEGMENTS])
+        segment = SEGMENTS[rng.choice(len(SEGMENTS), p=shares / shares.sum())]
+        customer_id = f"cust-{index:06d}"
+        signup_ms = self.start_ms + rng.uniform(0, config.arrival_share) * config.days * DAY_MS
+        lifetime_ms = rng.exponential(segment.mean_lifetime_days) * DAY_MS
+        dropout_ms = signup_ms + lifetime_ms
+        rate_per_ms = rng.gamma(4.0, segment.orders_per_month / 4.0) / (30 * DAY_MS)
+        preferred = [int(g) for g in rng.choice(config.affinity_groups, size=2, replace=False)]
+        truth = CustomerTruth(customer_id, segment.name, int(signup_ms),
+                              int(dropout_ms) if dropout_ms < self.end_ms else None,
+                              round(rate_per_ms * 30 * DAY_MS, 4), preferred)
+        events: list[tuple[str, dict]] = [("customers", {
+            "event_id": self._event_id("signup"), "customer_id": customer_id, "ts": int(signup_ms),
+            "type": "signup", "schema_version": 1,
+            "attributes": {"country": str(rng.choice(["DE", "FR", "NL", "AT", "IT"]))},
+        })]
+        active_until = min(dropout_ms, self.end_ms)
+        # First order soon after signup, then a Poisson process until dropout.
+        t = signup_ms + rng.exponential(2 * DAY_MS)
+        while t < active_until:
+            events += self._order_session(customer_id, segment, preferred, t)
+            truth.orders += 1
+            t += rng.exponential(1 / rate_per_ms)
+        # Browsing without buying, e-mails, support and surveys while the customer is around.
+        browse_end = min(dropout_ms + 30 * DAY_MS, self.end_ms)
+        browse_rate = rate_per_ms * segment.browse_sessions_per_order
+        t = signup_ms + rng.exponential(1 / browse_rate)
+        while t < browse_end:
+            events += self._browse_session(customer_id, preferred, t)
+            t += rng.exponential(1 / browse_rate)
+        events += self._emails(customer_id, segment, signup_ms, browse_end)
+        events += self._support(customer_id, signup_ms, dropout_ms, active_until)
+        return truth, events
+
+    def _basket(self, segment: SegmentProfile, preferred: list[int]) -> list[str]:
+        rng = self.rng
+        size = 1 + rng.poisson(segment.basket_items - 1)
+        group = preferred[0] if rng.random() < 0.7 else preferred[1]
+        skus = []
+        for _ in range(size):
+            source = group if rng.random() < 0.85 else int(rng.integers(self.config.affinity_groups))
+            skus.append(str(rng.choice(self.groups[source][:15] if rng.random() < 0.7 else self.groups[source])))
+        return sorted(set(skus))
+
+    def _order_session(self, customer_id: str, segment: SegmentProfile, preferred: list[int],
+                       t: float) -> list[tuple[str, dict]]:
+        rng = self.rng
+        session_id = self._event_id("s")
+        basket = self._basket(segment, preferred)
+        events = [self._interaction(customer_id, t - 20 * 60_000, "page_view", session_id=session_id)]
+        minute = 60_000
+        for i, sku in enumerate(basket):
+            events.append(self._interaction(customer_id, t - (15 - i) * minute, "product_view", sku, session_id))
+            events.append(self._interaction(customer_id, t - (14 - i) * minute, "add_to_cart", sku, session_id))
+        items = [{"sku": sku, "qty": int(1 + rng.poisson(0.3)),
+                  "unit_price": f"{self.price_minor[sku] * segment.price_level / 100:.2f}"} for sku in basket]
+        order_id = self._event_id("o")
+        events.append(("purchases", {
+            "event_id": self._event_id("order"), "customer_id": customer_id, "order_id": order_id,
+            "ts": self._ts(t), "items": items, "currency": self.config.currency, "kind": "order",
+            "channel": str(rng.choice(["web", "app"])), "schema_version": 1}))
+        if rng.random() < self.config.refund_rate:
+            refunded = items[int(rng.integers(len(items)))]
+            events.append(("purchases", {
+                "event_id": self._event_id("refund"), "customer_id": customer_id, "order_id": order_id,
+                "ts": self._ts(t + rng.uniform(3, 14) * DAY_MS), "items": [{**refunded, "qty": 1}],
+                "currency": self.config.currency, "kind": "refund", "schema_version": 1}))
+        return [e for e in events if e[1]["ts"] < self.end_ms]
+
+    def _browse_session(self, customer_id: str, preferred: list[int], t: float) -> list[tuple[str, dict]]:
+        rng = self.rng
+        session_id = self._event_id("s")
+        events = [self._interaction(customer_id, t, "page_view", session_id=session_id)]
+        if rng.random() < 0.3:
+            events.append(self._interaction(customer_id, t + 30_000, "search", session_id=session_id,
+                                            text=str(rng.choice(["shoes", "gift", "sale", "lamp", "book"]))))
+        for i in range(int(rng.integers(1, 4))):
+            sku = str(rng.choice(self.groups[preferred[int(rng.integers(2))]]))
+            events.append(self._interaction(customer_id, t + (i + 1) * 60_000, "product_view", sku, session_id))
+        return events
+
+    def _emails(self, customer_id: str, segment: SegmentProfile, since_ms: float,
+                until_ms: float) -> list[tuple[str, dict]]:
+        rng, events = self.rng, []
+        t = since_ms + rng.uniform(0, 7) * DAY_MS
+        while t < until_ms:
+            if rng.random() < segment.email_engagement:
+                events.append(self._interaction(customer_id, t, "email_open"))
+                if rng.random() < 0.3:
+                    events.append(self._interaction(customer_id, t + 60_000, "email_click"))
+            t += 7 * DAY_MS
+        return events
+
+    def _support(self, customer_id: str, signup_ms: float, dropout_ms: float,
+                 active_until: float) -> list[tuple[str, dict]]:
+        """Tickets and surveys; the weeks before a dropout see more tickets and lower scores."""
+        rng, events = self.rng, []
+        t = signup_ms + rng.exponential(120 * DAY_MS)
+        while t < active_until:
+            near_dropout = dropout_ms - t < 30 * DAY_MS
+            if rng.random() < (0.6 if near_dropout else 0.15):
+                events += self._ticket(customer_id, t, unhappy=near_dropout)
+            if rng.random() < 0.3:
+                csat = int(np.clip(rng.normal(2.0 if near_dropout else 4.3, 0.8), 1, 5))
+                events.append(self._interaction(customer_id, t + DAY_MS, "survey", survey="csat", score=csat))
+            t += rng.exponential(60 * DAY_MS if not near_dropout else 10 * DAY_MS)
+        if dropout_ms < self.end_ms and rng.random() < 0.5:  # the complaint before leaving
+            events += self._ticket(customer_id, dropout_ms - rng.uniform(2, 20) * DAY_MS, unhappy=True)
+            nps = int(np.clip(rng.normal(3, 2), 0, 10))
+            events.append(self._interaction(customer_id, dropout_ms - DAY_MS, "survey", survey="nps", score=nps))
+        return [e for e in events if signup_ms <= e[1]["ts"] < self.end_ms]
+
+    def _ticket(self, customer_id: str, t: float, unhappy: bool) -> list[tuple[str, dict]]:
+        events = [self._interaction(customer_id, t, "support_ticket",
+                                    text="late delivery" if unhappy else "question about sizes")]
+        if self.rng.random() < (0.5 if unhappy else 0.9):
+            events.append(self._interaction(customer_id, t + self.rng.uniform(0.1, 5) * DAY_MS, "ticket_resolved"))
+        return events
+
+    def _interaction(self, customer_id: str, t: float, kind: str, sku: str | None = None,
+                     session_id: str | None = None, **extra) -> tuple[str, dict]:
+        event = {"event_id": self._event_id(kind[:3]), "customer_id": customer_id, "ts": self._ts(t), "type": kind,
+                 "schema_version": 1, **extra}
+        if sku is not None:
+            event["sku"] = sku
+        if session_id is not None:
+            event["session_id"] = session_id
+        return "interactions", event
+
+
+def simulate(config: SimulationConfig) -> Simulation:
+    """Generate the whole history for ``config`` (deterministic per seed).
+
+    >>> sim = simulate(SimulationConfig(customers=3, days=60, seed=7))
+    >>> sorted({topic for topic, _ in sim.events})
+    ['customers', 'interactions', 'purchases']
+    >>> all(a[1]["ts"] <= b[1]["ts"] for a, b in zip(sim.events, sim.events[1:]))
+    True
+    >>> simulate(SimulationConfig(customers=3, days=60, seed=7)).events == sim.events
+    True
+    """
+    generator = _Generator(config)
+    simulation = Simulation(config, affinity_groups=generator.groups)
+    for index in range(config.customers):
+        truth, events = generator.customer(index)
+        simulation.customers.append(truth)
+        simulation.events.extend(events)
+    simulation.events.sort(key=lambda item: (item[1]["ts"], item[1]["event_id"]))
+    return simulation
+
+
+def iter_jsonl_records(simulation: Simulation) -> Iterator[dict]:
+    for topic, event in simulation.events:
+        yield {"topic": topic, "event": event}
