@@ -43,6 +43,20 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _create_topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.embedded import create_topics
+    from streams.topics import topic_specs
+
+    settings = Settings.from_env()
+    specs = topic_specs(settings)
+    asyncio.run(create_topics(settings.kafka_bootstrap, specs))
+    for spec in specs:
+        print(f"{spec.name} ({spec.partitions} partitions)")
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
     from api.server import serve
 
@@ -78,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1)
     demo.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     demo.set_defaults(run=_demo)
+
+    topics = commands.add_parser("create-topics", help="create the pipeline's topics on CRM_KAFKA_BOOTSTRAP")
+    topics.set_defaults(run=_create_topics)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema files of the event contract")
     schemas.add_argument("--out", default="schemas/json")

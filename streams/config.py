@@ -17,10 +17,6 @@ def _env_field(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> 
     return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
 
 
-def _bool(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(frozen=True)
 class Settings:
     """Immutable pipeline configuration; build it with :meth:`from_env`."""
@@ -69,7 +65,6 @@ class Settings:
     api_port: int = _env_field("CRM_API_PORT", 8080, int, "HTTP API port.")
     data_dir: str = _env_field(
         "CRM_DATA_DIR", ".crmstream", str, "Where the embedded stack keeps logs and Redis files.")
-    log_json: bool = _env_field("CRM_LOG_JSON", False, _bool, "Structured JSON logs.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -104,6 +99,14 @@ class Settings:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
 
+    def to_env(self) -> dict[str, str]:
+        """The ``CRM_*`` variables that reproduce these settings in a child process.
+
+        >>> Settings.from_env({}, partitions=8).to_env()["CRM_PARTITIONS"]
+        '8'
+        """
+        return {spec.metadata["env"]: str(getattr(self, spec.name)) for spec in fields(self)}
+
     def with_(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (tests and the embedded stack use it)."""
         return replace(self, **changes)
@@ -119,5 +122,6 @@ SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in field
 def settings_table_markdown() -> str:
     """The README configuration table."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    rows += [f"| `{env}` | `{default!s}` | {doc} |" for env, default, doc in SETTINGS_DOC]
+    rows += [f"| `{env}` | {f'`{default}`' if default != '' else '(empty)'} | {doc} |"
+             for env, default, doc in SETTINGS_DOC]
     return "\n".join(rows)

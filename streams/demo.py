@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -31,16 +32,9 @@ logger = logging.getLogger(__name__)
 
 
 def _child(argv: list[str], settings: Settings, log_path: Path) -> subprocess.Popen:
-    from dataclasses import fields
-    import os
-
-    env = dict(os.environ)
-    for spec in fields(Settings):
-        value = getattr(settings, spec.name)
-        env[spec.metadata["env"]] = str(value).lower() if isinstance(value, bool) else str(value)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(argv, env={**os.environ, **settings.to_env()}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _print_progress(client: redis.Redis, settings: Settings, started: float, sent_total: int,

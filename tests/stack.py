@@ -32,16 +32,6 @@ def prepare_topics(settings: Settings) -> None:
     asyncio.run(create_topics(settings.kafka_bootstrap, topic_specs(settings)))
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    from dataclasses import fields
-
-    env = dict(os.environ)
-    for spec in fields(Settings):
-        env[spec.metadata["env"]] = str(getattr(settings, spec.name)).lower() if isinstance(
-            getattr(settings, spec.name), bool) else str(getattr(settings, spec.name))
-    return env
-
-
 @dataclass
 class WorkerProcess:
     """``crmstream worker`` as a real child process (so it can be SIGKILLed)."""
@@ -55,7 +45,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
-            env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env={**os.environ, **self.settings.to_env()}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self
 

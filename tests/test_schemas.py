@@ -155,3 +155,4 @@ def test_arbitrary_bytes_never_escape_as_anything_but_invalid_event(raw):
         parse("purchases", raw)
     except InvalidEvent:
         pass
+
