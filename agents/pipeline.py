@@ -31,6 +31,24 @@ class BatchProcessor:
         self.erasures = erasures
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
 
+    async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
+        """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
+
+        Skipping a failed batch would lose it for good: the next batch's committed offsets would
+        cover it. Blocking gives back-pressure instead, and the partitions stay owned meanwhile.
+        """
+        backoff_s = 0.1
+        while True:
+            try:
+                await self.process(messages)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("batch failed, retrying in %.1fs", backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, max_backoff_s)
+
     async def process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
         fresh = [m for m in messages if self.store.owns(m.tp) and not self.store.is_applied(m.tp, m.offset)]
         if len(fresh) < len(messages):
@@ -92,4 +110,4 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
                               e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
-            await processor.process(messages)
+            await processor.process_until_applied(messages)

@@ -150,6 +150,7 @@ class EmbeddedRedis(_ChildProcess):
         self._spawn("redis", [
             find_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(self.log_dir),
+            "--dbfilename", f"dump-{self.port}.rdb",
         ])
         wait_for_port(self.port, 15, self.process)
         return self
