@@ -137,6 +137,21 @@ def _identifier(value: Any, name: str) -> str:
     return value
 
 
+def _optional_identifier(payload: dict, name: str) -> str | None:
+    value = payload.get(name)
+    return None if value is None else _identifier(value, name)
+
+
+def _choice(payload: dict, name: str, allowed: tuple[str, ...] | dict) -> str:
+    """A required string from a closed set; anything else is an unknown type to the pipeline."""
+    value = _require(payload, name)
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"'{name}' must be a string, got {type(value).__name__}")
+    if value not in allowed:
+        raise InvalidEvent("unknown_type", f"'{name}' must be one of {tuple(allowed)}, got {value[:40]!r}")
+    return value
+
+
 def _label(value: Any, name: str, max_chars: int = MAX_LABEL_CHARS) -> str | None:
     if value is None:
         return None
@@ -210,11 +225,7 @@ def _purchase(payload: dict) -> Purchase:
     _check_fields(payload, _PURCHASE_FIELDS, "purchases")
     event_id, customer_id, ts_ms = _common(payload)
     order_id = _identifier(_require(payload, "order_id"), "order_id")
-    kind = _require(payload, "kind")
-    if not isinstance(kind, str):
-        raise InvalidEvent("wrong_type", "'kind' must be a string")
-    if kind not in PURCHASE_KINDS:
-        raise InvalidEvent("unknown_type", f"'kind' must be one of {PURCHASE_KINDS}, got {kind[:40]!r}")
+    kind = _choice(payload, "kind", PURCHASE_KINDS)
     currency = _require(payload, "currency")
     if not isinstance(currency, str):
         raise InvalidEvent("wrong_type", "'currency' must be a string")
@@ -237,24 +248,14 @@ _INTERACTION_FIELDS = frozenset(
 def _interaction(payload: dict) -> Interaction:
     _check_fields(payload, _INTERACTION_FIELDS, "interactions")
     event_id, customer_id, ts_ms = _common(payload)
-    kind = _require(payload, "type")
-    if not isinstance(kind, str):
-        raise InvalidEvent("wrong_type", "'type' must be a string")
-    if kind not in INTERACTION_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown interaction type {kind[:40]!r}")
-    sku = payload.get("sku")
-    sku = None if sku is None else _identifier(sku, "sku")
+    kind = _choice(payload, "type", INTERACTION_TYPES)
+    sku = _optional_identifier(payload, "sku")
     if sku is None and kind in SKU_REQUIRED_TYPES:
         raise InvalidEvent("missing_field", f"'sku' is required for {kind}")
-    session_id = payload.get("session_id")
-    session_id = None if session_id is None else _identifier(session_id, "session_id")
+    session_id = _optional_identifier(payload, "session_id")
     survey = score = None
     if kind == "survey":
-        survey = _require(payload, "survey")
-        if not isinstance(survey, str):
-            raise InvalidEvent("wrong_type", "'survey' must be a string")
-        if survey not in SURVEY_SCALES:
-            raise InvalidEvent("unknown_type", f"'survey' must be one of {tuple(SURVEY_SCALES)}")
+        survey = _choice(payload, "survey", SURVEY_SCALES)
         score = _integer(_require(payload, "score"), "score", *SURVEY_SCALES[survey])
     elif payload.get("score") is not None or payload.get("survey") is not None:
         raise InvalidEvent("invalid_value", "'score' and 'survey' belong to survey events only")
@@ -285,11 +286,7 @@ def _attributes(raw: Any) -> dict | None:
 def _customer(payload: dict) -> CustomerEvent:
     _check_fields(payload, _CUSTOMER_FIELDS, "customers")
     event_id, customer_id, ts_ms = _common(payload)
-    kind = _require(payload, "type")
-    if not isinstance(kind, str):
-        raise InvalidEvent("wrong_type", "'type' must be a string")
-    if kind not in CUSTOMER_EVENT_TYPES:
-        raise InvalidEvent("unknown_type", f"unknown customer event type {kind[:40]!r}")
+    kind = _choice(payload, "type", CUSTOMER_EVENT_TYPES)
     return CustomerEvent(event_id, customer_id, ts_ms, kind, _attributes(payload.get("attributes")))
 
 
