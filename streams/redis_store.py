@@ -144,8 +144,11 @@ class RedisStore:
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
-    async def commit_batch(self, write: BatchWrite) -> None:
-        """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner."""
+    async def commit_batch(self, write: BatchWrite) -> bool:
+        """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner.
+
+        Returns False when the batch had already been applied (a retry after a lost reply).
+        """
         fences = {tp: self.fence_tokens[tp] for tp in write.offsets}
         payload = {
             "fences": fences,
@@ -156,9 +159,13 @@ class RedisStore:
             "counters": write.counters,
         }
         try:
-            await self._commit(args=[self.prefix, orjson.dumps(payload)])
+            outcome = await self._commit(args=[self.prefix, orjson.dumps(payload)])
         except ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 raise Fenced(str(exc)) from None
             raise
         self.applied_offsets.update(write.offsets)
+        if outcome == "ALREADY_APPLIED":
+            logger.warning("batch up to offsets %s was already applied; not applied again", write.offsets)
+            return False
+        return True

@@ -20,6 +20,14 @@ for tp, token in pairs(batch.fences) do
     return redis.error_reply('FENCED ' .. tp .. ' token ' .. tostring(token) .. ' current ' .. tostring(current))
   end
 end
+-- A batch whose offsets are already stored was applied before (its reply was lost and the
+-- worker retried): applying it again would count its events twice.
+for tp, offset in pairs(batch.offsets) do
+  local stored = redis.call('HGET', prefix .. 'offsets', tp)
+  if stored and tonumber(stored) >= tonumber(offset) then
+    return 'ALREADY_APPLIED'
+  end
+end
 for _, customer_id in ipairs(batch.erase) do
   local base = prefix .. 'c:{' .. customer_id .. '}'
   for _, suffix in ipairs(batch.customer_key_suffixes) do

@@ -1,0 +1,54 @@
+"""The store's exactly-once rules against a real redis-server: fencing and idempotent commits."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from streams.redis_store import BatchWrite, Fenced, RedisStore
+
+
+@pytest.fixture()
+async def stores(redis_server):
+    prefix = f"s{uuid.uuid4().hex[:8]}:"
+    first, second = RedisStore.from_url(redis_server.url, prefix), RedisStore.from_url(redis_server.url, prefix)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+def batch(offset: int, customer_id: str = "c1", events: int = 1) -> BatchWrite:
+    write = BatchWrite(offsets={"crm.purchases:0": offset}, states={customer_id: {"events_purchases": str(events)}})
+    write.count("stats:ingest", "accepted:purchases", events)
+    return write
+
+
+async def test_a_stale_owner_is_fenced_and_writes_nothing(stores):
+    zombie, new_owner = stores
+    await zombie.claim(["crm.purchases:0"])
+    assert await zombie.commit_batch(batch(10))
+    await new_owner.claim(["crm.purchases:0"])  # the partition moved while the zombie was paused
+    with pytest.raises(Fenced):
+        await zombie.commit_batch(batch(11, "c2"))
+    assert await zombie.client.exists(f"{zombie.prefix}c:{{c2}}") == 0
+    assert await zombie.client.hget(f"{zombie.prefix}offsets", "crm.purchases:0") == "10"
+    assert await new_owner.commit_batch(batch(11, "c3"))
+    assert new_owner.applied_offsets["crm.purchases:0"] == 11
+
+
+async def test_a_retried_commit_is_not_applied_twice(stores):
+    store, _ = stores
+    await store.claim(["crm.purchases:0"])
+    assert await store.commit_batch(batch(5, events=3))
+    store.applied_offsets["crm.purchases:0"] = 4  # as if the reply had been lost before the cache update
+    assert not await store.commit_batch(batch(5, events=3))
+    assert await store.client.hget(f"{store.prefix}stats:ingest", "accepted:purchases") == "3"
+
+
+async def test_claim_resumes_from_the_stored_offsets(stores):
+    store, restarted = stores
+    await store.claim(["crm.purchases:0"])
+    await store.commit_batch(batch(41))
+    await restarted.claim(["crm.purchases:0", "crm.purchases:1"])
+    assert restarted.is_applied("crm.purchases:0", 41) and not restarted.is_applied("crm.purchases:0", 42)
+    assert not restarted.is_applied("crm.purchases:1", 0)
