@@ -139,9 +139,12 @@ def _summary(backlog_times: list[float], latencies: list[float]) -> dict:
 class OffsetWatcher(threading.Thread):
     """Polls the pipeline's committed offsets in Redis and remembers when each offset became visible."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: redis.Redis, key: str, interval_s: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.client, self.key = client, key
+        # Coarse while draining the backlog (so the poller does not steal CPU from the worker on a
+        # small machine), fine during the latency phase.
+        self.interval_s = interval_s
         self.timeline: dict[str, list[tuple[int, float]]] = {}
         self.stop_event = threading.Event()
 
@@ -155,7 +158,7 @@ class OffsetWatcher(threading.Thread):
                 if last.get(tp) != offset:
                     last[tp] = offset
                     self.timeline.setdefault(tp, []).append((offset, now))
-            time.sleep(0.001)
+            time.sleep(self.interval_s)
 
     def visible_at(self, key: str) -> float | None:
         tp, offset = key.rsplit(":", 1)
@@ -177,6 +180,7 @@ def run_pipeline(settings, backlog, paced_events, rate, logs: Path, client: redi
             if accepted >= len(backlog):
                 break
             time.sleep(0.2)
+        watcher.interval_s = 0.001
         sent = produce(settings, paced_events, rate)
         time.sleep(2)
     finally:
