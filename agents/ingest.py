@@ -1,33 +1,30 @@
-"""Ingest stage: decode, validate, de-duplicate, dead-letter, update activity.
+"""Ingest stage: decode, validate and normalise a batch; invalid messages become dead letters.
 
 It runs inside the partition's batch (not as a separate Kafka hop): the
-valid, normalised events are handed straight to the state models of the same
-batch, so an event costs one consume instead of consume + produce + consume
-(see docs/architecture.md). Everything here is plain Python over plain data;
-the Faust agent in :mod:`agents.pipeline` only feeds it batches.
+valid, normalised events are handed straight to :mod:`agents.customer_state`
+in the same batch, so an event costs one consume instead of consume + produce
++ consume (see docs/architecture.md). The Faust agent in
+:mod:`agents.pipeline` only feeds it batches.
 """
 from __future__ import annotations
 
 import base64
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import orjson
 
-from online_models.activity import CustomerActivity
-from schemas.events import CustomerEvent, Event, InvalidEvent, parse_event
+from schemas.events import Event, InvalidEvent, parse_event
 from streams.config import Settings
-from streams.redis_store import BatchWrite, CustomerSnapshot, event_digest, tp_name
+from streams.redis_store import event_digest, tp_name
 
-__all__ = ["SourceMessage", "Rejection", "Triage", "triage", "apply_batch", "AppliedBatch", "STATS_HASH"]
+__all__ = ["SourceMessage", "Rejection", "Triage", "triage", "digests_by_customer", "STATS_HASH"]
 
 logger = logging.getLogger(__name__)
 
 #: Redis hash (under the prefix) with accepted / rejected / duplicate counters.
 STATS_HASH = "stats:ingest"
-_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,88 +93,8 @@ def triage(messages: Sequence[SourceMessage], settings: Settings, now_ms: int) -
     return result
 
 
-@dataclass
-class AppliedBatch:
-    """What a batch did: the Redis write plus the derived events to emit before committing it."""
-
-    write: BatchWrite
-    erasures: list[CustomerEvent]
-    duplicates: int
-
-
 def digests_by_customer(accepted: Sequence[tuple[SourceMessage, Event]]) -> dict[str, list[str]]:
     wanted: dict[str, list[str]] = {}
     for _, event in accepted:
         wanted.setdefault(event.customer_id, []).append(event_digest(event.event_id))
     return wanted
-
-
-def apply_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
-                settings: Settings) -> AppliedBatch:
-    """Fold a triaged batch into customer activity and build the atomic Redis write.
-
-    Events apply in offset order per partition; an ``erase`` wipes what came
-    before it for that customer (state, seen ids) and later events start afresh.
-    """
-    write = BatchWrite()
-    activities: dict[str, CustomerActivity] = {}
-    seen: dict[str, set[str]] = {cid: set(s.seen) for cid, s in snapshots.items()}
-    new_seen: dict[str, list[str]] = {}
-    erasures: list[CustomerEvent] = []
-    duplicates = 0
-    accepted_by_topic: Counter[str] = Counter()
-    max_event_ms: dict[str, int] = {}
-
-    for message, event in triaged.accepted:
-        customer_id = event.customer_id
-        digest = event_digest(event.event_id)
-        if digest in seen.setdefault(customer_id, set()):
-            duplicates += 1
-            continue
-        seen[customer_id].add(digest)
-        partition = str(message.partition)
-        max_event_ms[partition] = max(max_event_ms.get(partition, event.ts_ms), event.ts_ms)
-        accepted_by_topic[message.contract] += 1
-        if isinstance(event, CustomerEvent) and event.type == "erase":
-            erasures.append(event)
-            if customer_id not in write.erase:
-                write.erase.append(customer_id)
-            activities[customer_id] = CustomerActivity()
-            seen[customer_id] = set()
-            new_seen[customer_id] = []
-            continue
-        activity = activities.get(customer_id)
-        if activity is None:
-            snapshot = snapshots.get(customer_id)
-            activity = activities[customer_id] = CustomerActivity.from_redis(snapshot.state if snapshot else {})
-        activity.update(message.contract, event.ts_ms)
-        if isinstance(event, CustomerEvent):
-            if event.type == "signup":
-                activity.signed_up(event.ts_ms)
-            activity.profile_changed(event.attributes, event.ts_ms)
-        new_seen.setdefault(customer_id, []).extend((str(event.ts_ms), digest))
-
-    known_delta = 0
-    for customer_id, activity in activities.items():
-        fields = activity.to_redis()
-        if fields:
-            write.states[customer_id] = fields
-        snapshot = snapshots.get(customer_id)
-        known_delta += bool(fields) - bool(snapshot and snapshot.state)
-    if known_delta:
-        write.count(STATS_HASH, "customers", known_delta)
-    write.seen = new_seen
-    watermark_floor = max(max_event_ms.values(), default=0) - settings.lateness_ms
-    write.seen_floor_ms = watermark_floor - settings.dedup_window_days * _DAY_MS
-    write.watermarks = {partition: ts for partition, ts in max_event_ms.items()}
-    for message in messages:
-        write.offsets[message.tp] = max(write.offsets.get(message.tp, -1), message.offset)
-    for topic, count in accepted_by_topic.items():
-        write.count(STATS_HASH, f"accepted:{topic}", count)
-    for rejection in triaged.rejected:
-        write.count(STATS_HASH, f"rejected:{rejection.reason}")
-    if duplicates:
-        write.count(STATS_HASH, "duplicates", duplicates)
-    if erasures:
-        write.count(STATS_HASH, "erasures", len(erasures))
-    return AppliedBatch(write, erasures, duplicates)

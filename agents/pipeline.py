@@ -10,7 +10,8 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.ingest import AppliedBatch, SourceMessage, apply_batch, digests_by_customer, triage
+from agents.customer_state import AppliedBatch, fold_batch
+from agents.ingest import SourceMessage, digests_by_customer, triage
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore, tp_name
@@ -58,7 +59,7 @@ class BatchProcessor:
         now_ms = int(time.time() * 1000)
         triaged = triage(fresh, self.settings, now_ms)
         snapshots = await self.store.load_batch(digests_by_customer(triaged.accepted))
-        applied = apply_batch(triaged, snapshots, fresh, self.settings)
+        applied = fold_batch(triaged, snapshots, fresh, self.settings)
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))

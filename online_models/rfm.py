@@ -21,7 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SEGMENT_NAMES", "RfmScores", "score_from_rank", "segment_name"]
+from online_models.quantiles import BucketMapping, LinearBuckets, LogBuckets
+
+__all__ = ["SEGMENT_NAMES", "POPULATION_SKETCHES", "RfmScores", "score_from_rank", "segment_name"]
+
+#: Population sketches behind the scores: the day of the last order (exact, one bucket per day),
+#: the number of orders and net spend in minor units (1% relative error; exact below ~50 orders).
+POPULATION_SKETCHES: dict[str, BucketMapping] = {
+    "last_order_day": LinearBuckets(1),
+    "orders": LogBuckets(0.01),
+    "net_minor": LogBuckets(0.01),
+}
 
 SEGMENT_NAMES = (
     "Champions", "Loyal", "Potential loyalist", "New", "Promising", "Need attention", "About to sleep",

@@ -44,6 +44,8 @@ class Settings:
         "Allowed lateness: the watermark trails the max event time seen by this much.")
     horizon_days: int = _env_field(
         "CRM_HORIZON_DAYS", 90, int, "Churn horizon: churned = no purchase within this many days.")
+    engagement_half_life_days: float = _env_field(
+        "CRM_ENGAGEMENT_HALF_LIFE_DAYS", 30.0, float, "Half-life of the decayed interaction counts (event time).")
     dedup_window_days: int = _env_field(
         "CRM_DEDUP_WINDOW_DAYS", 30, int,
         "Event ids are remembered this long (event time) to drop producer duplicates.")

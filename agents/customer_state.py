@@ -1,0 +1,147 @@
+"""Customer-state stage: fold a batch of valid events into customer states and one atomic write.
+
+Per customer, in offset order: drop repeated event ids, apply the event to the
+pure :class:`CustomerState`, and note how the customer moves in the population
+sketches (old bucket -1, new bucket +1) so RFM ranks stay exact for the live
+population. An ``erase`` wipes the customer (state, seen ids, sketch entries);
+later events of the same batch start afresh.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from agents.ingest import STATS_HASH, SourceMessage, Triage
+from online_models.customer_state import CustomerState, RfmInputs
+from online_models.purchase_history import DAY_MS
+from online_models.rfm import POPULATION_SKETCHES
+from schemas.events import CustomerEvent, Event, Interaction, Purchase
+from streams.config import Settings
+from streams.redis_store import BatchWrite, CustomerSnapshot, event_digest
+
+__all__ = ["AppliedBatch", "fold_batch", "sketch_hash"]
+
+
+def sketch_hash(name: str) -> str:
+    """Redis hash (under the prefix) with the bucket counts of one population sketch."""
+    return f"rfm:sketch:{name}"
+
+
+@dataclass
+class AppliedBatch:
+    """What a batch did: the Redis write plus the derived events to emit before committing it."""
+
+    write: BatchWrite
+    erasures: list[CustomerEvent]
+    duplicates: int
+
+
+def apply_event(state: CustomerState, event: Event) -> None:
+    """Dispatch one valid event to the state model."""
+    if isinstance(event, Purchase):
+        units = sum(item.qty for item in event.items)
+        if event.kind == "order":
+            state.apply_order(event.ts_ms, event.amount_minor, units)
+        else:
+            state.apply_refund(event.ts_ms, event.amount_minor, units)
+    elif isinstance(event, Interaction):
+        state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
+    else:
+        state.apply_customer_event(event.type, event.ts_ms, event.attributes)
+
+
+class _SketchDeltas:
+    """Bucket count changes of the population sketches caused by this batch."""
+
+    def __init__(self) -> None:
+        self.deltas = {name: Counter() for name in POPULATION_SKETCHES}
+
+    def move(self, before: RfmInputs, after: RfmInputs) -> None:
+        for name, mapping in POPULATION_SKETCHES.items():
+            old, new = getattr(before, name), getattr(after, name)
+            if old is not None:
+                self.deltas[name][mapping.key(old)] -= 1
+            if new is not None:
+                self.deltas[name][mapping.key(new)] += 1
+
+    def write_into(self, write: BatchWrite) -> None:
+        for name, changes in self.deltas.items():
+            for key, delta in changes.items():
+                if delta:
+                    write.count(sketch_hash(name), str(key), delta)
+
+
+def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
+               settings: Settings) -> AppliedBatch:
+    """Fold a triaged batch into customer states and build the atomic Redis write."""
+    half_life_ms = settings.engagement_half_life_days * DAY_MS
+    write = BatchWrite()
+    states: dict[str, CustomerState] = {}
+    placed_before: dict[str, RfmInputs] = {}
+    seen: dict[str, set[str]] = {cid: set(s.seen) for cid, s in snapshots.items()}
+    new_seen: dict[str, list[str]] = {}
+    erasures: list[CustomerEvent] = []
+    duplicates = 0
+    accepted_by_topic: Counter[str] = Counter()
+    max_event_ms: dict[str, int] = {}
+
+    def state_of(customer_id: str) -> CustomerState:
+        state = states.get(customer_id)
+        if state is None:
+            snapshot = snapshots.get(customer_id)
+            state = CustomerState.from_redis(snapshot.state if snapshot else {}, half_life_ms)
+            states[customer_id] = state
+            placed_before[customer_id] = state.rfm_inputs()
+        return state
+
+    for message, event in triaged.accepted:
+        customer_id = event.customer_id
+        digest = event_digest(event.event_id)
+        if digest in seen.setdefault(customer_id, set()):
+            duplicates += 1
+            continue
+        seen[customer_id].add(digest)
+        partition = str(message.partition)
+        max_event_ms[partition] = max(max_event_ms.get(partition, event.ts_ms), event.ts_ms)
+        accepted_by_topic[message.contract] += 1
+        if isinstance(event, CustomerEvent) and event.type == "erase":
+            state_of(customer_id)  # remember where the customer sat in the sketches
+            erasures.append(event)
+            if customer_id not in write.erase:
+                write.erase.append(customer_id)
+            states[customer_id] = CustomerState.new(half_life_ms)
+            seen[customer_id] = set()
+            new_seen[customer_id] = []
+            continue
+        apply_event(state_of(customer_id), event)
+        new_seen.setdefault(customer_id, []).extend((str(event.ts_ms), digest))
+
+    sketches = _SketchDeltas()
+    known_delta = 0
+    for customer_id, state in states.items():
+        sketches.move(placed_before[customer_id], state.rfm_inputs())
+        stored = state.activity.last_seen_ms is not None
+        if stored:
+            write.states[customer_id] = state.to_redis()
+        snapshot = snapshots.get(customer_id)
+        known_delta += stored - bool(snapshot and snapshot.state)
+    sketches.write_into(write)
+    if known_delta:
+        write.count(STATS_HASH, "customers", known_delta)
+
+    write.seen = new_seen
+    watermark_floor = max(max_event_ms.values(), default=0) - settings.lateness_ms
+    write.seen_floor_ms = watermark_floor - settings.dedup_window_days * DAY_MS
+    write.watermarks = dict(max_event_ms)
+    for message in messages:
+        write.offsets[message.tp] = max(write.offsets.get(message.tp, -1), message.offset)
+    for topic, count in accepted_by_topic.items():
+        write.count(STATS_HASH, f"accepted:{topic}", count)
+    for rejection in triaged.rejected:
+        write.count(STATS_HASH, f"rejected:{rejection.reason}")
+    if duplicates:
+        write.count(STATS_HASH, "duplicates", duplicates)
+    if erasures:
+        write.count(STATS_HASH, "erasures", len(erasures))
+    return AppliedBatch(write, erasures, duplicates)

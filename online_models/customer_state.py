@@ -1,0 +1,117 @@
+"""Everything the pipeline keeps about one customer, and how it is stored.
+
+The state composes three order-insensitive parts: activity (first/last seen,
+events per topic, signup, profile), purchase history and engagement. It is
+stored in one Redis hash: ``state`` holds the full model as JSON (what the
+worker reads back), and a few readable fields sit beside it for support tools
+and the API (what humans and ``HGET`` read).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import orjson
+
+from online_models.activity import CustomerActivity
+from online_models.engagement import EngagementProfile
+from online_models.purchase_history import DAY_MS, PurchaseHistory
+
+__all__ = ["CustomerState", "RfmInputs"]
+
+
+@dataclass(frozen=True)
+class RfmInputs:
+    """The values that place a customer in the population sketches (None: not a buyer yet)."""
+
+    last_order_day: int | None
+    orders: int | None
+    net_minor: int | None
+
+
+@dataclass
+class CustomerState:
+    """One customer's state.
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> state.apply_order(ts_ms=DAY_MS, amount_minor=2500, units=2)
+    >>> state.apply_interaction("product_view", ts_ms=DAY_MS - 60_000)
+    >>> fields = state.to_redis()
+    >>> fields["orders"], fields["net_minor"], fields["last_seen_ms"]
+    ('1', '2500', '86400000')
+    >>> CustomerState.from_redis(fields).to_redis() == fields
+    True
+    """
+
+    activity: CustomerActivity
+    purchases: PurchaseHistory
+    engagement: EngagementProfile
+
+    @classmethod
+    def new(cls, engagement_half_life_ms: float) -> "CustomerState":
+        return cls(CustomerActivity(), PurchaseHistory(), EngagementProfile(engagement_half_life_ms))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def apply_order(self, ts_ms: int, amount_minor: int, units: int) -> None:
+        self.activity.update("purchases", ts_ms)
+        self.purchases.add_order(ts_ms, amount_minor, units)
+
+    def apply_refund(self, ts_ms: int, amount_minor: int, units: int) -> None:
+        self.activity.update("purchases", ts_ms)
+        self.purchases.add_refund(ts_ms, amount_minor, units)
+
+    def apply_interaction(self, interaction_type: str, ts_ms: int, survey: str | None = None,
+                          score: int | None = None) -> None:
+        self.activity.update("interactions", ts_ms)
+        self.engagement.add(interaction_type, ts_ms, survey, score)
+
+    def apply_customer_event(self, event_type: str, ts_ms: int, attributes: Mapping | None) -> None:
+        self.activity.update("customers", ts_ms)
+        if event_type == "signup":
+            self.activity.signed_up(ts_ms)
+        self.activity.profile_changed(attributes, ts_ms)
+
+    # -- population placement -------------------------------------------------------------------
+
+    def rfm_inputs(self) -> RfmInputs:
+        history = self.purchases
+        if history.orders == 0:
+            return RfmInputs(None, None, None)
+        return RfmInputs(history.last_order_ms // DAY_MS, history.orders, history.net_minor)
+
+    # -- storage ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"activity": self.activity.to_redis(), "purchases": self.purchases.to_dict(),
+                "engagement": self.engagement.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CustomerState":
+        return cls(CustomerActivity.from_redis(data["activity"]), PurchaseHistory.from_dict(data["purchases"]),
+                   EngagementProfile.from_dict(data["engagement"]))
+
+    def to_redis(self) -> dict[str, str]:
+        """Hash fields: the full state as JSON plus readable fields (all strings)."""
+        history, engagement = self.purchases, self.engagement
+        readable = {
+            **self.activity.to_redis(),
+            "orders": history.orders, "refunds": history.refunds, "gross_minor": history.gross_minor,
+            "refunded_minor": history.refunded_minor, "net_minor": history.net_minor, "units": history.units,
+            "units_refunded": history.units_refunded, "first_order_ms": history.first_order_ms,
+            "last_order_ms": history.last_order_ms, "distinct_days": history.distinct_days,
+            "average_order_minor": history.average_order_minor, "mean_gap_days": history.mean_gap_days,
+            "gap_std_days": history.gap_std_days, "expected_next_order_ms": history.expected_next_order_ms(),
+            "open_tickets": engagement.open_tickets, "last_csat": engagement.last_csat,
+            "last_nps": engagement.last_nps,
+        }
+        fields = {name: str(value) for name, value in readable.items() if value is not None}
+        fields["state"] = orjson.dumps(self.to_dict()).decode()
+        return fields
+
+    @classmethod
+    def from_redis(cls, fields: Mapping[str, str], engagement_half_life_ms: float = 30 * DAY_MS) -> "CustomerState":
+        blob = fields.get("state")
+        if blob is None:
+            return cls.new(engagement_half_life_ms)
+        return cls.from_dict(orjson.loads(blob))
