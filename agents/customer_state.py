@@ -79,12 +79,13 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
     placed_before: dict[str, RfmInputs] = {}
-    seen: dict[str, set[str]] = {cid: set(s.seen) for cid, s in snapshots.items()}
-    new_seen: dict[str, list[str]] = {}
+    seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
+    new_seen: dict[str, dict[str, list[str]]] = {}
     erasures: list[CustomerEvent] = []
     duplicates = 0
     accepted_by_topic: Counter[str] = Counter()
-    max_event_ms: dict[str, int] = {}
+    max_event_ms: dict[str, int] = {}  # per topic-partition: topics of one partition drain at different speeds
+    tp_of: dict[tuple[str, str], str] = {}
 
     def state_of(customer_id: str) -> CustomerState:
         state = states.get(customer_id)
@@ -97,13 +98,13 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
 
     for message, event in triaged.accepted:
         customer_id = event.customer_id
+        topic = message.contract
         digest = event_digest(event.event_id)
-        if digest in seen.setdefault(customer_id, set()):
+        if (topic, digest) in seen.setdefault(customer_id, set()):
             duplicates += 1
             continue
-        seen[customer_id].add(digest)
-        partition = str(message.partition)
-        max_event_ms[partition] = max(max_event_ms.get(partition, event.ts_ms), event.ts_ms)
+        seen[customer_id].add((topic, digest))
+        max_event_ms[message.tp] = max(max_event_ms.get(message.tp, event.ts_ms), event.ts_ms)
         accepted_by_topic[message.contract] += 1
         if isinstance(event, CustomerEvent) and event.type == "erase":
             state_of(customer_id)  # remember where the customer sat in the sketches
@@ -112,10 +113,11 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
                 write.erase.append(customer_id)
             states[customer_id] = CustomerState.new(half_life_ms)
             seen[customer_id] = set()
-            new_seen[customer_id] = []
+            new_seen[customer_id] = {}
             continue
         apply_event(state_of(customer_id), event)
-        new_seen.setdefault(customer_id, []).extend((str(event.ts_ms), digest))
+        new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
+        tp_of[customer_id, topic] = message.tp
 
     sketches = _SketchDeltas()
     known_delta = 0
@@ -131,8 +133,12 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         write.count(STATS_HASH, "customers", known_delta)
 
     write.seen = new_seen
-    watermark_floor = max(max_event_ms.values(), default=0) - settings.lateness_ms
-    write.seen_floor_ms = watermark_floor - settings.dedup_window_days * DAY_MS
+    # Forget ids older than the dedup window behind their own topic-partition's event time: when a
+    # backlog drains, partitions (and the topics of one partition) can be months apart in event time.
+    forget_before_ms = settings.lateness_ms + settings.dedup_window_days * DAY_MS
+    write.seen_floor_ms = {
+        customer_id: {topic: max_event_ms[tp_of[customer_id, topic]] - forget_before_ms for topic in by_topic}
+        for customer_id, by_topic in new_seen.items()}
     write.watermarks = dict(max_event_ms)
     for message in messages:
         write.offsets[message.tp] = max(write.offsets.get(message.tp, -1), message.offset)

@@ -93,8 +93,10 @@ def triage(messages: Sequence[SourceMessage], settings: Settings, now_ms: int) -
     return result
 
 
-def digests_by_customer(accepted: Sequence[tuple[SourceMessage, Event]]) -> dict[str, list[str]]:
-    wanted: dict[str, list[str]] = {}
-    for _, event in accepted:
-        wanted.setdefault(event.customer_id, []).append(event_digest(event.event_id))
+def digests_by_customer(accepted: Sequence[tuple[SourceMessage, Event]]) -> dict[str, dict[str, list[str]]]:
+    """customer -> topic -> event-id digests of a batch (what de-duplication must look up)."""
+    wanted: dict[str, dict[str, list[str]]] = {}
+    for message, event in accepted:
+        wanted.setdefault(event.customer_id, {}).setdefault(message.contract, []).append(
+            event_digest(event.event_id))
     return wanted

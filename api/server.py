@@ -32,7 +32,7 @@ async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
         "duplicates": counters.get("duplicates", 0),
         "erasures": counters.get("erasures", 0),
         "offsets": {tp: int(offset) for tp, offset in sorted(offsets.items())},
-        "max_event_ms": {partition: int(ts) for partition, ts in sorted(watermarks.items())},
+        "max_event_ms": {tp: int(ts) for tp, ts in sorted(watermarks.items())},
     }
 
 

@@ -46,6 +46,19 @@ class Settings:
         "CRM_HORIZON_DAYS", 90, int, "Churn horizon: churned = no purchase within this many days.")
     engagement_half_life_days: float = _env_field(
         "CRM_ENGAGEMENT_HALF_LIFE_DAYS", 30.0, float, "Half-life of the decayed interaction counts (event time).")
+    rfm_weights: tuple = _env_field(
+        "CRM_RFM_WEIGHTS", (1 / 3, 1 / 3, 1 / 3), lambda text: tuple(float(w) for w in text.split(",")),
+        "Weights `wR,wF,wM` of the value score `V = wR·R + wF·F + wM·M` (must sum to 1).")
+    clv_window_days: float = _env_field(
+        "CRM_CLV_WINDOW_DAYS", 365.0, float, "Window of the predicted CLV.")
+    clv_annual_discount_rate: float = _env_field(
+        "CRM_CLV_DISCOUNT_RATE", 0.10, float, "Annual discount rate `r` of the predicted CLV.")
+    clv_mean_lifetime_days: float = _env_field(
+        "CRM_CLV_MEAN_LIFETIME_DAYS", 365.0, float,
+        "Prior mean customer lifetime (dropout rate μ = 1/lifetime) of the CLV prior.")
+    clv_prior_days_per_order: float = _env_field(
+        "CRM_CLV_PRIOR_DAYS_PER_ORDER", 90.0, float,
+        "Prior purchase rate of the CLV prior: one order per this many days (weight of one order).")
     dedup_window_days: int = _env_field(
         "CRM_DEDUP_WINDOW_DAYS", 30, int,
         "Event ids are remembered this long (event time) to drop producer duplicates.")
@@ -98,6 +111,8 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.lateness_ms < 0 or self.future_tolerance_ms < 0:
             raise ValueError("lateness_ms and future_tolerance_ms must be >= 0")
+        if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
+            raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
 
@@ -107,15 +122,28 @@ class Settings:
         >>> Settings.from_env({}, partitions=8).to_env()["CRM_PARTITIONS"]
         '8'
         """
-        return {spec.metadata["env"]: str(getattr(self, spec.name)) for spec in fields(self)}
+        return {spec.metadata["env"]: _env_text(getattr(self, spec.name)) for spec in fields(self)}
 
     def with_(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (tests and the embedded stack use it)."""
         return replace(self, **changes)
 
+    def profile_settings(self):
+        """What read-time customer profiles need (value weights, CLV prior)."""
+        from online_models.clv import ClvPrior
+        from online_models.customer_profile import ProfileSettings
+
+        return ProfileSettings(self.rfm_weights, ClvPrior(
+            prior_days=self.clv_prior_days_per_order, mean_lifetime_days=self.clv_mean_lifetime_days,
+            window_days=self.clv_window_days, annual_discount_rate=self.clv_annual_discount_rate))
+
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""
         return f"{self.topic_prefix}{name}"
+
+
+def _env_text(value: Any) -> str:
+    return ",".join(repr(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]
@@ -124,6 +152,6 @@ SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in field
 def settings_table_markdown() -> str:
     """The README configuration table."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    rows += [f"| `{env}` | {f'`{default}`' if default != '' else '(empty)'} | {doc} |"
+    rows += [f"| `{env}` | {f'`{_env_text(default)}`' if default != '' else '(empty)'} | {doc} |"
              for env, default, doc in SETTINGS_DOC]
     return "\n".join(rows)

@@ -11,8 +11,9 @@ whole.
 Key layout (prefix ``crm:`` by default; ``{customer_id}`` is a hash tag so
 Redis Cluster keeps a customer's keys together):
 
-``crm:c:{id}`` activity hash · ``crm:c:{id}:seen`` recent event-id digests ·
-``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` · ``crm:stats:*`` counters.
+``crm:c:{id}`` customer hash · ``crm:c:{id}:seen:{topic}`` recent event-id digests ·
+``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` (newest event time per topic-partition) ·
+``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ __all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_K
 logger = logging.getLogger(__name__)
 
 #: Every per-customer key is ``c:{id}`` + one of these; erasure deletes them all.
-CUSTOMER_KEY_SUFFIXES = ("", ":seen", ":recent")
+CUSTOMER_KEY_SUFFIXES = ("", ":seen:purchases", ":seen:interactions", ":seen:customers", ":recent")
 
 
 def event_digest(event_id: str) -> str:
@@ -52,7 +53,7 @@ class CustomerSnapshot:
     """What the store holds for one customer at the start of a batch."""
 
     state: dict[str, str]
-    seen: set[str]
+    seen: set[tuple[str, str]]  # (topic, event digest): ids are unique per topic
 
 
 @dataclass
@@ -62,9 +63,9 @@ class BatchWrite:
     offsets: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
     states: dict[str, dict[str, str]] = field(default_factory=dict)
-    seen: dict[str, list[str]] = field(default_factory=dict)
+    seen: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     erase: list[str] = field(default_factory=list)
-    seen_floor_ms: int = 0
+    seen_floor_ms: dict[str, dict[str, int]] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def count(self, hash_name: str, field_name: str, amount: int = 1) -> None:
@@ -129,18 +130,19 @@ class RedisStore:
 
     # -- batches ------------------------------------------------------------------------------
 
-    async def load_batch(self, digests_by_customer: dict[str, list[str]]) -> dict[str, CustomerSnapshot]:
-        """Current state and already-seen event digests of the batch's customers, one round trip."""
-        if not digests_by_customer:
+    async def load_batch(self, digests: dict[str, dict[str, list[str]]]) -> dict[str, CustomerSnapshot]:
+        """State and already-seen event digests (customer -> topic -> digests) of a batch, one round trip."""
+        if not digests:
             return {}
-        reply = await self._load(args=[self.prefix, orjson.dumps(digests_by_customer)])
+        reply = await self._load(args=[self.prefix, orjson.dumps(digests)])
         snapshots = {}
         for customer_id, found in orjson.loads(reply).items():
             flat = found["state"] or []
             state = dict(zip(flat[::2], flat[1::2]))
-            digests = digests_by_customer[customer_id]
-            scores = found["seen"] or []
-            seen = {digest for digest, score in zip(digests, scores) if score is not False}
+            seen = set()
+            for topic, scores in (found["seen"] or {}).items():
+                seen.update((topic, digest) for digest, score in zip(digests[customer_id][topic], scores)
+                            if score is not False)
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
@@ -153,9 +155,11 @@ class RedisStore:
         payload = {
             "fences": fences,
             "offsets": {tp: str(offset) for tp, offset in write.offsets.items()},
-            "watermarks": {partition: str(ts) for partition, ts in write.watermarks.items()},
+            "watermarks": {tp: str(ts) for tp, ts in write.watermarks.items()},
             "erase": write.erase, "customer_key_suffixes": list(CUSTOMER_KEY_SUFFIXES),
-            "states": write.states, "seen": write.seen, "seen_floor_ms": write.seen_floor_ms,
+            "states": write.states, "seen": write.seen,
+            "seen_floor_ms": {customer_id: {topic: str(floor) for topic, floor in floors.items()}
+                              for customer_id, floors in write.seen_floor_ms.items()},
             "counters": write.counters,
         }
         try:

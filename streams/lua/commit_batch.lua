@@ -4,12 +4,12 @@
 -- ARGV[1] = prefix, ARGV[2] = JSON:
 --   fences    {"<topic>:<partition>": token}      must equal the stored fence tokens
 --   offsets   {"<topic>:<partition>": offset}     last offset applied by this batch
---   watermarks{"<partition>": max_event_ms}        moved forward only
+--   watermarks{"<topic>:<partition>": max_event_ms} moved forward only
 --   erase     ["<customer_id>", ...]               every key of the customer is deleted first
---   customer_key_suffixes ["", ":seen", ...]
+--   customer_key_suffixes ["", ":seen:purchases", ...]
 --   states    {"<customer_id>": {field: value}}
---   seen      {"<customer_id>": ["<score>", "<digest>", ...]}
---   seen_floor_ms  ids older than this (event time) are forgotten
+--   seen      {"<customer_id>": {"<topic>": ["<score>", "<digest>", ...]}}
+--   seen_floor_ms {"<customer_id>": {"<topic>": ms}}  ids older than this (event time) are forgotten
 --   counters  {"<hash>": {field: increment}}
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
@@ -44,12 +44,14 @@ for customer_id, fields in pairs(batch.states) do
     redis.call('HSET', prefix .. 'c:{' .. customer_id .. '}', unpack(flat))
   end
 end
-for customer_id, members in pairs(batch.seen) do
-  local key = prefix .. 'c:{' .. customer_id .. '}:seen'
-  if #members > 0 then
-    redis.call('ZADD', key, unpack(members))
+for customer_id, by_topic in pairs(batch.seen) do
+  for topic, members in pairs(by_topic) do
+    local key = prefix .. 'c:{' .. customer_id .. '}:seen:' .. topic
+    if #members > 0 then
+      redis.call('ZADD', key, unpack(members))
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. batch.seen_floor_ms[customer_id][topic])
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. batch.seen_floor_ms)
 end
 for hash, increments in pairs(batch.counters) do
   for field, amount in pairs(increments) do
@@ -59,10 +61,10 @@ end
 for tp, offset in pairs(batch.offsets) do
   redis.call('HSET', prefix .. 'offsets', tp, offset)
 end
-for partition, max_event_ms in pairs(batch.watermarks) do
-  local current = tonumber(redis.call('HGET', prefix .. 'watermark', partition) or '-1')
+for tp, max_event_ms in pairs(batch.watermarks) do
+  local current = tonumber(redis.call('HGET', prefix .. 'watermark', tp) or '-1')
   if tonumber(max_event_ms) > current then
-    redis.call('HSET', prefix .. 'watermark', partition, max_event_ms)
+    redis.call('HSET', prefix .. 'watermark', tp, max_event_ms)
   end
 end
 return 'OK'

@@ -1,0 +1,94 @@
+"""What a support agent sees about a customer, computed when it is read.
+
+Recency-dependent values (recency, R score, named segment, P(alive), CLV)
+change while a customer is silent. Rather than rewriting every silent
+customer as event time passes, the pipeline stores timestamps and the
+population sketches, and this module derives the time-dependent values at
+read time, as of the current event-time clock. A read is therefore right
+whatever the customer last did, and replaying history gives the same answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from online_models.clv import ClvPrior, estimate_clv
+from online_models.customer_state import CustomerState
+from online_models.engagement import COUNTED_INTERACTIONS
+from online_models.purchase_history import DAY_MS
+from online_models.quantiles import QuantileSketch
+from online_models.rfm import RfmScores, score_from_rank
+
+__all__ = ["ProfileSettings", "build_profile", "rfm_scores"]
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    rfm_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    clv: ClvPrior = ClvPrior()
+
+
+def rfm_scores(state: CustomerState, sketches: Mapping[str, QuantileSketch]) -> RfmScores | None:
+    """R, F, M quintiles of a buyer within the live population; None for non-buyers."""
+    inputs = state.rfm_inputs()
+    if inputs.orders is None:
+        return None
+    ranks = [sketches[name].midrank(getattr(inputs, name)) for name in ("last_order_day", "orders", "net_minor")]
+    if any(rank is None for rank in ranks):
+        return None
+    return RfmScores(*(score_from_rank(rank) for rank in ranks))
+
+
+def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, QuantileSketch], as_of_ms: int,
+                  settings: ProfileSettings = ProfileSettings()) -> dict:
+    """The customer card as plain data (JSON-ready), as of event time ``as_of_ms``."""
+    activity, history, engagement = state.activity, state.purchases, state.engagement
+    first_seen = min(t for t in (activity.signup_ms, activity.first_seen_ms) if t is not None) \
+        if activity.first_seen_ms is not None else None
+    profile: dict = {
+        "customer_id": customer_id,
+        "as_of_ms": as_of_ms,
+        "first_seen_ms": first_seen,
+        "last_seen_ms": activity.last_seen_ms,
+        "tenure_days": None if first_seen is None else (as_of_ms - first_seen) / DAY_MS,
+        "signup_ms": activity.signup_ms,
+        "attributes": activity.profile or {},
+        "events": dict(activity.events),
+        "orders": history.orders,
+        "refunds": history.refunds,
+        "distinct_purchase_days": history.distinct_days,
+        "gross_spend_minor": history.gross_minor,
+        "refunded_minor": history.refunded_minor,
+        "net_spend_minor": history.net_minor,
+        "units": history.units - history.units_refunded,
+        "average_order_minor": history.average_order_minor,
+        "first_order_ms": history.first_order_ms,
+        "last_order_ms": history.last_order_ms,
+        "mean_days_between_orders": history.mean_gap_days,
+        "std_days_between_orders": history.gap_std_days,
+        "recency_days": None, "rfm": None, "rfm_segment": None, "value_score": None,
+        "historic_clv_minor": history.net_minor,
+        "predicted_clv_minor": None, "probability_alive": None, "expected_next_order_ms": None,
+        "engagement": {name: round(engagement.decayed(name, as_of_ms), 6) for name in COUNTED_INTERACTIONS},
+        "open_tickets": engagement.open_tickets,
+        "last_csat": engagement.last_csat,
+        "last_nps": engagement.last_nps,
+    }
+    if history.orders == 0:
+        return profile
+    profile["recency_days"] = max(as_of_ms - history.last_order_ms, 0) / DAY_MS
+    scores = rfm_scores(state, sketches)
+    if scores is not None:
+        profile["rfm"] = {"r": scores.recency, "f": scores.frequency, "m": scores.monetary}
+        profile["rfm_segment"] = scores.segment
+        profile["value_score"] = round(scores.value(settings.rfm_weights), 6)
+    clv = estimate_clv(history.orders, (as_of_ms - history.first_order_ms) / DAY_MS,
+                       (history.last_order_ms - history.first_order_ms) / DAY_MS,
+                       history.average_order_minor, settings.clv)
+    profile["predicted_clv_minor"] = round(clv.predicted_clv_minor)
+    profile["probability_alive"] = round(clv.probability_alive, 6)
+    profile["expected_orders_in_window"] = round(clv.expected_orders, 6)
+    next_order = history.expected_next_order_ms()
+    profile["expected_next_order_ms"] = next_order if next_order is not None else \
+        int(history.last_order_ms + clv.expected_next_order_days * DAY_MS)
+    return profile
