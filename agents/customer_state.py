@@ -72,6 +72,17 @@ class _SketchDeltas:
                     write.count(sketch_hash(name), str(key), delta)
 
 
+_FOREVER_MS = -(2**53)
+
+
+def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> int:
+    """Event time before which a topic's ids are forgotten (purchases: forever by default)."""
+    window_days = settings.purchase_dedup_window_days if topic == "purchases" else settings.dedup_window_days
+    if window_days == 0:
+        return _FOREVER_MS
+    return newest_event_ms - settings.lateness_ms - window_days * DAY_MS
+
+
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
                settings: Settings) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write."""
@@ -135,9 +146,9 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     write.seen = new_seen
     # Forget ids older than the dedup window behind their own topic-partition's event time: when a
     # backlog drains, partitions (and the topics of one partition) can be months apart in event time.
-    forget_before_ms = settings.lateness_ms + settings.dedup_window_days * DAY_MS
     write.seen_floor_ms = {
-        customer_id: {topic: max_event_ms[tp_of[customer_id, topic]] - forget_before_ms for topic in by_topic}
+        customer_id: {topic: _forget_ids_before(settings, topic, max_event_ms[tp_of[customer_id, topic]])
+                      for topic in by_topic}
         for customer_id, by_topic in new_seen.items()}
     write.watermarks = dict(max_event_ms)
     for message in messages:

@@ -43,6 +43,27 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.producer import send_to_kafka
+    from streams.replay import ColumnMapping, ReplayReport, progress_bar, read_rows, rows_to_events
+
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        print("CRM_KAFKA_BOOTSTRAP is not set", file=sys.stderr)
+        return 2
+    mapping = ColumnMapping(customer=args.customer, time=args.time, order=args.order, sku=args.sku, qty=args.qty,
+                            price=args.price, category=args.category, time_format=args.time_format,
+                            timezone=args.timezone, currency=args.currency)
+    report = ReplayReport()
+    events = rows_to_events(read_rows(Path(args.file)), mapping, report)
+    print(f"{report.lines:,} lines -> {report.events:,} purchase events; skipped: {report.skipped or {}}")
+    sent = asyncio.run(send_to_kafka(events, settings, args.rate, progress=progress_bar))
+    print(f"sent {sent:,} events with their original event time")
+    return 0
+
+
 def _create_topics(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -92,6 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1)
     demo.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     demo.set_defaults(run=_demo)
+
+    replay = commands.add_parser("replay", help="backfill history from a CSV/JSONL file of order lines")
+    replay.add_argument("file")
+    replay.add_argument("--customer", default="customer_id", help="column of the customer id")
+    replay.add_argument("--time", default="ts", help="column of the order time")
+    replay.add_argument("--order", default="order_id", help="column of the order id")
+    replay.add_argument("--sku", default="sku", help="column of the product id")
+    replay.add_argument("--qty", default="qty", help="column of the quantity (negative = returned)")
+    replay.add_argument("--price", default="unit_price", help="column of the unit price")
+    replay.add_argument("--category", default=None, help="column of the product category (optional)")
+    replay.add_argument("--time-format", default=None,
+                        help="strptime format, e.g. '%%m/%%d/%%Y %%H:%%M' (default: ISO 8601 or epoch ms)")
+    replay.add_argument("--timezone", default="UTC", help="zone of times without an offset")
+    replay.add_argument("--currency", default="EUR")
+    replay.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    replay.set_defaults(run=_replay)
 
     topics = commands.add_parser("create-topics", help="create the pipeline's topics on CRM_KAFKA_BOOTSTRAP")
     topics.set_defaults(run=_create_topics)

@@ -61,7 +61,10 @@ class Settings:
         "Prior purchase rate of the CLV prior: one order per this many days (weight of one order).")
     dedup_window_days: int = _env_field(
         "CRM_DEDUP_WINDOW_DAYS", 30, int,
-        "Event ids are remembered this long (event time) to drop producer duplicates.")
+        "Interaction and customer event ids are remembered this long (event time) to drop producer duplicates.")
+    purchase_dedup_window_days: int = _env_field(
+        "CRM_PURCHASE_DEDUP_WINDOW_DAYS", 0, int,
+        "Purchase event ids are remembered this long; 0 = forever, so replaying a history twice changes nothing.")
     future_tolerance_ms: int = _env_field(
         "CRM_FUTURE_TOLERANCE_MS", 5 * 60 * 1000, int,
         "Events stamped further than this into the future (vs. the wall clock) are dead-lettered.")
@@ -109,8 +112,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lateness_ms < 0 or self.future_tolerance_ms < 0:
-            raise ValueError("lateness_ms and future_tolerance_ms must be >= 0")
+        if self.lateness_ms < 0 or self.future_tolerance_ms < 0 or self.purchase_dedup_window_days < 0:
+            raise ValueError("lateness_ms, future_tolerance_ms and purchase_dedup_window_days must be >= 0")
         if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
             raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:

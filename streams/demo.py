@@ -22,7 +22,8 @@ import redis
 
 from streams.config import Settings
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, MissingComponent, create_topics, wait_for_port
-from streams.simulate_cli import config_from_args, send_to_kafka, write_truth
+from streams.producer import send_to_kafka
+from streams.simulate_cli import config_from_args, write_truth
 from streams.simulator import simulate
 from streams.topics import topic_specs
 
@@ -115,7 +116,7 @@ def _feed_and_watch(simulation, settings: Settings, args: argparse.Namespace, cl
     last: dict = {}
 
     async def main() -> None:
-        feeder = asyncio.create_task(send_to_kafka(simulation, settings, args.rate))
+        feeder = asyncio.create_task(send_to_kafka(simulation.events, settings, args.rate))
         try:
             while not stop_requested():
                 await asyncio.sleep(2)

@@ -5,16 +5,16 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import orjson
 
 from streams.config import Settings
+from streams.producer import send_to_kafka
 from streams.simulator import Simulation, SimulationConfig, iter_jsonl_records, simulate
 
-__all__ = ["run_simulate", "send_to_kafka", "write_jsonl", "config_from_args"]
+__all__ = ["run_simulate", "write_jsonl", "config_from_args"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +39,6 @@ def write_jsonl(simulation: Simulation, path: Path) -> Path:
     return truth_path
 
 
-async def send_to_kafka(simulation: Simulation, settings: Settings, rate: float | None = None,
-                        progress_every: int = 50_000) -> int:
-    """Send every event to its topic, keyed by customer id, optionally paced to ``rate`` events/s."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=256 * 1024)
-    await producer.start()
-    sent = 0
-    started = time.monotonic()
-    try:
-        pending = []
-        for topic, event in simulation.events:
-            pending.append(await producer.send(settings.topic(topic), orjson.dumps(event),
-                                               key=event["customer_id"].encode()))
-            sent += 1
-            if rate:
-                ahead_s = sent / rate - (time.monotonic() - started)
-                if ahead_s > 0.01:
-                    await asyncio.sleep(ahead_s)
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if sent % progress_every == 0:
-                logger.info("simulator sent %d / %d events", sent, len(simulation.events))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     simulation = simulate(config_from_args(args))
     if args.out:
@@ -82,6 +51,6 @@ def run_simulate(args: argparse.Namespace) -> int:
         return 2
     truth = Path(settings.data_dir) / f"simulation-seed{args.seed}.truth.json"
     write_truth(simulation, truth)
-    sent = asyncio.run(send_to_kafka(simulation, settings, args.rate))
+    sent = asyncio.run(send_to_kafka(simulation.events, settings, args.rate))
     print(f"sent {sent} events, ground truth in {truth}")
     return 0
