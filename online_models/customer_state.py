@@ -106,7 +106,9 @@ class CustomerState:
             "last_nps": engagement.last_nps,
         }
         fields = {name: str(value) for name, value in readable.items() if value is not None}
-        fields["state"] = orjson.dumps(self.to_dict()).decode()
+        # Sorted keys: a customer's topics interleave differently from run to run, which changes dict
+        # insertion order but not the state; the stored bytes must not depend on it.
+        fields["state"] = orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS).decode()
         return fields
 
     @classmethod

@@ -55,7 +55,9 @@ for customer_id, by_topic in pairs(batch.seen) do
 end
 for hash, increments in pairs(batch.counters) do
   for field, amount in pairs(increments) do
-    redis.call('HINCRBY', prefix .. hash, field, amount)
+    if redis.call('HINCRBY', prefix .. hash, field, amount) == 0 then
+      redis.call('HDEL', prefix .. hash, field)  -- empty sketch buckets take no memory
+    end
   end
 end
 for tp, offset in pairs(batch.offsets) do
