@@ -18,7 +18,7 @@ from online_models.purchase_history import DAY_MS
 from online_models.rfm import POPULATION_SKETCHES
 from schemas.events import CustomerEvent, Event, Interaction, Purchase
 from streams.config import Settings
-from streams.redis_store import BatchWrite, CustomerSnapshot, event_digest
+from streams.redis_store import BatchWrite, CustomerSnapshot
 
 __all__ = ["AppliedBatch", "fold_batch", "sketch_hash"]
 
@@ -102,15 +102,14 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         state = states.get(customer_id)
         if state is None:
             snapshot = snapshots.get(customer_id)
-            state = CustomerState.from_redis(snapshot.state if snapshot else {}, half_life_ms)
+            state = CustomerState.from_json(snapshot.state if snapshot else None, half_life_ms)
             states[customer_id] = state
             placed_before[customer_id] = state.rfm_inputs()
         return state
 
-    for message, event in triaged.accepted:
+    for message, event, digest in triaged.accepted:
         customer_id = event.customer_id
         topic = message.contract
-        digest = event_digest(event.event_id)
         if (topic, digest) in seen.setdefault(customer_id, set()):
             duplicates += 1
             continue
@@ -136,9 +135,9 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         sketches.move(placed_before[customer_id], state.rfm_inputs())
         stored = state.activity.last_seen_ms is not None
         if stored:
-            write.states[customer_id] = state.to_redis()
+            write.states[customer_id] = state.to_json()
         snapshot = snapshots.get(customer_id)
-        known_delta += stored - bool(snapshot and snapshot.state)
+        known_delta += stored - bool(snapshot and snapshot.state is not None)
     sketches.write_into(write)
     if known_delta:
         write.count(STATS_HASH, "customers", known_delta)

@@ -37,10 +37,10 @@ class SourceMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    tp: str = field(init=False)  # "topic:partition", used several times per message: computed once
 
-    @property
-    def tp(self) -> str:
-        return tp_name(self.topic, self.partition)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tp", tp_name(self.topic, self.partition))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,9 @@ class Rejection:
 
 @dataclass
 class Triage:
-    accepted: list[tuple[SourceMessage, Event]] = field(default_factory=list)
+    """A batch split into valid events (with the digest of their id) and rejections."""
+
+    accepted: list[tuple[SourceMessage, Event, str]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -89,14 +91,13 @@ def triage(messages: Sequence[SourceMessage], settings: Settings, now_ms: int) -
             logger.exception("validator crashed on %s", message.tp)
             result.rejected.append(Rejection(message, "invalid_value", f"validator error: {exc!r}"))
         else:
-            result.accepted.append((message, event))
+            result.accepted.append((message, event, event_digest(event.event_id)))
     return result
 
 
-def digests_by_customer(accepted: Sequence[tuple[SourceMessage, Event]]) -> dict[str, dict[str, list[str]]]:
+def digests_by_customer(accepted: Sequence[tuple[SourceMessage, Event, str]]) -> dict[str, dict[str, list[str]]]:
     """customer -> topic -> event-id digests of a batch (what de-duplication must look up)."""
     wanted: dict[str, dict[str, list[str]]] = {}
-    for message, event in accepted:
-        wanted.setdefault(event.customer_id, {}).setdefault(message.contract, []).append(
-            event_digest(event.event_id))
+    for message, event, digest in accepted:
+        wanted.setdefault(event.customer_id, {}).setdefault(message.contract, []).append(digest)
     return wanted

@@ -47,8 +47,8 @@ class CustomerReader:
         return sketches, as_of_ms
 
     async def profile(self, customer_id: str) -> dict | None:
-        fields = await self.client.hgetall(f"{self.prefix}c:{{{customer_id}}}")
-        if not fields:
+        blob = await self.client.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
+        if blob is None:
             return None
         sketches, as_of_ms = await self.population()
-        return build_profile(customer_id, CustomerState.from_redis(fields), sketches, as_of_ms, self.settings)
+        return build_profile(customer_id, CustomerState.from_json(blob), sketches, as_of_ms, self.settings)

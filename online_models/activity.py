@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import orjson
-
 __all__ = ["CustomerActivity"]
 
 
@@ -26,7 +24,7 @@ class CustomerActivity:
     >>> activity.update("interactions", 1_000)
     >>> activity.first_seen_ms, activity.last_seen_ms, activity.events
     (1000, 3000, {'interactions': 2, 'purchases': 1})
-    >>> CustomerActivity.from_redis(activity.to_redis()) == activity
+    >>> CustomerActivity.from_dict(activity.to_dict()) == activity
     True
     """
 
@@ -51,25 +49,10 @@ class CustomerActivity:
             self.profile = {**(self.profile or {}), **attributes}
             self.profile_ts_ms = ts_ms
 
-    def to_redis(self) -> dict[str, str]:
-        """Flat string fields for a Redis hash (readable with ``HGETALL``)."""
-        fields = {f"events_{topic}": str(count) for topic, count in self.events.items()}
-        for name in ("first_seen_ms", "last_seen_ms", "signup_ms", "profile_ts_ms"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = str(value)
-        if self.profile is not None:
-            fields["profile"] = orjson.dumps(self.profile).decode()
-        return fields
+    def to_dict(self) -> dict:
+        return {"first_seen_ms": self.first_seen_ms, "last_seen_ms": self.last_seen_ms, "events": dict(self.events),
+                "signup_ms": self.signup_ms, "profile": self.profile, "profile_ts_ms": self.profile_ts_ms}
 
     @classmethod
-    def from_redis(cls, fields: Mapping[str, str]) -> "CustomerActivity":
-        def optional_int(name: str) -> int | None:
-            value = fields.get(name)
-            return None if value is None else int(value)
-
-        events = {name[len("events_"):]: int(value) for name, value in fields.items() if name.startswith("events_")}
-        profile = fields.get("profile")
-        return cls(optional_int("first_seen_ms"), optional_int("last_seen_ms"), events,
-                   optional_int("signup_ms"), None if profile is None else orjson.loads(profile),
-                   optional_int("profile_ts_ms"))
+    def from_dict(cls, data: Mapping) -> "CustomerActivity":
+        return cls(**data)

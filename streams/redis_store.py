@@ -52,7 +52,7 @@ class Fenced(RuntimeError):
 class CustomerSnapshot:
     """What the store holds for one customer at the start of a batch."""
 
-    state: dict[str, str]
+    state: str | None  # the customer's state JSON, None for a customer never seen
     seen: set[tuple[str, str]]  # (topic, event digest): ids are unique per topic
 
 
@@ -62,7 +62,7 @@ class BatchWrite:
 
     offsets: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
-    states: dict[str, dict[str, str]] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # customer id -> state JSON
     seen: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     erase: list[str] = field(default_factory=list)
     seen_floor_ms: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -136,13 +136,17 @@ class RedisStore:
             return {}
         reply = await self._load(args=[self.prefix, orjson.dumps(digests)])
         snapshots = {}
-        for customer_id, found in orjson.loads(reply).items():
-            flat = found["state"] or []
-            state = dict(zip(flat[::2], flat[1::2]))
+        position = 0
+        while position < len(reply):
+            customer_id, state = reply[position], reply[position + 1]
+            position += 2
             seen = set()
-            for topic, scores in (found["seen"] or {}).items():
+            while reply[position] != "":
+                topic, scores = reply[position], reply[position + 1]
                 seen.update((topic, digest) for digest, score in zip(digests[customer_id][topic], scores)
-                            if score is not False)
+                            if score is not None)
+                position += 2
+            position += 1
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
@@ -157,13 +161,14 @@ class RedisStore:
             "offsets": {tp: str(offset) for tp, offset in write.offsets.items()},
             "watermarks": {tp: str(ts) for tp, ts in write.watermarks.items()},
             "erase": write.erase, "customer_key_suffixes": list(CUSTOMER_KEY_SUFFIXES),
-            "states": write.states, "seen": write.seen,
+            "seen": write.seen,
             "seen_floor_ms": {customer_id: {topic: str(floor) for topic, floor in floors.items()}
                               for customer_id, floors in write.seen_floor_ms.items()},
             "counters": write.counters,
         }
         try:
-            outcome = await self._commit(args=[self.prefix, orjson.dumps(payload)])
+            states = [part for customer_id, state in write.states.items() for part in (customer_id, state)]
+            outcome = await self._commit(args=[self.prefix, orjson.dumps(payload), *states])
         except ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 raise Fenced(str(exc)) from None

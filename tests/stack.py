@@ -104,5 +104,9 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None
     asyncio.run(send_all())
 
 
-def json_bytes(payload: dict) -> bytes:
-    return orjson.dumps(payload)
+def read_state(client: redis.Redis, settings: Settings, customer_id: str):
+    """The customer's stored state model (None if there is none)."""
+    from online_models.customer_state import CustomerState
+
+    blob = client.hget(f"{settings.redis_prefix}c:{{{customer_id}}}", "state")
+    return None if blob is None else CustomerState.from_json(blob)

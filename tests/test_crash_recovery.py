@@ -6,7 +6,7 @@ import pandas as pd
 import orjson
 
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import WorkerProcess, prepare_topics, produce, unique_settings, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_state, unique_settings, wait_until
 
 
 def accepted_total(client, settings) -> int:
@@ -82,8 +82,7 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
         {f"accepted:{topic}": int(n) for topic, n in frame["topic"].value_counts().items()}
     assert "duplicates" not in stats  # redelivered messages are skipped by offset, not mistaken for duplicates
     for customer_id, row in expected.iterrows():
-        stored = redis_client.hgetall(f"{settings.redis_prefix}c:{{{customer_id}}}")
-        assert int(stored["first_seen_ms"]) == row.first_seen_ms
-        assert int(stored["last_seen_ms"]) == row.last_seen_ms
+        activity = read_state(redis_client, settings, customer_id).activity
+        assert (activity.first_seen_ms, activity.last_seen_ms) == (row.first_seen_ms, row.last_seen_ms)
         for topic in counts.columns:
-            assert int(stored.get(f"events_{topic}", 0)) == counts.loc[customer_id, topic], (customer_id, topic)
+            assert activity.events.get(topic, 0) == counts.loc[customer_id, topic], (customer_id, topic)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.events_factory import customer, interaction, purchase
-from tests.stack import WorkerProcess, prepare_topics, produce, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_state, wait_until
 from tests.test_schemas import HOSTILE
 
 
@@ -133,7 +133,7 @@ def test_hostile_input_goes_to_deadletter_and_good_events_keep_flowing(worker, r
 
     # The worker is alive and still applying good events after the hostile ones.
     assert worker.process.poll() is None
-    assert redis_client.hget(f"{settings.redis_prefix}c:{{c7}}", "events_interactions") == "2"
+    assert read_state(redis_client, settings, "c7").activity.events["interactions"] == 2
 
 
 def test_erasure_removes_every_key_and_is_confirmed(worker, redis_client, broker):

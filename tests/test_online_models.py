@@ -52,7 +52,7 @@ ROUND_TRIPS = {
     "purchase_history": (lambda: PurchaseHistory(), PurchaseHistory.from_dict, lambda m: m.to_dict()),
     "decayed_count": (lambda: DecayedCount(7 * DAY_MS), DecayedCount.from_dict, lambda m: m.to_dict()),
     "watermark": (lambda: Watermark(3_600_000), Watermark.from_dict, lambda m: m.to_dict()),
-    "activity": (lambda: CustomerActivity(), CustomerActivity.from_redis, lambda m: m.to_redis()),
+    "activity": (lambda: CustomerActivity(), CustomerActivity.from_dict, lambda m: m.to_dict()),
 }
 
 

@@ -8,7 +8,7 @@ import redis
 
 from streams.embedded import EmbeddedRedis
 from tests.events_factory import interaction
-from tests.stack import WorkerProcess, prepare_topics, produce, unique_settings, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_state, unique_settings, wait_until
 
 
 def test_worker_survives_a_redis_restart_without_losing_events(broker, output_dir):
@@ -41,8 +41,7 @@ def test_worker_survives_a_redis_restart_without_losing_events(broker, output_di
         time.sleep(1)
         assert client.hget(stats_key, "accepted:interactions") == "1000"
         assert client.hget(stats_key, "duplicates") is None
-        assert all(client.hget(f"{settings.redis_prefix}c:{{c{i}}}", "events_interactions") == "20"
-                   for i in range(50))
+        assert all(read_state(client, settings, f"c{i}").activity.events["interactions"] == 20 for i in range(50))
     finally:
         worker.stop()
         server.stop()

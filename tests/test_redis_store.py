@@ -18,7 +18,7 @@ async def stores(redis_server):
 
 
 def batch(offset: int, customer_id: str = "c1", events: int = 1) -> BatchWrite:
-    write = BatchWrite(offsets={"crm.purchases:0": offset}, states={customer_id: {"events_purchases": str(events)}})
+    write = BatchWrite(offsets={"crm.purchases:0": offset}, states={customer_id: f'{{"events": {events}}}'})
     write.count("stats:ingest", "accepted:purchases", events)
     return write
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from streams.replay import ColumnMapping, ReplayReport, read_rows, rows_to_events
-from tests.stack import WorkerProcess, prepare_topics, wait_until
+from tests.stack import WorkerProcess, prepare_topics, read_state, wait_until
 
 ONLINE_RETAIL_STYLE = [
     # InvoiceNo, StockCode, Quantity, InvoiceDate, UnitPrice, CustomerID
@@ -69,8 +69,9 @@ def test_replaying_the_same_file_twice_changes_nothing(settings, broker, redis_s
         wait_until(lambda: redis_client.hget(stats_key, "accepted:purchases") == "4", 60, "first replay not applied",
                    process=worker.process)
         first = {c: redis_client.hgetall(f"{settings.redis_prefix}c:{{{c}}}") for c in customers}
-        assert first["17850"]["orders"] == "2" and first["17850"]["refunds"] == "1"
-        assert first["17850"]["net_minor"] == str(6 * 255 + 6 * 339 + 6 * 185 - 2 * 339)
+        purchases = read_state(redis_client, settings, "17850").purchases
+        assert (purchases.orders, purchases.refunds) == (2, 1)
+        assert purchases.net_minor == 6 * 255 + 6 * 339 + 6 * 185 - 2 * 339
 
         again = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(path), *RETAIL_MAPPING], env=env,
                                capture_output=True, text=True, timeout=120)

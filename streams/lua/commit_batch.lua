@@ -1,13 +1,13 @@
 -- Apply one batch atomically, or nothing if this worker no longer owns a partition.
 -- A Lua script runs as one transaction (like MULTI/EXEC) and can check the fence
 -- first, which MULTI/EXEC cannot do without an extra WATCH round trip.
--- ARGV[1] = prefix, ARGV[2] = JSON:
+-- ARGV[1] = prefix, ARGV[3], ARGV[4], ...: customer_id, state JSON pairs (not inside ARGV[2], to
+-- avoid escaping JSON in JSON), ARGV[2] = JSON:
 --   fences    {"<topic>:<partition>": token}      must equal the stored fence tokens
 --   offsets   {"<topic>:<partition>": offset}     last offset applied by this batch
 --   watermarks{"<topic>:<partition>": max_event_ms} moved forward only
 --   erase     ["<customer_id>", ...]               every key of the customer is deleted first
 --   customer_key_suffixes ["", ":seen:purchases", ...]
---   states    {"<customer_id>": {field: value}}
 --   seen      {"<customer_id>": {"<topic>": ["<score>", "<digest>", ...]}}
 --   seen_floor_ms {"<customer_id>": {"<topic>": ms}}  ids older than this (event time) are forgotten
 --   counters  {"<hash>": {field: increment}}
@@ -34,15 +34,8 @@ for _, customer_id in ipairs(batch.erase) do
     redis.call('DEL', base .. suffix)
   end
 end
-for customer_id, fields in pairs(batch.states) do
-  local flat = {}
-  for name, value in pairs(fields) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = value
-  end
-  if #flat > 0 then
-    redis.call('HSET', prefix .. 'c:{' .. customer_id .. '}', unpack(flat))
-  end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', prefix .. 'c:{' .. ARGV[i] .. '}', 'state', ARGV[i + 1])
 end
 for customer_id, by_topic in pairs(batch.seen) do
   for topic, members in pairs(by_topic) do

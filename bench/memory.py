@@ -1,0 +1,70 @@
+"""Bytes per customer in Redis after a simulated history, measured with MEMORY USAGE.
+
+Usage: python bench/memory.py [--customers 2000] [--days 365]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
+from streams.simulator import SimulationConfig, simulate  # noqa: E402
+from tests.stack import WorkerProcess, prepare_topics, produce, unique_settings, wait_until  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    logs = ROOT / "bench" / "out"
+    logs.mkdir(parents=True, exist_ok=True)
+    events = simulate(SimulationConfig(customers=args.customers, days=args.days, seed=1)).events
+    with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
+        settings = unique_settings(broker.bootstrap, redis_server.url)
+        prepare_topics(settings)
+        produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in events])
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        worker = WorkerProcess(settings, logs / "memory-worker.log").start()
+        started = time.monotonic()
+        stats_key = settings.redis_prefix + "stats:ingest"
+        try:
+            wait_until(lambda: sum(int(v) for k, v in client.hgetall(stats_key).items() if k.startswith("accepted:"))
+                       >= len(events), 600, "history not processed", interval_s=0.5)
+        finally:
+            worker.stop()
+        elapsed = time.monotonic() - started
+        per_customer: dict[str, int] = defaultdict(int)
+        by_kind: dict[str, list[int]] = defaultdict(list)
+        shared = 0
+        for key in client.scan_iter(match=settings.redis_prefix + "*", count=1000):
+            size = client.memory_usage(key, samples=0) or 0
+            name = key[len(settings.redis_prefix):]
+            if name.startswith("c:{"):
+                customer_id, suffix = name[3:].split("}", 1)
+                per_customer[customer_id] += size
+                by_kind[suffix or "hash"].append(size)
+            else:
+                shared += size
+        totals = np.array(list(per_customer.values()))
+        print(f"{len(events):,} simulated events, {len(totals):,} customers, {args.days} days "
+              f"(processed in {elapsed:.0f}s incl. group join)")
+        print(f"bytes per customer: mean {totals.mean():,.0f}  p50 {np.percentile(totals, 50):,.0f}  "
+              f"p99 {np.percentile(totals, 99):,.0f}")
+        for kind, sizes in sorted(by_kind.items()):
+            print(f"  {kind:20} mean {np.mean(sizes):8,.0f} bytes over {len(sizes):,} keys")
+        print(f"shared keys (sketches, counters, offsets): {shared:,} bytes in all")
+
+
+if __name__ == "__main__":
+    main()
