@@ -35,6 +35,17 @@ from tests.stack import WorkerProcess, prepare_topics, unique_settings  # noqa: 
 BASE_TS_MS = 1_709_290_800_000
 
 
+def simulated_events(count: int, start: int) -> list[tuple[str, str, bytes]]:
+    """Realistic traffic: the simulator's history (sessions of several events per customer)."""
+    from streams.simulator import SimulationConfig, simulate
+
+    customers = max(100, count // 60)
+    events = simulate(SimulationConfig(customers=customers, days=365, seed=1 + start)).events
+    while len(events) < count:  # top up with a further seed (other customer ids via the seed prefix)
+        events += simulate(SimulationConfig(customers=customers, days=365, seed=len(events) + start)).events
+    return [(topic, event["customer_id"], orjson.dumps(event)) for topic, event in events[:count]]
+
+
 def synthetic_events(count: int, start: int, customers: int = 5000) -> list[tuple[str, str, bytes]]:
     """(contract topic, customer id, value): 10% purchases, 85% interactions, 5% profile updates."""
     rng = np.random.default_rng(start)
@@ -197,7 +208,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="events/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=8, help="length of the latency phase")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--workload", choices=["uniform", "simulated"], default="uniform",
+                        help="uniform: every event of a random one of 5,000 customers (worst case: a batch "
+                             "touches as many customers as it has events); simulated: the webshop simulator")
     args = parser.parse_args()
+    make_events = synthetic_events if args.workload == "uniform" else simulated_events
     logs = ROOT / "bench" / "out"
     logs.mkdir(parents=True, exist_ok=True)
     paced_count = int(args.rate * args.seconds)
@@ -207,8 +222,8 @@ def main() -> None:
         for name in ("bare aiokafka (orjson decode)", "bare Faust (take_events)", "crmstream ingest pipeline"):
             settings = unique_settings(broker.bootstrap, redis_server.url, partitions=args.partitions)
             prepare_topics(settings)
-            backlog = produce(settings, synthetic_events(args.events, 0))
-            paced = synthetic_events(paced_count, args.events)
+            backlog = produce(settings, make_events(args.events, 0))
+            paced = make_events(paced_count, args.events)
             print(f"running {name} ...", flush=True)
             if name.startswith("bare aiokafka"):
                 results[name] = run_baseline("aiokafka", settings, backlog, paced, args.rate, logs)
@@ -217,7 +232,7 @@ def main() -> None:
             else:
                 results[name] = run_pipeline(settings, backlog, paced, args.rate, logs, client)
     print()
-    print(f"{args.events:,} events backlog, {args.partitions} partitions, latency at {args.rate:,.0f} ev/s "
+    print(f"{args.workload} workload, {args.events:,} events backlog, {args.partitions} partitions, latency at {args.rate:,.0f} ev/s "
           f"for {args.seconds:.0f}s; one process each, {os.cpu_count()} CPUs")
     print(f"{'consumer':34} {'events/s':>10} {'µs/event':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, r in results.items():
