@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from agents.ingest import STATS_HASH, SourceMessage, Triage
+from online_models import kpis as kpi
 from online_models.customer_state import CustomerState, RfmInputs
+from online_models.kpis import KpiDeltas
 from online_models.purchase_history import DAY_MS
 from online_models.rfm import POPULATION_SKETCHES
 from schemas.events import CustomerEvent, Event, Interaction, Purchase
 from streams.config import Settings
 from streams.redis_store import BatchWrite, CustomerSnapshot
 
-__all__ = ["AppliedBatch", "fold_batch", "sketch_hash"]
+__all__ = ["AppliedBatch", "fold_batch", "sketch_hash", "kpi_hash"]
 
 
 def sketch_hash(name: str) -> str:
@@ -37,18 +39,28 @@ class AppliedBatch:
     duplicates: int
 
 
-def apply_event(state: CustomerState, event: Event) -> None:
-    """Dispatch one valid event to the state model."""
+def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int) -> None:
+    """Dispatch one valid event to the state model and the KPI counters."""
+    kpi.count_event(kpis, state.kpi_memory, event.ts_ms)
     if isinstance(event, Purchase):
         units = sum(item.qty for item in event.items)
+        amount = event.amount_minor
         if event.kind == "order":
-            state.apply_order(event.ts_ms, event.amount_minor, units)
+            kpi.count_order(kpis, state.kpi_memory, state.purchases, event.ts_ms, amount, horizon_ms)
+            state.apply_order(event.ts_ms, amount, units)
         else:
-            state.apply_refund(event.ts_ms, event.amount_minor, units)
+            kpi.count_refund(kpis, event.ts_ms, amount)
+            state.apply_refund(event.ts_ms, amount, units)
     elif isinstance(event, Interaction):
+        kpi.count_interaction(kpis, event.ts_ms, event.survey, event.score)
         state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
     else:
         state.apply_customer_event(event.type, event.ts_ms, event.attributes)
+
+
+def kpi_hash(granularity: str, bucket: str) -> str:
+    """Redis hash (under the prefix) with the KPI counters of one bucket."""
+    return f"kpi:{granularity}:{bucket}"
 
 
 class _SketchDeltas:
@@ -87,6 +99,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
                settings: Settings) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write."""
     half_life_ms = settings.engagement_half_life_days * DAY_MS
+    horizon_ms = settings.horizon_days * DAY_MS
+    kpis = KpiDeltas()
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
     placed_before: dict[str, RfmInputs] = {}
@@ -125,7 +139,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             seen[customer_id] = set()
             new_seen[customer_id] = {}
             continue
-        apply_event(state_of(customer_id), event)
+        apply_event(state_of(customer_id), event, kpis, horizon_ms)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 
@@ -139,6 +153,10 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         snapshot = snapshots.get(customer_id)
         known_delta += stored - bool(snapshot and snapshot.state is not None)
     sketches.write_into(write)
+    for (granularity, bucket), changes in kpis.changes.items():
+        for metric, delta in changes.items():
+            if delta:
+                write.count(kpi_hash(granularity, bucket), metric, delta)
     if known_delta:
         write.count(STATS_HASH, "customers", known_delta)
 

@@ -17,6 +17,7 @@ import orjson
 
 from online_models.activity import CustomerActivity
 from online_models.engagement import EngagementProfile
+from online_models.kpis import KpiMemory
 from online_models.purchase_history import DAY_MS, PurchaseHistory
 
 __all__ = ["CustomerState", "RfmInputs"]
@@ -49,6 +50,7 @@ class CustomerState:
     activity: CustomerActivity
     purchases: PurchaseHistory
     engagement: EngagementProfile
+    kpi_memory: KpiMemory = field(default_factory=KpiMemory)
 
     @classmethod
     def new(cls, engagement_half_life_ms: float) -> "CustomerState":
@@ -87,12 +89,12 @@ class CustomerState:
 
     def to_dict(self) -> dict:
         return {"activity": self.activity.to_dict(), "purchases": self.purchases.to_dict(),
-                "engagement": self.engagement.to_dict()}
+                "engagement": self.engagement.to_dict(), "kpi_memory": self.kpi_memory.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CustomerState":
         return cls(CustomerActivity.from_dict(data["activity"]), PurchaseHistory.from_dict(data["purchases"]),
-                   EngagementProfile.from_dict(data["engagement"]))
+                   EngagementProfile.from_dict(data["engagement"]), KpiMemory.from_dict(data["kpi_memory"]))
 
     def to_json(self) -> str:
         """Canonical JSON of the whole state (sorted keys: a customer's topics interleave differently

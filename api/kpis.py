@@ -1,0 +1,63 @@
+"""Read KPIs by bucket from Redis: counts, rates, churn including open churns, base at period start."""
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from agents.customer_state import kpi_hash, sketch_hash
+from online_models.kpis import (
+    ADDITIVE_METRICS, DISTINCT_METRICS, GRANULARITIES, bucket_first_day, bucket_of, buckets_between, day_of,
+    kpi_rates,
+)
+
+__all__ = ["read_kpis"]
+
+
+async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horizon_days: int,
+                    last: int | None = None) -> list[dict]:
+    """KPI rows of the ``last`` buckets (all when None), oldest first, as of the event-time clock."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    day_prefix = prefix + kpi_hash("day", "")
+    day_keys = [key async for key in client.scan_iter(match=day_prefix + "*", count=1000)]
+    clocks = await client.hvals(prefix + "watermark")
+    if not day_keys or not clocks:
+        return []
+    as_of_day = day_of(max(int(clock) for clock in clocks))
+    async with client.pipeline(transaction=False) as pipe:
+        for key in day_keys:
+            pipe.hgetall(key)
+        pipe.hgetall(prefix + sketch_hash("last_order_day"))
+        *day_counts, last_order_days = await pipe.execute()
+    daily: dict[int, dict[str, int]] = {}
+    for key, counts in zip(day_keys, day_counts):
+        daily[bucket_first_day("day", key[len(day_prefix):])] = {m: int(v) for m, v in counts.items()}
+    # Open churns: customers whose last order is a full horizon old, on completed days only.
+    for last_day, customers in last_order_days.items():
+        churn_day = int(last_day) + horizon_days
+        if churn_day < as_of_day:
+            row = daily.setdefault(churn_day, {})
+            row["churned"] = row.get("churned", 0) + int(customers)
+    first_day = min(daily)
+    last_day = max(max(daily), as_of_day)
+    labels = buckets_between(granularity, first_day, last_day)
+    labels = labels[-last:] if last else labels
+    async with client.pipeline(transaction=False) as pipe:
+        for label in labels:
+            pipe.hgetall(prefix + kpi_hash(granularity, label))
+        distinct_counts = await pipe.execute()
+
+    days_of: dict[str, list[int]] = {}
+    for day in daily:
+        days_of.setdefault(bucket_of(granularity, day), []).append(day)
+    base_change = {day: row.get("new_buyers", 0) + row.get("reactivated", 0) - row.get("churned", 0)
+                   for day, row in daily.items()}
+    rows = []
+    for label, distinct in zip(labels, distinct_counts):
+        start = bucket_first_day(granularity, label)
+        days = days_of.get(label, [])
+        counts = {metric: sum(daily[day].get(metric, 0) for day in days) for metric in ADDITIVE_METRICS}
+        counts.update({metric: int(distinct.get(metric, 0)) for metric in DISTINCT_METRICS})
+        alive_at_start = sum(change for day, change in base_change.items() if day < start)
+        rows.append({"bucket": label, "granularity": granularity, **counts, "alive_at_start": alive_at_start,
+                     **kpi_rates(counts, alive_at_start)})
+    return rows

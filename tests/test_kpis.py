@@ -1,0 +1,107 @@
+"""KPIs of a simulated history, from the real pipeline, against the same formulas computed in pandas."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pandas as pd
+import pytest
+import redis.asyncio as aioredis
+
+from api.kpis import read_kpis
+from online_models.kpis import bucket_of
+from online_models.purchase_history import DAY_MS
+from schemas.money import to_minor_units
+from streams.simulator import SimulationConfig, simulate
+from tests.stack import WorkerProcess, prepare_topics, produce, wait_until
+
+HORIZON_DAYS = 30  # shorter than the default so that churn and reactivation both happen in 240 days
+
+
+def event_frame(events) -> pd.DataFrame:
+    rows = []
+    for topic, e in events:
+        row = {"customer_id": e["customer_id"], "topic": topic, "ts": e["ts"], "day": e["ts"] // DAY_MS,
+               "kind": e.get("kind"), "survey": e.get("survey"), "score": e.get("score"), "amount": 0}
+        if topic == "purchases":
+            row["amount"] = sum(i["qty"] * to_minor_units(i["unit_price"], e["currency"]) for i in e["items"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pandas_kpis(frame: pd.DataFrame, granularity: str, as_of_day: int) -> pd.DataFrame:
+    frame = frame.assign(bucket=frame["day"].map(lambda d: bucket_of(granularity, d)))
+    orders = frame[frame.kind == "order"]
+    first_order = orders.groupby("customer_id")["ts"].min()
+    bucket_start = {b: pd.Timestamp(b if granularity != "month" else b + "-01").value // 10**6 for b in
+                    frame["bucket"].unique()}
+    by_bucket = frame.groupby("bucket")
+    kpis = pd.DataFrame({
+        "active": by_bucket["customer_id"].nunique(),
+        "interactions": frame[frame.topic == "interactions"].groupby("bucket").size(),
+        "orders": orders.groupby("bucket").size(),
+        "revenue_minor": orders.groupby("bucket")["amount"].sum(),
+        "refunds_minor": frame[frame.kind == "refund"].groupby("bucket")["amount"].sum(),
+        "buyers": orders.groupby("bucket")["customer_id"].nunique(),
+        "repeat_buyers": orders[orders.apply(lambda r: first_order[r.customer_id] < bucket_start[r.bucket], axis=1)]
+        .groupby("bucket")["customer_id"].nunique(),
+        "csat_answers": frame[frame.survey == "csat"].groupby("bucket").size(),
+        "csat_satisfied": frame[(frame.survey == "csat") & (frame.score >= 4)].groupby("bucket").size(),
+        "nps_answers": frame[frame.survey == "nps"].groupby("bucket").size(),
+        "nps_promoters": frame[(frame.survey == "nps") & (frame.score >= 9)].groupby("bucket").size(),
+        "nps_detractors": frame[(frame.survey == "nps") & (frame.score <= 6)].groupby("bucket").size(),
+    }).fillna(0).astype(int)
+    # churn: a horizon without an order after an order; closed (followed by a reactivation) or open
+    changes = []
+    for customer_id, stamps in orders.sort_values("ts").groupby("customer_id")["ts"]:
+        stamps = list(stamps)
+        changes.append((stamps[0] // DAY_MS, "new_buyers"))
+        for previous, following in zip(stamps, stamps[1:]):
+            if following - previous > HORIZON_DAYS * DAY_MS:
+                changes += [((previous + HORIZON_DAYS * DAY_MS) // DAY_MS, "churned"), (following // DAY_MS,
+                                                                                      "reactivated")]
+        open_churn_day = stamps[-1] // DAY_MS + HORIZON_DAYS
+        if open_churn_day < as_of_day:
+            changes.append((open_churn_day, "churned"))
+    churn = pd.DataFrame(changes, columns=["day", "what"])
+    churn["bucket"] = churn["day"].map(lambda d: bucket_of(granularity, d))
+    for what in ("new_buyers", "churned", "reactivated"):
+        kpis[what] = churn[churn.what == what].groupby("bucket").size().reindex(kpis.index).fillna(0).astype(int)
+    base_change = churn.assign(sign=churn.what.map({"new_buyers": 1, "reactivated": 1, "churned": -1}))
+    kpis["alive_at_start"] = [int(base_change[base_change.day < bucket_start[b] // DAY_MS]["sign"].sum())
+                              for b in kpis.index]
+    return kpis
+
+
+def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redis_client, output_dir):
+    settings = settings.with_(horizon_days=HORIZON_DAYS)
+    prepare_topics(settings)
+    events = simulate(SimulationConfig(customers=600, days=240, seed=5)).events
+    produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in events])
+    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
+    stats_key = settings.redis_prefix + "stats:ingest"
+    try:
+        wait_until(lambda: sum(int(v) for k, v in redis_client.hgetall(stats_key).items() if k.startswith("accepted:"))
+                   >= len(events), 180, "history not processed", interval_s=0.5, process=worker.process)
+    finally:
+        worker.stop()
+
+    frame = event_frame(events)
+    as_of_day = frame["ts"].max() // DAY_MS
+    async def read_all() -> dict:
+        client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        return {g: await read_kpis(client, settings.redis_prefix, g, HORIZON_DAYS) for g in ("day", "week", "month")}
+
+    for granularity, rows in asyncio.run(read_all()).items():
+        served = pd.DataFrame(rows).set_index("bucket")
+        expected = pandas_kpis(frame, granularity, as_of_day)
+        served = served.loc[served.index.isin(expected.index) | (served[expected.columns].sum(axis=1) != 0)]
+        assert sorted(served.index) == sorted(expected.index), granularity
+        for column in expected.columns:
+            assert served[column].astype(int).to_dict() == expected[column].to_dict(), (granularity, column)
+        churn_rate = expected["churned"] / expected["alive_at_start"].where(expected["alive_at_start"] > 0)
+        assert served["churn_rate"].astype(float).fillna(-1).to_dict() == pytest.approx(
+            churn_rate.fillna(-1).to_dict())
+        nps = 100 * (expected.nps_promoters - expected.nps_detractors) / expected.nps_answers.where(
+            expected.nps_answers > 0)
+        assert served["nps"].astype(float).fillna(-1000).to_dict() == pytest.approx(nps.fillna(-1000).to_dict())
