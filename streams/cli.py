@@ -64,6 +64,65 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _customer(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    from api.customers import CustomerReader
+
+    settings = Settings.from_env()
+
+    async def read() -> dict | None:
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await CustomerReader(client, settings.redis_prefix, settings.profile_settings()).profile(args.id)
+        finally:
+            await client.aclose()
+
+    profile = asyncio.run(read())
+    if profile is None:
+        print(f"no customer {args.id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for name, value in profile.items():
+            print(f"{name:28} {value}")
+    return 0
+
+
+def _kpis(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    from api.kpis import read_kpis
+
+    settings = Settings.from_env()
+
+    async def read() -> list[dict]:
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await read_kpis(client, settings.redis_prefix, args.by, settings.horizon_days, args.last)
+        finally:
+            await client.aclose()
+
+    rows = asyncio.run(read())
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    columns = ("bucket", "active", "buyers", "orders", "revenue_minor", "average_order_minor",
+               "repeat_purchase_rate", "churned", "churn_rate", "csat_pct", "nps", "engagement")
+    print("  ".join(f"{c[:12]:>12}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{row[c]:>12.3f}" if isinstance(row[c], float) else f"{'-' if row[c] is None else row[c]!s:>12}"
+                        for c in columns))
+    return 0
+
+
 def _create_topics(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -129,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--currency", default="EUR")
     replay.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     replay.set_defaults(run=_replay)
+
+    customer = commands.add_parser("customer", help="a customer's card (RFM, segment, CLV, engagement) from Redis")
+    customer.add_argument("id")
+    customer.add_argument("--json", action="store_true")
+    customer.set_defaults(run=_customer)
+
+    kpis = commands.add_parser("kpis", help="KPIs per event-time bucket from Redis")
+    kpis.add_argument("--by", choices=["day", "week", "month"], default="week")
+    kpis.add_argument("--last", type=int, default=12, help="number of buckets")
+    kpis.add_argument("--json", action="store_true")
+    kpis.set_defaults(run=_kpis)
 
     topics = commands.add_parser("create-topics", help="create the pipeline's topics on CRM_KAFKA_BOOTSTRAP")
     topics.set_defaults(run=_create_topics)

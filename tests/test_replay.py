@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from online_models.rfm import SEGMENT_NAMES
 from streams.replay import ColumnMapping, ReplayReport, read_rows, rows_to_events
 from tests.stack import WorkerProcess, prepare_topics, read_state, wait_until
 
@@ -82,3 +84,15 @@ def test_replaying_the_same_file_twice_changes_nothing(settings, broker, redis_s
         worker.stop()
     assert {c: redis_client.hgetall(f"{settings.redis_prefix}c:{{{c}}}") for c in customers} == first
     assert redis_client.hget(stats_key, "accepted:purchases") == "4"
+
+    card = subprocess.run([sys.executable, "-m", "streams.cli", "customer", "17850", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    profile = json.loads(card.stdout)
+    assert (profile["orders"], profile["net_spend_minor"], profile["refunds"]) == (2, purchases.net_minor, 1)
+    assert profile["rfm_segment"] in SEGMENT_NAMES and profile["last_order_ms"] == 1291192080000
+    kpis = subprocess.run([sys.executable, "-m", "streams.cli", "kpis", "--by", "day", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    first_day = json.loads(kpis.stdout)[0]
+    assert (first_day["bucket"], first_day["orders"], first_day["buyers"], first_day["new_buyers"]) == \
+        ("2010-12-01", 3, 2, 2)
+    assert first_day["revenue_minor"] == 6 * 255 + 6 * 339 + 6 * 185 + 32 * 169
