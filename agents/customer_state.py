@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from agents.ingest import STATS_HASH, SourceMessage, Triage
 from online_models import kpis as kpi
+from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState, RfmInputs
+from online_models.quantiles import FrozenRanks
 from online_models.kpis import KpiDeltas
 from online_models.purchase_history import DAY_MS
 from online_models.rfm import POPULATION_SKETCHES
@@ -39,8 +41,13 @@ class AppliedBatch:
     duplicates: int
 
 
-def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int) -> None:
-    """Dispatch one valid event to the state model and the KPI counters."""
+def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int,
+                population: Mapping[str, FrozenRanks]) -> None:
+    """Dispatch one valid event to the state model and the KPI counters.
+
+    KPI contributions go to the named segment the customer is in after the event, ranked against the
+    population as this worker last read it (see docs/customer-state.md on what that means for replays).
+    """
     kpi.count_event(kpis, state.kpi_memory, event.ts_ms)
     if isinstance(event, Purchase):
         units = sum(item.qty for item in event.items)
@@ -56,6 +63,7 @@ def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms:
         state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
     else:
         state.apply_customer_event(event.type, event.ts_ms, event.attributes)
+    kpis.attribute(segment_label(state, population))
 
 
 def kpi_hash(granularity: str, bucket: str) -> str:
@@ -96,7 +104,7 @@ def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> 
 
 
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
-               settings: Settings) -> AppliedBatch:
+               settings: Settings, population: Mapping[str, FrozenRanks] | None = None) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write."""
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
@@ -139,7 +147,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             seen[customer_id] = set()
             new_seen[customer_id] = {}
             continue
-        apply_event(state_of(customer_id), event, kpis, horizon_ms)
+        apply_event(state_of(customer_id), event, kpis, horizon_ms, population or {})
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 

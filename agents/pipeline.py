@@ -10,8 +10,10 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.customer_state import AppliedBatch, fold_batch
+from agents.customer_state import AppliedBatch, fold_batch, sketch_hash
 from agents.ingest import SourceMessage, digests_by_customer, triage
+from online_models.quantiles import FrozenRanks, QuantileSketch
+from online_models.rfm import POPULATION_SKETCHES, population_sketches
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore, tp_name
@@ -31,6 +33,27 @@ class BatchProcessor:
         self.deadletter = deadletter
         self.erasures = erasures
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
+        self._sketches: dict[str, QuantileSketch] = {}
+        self._population: dict[str, FrozenRanks] = {}
+        self._population_read_at = -float("inf")
+
+    async def population(self, max_age_s: float = 1.0) -> dict[str, FrozenRanks]:
+        """The RFM population: read from Redis (all workers' customers) at most ``max_age_s`` ago, plus
+        this worker's own batches since."""
+        if time.monotonic() - self._population_read_at > max_age_s:
+            counts = await self.store.read_hashes([sketch_hash(name) for name in POPULATION_SKETCHES])
+            self._sketches = population_sketches(counts)
+            self._population = {name: sketch.frozen() for name, sketch in self._sketches.items()}
+            self._population_read_at = time.monotonic()
+        return self._population
+
+    def _follow_own_changes(self, applied: AppliedBatch) -> None:
+        for name, sketch in self._sketches.items():
+            changes = applied.write.counters.get(sketch_hash(name))
+            if changes:
+                for key, delta in changes.items():
+                    sketch.counts[int(key)] += delta
+                self._population[name] = sketch.frozen()
 
     async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
         """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
@@ -59,7 +82,7 @@ class BatchProcessor:
         now_ms = int(time.time() * 1000)
         triaged = triage(fresh, self.settings, now_ms)
         snapshots = await self.store.load_batch(digests_by_customer(triaged.accepted))
-        applied = fold_batch(triaged, snapshots, fresh, self.settings)
+        applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population())
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))
@@ -69,10 +92,12 @@ class BatchProcessor:
         if deliveries:
             await asyncio.gather(*deliveries)
         try:
-            await self.store.commit_batch(applied.write)
+            newly_applied = await self.store.commit_batch(applied.write)
         except Fenced as exc:
             logger.warning("batch dropped, partition moved to another worker: %s", exc)
             return None
+        if newly_applied:
+            self._follow_own_changes(applied)
         return applied
 
 

@@ -16,7 +16,7 @@ from agents.customer_state import sketch_hash
 from online_models.customer_profile import ProfileSettings, build_profile
 from online_models.customer_state import CustomerState
 from online_models.quantiles import QuantileSketch
-from online_models.rfm import POPULATION_SKETCHES
+from online_models.rfm import POPULATION_SKETCHES, population_sketches
 
 __all__ = ["CustomerReader"]
 
@@ -40,8 +40,7 @@ class CustomerReader:
                 pipe.hgetall(self.prefix + sketch_hash(name))
             pipe.hvals(self.prefix + "watermark")
             *sketch_counts, clocks = await pipe.execute()
-        sketches = {name: QuantileSketch.from_dict(mapping, counts)
-                    for (name, mapping), counts in zip(POPULATION_SKETCHES.items(), sketch_counts)}
+        sketches = population_sketches(sketch_counts)
         as_of_ms = max((int(clock) for clock in clocks), default=0)
         self._population = (time.monotonic(), sketches, as_of_ms)
         return sketches, as_of_ms

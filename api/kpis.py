@@ -59,5 +59,24 @@ async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horiz
         counts.update({metric: int(distinct.get(metric, 0)) for metric in DISTINCT_METRICS})
         alive_at_start = sum(change for day, change in base_change.items() if day < start)
         rows.append({"bucket": label, "granularity": granularity, **counts, "alive_at_start": alive_at_start,
-                     **kpi_rates(counts, alive_at_start)})
+                     **kpi_rates(counts, alive_at_start),
+                     "segments": _by_segment([daily[day] for day in days], distinct)})
     return rows
+
+
+def _by_segment(day_rows: list[dict[str, int]], distinct: dict[str, str]) -> dict[str, dict]:
+    """Per named segment (``metric@segment`` fields): counts and rates. Churn is not split by segment:
+    open churns come from the population sketch, which knows no segments."""
+    segments: dict[str, dict[str, int]] = {}
+    for row in day_rows:
+        for field, value in row.items():
+            metric, _, segment = field.partition("@")
+            if segment and metric in ADDITIVE_METRICS and metric not in ("churned", "reactivated"):
+                counts = segments.setdefault(segment, {})
+                counts[metric] = counts.get(metric, 0) + value
+    for field, value in distinct.items():
+        metric, _, segment = field.partition("@")
+        if segment and metric in DISTINCT_METRICS:
+            segments.setdefault(segment, {})[metric] = int(value)
+    return {segment: {**counts, **{k: v for k, v in kpi_rates(counts, None).items() if k != "churn_rate"}}
+            for segment, counts in sorted(segments.items())}

@@ -15,11 +15,12 @@ from typing import Mapping
 from online_models.clv import ClvPrior, estimate_clv
 from online_models.customer_state import CustomerState
 from online_models.engagement import COUNTED_INTERACTIONS
+from online_models.kpis import NO_SEGMENT
 from online_models.purchase_history import DAY_MS
-from online_models.quantiles import QuantileSketch
+from online_models.quantiles import FrozenRanks, QuantileSketch
 from online_models.rfm import RfmScores, score_from_rank
 
-__all__ = ["ProfileSettings", "build_profile", "rfm_scores"]
+__all__ = ["ProfileSettings", "build_profile", "rfm_scores", "segment_label"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ProfileSettings:
     clv: ClvPrior = ClvPrior()
 
 
-def rfm_scores(state: CustomerState, sketches: Mapping[str, QuantileSketch]) -> RfmScores | None:
+def rfm_scores(state: CustomerState, sketches: Mapping[str, FrozenRanks | QuantileSketch]) -> RfmScores | None:
     """R, F, M quintiles of a buyer within the live population; None for non-buyers."""
     inputs = state.rfm_inputs()
     if inputs.orders is None:
@@ -37,6 +38,12 @@ def rfm_scores(state: CustomerState, sketches: Mapping[str, QuantileSketch]) -> 
     if any(rank is None for rank in ranks):
         return None
     return RfmScores(*(score_from_rank(rank) for rank in ranks))
+
+
+def segment_label(state: CustomerState, population: Mapping[str, FrozenRanks | QuantileSketch]) -> str:
+    """The customer's named RFM segment against ``population``, or ``"none"``."""
+    scores = rfm_scores(state, population) if population else None
+    return NO_SEGMENT if scores is None else scores.segment
 
 
 def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, QuantileSketch], as_of_ms: int,

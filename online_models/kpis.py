@@ -29,7 +29,7 @@ from online_models.purchase_history import DAY_MS, PurchaseHistory
 __all__ = [
     "GRANULARITIES", "DISTINCT_METRICS", "ADDITIVE_METRICS", "bucket_of", "buckets_between", "day_of",
     "KpiDeltas", "churn_changes", "kpi_rates", "count_event", "count_order", "count_refund",
-    "count_interaction", "bucket_first_day", "bucket_days", "DayBitmap", "KpiMemory",
+    "count_interaction", "bucket_first_day", "bucket_days", "DayBitmap", "KpiMemory", "NO_SEGMENT",
 ]
 
 GRANULARITIES = ("day", "week", "month")
@@ -193,14 +193,36 @@ def churn_changes(history: PurchaseHistory, ts_ms: int, horizon_ms: int) -> list
     return changes
 
 
+#: Segment label of customers without an RFM segment (no order yet, or no population to rank against).
+NO_SEGMENT = "none"
+
+
 class KpiDeltas:
-    """KPI counter changes of one batch: (granularity, bucket) -> metric -> delta."""
+    """KPI counter changes of one batch: (granularity, bucket) -> metric -> delta.
+
+    Changes of one event are held until :meth:`attribute` names the customer's segment; they then count
+    overall (``metric``) and for the segment (``metric@segment``).
+
+    >>> deltas = KpiDeltas()
+    >>> deltas.add_daily(19783, "orders")
+    >>> deltas.attribute("Champions")
+    >>> dict(deltas.changes[("day", "2024-03-01")])
+    {'orders': 1, 'orders@Champions': 1}
+    """
 
     def __init__(self) -> None:
         self.changes: dict[tuple[str, str], Counter] = {}
+        self._pending: list[tuple[str, str, str, int]] = []
 
     def add(self, granularity: str, bucket: str, metric: str, amount: int = 1) -> None:
-        self.changes.setdefault((granularity, bucket), Counter())[metric] += amount
+        self._pending.append((granularity, bucket, metric, amount))
+
+    def attribute(self, segment: str) -> None:
+        for granularity, bucket, metric, amount in self._pending:
+            counts = self.changes.setdefault((granularity, bucket), Counter())
+            counts[metric] += amount
+            counts[f"{metric}@{segment}"] += amount
+        self._pending.clear()
 
     def add_daily(self, day: int, metric: str, amount: int = 1) -> None:
         self.add("day", bucket_of("day", day), metric, amount)

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from online_models.quantiles import BucketMapping, LinearBuckets, LogBuckets
+from typing import Mapping, Sequence
 
-__all__ = ["SEGMENT_NAMES", "POPULATION_SKETCHES", "RfmScores", "score_from_rank", "segment_name"]
+from online_models.quantiles import BucketMapping, LinearBuckets, LogBuckets, QuantileSketch
+
+__all__ = ["SEGMENT_NAMES", "POPULATION_SKETCHES", "RfmScores", "score_from_rank", "segment_name",
+           "population_sketches"]
 
 #: Population sketches behind the scores: the day of the last order (exact, one bucket per day),
 #: the number of orders and net spend in minor units (1% relative error; exact below ~50 orders).
@@ -45,6 +48,12 @@ _GRID = {  # R -> names for FM = 1..5
     2: ("Hibernating", "Hibernating", "At risk", "At risk", "At risk"),
     1: ("Lost", "Lost", "At risk", "Can't lose them", "Can't lose them"),
 }
+
+
+def population_sketches(bucket_counts: Sequence[Mapping[str, str | int]]) -> dict[str, QuantileSketch]:
+    """The population sketches from their stored bucket counts, in :data:`POPULATION_SKETCHES` order."""
+    return {name: QuantileSketch.from_dict(mapping, counts)
+            for (name, mapping), counts in zip(POPULATION_SKETCHES.items(), bucket_counts)}
 
 
 def score_from_rank(midrank: float) -> int:

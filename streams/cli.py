@@ -111,6 +111,9 @@ def _kpis(args: argparse.Namespace) -> int:
             await client.aclose()
 
     rows = asyncio.run(read())
+    if args.segment:
+        rows = [{"bucket": row["bucket"], **{c: None for c in ("churned", "churn_rate")},
+                 **row["segments"].get(args.segment, {})} for row in rows]
     if args.json:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -118,8 +121,8 @@ def _kpis(args: argparse.Namespace) -> int:
                "repeat_purchase_rate", "churned", "churn_rate", "csat_pct", "nps", "engagement")
     print("  ".join(f"{c[:12]:>12}" for c in columns))
     for row in rows:
-        print("  ".join(f"{row[c]:>12.3f}" if isinstance(row[c], float) else f"{'-' if row[c] is None else row[c]!s:>12}"
-                        for c in columns))
+        cells = [row.get(c) for c in columns]
+        print("  ".join(f"{v:>12.3f}" if isinstance(v, float) else f"{'-' if v is None else v!s:>12}" for v in cells))
     return 0
 
 
@@ -197,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpis = commands.add_parser("kpis", help="KPIs per event-time bucket from Redis")
     kpis.add_argument("--by", choices=["day", "week", "month"], default="week")
     kpis.add_argument("--last", type=int, default=12, help="number of buckets")
+    kpis.add_argument("--segment", default=None, help="one named RFM segment (e.g. Champions) instead of all")
     kpis.add_argument("--json", action="store_true")
     kpis.set_defaults(run=_kpis)
 

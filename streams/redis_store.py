@@ -150,6 +150,13 @@ class RedisStore:
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
+    async def read_hashes(self, names: list[str]) -> list[dict[str, str]]:
+        """Several hashes (names under the prefix) in one round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.prefix + name)
+            return await pipe.execute()
+
     async def commit_batch(self, write: BatchWrite) -> bool:
         """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner.
 

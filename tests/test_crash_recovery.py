@@ -24,8 +24,10 @@ def redis_dump(client, settings) -> dict:
         if name == "fence" or ":seen:" in name:
             continue
         if client.type(key) == "hash":
+            # Per-segment KPI fields ("orders@Champions") depend on when the population was read
+            # (docs/customer-state.md); everything else must be identical.
             dump[name] = {field.removeprefix(settings.topic_prefix): value
-                          for field, value in client.hgetall(key).items()}
+                          for field, value in client.hgetall(key).items() if "@" not in field}
         else:
             dump[name] = client.zrange(key, 0, -1, withscores=True)
     return dump

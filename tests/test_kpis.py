@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from api.kpis import read_kpis
 from online_models.kpis import bucket_of
+from online_models.rfm import SEGMENT_NAMES
 from online_models.purchase_history import DAY_MS
 from schemas.money import to_minor_units
 from streams.simulator import SimulationConfig, simulate
@@ -96,6 +97,7 @@ def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redi
         served = pd.DataFrame(rows).set_index("bucket")
         expected = pandas_kpis(frame, granularity, as_of_day)
         served = served.loc[served.index.isin(expected.index) | (served[expected.columns].sum(axis=1) != 0)]
+        assert len({s for segments in served["segments"] for s in segments}) > 5, "segments are not assigned"
         assert sorted(served.index) == sorted(expected.index), granularity
         for column in expected.columns:
             assert served[column].astype(int).to_dict() == expected[column].to_dict(), (granularity, column)
@@ -105,3 +107,9 @@ def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redi
         nps = 100 * (expected.nps_promoters - expected.nps_detractors) / expected.nps_answers.where(
             expected.nps_answers > 0)
         assert served["nps"].astype(float).fillna(-1000).to_dict() == pytest.approx(nps.fillna(-1000).to_dict())
+        # Every contribution is attributed to exactly one named segment (or "none"): the split adds up.
+        for label, row in served.iterrows():
+            assert set(row["segments"]) <= set(SEGMENT_NAMES) | {"none"}
+            for metric in ("active", "buyers", "repeat_buyers", "orders", "revenue_minor", "interactions",
+                           "new_buyers", "csat_answers", "nps_promoters"):
+                assert sum(s.get(metric, 0) for s in row["segments"].values()) == row[metric], (label, metric)
