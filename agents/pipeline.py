@@ -12,6 +12,7 @@ from faust.types import TP
 
 from agents.customer_state import AppliedBatch, fold_batch, sketch_hash
 from agents.ingest import SourceMessage, digests_by_customer, triage
+from online_models.kpis import bucket_days, bucket_first_day, bucket_of, day_of
 from online_models.quantiles import FrozenRanks, QuantileSketch
 from online_models.rfm import POPULATION_SKETCHES, population_sketches
 from schemas.events import CustomerEvent
@@ -33,6 +34,7 @@ class BatchProcessor:
         self.deadletter = deadletter
         self.erasures = erasures
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
+        self._kpis_pruned_at = time.monotonic()
         self._sketches: dict[str, QuantileSketch] = {}
         self._population: dict[str, FrozenRanks] = {}
         self._population_read_at = -float("inf")
@@ -98,7 +100,35 @@ class BatchProcessor:
             return None
         if newly_applied:
             self._follow_own_changes(applied)
+        await self._prune_kpis(max(applied.write.watermarks.values(), default=0))
         return applied
+
+    async def _prune_kpis(self, event_clock_ms: int) -> None:
+        """Drop KPI buckets past retention, at most every ``kpi_prune_interval_s`` (idempotent across workers)."""
+        settings = self.settings
+        if not settings.kpi_retention_days or \
+                time.monotonic() - self._kpis_pruned_at < settings.kpi_prune_interval_s:
+            return
+        self._kpis_pruned_at = time.monotonic()
+        oldest_kept = bucket_of("day", day_of(event_clock_ms) - settings.kpi_retention_days)
+        try:
+            dropped = await self.store.drop_buckets(
+                "kpi:*:*", expired=lambda name: _bucket_end(name) < oldest_kept,
+                carrying=lambda name: name.startswith("kpi:day:"))
+        except Exception:  # maintenance: never hold up (or replay) the batch that triggered it
+            logger.exception("dropping expired KPI buckets failed; will try again")
+            return
+        if dropped:
+            logger.info("dropped %d daily KPI buckets older than %s", dropped, oldest_kept)
+
+
+def _bucket_end(name: str) -> str:
+    """Last day (ISO) of a ``kpi:{granularity}:{label}`` bucket, comparable as text."""
+    _, granularity, label = name.split(":", 2)
+    if granularity == "day":
+        return label
+    _, first, last = bucket_days(granularity, bucket_first_day(granularity, label))
+    return bucket_of("day", last)
 
 
 def _erasure_confirmation(event: CustomerEvent, now_ms: int) -> bytes:

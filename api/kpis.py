@@ -27,17 +27,22 @@ async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horiz
         for key in day_keys:
             pipe.hgetall(key)
         pipe.hgetall(prefix + sketch_hash("last_order_day"))
-        *day_counts, last_order_days = await pipe.execute()
+        pipe.hget(prefix + "kpi:base", "alive")
+        *day_counts, last_order_days, alive_before_retained = await pipe.execute()
     daily: dict[int, dict[str, int]] = {}
     for key, counts in zip(day_keys, day_counts):
         daily[bucket_first_day("day", key[len(day_prefix):])] = {m: int(v) for m, v in counts.items()}
+    first_day = min(daily)  # the oldest retained day; older days were folded into kpi:base
+    carried_base = int(alive_before_retained or 0)
     # Open churns: customers whose last order is a full horizon old, on completed days only.
     for last_day, customers in last_order_days.items():
         churn_day = int(last_day) + horizon_days
         if churn_day < as_of_day:
+            if churn_day < first_day:
+                carried_base -= int(customers)
+                continue
             row = daily.setdefault(churn_day, {})
             row["churned"] = row.get("churned", 0) + int(customers)
-    first_day = min(daily)
     last_day = max(max(daily), as_of_day)
     labels = buckets_between(granularity, first_day, last_day)
     labels = labels[-last:] if last else labels
@@ -57,7 +62,7 @@ async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horiz
         days = days_of.get(label, [])
         counts = {metric: sum(daily[day].get(metric, 0) for day in days) for metric in ADDITIVE_METRICS}
         counts.update({metric: int(distinct.get(metric, 0)) for metric in DISTINCT_METRICS})
-        alive_at_start = sum(change for day, change in base_change.items() if day < start)
+        alive_at_start = carried_base + sum(change for day, change in base_change.items() if day < start)
         rows.append({"bucket": label, "granularity": granularity, **counts, "alive_at_start": alive_at_start,
                      **kpi_rates(counts, alive_at_start),
                      "segments": _by_segment([daily[day] for day in days], distinct)})

@@ -59,6 +59,10 @@ class Settings:
     clv_prior_days_per_order: float = _env_field(
         "CRM_CLV_PRIOR_DAYS_PER_ORDER", 90.0, float,
         "Prior purchase rate of the CLV prior: one order per this many days (weight of one order).")
+    kpi_retention_days: int = _env_field(
+        "CRM_KPI_RETENTION_DAYS", 730, int, "KPI buckets older than this (event time) are dropped; 0 = keep all.")
+    kpi_prune_interval_s: float = _env_field(
+        "CRM_KPI_PRUNE_INTERVAL_S", 60.0, float, "How often (wall clock) a worker drops expired KPI buckets.")
     dedup_window_days: int = _env_field(
         "CRM_DEDUP_WINDOW_DAYS", 30, int,
         "Interaction and customer event ids are remembered this long (event time) to drop producer duplicates.")
@@ -112,8 +116,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lateness_ms < 0 or self.future_tolerance_ms < 0 or self.purchase_dedup_window_days < 0:
-            raise ValueError("lateness_ms, future_tolerance_ms and purchase_dedup_window_days must be >= 0")
+        if min(self.lateness_ms, self.future_tolerance_ms, self.purchase_dedup_window_days,
+               self.kpi_retention_days) < 0:
+            raise ValueError("lateness, future tolerance, purchase dedup window and KPI retention must be >= 0")
         if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
             raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:

@@ -21,7 +21,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable
+from typing import Callable, Iterable
 
 import orjson
 import redis.asyncio as aioredis
@@ -89,6 +89,7 @@ class RedisStore:
         self.prefix = prefix
         self._load = client.register_script(_script("load_batch.lua"))
         self._commit = client.register_script(_script("commit_batch.lua"))
+        self._prune = client.register_script(_script("prune_kpis.lua"))
         self.fence_tokens: dict[str, int] = {}
         self.applied_offsets: dict[str, int] = {}
 
@@ -156,6 +157,19 @@ class RedisStore:
             for name in names:
                 pipe.hgetall(self.prefix + name)
             return await pipe.execute()
+
+    async def drop_buckets(self, pattern: str, expired: Callable[[str], bool],
+                           carrying: Callable[[str], bool]) -> int:
+        """Delete keys matching ``pattern`` (under the prefix) whose name ``expired``; those ``carrying``
+        hand their base-of-customers change to ``kpi:base`` atomically. Returns how many were carried."""
+        carried, plain = [], []
+        async for key in self.client.scan_iter(match=self.prefix + pattern, count=1000):
+            name = key[len(self.prefix):]
+            if expired(name):
+                (carried if carrying(name) else plain).append(key)
+        if not carried and not plain:
+            return 0
+        return int(await self._prune(args=[self.prefix, *carried, "--", *plain]))
 
     async def commit_batch(self, write: BatchWrite) -> bool:
         """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner.

@@ -74,10 +74,8 @@ def pandas_kpis(frame: pd.DataFrame, granularity: str, as_of_day: int) -> pd.Dat
     return kpis
 
 
-def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redis_client, output_dir):
-    settings = settings.with_(horizon_days=HORIZON_DAYS)
+def run_history(settings, broker, redis_client, output_dir, events) -> None:
     prepare_topics(settings)
-    events = simulate(SimulationConfig(customers=600, days=240, seed=5)).events
     produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in events])
     worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
     stats_key = settings.redis_prefix + "stats:ingest"
@@ -87,13 +85,22 @@ def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redi
     finally:
         worker.stop()
 
-    frame = event_frame(events)
-    as_of_day = frame["ts"].max() // DAY_MS
+
+def read_all_kpis(redis_server, settings) -> dict[str, list[dict]]:
     async def read_all() -> dict:
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         return {g: await read_kpis(client, settings.redis_prefix, g, HORIZON_DAYS) for g in ("day", "week", "month")}
 
-    for granularity, rows in asyncio.run(read_all()).items():
+    return asyncio.run(read_all())
+
+
+def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redis_client, output_dir):
+    settings = settings.with_(horizon_days=HORIZON_DAYS)
+    events = simulate(SimulationConfig(customers=600, days=240, seed=5)).events
+    run_history(settings, broker, redis_client, output_dir, events)
+    frame = event_frame(events)
+    as_of_day = frame["ts"].max() // DAY_MS
+    for granularity, rows in read_all_kpis(redis_server, settings).items():
         served = pd.DataFrame(rows).set_index("bucket")
         expected = pandas_kpis(frame, granularity, as_of_day)
         served = served.loc[served.index.isin(expected.index) | (served[expected.columns].sum(axis=1) != 0)]
@@ -113,3 +120,23 @@ def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redi
             for metric in ("active", "buyers", "repeat_buyers", "orders", "revenue_minor", "interactions",
                            "new_buyers", "csat_answers", "nps_promoters"):
                 assert sum(s.get(metric, 0) for s in row["segments"].values()) == row[metric], (label, metric)
+
+
+def test_retention_drops_old_buckets_and_keeps_the_customer_base_exact(settings, broker, redis_server,
+                                                                       redis_client, output_dir):
+    retention_days = 60
+    settings = settings.with_(horizon_days=HORIZON_DAYS, kpi_retention_days=retention_days, kpi_prune_interval_s=0)
+    events = simulate(SimulationConfig(customers=300, days=200, seed=9)).events
+    run_history(settings, broker, redis_client, output_dir, events)
+    frame = event_frame(events)
+    as_of_day = int(frame["ts"].max() // DAY_MS)
+    served = pd.DataFrame(read_all_kpis(redis_server, settings)["day"]).set_index("bucket")
+    expected = pandas_kpis(frame, "day", as_of_day)
+    oldest_served = min(served.index)
+    assert bucket_of("day", as_of_day - retention_days - 2) <= oldest_served <= \
+        bucket_of("day", as_of_day - retention_days + 2)
+    assert redis_client.hget(settings.redis_prefix + "kpi:base", "alive") is not None
+    kept = [day for day in expected.index if day > bucket_of("day", as_of_day - retention_days + 2)]
+    assert len(kept) > 40
+    for column in ("active", "orders", "revenue_minor", "churned", "alive_at_start"):
+        assert served.loc[kept, column].astype(int).to_dict() == expected.loc[kept, column].to_dict(), column
