@@ -41,8 +41,24 @@ class AppliedBatch:
     duplicates: int
 
 
+class SegmentOf:
+    """Named segment of a customer against a fixed population, memoised on the RFM inputs (an interaction
+    leaves them unchanged, so most events cost a dictionary look-up)."""
+
+    def __init__(self, population: Mapping[str, FrozenRanks]) -> None:
+        self.population = population
+        self.known: dict[RfmInputs, str] = {}
+
+    def __call__(self, state: CustomerState) -> str:
+        inputs = state.rfm_inputs()
+        segment = self.known.get(inputs)
+        if segment is None:
+            segment = self.known[inputs] = segment_label(state, self.population)
+        return segment
+
+
 def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int,
-                population: Mapping[str, FrozenRanks]) -> None:
+                segment_of: SegmentOf) -> None:
     """Dispatch one valid event to the state model and the KPI counters.
 
     KPI contributions go to the named segment the customer is in after the event, ranked against the
@@ -63,7 +79,7 @@ def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms:
         state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
     else:
         state.apply_customer_event(event.type, event.ts_ms, event.attributes)
-    kpis.attribute(segment_label(state, population))
+    kpis.attribute(segment_of(state))
 
 
 def kpi_hash(granularity: str, bucket: str) -> str:
@@ -109,6 +125,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
+    segment_of = SegmentOf(population or {})
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
     placed_before: dict[str, RfmInputs] = {}
@@ -147,7 +164,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             seen[customer_id] = set()
             new_seen[customer_id] = {}
             continue
-        apply_event(state_of(customer_id), event, kpis, horizon_ms, population or {})
+        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 

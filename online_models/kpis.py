@@ -20,6 +20,7 @@ days that are over), so it needs no timer and is exact as of the event clock.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -46,6 +47,7 @@ def day_of(ts_ms: int) -> int:
     return ts_ms // DAY_MS
 
 
+@functools.lru_cache(maxsize=8192)
 def bucket_of(granularity: str, day: int) -> str:
     """Bucket label of a day: ``2024-03-01``, ``2024-02-26`` (the week's Monday), ``2024-03``.
 
@@ -66,6 +68,7 @@ def bucket_first_day(granularity: str, bucket: str) -> int:
     return (first - _EPOCH).days
 
 
+@functools.lru_cache(maxsize=8192)
 def bucket_days(granularity: str, day: int) -> tuple[str, int, int]:
     """(label, first day, last day) of the bucket holding ``day``.
 
@@ -218,8 +221,11 @@ class KpiDeltas:
         self._pending.append((granularity, bucket, metric, amount))
 
     def attribute(self, segment: str) -> None:
+        changes = self.changes
         for granularity, bucket, metric, amount in self._pending:
-            counts = self.changes.setdefault((granularity, bucket), Counter())
+            counts = changes.get((granularity, bucket))
+            if counts is None:
+                counts = changes[granularity, bucket] = Counter()
             counts[metric] += amount
             counts[f"{metric}@{segment}"] += amount
         self._pending.clear()
