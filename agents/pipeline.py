@@ -10,11 +10,10 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.customer_state import AppliedBatch, fold_batch, sketch_hash
+from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
-from online_models.kpis import bucket_days, bucket_first_day, bucket_of, day_of
-from online_models.quantiles import FrozenRanks, QuantileSketch
-from online_models.rfm import POPULATION_SKETCHES, population_sketches
+from agents.kpi_retention import KpiRetention
+from agents.population import PopulationView
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore, tp_name
@@ -34,28 +33,8 @@ class BatchProcessor:
         self.deadletter = deadletter
         self.erasures = erasures
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
-        self._kpis_pruned_at = time.monotonic()
-        self._sketches: dict[str, QuantileSketch] = {}
-        self._population: dict[str, FrozenRanks] = {}
-        self._population_read_at = -float("inf")
-
-    async def population(self, max_age_s: float = 1.0) -> dict[str, FrozenRanks]:
-        """The RFM population: read from Redis (all workers' customers) at most ``max_age_s`` ago, plus
-        this worker's own batches since."""
-        if time.monotonic() - self._population_read_at > max_age_s:
-            counts = await self.store.read_hashes([sketch_hash(name) for name in POPULATION_SKETCHES])
-            self._sketches = population_sketches(counts)
-            self._population = {name: sketch.frozen() for name, sketch in self._sketches.items()}
-            self._population_read_at = time.monotonic()
-        return self._population
-
-    def _follow_own_changes(self, applied: AppliedBatch) -> None:
-        for name, sketch in self._sketches.items():
-            changes = applied.write.counters.get(sketch_hash(name))
-            if changes:
-                for key, delta in changes.items():
-                    sketch.counts[int(key)] += delta
-                self._population[name] = sketch.frozen()
+        self.population = PopulationView(store)
+        self.kpi_retention = KpiRetention(store, settings)
 
     async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
         """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
@@ -84,7 +63,7 @@ class BatchProcessor:
         now_ms = int(time.time() * 1000)
         triaged = triage(fresh, self.settings, now_ms)
         snapshots = await self.store.load_batch(digests_by_customer(triaged.accepted))
-        applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population())
+        applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks())
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))
@@ -99,36 +78,9 @@ class BatchProcessor:
             logger.warning("batch dropped, partition moved to another worker: %s", exc)
             return None
         if newly_applied:
-            self._follow_own_changes(applied)
-        await self._prune_kpis(max(applied.write.watermarks.values(), default=0))
+            self.population.follow(applied.write)
+        await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
         return applied
-
-    async def _prune_kpis(self, event_clock_ms: int) -> None:
-        """Drop KPI buckets past retention, at most every ``kpi_prune_interval_s`` (idempotent across workers)."""
-        settings = self.settings
-        if not settings.kpi_retention_days or \
-                time.monotonic() - self._kpis_pruned_at < settings.kpi_prune_interval_s:
-            return
-        self._kpis_pruned_at = time.monotonic()
-        oldest_kept = bucket_of("day", day_of(event_clock_ms) - settings.kpi_retention_days)
-        try:
-            dropped = await self.store.drop_buckets(
-                "kpi:*:*", expired=lambda name: _bucket_end(name) < oldest_kept,
-                carrying=lambda name: name.startswith("kpi:day:"))
-        except Exception:  # maintenance: never hold up (or replay) the batch that triggered it
-            logger.exception("dropping expired KPI buckets failed; will try again")
-            return
-        if dropped:
-            logger.info("dropped %d daily KPI buckets older than %s", dropped, oldest_kept)
-
-
-def _bucket_end(name: str) -> str:
-    """Last day (ISO) of a ``kpi:{granularity}:{label}`` bucket, comparable as text."""
-    _, granularity, label = name.split(":", 2)
-    if granularity == "day":
-        return label
-    _, first, last = bucket_days(granularity, bucket_first_day(granularity, label))
-    return bucket_of("day", last)
 
 
 def _erasure_confirmation(event: CustomerEvent, now_ms: int) -> bytes:

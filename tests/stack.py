@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import redis
 
 from streams.config import Settings

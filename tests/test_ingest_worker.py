@@ -147,7 +147,7 @@ def test_erasure_removes_every_key_and_is_confirmed(worker, redis_client, broker
     produce(broker.bootstrap, [(settings.topic("customers"), b"gone", orjson.dumps(customer("gone", type="erase")))])
     wait_until(lambda: stats(redis_client, settings).get("erasures") == 1, 30, "erasure not applied")
 
-    assert list(redis_client.scan_iter(match=f"*gone*")) == []
+    assert list(redis_client.scan_iter(match="*gone*")) == []
     assert redis_client.exists(f"{settings.redis_prefix}c:{{stays}}")
     confirmations = consume_all(broker.bootstrap, settings.topic("erasures"), 1)
     assert [orjson.loads(r.value)["customer_id"] for r in confirmations] == ["gone"]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
 
 from online_models.rfm import SEGMENT_NAMES
 from streams.replay import ColumnMapping, ReplayReport, read_rows, rows_to_events
