@@ -23,8 +23,8 @@ def test_demo_shows_live_numbers_and_stops_cleanly_on_ctrl_c(tmp_path):
     api_port = free_port()
     env = {**os.environ, "CRM_API_PORT": str(api_port), "CRM_DATA_DIR": str(tmp_path),
            "CRM_KAFKA_BOOTSTRAP": "", "CRM_REDIS_URL": ""}
-    demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--customers", "150", "--days", "120",
-                             "--rate", "1500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--customers", "300", "--days", "200",
+                             "--rate", "1000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     lines: list[str] = []
     try:
