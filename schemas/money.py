@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["CURRENCY_EXPONENTS", "to_minor_units", "from_minor_units"]
+__all__ = ["CURRENCY_EXPONENTS", "to_minor_units"]
 
 #: ISO 4217 minor-unit exponents of the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -51,11 +51,3 @@ def to_minor_units(amount: object, currency: str) -> int:
         raise ValueError(f"{amount} {currency} is out of range")
     return minor_int
 
-
-def from_minor_units(minor: int, currency: str) -> Decimal:
-    """Back to a Decimal for display.
-
-    >>> str(from_minor_units(1999, "EUR"))
-    '19.99'
-    """
-    return Decimal(minor).scaleb(-CURRENCY_EXPONENTS[currency])

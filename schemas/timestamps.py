@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["MIN_PLAUSIBLE_TS_MS", "parse_event_ts", "format_ts"]
+__all__ = ["MIN_PLAUSIBLE_TS_MS", "parse_event_ts"]
 
 #: 2000-01-01T00:00:00Z. Anything earlier is almost always epoch *seconds* sent by mistake.
 MIN_PLAUSIBLE_TS_MS = 946_684_800_000
@@ -45,12 +45,3 @@ def parse_event_ts(value: object) -> int:
         raise ValueError(f"timestamp {value!r} is before 2000-01-01{hint}")
     return ts_ms
 
-
-def format_ts(ts_ms: int) -> str:
-    """Epoch ms to RFC 3339 UTC (``Z``), millisecond precision.
-
-    >>> format_ts(1709290800000)
-    '2024-03-01T11:00:00.000Z'
-    """
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
