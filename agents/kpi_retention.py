@@ -32,10 +32,15 @@ class KpiRetention:
         self.retention_days = settings.kpi_retention_days
         self.interval_s = settings.kpi_prune_interval_s
         self._pruned_at = time.monotonic()
+        self._event_clock_ms = 0
 
-    async def maybe_prune(self, event_clock_ms: int) -> None:
+    async def maybe_prune(self, batch_event_ms: int) -> None:
         """Drop buckets older than retention, at most every ``interval_s``; never raises (a chore must not
-        hold up, or replay, the batch that triggered it)."""
+        hold up, or replay, the batch that triggered it).
+
+        The clock is the newest event time this worker has seen, not the batch's: a batch can hold only a
+        topic that lags months behind the others (customer sign-ups during a backfill)."""
+        self._event_clock_ms = event_clock_ms = max(self._event_clock_ms, batch_event_ms)
         if not self.retention_days or time.monotonic() - self._pruned_at < self.interval_s:
             return
         self._pruned_at = time.monotonic()

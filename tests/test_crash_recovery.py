@@ -57,7 +57,7 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
     log = output_dir / "logs" / f"worker-{settings.app_id}.log"
 
     kills = 0
-    for fraction in (0.2, 0.45, 0.7):
+    for fraction in (0.15, 0.35, 0.55):
         worker = WorkerProcess(settings, log).start()
         wait_until(lambda: accepted_total(redis_client, settings) >= fraction * len(events), 120,
                    "worker made no progress", interval_s=0.02, process=worker.process)
