@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
 from streams.simulator import SimulationConfig, simulate  # noqa: E402
-from tests.stack import WorkerProcess, prepare_topics, produce, unique_settings, wait_until  # noqa: E402
+from tests.stack import process_history, unique_settings  # noqa: E402
 
 
 def main() -> None:
@@ -32,18 +30,8 @@ def main() -> None:
     events = simulate(SimulationConfig(customers=args.customers, days=args.days, seed=1)).events
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
         settings = unique_settings(broker.bootstrap, redis_server.url)
-        prepare_topics(settings)
-        produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in events])
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        worker = WorkerProcess(settings, logs / "memory-worker.log").start()
-        started = time.monotonic()
-        stats_key = settings.redis_prefix + "stats:ingest"
-        try:
-            wait_until(lambda: sum(int(v) for k, v in client.hgetall(stats_key).items() if k.startswith("accepted:"))
-                       >= len(events), 600, "history not processed", interval_s=0.5)
-        finally:
-            worker.stop()
-        elapsed = time.monotonic() - started
+        elapsed = process_history(settings, client, events, logs / "memory-worker.log", 600)
         per_customer: dict[str, int] = defaultdict(int)
         by_kind: dict[str, list[int]] = defaultdict(list)
         shared = 0

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
-from tests.stack import WorkerProcess, prepare_topics, unique_settings  # noqa: E402
+from tests.stack import WorkerProcess, accepted_total, prepare_topics, unique_settings  # noqa: E402
 
 BASE_TS_MS = 1_709_290_800_000
 
@@ -184,12 +184,8 @@ def run_pipeline(settings, backlog, paced_events, rate, logs: Path, client: redi
     watcher.start()
     worker = WorkerProcess(settings, logs / "bench-pipeline-worker.log").start()
     try:
-        stats_key = settings.redis_prefix + "stats:ingest"
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            accepted = sum(int(v) for k, v in client.hgetall(stats_key).items() if k.startswith("accepted:"))
-            if accepted >= len(backlog):
-                break
+        while time.monotonic() < deadline and accepted_total(client, settings) < len(backlog):
             time.sleep(0.2)
         watcher.interval_s = 0.001
         sent = produce(settings, paced_events, rate)

@@ -11,13 +11,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import redis
 
 from streams.config import Settings
 from streams.embedded import create_topics
 from streams.topics import topic_specs
 
-__all__ = ["WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics"]
+__all__ = ["WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics", "event_messages",
+           "accepted_total", "process_history", "read_state"]
 
 
 def unique_settings(bootstrap: str, redis_url: str, **overrides) -> Settings:
@@ -101,6 +103,31 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None
             await producer.stop()
 
     asyncio.run(send_all())
+
+
+def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) Kafka messages of (contract topic, event) pairs, keyed by customer id."""
+    return [(settings.topic(topic), event["customer_id"].encode(), orjson.dumps(event)) for topic, event in events]
+
+
+def accepted_total(client: redis.Redis, settings: Settings, with_duplicates: bool = False) -> int:
+    """Events the pipeline has accepted (optionally plus those it dropped as duplicates)."""
+    stats = client.hgetall(settings.redis_prefix + "stats:ingest")
+    return sum(int(v) for k, v in stats.items() if k.startswith("accepted:") or (with_duplicates and k == "duplicates"))
+
+
+def process_history(settings: Settings, client: redis.Redis, events, log_path: Path, timeout_s: float = 180) -> float:
+    """Create the topics, produce ``events``, run a worker until all are accepted; returns the seconds it took."""
+    prepare_topics(settings)
+    produce(settings.kafka_bootstrap, event_messages(settings, events))
+    started = time.monotonic()
+    worker = WorkerProcess(settings, log_path).start()
+    try:
+        wait_until(lambda: accepted_total(client, settings) >= len(events), timeout_s, "history not processed",
+                   interval_s=0.5, process=worker.process)
+    finally:
+        worker.stop()
+    return time.monotonic() - started
 
 
 def read_state(client: redis.Redis, settings: Settings, customer_id: str):

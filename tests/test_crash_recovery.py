@@ -3,15 +3,13 @@ key by key, and the per-customer activity must equal a pandas recount."""
 from __future__ import annotations
 
 import pandas as pd
-import orjson
+import redis
 
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import WorkerProcess, prepare_topics, produce, read_state, unique_settings, wait_until
-
-
-def accepted_total(client, settings) -> int:
-    stats = client.hgetall(settings.redis_prefix + "stats:ingest")
-    return sum(int(v) for k, v in stats.items() if k.startswith("accepted:"))
+from tests.stack import (
+    WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, read_state,
+    unique_settings, wait_until,
+)
 
 
 def redis_dump(client, settings) -> dict:
@@ -35,15 +33,8 @@ def redis_dump(client, settings) -> dict:
 
 def run_uninterrupted(broker, redis_server, events, output_dir):
     settings = unique_settings(broker.bootstrap, redis_server.url, batch_size=200)
-    prepare_topics(settings)
-    produce(broker.bootstrap, [(settings.topic(topic), e["customer_id"].encode(), orjson.dumps(e))
-                               for topic, e in events])
-    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
-    client = __import__("redis").Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        wait_until(lambda: accepted_total(client, settings) >= len(events), 120, "reference run not finished")
-    finally:
-        worker.stop()
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    process_history(settings, client, events, output_dir / "logs" / f"worker-{settings.app_id}.log", 120)
     return redis_dump(client, settings)
 
 
@@ -52,8 +43,7 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
     prepare_topics(settings)
     simulation = simulate(SimulationConfig(customers=400, days=240, seed=11))
     events = simulation.events
-    produce(broker.bootstrap, [(settings.topic(topic), e["customer_id"].encode(), orjson.dumps(e))
-                               for topic, e in events])
+    produce(broker.bootstrap, event_messages(settings, events))
     log = output_dir / "logs" / f"worker-{settings.app_id}.log"
 
     kills = 0

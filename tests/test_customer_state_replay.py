@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 
@@ -17,7 +16,7 @@ from online_models.clv import estimate_clv
 from online_models.purchase_history import DAY_MS
 from schemas.money import to_minor_units
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import WorkerProcess, prepare_topics, produce, wait_until
+from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_topics, produce, wait_until
 
 LATENESS_MS = 6 * 3600 * 1000
 
@@ -54,14 +53,12 @@ def exact_midranks(values: pd.Series) -> pd.Series:
 def test_replayed_history_equals_pandas_field_by_field(settings, redis_client, broker, redis_server, output_dir):
     prepare_topics(settings)
     events, delivered, duplicates = delivered_history()
-    produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in delivered])
+    produce(broker.bootstrap, event_messages(settings, delivered))
     worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
     stats_key = settings.redis_prefix + "stats:ingest"
     try:
-        wait_until(lambda: sum(int(v) for k, v in redis_client.hgetall(stats_key).items()
-                               if k.startswith("accepted:") or k == "duplicates") >= len(delivered), 240,
-                   "replay not finished",
-                   interval_s=0.5, process=worker.process)
+        wait_until(lambda: accepted_total(redis_client, settings, with_duplicates=True) >= len(delivered), 240,
+                   "replay not finished", interval_s=0.5, process=worker.process)
     finally:
         worker.stop()
     assert int(redis_client.hget(stats_key, "duplicates")) == duplicates

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 import pandas as pd
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +13,7 @@ from online_models.rfm import SEGMENT_NAMES
 from online_models.purchase_history import DAY_MS
 from schemas.money import to_minor_units
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import WorkerProcess, prepare_topics, produce, wait_until
+from tests.stack import process_history
 
 HORIZON_DAYS = 30  # shorter than the default so that churn and reactivation both happen in 240 days
 
@@ -75,15 +74,7 @@ def pandas_kpis(frame: pd.DataFrame, granularity: str, as_of_day: int) -> pd.Dat
 
 
 def run_history(settings, broker, redis_client, output_dir, events) -> None:
-    prepare_topics(settings)
-    produce(broker.bootstrap, [(settings.topic(t), e["customer_id"].encode(), orjson.dumps(e)) for t, e in events])
-    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
-    stats_key = settings.redis_prefix + "stats:ingest"
-    try:
-        wait_until(lambda: sum(int(v) for k, v in redis_client.hgetall(stats_key).items() if k.startswith("accepted:"))
-                   >= len(events), 180, "history not processed", interval_s=0.5, process=worker.process)
-    finally:
-        worker.stop()
+    process_history(settings, redis_client, events, output_dir / "logs" / f"worker-{settings.app_id}.log")
 
 
 def read_all_kpis(redis_server, settings) -> dict[str, list[dict]]:
