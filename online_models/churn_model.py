@@ -1,0 +1,232 @@
+"""Online churn learners, the trainer that picks the served one, and its snapshots.
+
+Two river learners see every closed hazard example (:mod:`online_models.hazard`),
+each predicting it before learning it (prequential evaluation). The served model is
+the one with the lower log loss over the recent window. An ADWIN detector watches
+the served model's error stream and reports drift.
+
+Snapshots are plain data whenever possible: the linear learner is exported as
+scaler means/deviations and weights, and scored with numpy (no river, no pickle).
+A tree has no plain form; it travels pickled, signed with HMAC-SHA256 under a
+configured key, and a scorer refuses to unpickle bytes whose signature does not
+verify.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import pickle
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+from river import drift, linear_model, optim, preprocessing, tree
+
+from online_models.churn_features import FEATURES
+from online_models.clv import ClvPrior, estimate_clv
+from online_models.hazard import HazardConfig, no_order_probability
+from online_models.prequential import PrequentialMetrics
+
+__all__ = ["HazardLearner", "make_learners", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
+           "SignedPickleScorer", "scorer_from_snapshot", "UntrustedSnapshot", "prior_churn_probability",
+           "churn_probability", "top_contributions"]
+
+
+class HazardLearner(Protocol):
+    """What the trainer needs of a model: river's ``predict_proba_one`` / ``learn_one``."""
+
+    def predict_proba_one(self, x: dict) -> dict: ...
+
+    def learn_one(self, x: dict, y: bool) -> None: ...
+
+
+def make_learners(seed: int = 42) -> dict[str, HazardLearner]:
+    """The competing learners: a scaled logistic regression and a Hoeffding adaptive tree."""
+    return {
+        "logistic": preprocessing.StandardScaler() | linear_model.LogisticRegression(
+            optimizer=optim.SGD(0.02), intercept_lr=0.02, l2=1e-4),
+        "hoeffding_tree": tree.HoeffdingAdaptiveTreeClassifier(
+            grace_period=300, leaf_prediction="mc", max_depth=8, seed=seed),
+    }
+
+
+def _positive(probabilities: dict) -> float:
+    return float(probabilities.get(True, 0.0))
+
+
+class ChurnTrainer:
+    """Learns the hazard of an order within one step, prequentially, with every learner.
+
+    >>> trainer = ChurnTrainer(window=100)
+    >>> rng = np.random.default_rng(0)
+    >>> for _ in range(600):
+    ...     silence = rng.uniform(0, 5)
+    ...     x = dict.fromkeys(FEATURES, 0.0) | {"log_silence_days": silence}
+    ...     _ = trainer.learn(x, bool(rng.random() < 1 / (1 + math.exp(silence - 2.5))))
+    >>> trainer.examples, trainer.metrics["logistic"].report()["overall"]["roc_auc"] > 0.7
+    (600, True)
+    """
+
+    def __init__(self, learners: dict[str, HazardLearner] | None = None, window: int = 5000) -> None:
+        self.learners = learners or make_learners()
+        self.metrics = {name: PrequentialMetrics(window) for name in self.learners}
+        self.drift = drift.ADWIN()
+        self.drifts: list[int] = []
+        self.examples = 0
+        self.positives = 0
+        self.feature_sums = np.zeros(len(FEATURES))
+
+    def learn(self, x: dict[str, float], purchased: bool) -> dict[str, float]:
+        """Predict the example with every learner, then learn it; returns the predictions."""
+        served = self.served()
+        predictions = {}
+        for name, learner in self.learners.items():
+            p = _positive(learner.predict_proba_one(x))
+            predictions[name] = p
+            self.metrics[name].update(p, int(purchased))
+            learner.learn_one(x, purchased)
+        self.drift.update(abs(int(purchased) - predictions[served]))
+        if self.drift.drift_detected:
+            self.drifts.append(self.examples)
+        self.examples += 1
+        self.positives += purchased
+        self.feature_sums += [x[name] for name in FEATURES]
+        return predictions
+
+    def served(self) -> str:
+        """The learner with the lower recent log loss (the linear one until both have a window)."""
+        losses = {name: metrics.recent_log_loss() for name, metrics in self.metrics.items()}
+        if any(loss is None for loss in losses.values()):
+            return "logistic"
+        return min(losses, key=losses.get)
+
+    def report(self) -> dict:
+        return {"examples": self.examples, "positives": self.positives, "served": self.served(),
+                "drifts_detected": len(self.drifts), "last_drift_at_example": self.drifts[-1] if self.drifts else None,
+                "learners": {name: metrics.report() for name, metrics in self.metrics.items()}}
+
+    def snapshot(self, version: int, created_at_ms: int, signing_key: bytes) -> dict:
+        """The served model as a snapshot dict (JSON-ready)."""
+        served = self.served()
+        means = (self.feature_sums / max(self.examples, 1)).tolist()
+        if served == "logistic":
+            model = _linear_form(self.learners["logistic"])
+        else:
+            blob = pickle.dumps(self.learners[served])
+            model = {"kind": "signed_pickle", "pickle_b64": base64.b64encode(blob).decode(),
+                     "hmac_sha256": hmac.new(signing_key, blob, hashlib.sha256).hexdigest()}
+        return {"version": version, "created_at_ms": created_at_ms, "served": served, "features": list(FEATURES),
+                "feature_means": means, "model": model, "metrics": self.report()}
+
+
+def _linear_form(pipeline) -> dict:
+    scaler, regression = pipeline["StandardScaler"], pipeline["LogisticRegression"]
+    return {"kind": "linear",
+            "means": [scaler.means.get(name, 0.0) for name in FEATURES],
+            "stds": [math.sqrt(scaler.vars.get(name, 0.0)) for name in FEATURES],
+            "weights": [regression.weights.get(name, 0.0) for name in FEATURES],
+            "intercept": regression.intercept}
+
+
+class UntrustedSnapshot(ValueError):
+    """A snapshot whose signature does not verify; it is never unpickled."""
+
+
+class HazardScorer(Protocol):
+    version: int
+
+    def hazards(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]: ...
+
+
+@dataclass
+class LinearHazardScorer:
+    """Plain-data logistic hazard: ``h = σ(b + Σ w_i (x_i - μ_i) / σ_i)``, vectorised over rows."""
+
+    version: int
+    means: np.ndarray
+    stds: np.ndarray
+    weights: np.ndarray
+    intercept: float
+
+    def _scaled(self, rows: np.ndarray) -> np.ndarray:
+        safe = np.where(self.stds > 0, self.stds, 1.0)
+        return np.where(self.stds > 0, (rows - self.means) / safe, 0.0)
+
+    def hazards(self, rows: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self._scaled(rows) @ self.weights + self.intercept)))
+
+    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
+        """Each feature's push on the churn log-odds now (positive raises churn risk), i.e. minus its
+        term in the hazard logit: a customer's deviation from the average customer, weighted."""
+        terms = -(self._scaled(row[None, :])[0] * self.weights)
+        return list(zip(FEATURES, terms.tolist()))
+
+
+@dataclass
+class SignedPickleScorer:
+    """A river learner from an authenticated pickle; contributions by occlusion (feature set to its mean)."""
+
+    version: int
+    learner: HazardLearner
+    feature_means: np.ndarray
+
+    def hazards(self, rows: np.ndarray) -> np.ndarray:
+        return np.array([_positive(self.learner.predict_proba_one(dict(zip(FEATURES, row)))) for row in rows])
+
+    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
+        occluded = np.repeat(row[None, :], len(FEATURES) + 1, axis=0)
+        for i in range(len(FEATURES)):
+            occluded[i + 1, i] = self.feature_means[i]
+        logits = np.log(np.clip(self.hazards(occluded), 1e-9, 1 - 1e-9))
+        return list(zip(FEATURES, (logits[1:] - logits[0]).tolist()))
+
+
+def scorer_from_snapshot(snapshot: dict, signing_key: bytes) -> HazardScorer:
+    """A scorer for a snapshot; raises :class:`UntrustedSnapshot` rather than unpickle unsigned bytes."""
+    if snapshot["features"] != list(FEATURES):
+        raise ValueError("snapshot built for other features")
+    model = snapshot["model"]
+    if model["kind"] == "linear":
+        return LinearHazardScorer(snapshot["version"], np.array(model["means"]), np.array(model["stds"]),
+                                  np.array(model["weights"]), float(model["intercept"]))
+    if model["kind"] == "signed_pickle":
+        blob = base64.b64decode(model["pickle_b64"])
+        expected = hmac.new(signing_key, blob, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, model["hmac_sha256"]):
+            raise UntrustedSnapshot(f"snapshot {snapshot['version']}: signature does not verify")
+        return SignedPickleScorer(snapshot["version"], pickle.loads(blob), np.array(snapshot["feature_means"]))
+    raise ValueError(f"unknown model kind {model['kind']!r}")
+
+
+def churn_probability(scorer: HazardScorer, path: np.ndarray, config: HazardConfig) -> float:
+    """P(no order within the horizon) from the hazards along a silence path (one row per step)."""
+    return no_order_probability(scorer.hazards(path), config)
+
+
+def prior_churn_probability(orders: int, days_since_first_order: float, days_first_to_last: float,
+                            horizon_days: float, prior: ClvPrior = ClvPrior()) -> float:
+    """Cold-start churn risk before the model has learned enough: the CLV prior's buyer
+    (Poisson rate λ while alive, dropout rate μ, P(alive) from the silence) buys nothing within
+    H days with probability ``1 - A + A·(μ + λ·e^{-(λ+μ)H})/(λ+μ)``. It rises with silence.
+
+    >>> fresh = prior_churn_probability(3, 100, 100, 90)
+    >>> silent = prior_churn_probability(3, 200, 100, 90)
+    >>> 0 < fresh < silent < 1
+    True
+    """
+    estimate = estimate_clv(orders, days_since_first_order, days_first_to_last, 0.0, prior)
+    rate, alive = estimate.purchase_rate_per_day, estimate.probability_alive
+    dropout = 1.0 / prior.mean_lifetime_days
+    total = rate + dropout
+    no_order_if_alive = (dropout + rate * math.exp(-total * horizon_days)) / total
+    return 1.0 - alive + alive * no_order_if_alive
+
+
+def top_contributions(contributions: Sequence[tuple[str, float]], count: int = 3) -> list[dict]:
+    """The ``count`` largest contributions by magnitude, signed."""
+    ranked = sorted(contributions, key=lambda item: abs(item[1]), reverse=True)[:count]
+    return [{"feature": name, "contribution": round(value, 4)} for name, value in ranked]

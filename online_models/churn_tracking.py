@@ -1,0 +1,107 @@
+"""A customer's churn life cycle: open and close hazard examples, and score.
+
+The pipeline (agents/churn_scoring.py) and the cutoff benchmark both drive a
+customer through these functions, so what is benchmarked is what runs.
+
+* :func:`on_order` before an order is applied closes the examples the order
+  decides; :func:`after_order` opens the order's own checkpoint.
+* :func:`on_clock` closes examples whose step ended without an order, as the
+  purchases watermark passes them (the event-time wheel calls it).
+* :func:`score` composes the served model's hazards along the customer's
+  silence path into ``churn_p``; before a model exists it serves the CLV prior,
+  marked ``"version": "prior"``. While a customer sends no event at all, the
+  score never goes down under the same model version: risk rises with silence
+  even where a learned hazard wiggles between checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from online_models.churn_features import feature_row, silence_path
+from online_models.churn_model import HazardScorer, churn_probability, prior_churn_probability, top_contributions
+from online_models.clv import ClvPrior
+from online_models.customer_state import CustomerState
+from online_models.hazard import Example, HazardConfig, band_of
+from online_models.purchase_history import DAY_MS
+
+__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "next_wake_ms", "PRIOR_VERSION"]
+
+PRIOR_VERSION = "prior"
+
+
+@dataclass(frozen=True)
+class ChurnSettings:
+    hazard: HazardConfig = HazardConfig()
+    rescore_days: float = 1.0  # a silent customer is re-scored at least this often (event time)
+    prior: ClvPrior = ClvPrior()
+
+
+def on_order(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> tuple[list[Example], bool]:
+    """Examples closed by an order at ``ts_ms`` (call before applying it) and whether it opens one."""
+    if state.purchases.orders == 0:
+        return [], True
+    return state.churn_clock.on_order(ts_ms, lambda at: feature_row(state, at), settings.hazard)
+
+
+def after_order(state: CustomerState, ts_ms: int, opens: bool) -> None:
+    if opens:
+        state.churn_clock.open(ts_ms, feature_row(state, ts_ms))
+
+
+def on_clock(state: CustomerState, watermark_ms: int, settings: ChurnSettings) -> list[Example]:
+    """Examples whose step ended by ``watermark_ms`` without an order."""
+    if state.purchases.orders == 0:
+        return []
+    return state.churn_clock.advance(watermark_ms, lambda at: feature_row(state, at), settings.hazard)
+
+
+def score(state: CustomerState, at_ms: int, scorer: HazardScorer | None, settings: ChurnSettings) -> dict | None:
+    """Score a buyer as of ``at_ms``; stores and returns the score (None for non-buyers).
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> state.apply_order(0, 5000, 1)
+    >>> early = score(state, 10 * DAY_MS, None, ChurnSettings())["churn_p"]
+    >>> later = score(state, 80 * DAY_MS, None, ChurnSettings())
+    >>> early < later["churn_p"], later["version"], later["band"]
+    (True, 'prior', 'high')
+    """
+    history = state.purchases
+    if history.orders == 0:
+        return None
+    hazard = settings.hazard
+    if scorer is None:
+        churn_p = prior_churn_probability(
+            history.orders, (at_ms - history.first_order_ms) / DAY_MS,
+            (history.last_order_ms - history.first_order_ms) / DAY_MS, hazard.horizon_days, settings.prior)
+        version, top = PRIOR_VERSION, [{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]
+    else:
+        path = silence_path(state, at_ms, hazard.step_ms, hazard.steps)
+        churn_p = churn_probability(scorer, path, hazard)
+        version, top = scorer.version, top_contributions(scorer.contributions(path[0]))
+    previous = state.churn_score
+    if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
+            and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
+        churn_p = max(churn_p, previous["churn_p"])  # silent since the last score: risk does not fall
+    state.churn_score = {"churn_p": round(churn_p, 6), "band": band_of(churn_p), "version": version,
+                         "as_of_ms": at_ms, "top_features": top}
+    return state.churn_score
+
+
+def next_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:
+    """When the wheel must next visit the customer: the open example's end or the next daily re-score,
+    whichever is first; None once the customer has been silent too long to matter."""
+    history = state.purchases
+    if history.orders == 0:
+        return None
+    last_activity = max(history.last_order_ms, state.activity.last_seen_ms or 0)
+    scored = state.churn_score["as_of_ms"] if state.churn_score else last_activity
+    candidates = [int(scored + settings.rescore_days * DAY_MS)]
+    due = state.churn_clock.due_ms(settings.hazard)
+    if due is not None:
+        candidates.append(due)
+    wake = min(candidates)
+    if wake - history.last_order_ms > settings.hazard.max_silence_days * DAY_MS:
+        return due
+    return wake
+
+

@@ -1,0 +1,156 @@
+"""Discrete-time hazard examples with late labels, and their composition into churn risk.
+
+Why not one example per purchase labelled "no order within 90 days"? Its label 0
+arrives at the next order, its label 1 only 90 days later, so an online learner
+sees a biased, stale mix; and it never sees a silent customer, which is what most
+scores are about. Instead every customer carries one *open* example at a time: a
+checkpoint ``c`` (a purchase, or every ``step`` days of silence after it) with the
+features at ``c``, asking "an order within (c, c + step]?". An order in the window
+closes it with ``purchased=True``; the watermark passing ``c + step`` closes it with
+``purchased=False`` and opens the next checkpoint at ``c + step``. Labels are at most
+one step late, and examples look like what is scored.
+
+The churn probability composes the step hazards ``h_k`` along the customer's future
+silence path: ``P(no order within H) = Π_k (1 - h_k)^{w_k}``, with ``w_k = 1`` except a
+fractional last step when ``H`` is not a multiple of the step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from online_models.purchase_history import DAY_MS
+
+__all__ = ["HazardConfig", "Example", "OpenExample", "ExampleClock", "no_order_probability", "band_of"]
+
+
+@dataclass(frozen=True)
+class HazardConfig:
+    step_days: float = 7.0
+    horizon_days: float = 90.0
+    max_silence_days: float = 365.0  # no examples (and no re-scoring) for customers silent longer
+
+    @property
+    def step_ms(self) -> int:
+        return int(self.step_days * DAY_MS)
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.horizon_days / self.step_days)
+
+    def step_weights(self) -> np.ndarray:
+        """Exposure of each step within the horizon.
+
+        >>> HazardConfig(7, 90).step_weights()[-2:].tolist()
+        [1.0, 0.8571428571428571]
+        """
+        weights = np.ones(self.steps)
+        weights[-1] = (self.horizon_days - (self.steps - 1) * self.step_days) / self.step_days
+        return weights
+
+
+def no_order_probability(hazards: np.ndarray, config: HazardConfig) -> float:
+    """P(no order within the horizon) from step hazards along the silence path.
+
+    >>> round(no_order_probability(np.full(13, 0.1), HazardConfig(7, 90)), 4)   # 0.9 ** (12 + 6/7)
+    0.258
+    """
+    hazards = np.clip(hazards, 1e-9, 1 - 1e-9)
+    return float(np.exp(np.sum(config.step_weights() * np.log1p(-hazards))))
+
+
+def band_of(churn_p: float) -> str:
+    """low < 0.33 ≤ medium < 0.66 ≤ high.
+
+    >>> [band_of(p) for p in (0.1, 0.33, 0.659, 0.66)]
+    ['low', 'medium', 'medium', 'high']
+    """
+    return "low" if churn_p < 0.33 else "medium" if churn_p < 0.66 else "high"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A closed example: features at ``checkpoint_ms``; did an order follow within one step?"""
+
+    checkpoint_ms: int
+    features: list[float]
+    purchased: bool
+
+
+@dataclass
+class OpenExample:
+    checkpoint_ms: int
+    features: list[float]
+
+
+@dataclass
+class ExampleClock:
+    """The open example of one customer and how it closes; plain data, stored with the customer.
+
+    ``features_at(checkpoint_ms)`` is supplied by the caller (it reads the customer's state).
+
+    >>> clock = ExampleClock()
+    >>> step = 7 * DAY_MS
+    >>> clock.open(0, [1.0])
+    >>> clock.on_order(3 * DAY_MS, lambda t: [0.0])              # ordered within the first week
+    ([Example(checkpoint_ms=0, features=[1.0], purchased=True)], True)
+    >>> clock.open(3 * DAY_MS, [2.0])
+    >>> closed = clock.advance(3 * DAY_MS + 2 * step, lambda t: [t / DAY_MS], HazardConfig())
+    >>> [(e.checkpoint_ms // DAY_MS, e.purchased) for e in closed], clock.pending.checkpoint_ms // DAY_MS
+    ([(3, False), (10, False)], 17)
+    """
+
+    pending: OpenExample | None = None
+    last_order_ms: int | None = None
+
+    def open(self, checkpoint_ms: int, features: list[float]) -> None:
+        self.pending = OpenExample(checkpoint_ms, features)
+        self.last_order_ms = checkpoint_ms if self.last_order_ms is None else max(self.last_order_ms, checkpoint_ms)
+
+    def on_order(self, ts_ms: int, features_at, config: HazardConfig = HazardConfig()) -> tuple[list[Example], bool]:
+        """Close what an order at ``ts_ms`` decides; call before the order is applied to the state.
+
+        Returns the closed examples and whether the order opens a new checkpoint. An order at or
+        before the open checkpoint arrived late (the checkpoint's features missed it): it closes
+        nothing and opens nothing, so each moment is asked about once.
+        """
+        if self.pending is None:
+            return [], self.last_order_ms is None or ts_ms > self.last_order_ms
+        if ts_ms <= self.pending.checkpoint_ms:
+            return [], False
+        closed = self.advance(ts_ms - 1, features_at, config)
+        if self.pending is not None:
+            closed.append(Example(self.pending.checkpoint_ms, self.pending.features, True))
+            self.pending = None
+        return closed, True
+
+    def advance(self, watermark_ms: int, features_at, config: HazardConfig = HazardConfig()) -> list[Example]:
+        """Close every open example whose window ended by ``watermark_ms`` without an order, opening the
+        next silence checkpoint each time (until the silence exceeds ``config.max_silence_days``)."""
+        closed = []
+        step = config.step_ms
+        while self.pending is not None and self.pending.checkpoint_ms + step <= watermark_ms:
+            closed.append(Example(self.pending.checkpoint_ms, self.pending.features, False))
+            following = self.pending.checkpoint_ms + step
+            if self.last_order_ms is not None and following - self.last_order_ms > config.max_silence_days * DAY_MS:
+                self.pending = None
+            else:
+                self.pending = OpenExample(following, features_at(following))
+        return closed
+
+    def due_ms(self, config: HazardConfig) -> int | None:
+        """When the open example closes without an order (the wheel's timer), or None."""
+        return None if self.pending is None else self.pending.checkpoint_ms + config.step_ms
+
+    def to_dict(self) -> dict:
+        pending = None if self.pending is None else [self.pending.checkpoint_ms, self.pending.features]
+        return {"pending": pending, "last_order_ms": self.last_order_ms}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ExampleClock":
+        if not data:
+            return cls()
+        pending = data.get("pending")
+        return cls(OpenExample(pending[0], pending[1]) if pending else None, data.get("last_order_ms"))
