@@ -21,7 +21,7 @@ import numpy as np
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["FEATURES", "feature_row", "features_at", "silence_path", "PRIOR_GAP_DAYS"]
+__all__ = ["FEATURES", "feature_row", "features_at", "silence_rows", "silence_path", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
@@ -89,15 +89,46 @@ def features_at(state: CustomerState, at_ms: int) -> dict[str, float]:
     return dict(zip(FEATURES, feature_row(state, at_ms)))
 
 
-def silence_path(state: CustomerState, from_ms: int, step_ms: int, steps: int) -> np.ndarray:
-    """Feature rows (``steps`` × features) at ``from_ms + k·step_ms`` if the customer stays silent.
+def silence_rows(state: CustomerState, from_ms: int, step_ms: int, steps: int) -> list[list[float]]:
+    """Feature rows at ``from_ms + k·step_ms`` (k < ``steps``) if the customer stays silent.
 
-    Only time moves: the state is not changed.
+    Only time moves, so only the time-dependent columns are recomputed per step (plain Python:
+    numpy costs more than it saves on 13 rows; batches are stacked into one array by the caller).
 
     >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
-    >>> state.apply_order(0, 5000, 1)
-    >>> path = silence_path(state, 0, 7 * DAY_MS, 3)
-    >>> path.shape, [round(math.expm1(v)) for v in path[:, 0]]
-    ((3, 15), [0, 7, 14])
+    >>> state.apply_order(0, 5000, 1); state.apply_order(20 * DAY_MS, 3000, 1)
+    >>> state.apply_interaction("product_view", 25 * DAY_MS)
+    >>> rows = silence_rows(state, 30 * DAY_MS, 7 * DAY_MS, 3)
+    >>> expected = [feature_row(state, (30 + 7 * k) * DAY_MS) for k in range(3)]
+    >>> all(math.isclose(a, b, abs_tol=1e-12) for row, want in zip(rows, expected) for a, b in zip(row, want))
+    True
     """
-    return np.array([feature_row(state, from_ms + k * step_ms) for k in range(steps)], dtype=float)
+    base = feature_row(state, from_ms)
+    history, engagement = state.purchases, state.engagement
+    mean_gap = max(history.mean_gap_days or PRIOR_GAP_DAYS, 1.0)
+    decayed = engagement.decayed
+    engaged_now = [decayed("product_view", from_ms) + decayed("page_view", from_ms), decayed("add_to_cart", from_ms),
+                   decayed("email_click", from_ms)]
+    recent = history.recent_order_ms
+    rows = []
+    for k in range(steps):
+        at = from_ms + k * step_ms
+        silence_days = max(at - history.last_order_ms, 0) / DAY_MS
+        tenure_days = max(at - history.first_order_ms, 0) / DAY_MS
+        window_start = at - _TREND_WINDOW_DAYS * DAY_MS
+        recent_orders = sum(1 for ts in recent if window_start < ts <= at)
+        expected_recent = history.orders * _TREND_WINDOW_DAYS / max(tenure_days, _TREND_WINDOW_DAYS)
+        fade = 2.0 ** (-(k * step_ms) / engagement.half_life_ms)
+        row = base.copy()
+        row[0] = math.log1p(silence_days)
+        row[1] = min(silence_days / mean_gap, 10.0)
+        row[5] = math.log((recent_orders + 0.5) / (expected_recent + 0.5))
+        row[8] = math.log1p(tenure_days)
+        row[9], row[10], row[11] = (math.log1p(value * fade) for value in engaged_now)
+        rows.append(row)
+    return rows
+
+
+def silence_path(state: CustomerState, from_ms: int, step_ms: int, steps: int) -> np.ndarray:
+    """:func:`silence_rows` as an array (``steps`` × features)."""
+    return np.array(silence_rows(state, from_ms, step_ms, steps), dtype=float)

@@ -31,7 +31,7 @@ from online_models.prequential import PrequentialMetrics
 
 __all__ = ["HazardLearner", "make_learners", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
            "SignedPickleScorer", "scorer_from_snapshot", "UntrustedSnapshot", "prior_churn_probability",
-           "churn_probability", "top_contributions"]
+           "churn_probability", "churn_probabilities", "top_contributions"]
 
 
 class HazardLearner(Protocol):
@@ -139,7 +139,7 @@ class HazardScorer(Protocol):
 
     def hazards(self, rows: np.ndarray) -> np.ndarray: ...
 
-    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]: ...
+    def contributions(self, rows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -159,11 +159,10 @@ class LinearHazardScorer:
     def hazards(self, rows: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self._scaled(rows) @ self.weights + self.intercept)))
 
-    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Each feature's push on the churn log-odds now (positive raises churn risk), i.e. minus its
         term in the hazard logit: a customer's deviation from the average customer, weighted."""
-        terms = -(self._scaled(row[None, :])[0] * self.weights)
-        return list(zip(FEATURES, terms.tolist()))
+        return -(self._scaled(rows) * self.weights)
 
 
 @dataclass
@@ -177,12 +176,15 @@ class SignedPickleScorer:
     def hazards(self, rows: np.ndarray) -> np.ndarray:
         return np.array([_positive(self.learner.predict_proba_one(dict(zip(FEATURES, row)))) for row in rows])
 
-    def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
-        occluded = np.repeat(row[None, :], len(FEATURES) + 1, axis=0)
-        for i in range(len(FEATURES)):
-            occluded[i + 1, i] = self.feature_means[i]
-        logits = np.log(np.clip(self.hazards(occluded), 1e-9, 1 - 1e-9))
-        return list(zip(FEATURES, (logits[1:] - logits[0]).tolist()))
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        result = np.empty_like(rows)
+        for index, row in enumerate(rows):
+            occluded = np.repeat(row[None, :], len(FEATURES) + 1, axis=0)
+            for i in range(len(FEATURES)):
+                occluded[i + 1, i] = self.feature_means[i]
+            logits = np.log(np.clip(self.hazards(occluded), 1e-9, 1 - 1e-9))
+            result[index] = logits[1:] - logits[0]  # hazard falls when the feature is real: churn rises
+        return result
 
 
 def scorer_from_snapshot(snapshot: dict, signing_key: bytes) -> HazardScorer:
@@ -207,6 +209,13 @@ def churn_probability(scorer: HazardScorer, path: np.ndarray, config: HazardConf
     return no_order_probability(scorer.hazards(path), config)
 
 
+def churn_probabilities(scorer: HazardScorer, paths: np.ndarray, config: HazardConfig) -> np.ndarray:
+    """:func:`churn_probability` for many customers at once: ``paths`` is customers × steps × features."""
+    customers, steps, width = paths.shape
+    hazards = np.clip(scorer.hazards(paths.reshape(customers * steps, width)), 1e-9, 1 - 1e-9)
+    return np.exp(np.log1p(-hazards.reshape(customers, steps)) @ config.step_weights())
+
+
 def prior_churn_probability(orders: int, days_since_first_order: float, days_first_to_last: float,
                             horizon_days: float, prior: ClvPrior = ClvPrior()) -> float:
     """Cold-start churn risk before the model has learned enough: the CLV prior's buyer
@@ -226,7 +235,11 @@ def prior_churn_probability(orders: int, days_since_first_order: float, days_fir
     return 1.0 - alive + alive * no_order_if_alive
 
 
-def top_contributions(contributions: Sequence[tuple[str, float]], count: int = 3) -> list[dict]:
-    """The ``count`` largest contributions by magnitude, signed."""
-    ranked = sorted(contributions, key=lambda item: abs(item[1]), reverse=True)[:count]
-    return [{"feature": name, "contribution": round(value, 4)} for name, value in ranked]
+def top_contributions(contributions: Sequence[float], count: int = 3) -> list[dict]:
+    """The ``count`` largest contributions (one per feature) by magnitude, signed.
+
+    >>> top_contributions([0.1, -2.0, 0.5] + [0.0] * 12, 2)
+    [{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.5}]
+    """
+    ranked = sorted(zip(FEATURES, contributions), key=lambda item: abs(item[1]), reverse=True)[:count]
+    return [{"feature": name, "contribution": round(float(value), 4)} for name, value in ranked]

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from online_models.churn_features import feature_row, silence_path
-from online_models.churn_model import HazardScorer, churn_probability, prior_churn_probability, top_contributions
+from typing import Sequence
+
+import numpy as np
+
+from online_models.churn_features import feature_row, silence_rows
+from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example, HazardConfig, band_of
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "next_wake_ms", "PRIOR_VERSION"]
+__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "next_wake_ms", "PRIOR_VERSION"]
 
 PRIOR_VERSION = "prior"
 
@@ -65,26 +69,45 @@ def score(state: CustomerState, at_ms: int, scorer: HazardScorer | None, setting
     >>> early < later["churn_p"], later["version"], later["band"]
     (True, 'prior', 'high')
     """
-    history = state.purchases
-    if history.orders == 0:
-        return None
+    return score_many([(state, at_ms)], scorer, settings)[0]
+
+
+def score_many(customers: Sequence[tuple[CustomerState, int]], scorer: HazardScorer | None,
+               settings: ChurnSettings) -> list[dict | None]:
+    """Score many customers (state, as-of time) with one model evaluation over all their silence paths."""
     hazard = settings.hazard
+    buyers = [(state, at_ms) for state, at_ms in customers if state.purchases.orders > 0]
     if scorer is None:
-        churn_p = prior_churn_probability(
-            history.orders, (at_ms - history.first_order_ms) / DAY_MS,
-            (history.last_order_ms - history.first_order_ms) / DAY_MS, hazard.horizon_days, settings.prior)
-        version, top = PRIOR_VERSION, [{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]
-    else:
-        path = silence_path(state, at_ms, hazard.step_ms, hazard.steps)
-        churn_p = churn_probability(scorer, path, hazard)
-        version, top = scorer.version, top_contributions(scorer.contributions(path[0]))
-    previous = state.churn_score
-    if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
-            and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
-        churn_p = max(churn_p, previous["churn_p"])  # silent since the last score: risk does not fall
-    state.churn_score = {"churn_p": round(churn_p, 6), "band": band_of(churn_p), "version": version,
-                         "as_of_ms": at_ms, "top_features": top}
-    return state.churn_score
+        probabilities = [_prior(state, at_ms, settings) for state, at_ms in buyers]
+        explanations = [[{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]] * len(buyers)
+        version = PRIOR_VERSION
+    elif buyers:
+        paths = np.array([silence_rows(state, at_ms, hazard.step_ms, hazard.steps) for state, at_ms in buyers])
+        probabilities = churn_probabilities(scorer, paths, hazard).tolist()
+        explanations = [top_contributions(row) for row in scorer.contributions(paths[:, 0, :])]
+        version = scorer.version
+    scores = iter(zip(probabilities, explanations)) if buyers else iter(())
+    results: list[dict | None] = []
+    for state, at_ms in customers:
+        if state.purchases.orders == 0:
+            results.append(None)
+            continue
+        churn_p, top = next(scores)
+        previous = state.churn_score
+        if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
+                and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
+            churn_p = max(churn_p, previous["churn_p"])  # silent since the last score: risk does not fall
+        state.churn_score = {"churn_p": round(churn_p, 6), "band": band_of(churn_p), "version": version,
+                             "as_of_ms": at_ms, "top_features": top}
+        results.append(state.churn_score)
+    return results
+
+
+def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
+    history = state.purchases
+    return prior_churn_probability(history.orders, (at_ms - history.first_order_ms) / DAY_MS,
+                                   (history.last_order_ms - history.first_order_ms) / DAY_MS,
+                                   settings.hazard.horizon_days, settings.prior)
 
 
 def next_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:

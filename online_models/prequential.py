@@ -7,6 +7,7 @@ and is exact.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -64,11 +65,18 @@ class PrequentialMetrics:
         self.histogram = np.zeros((2, _BINS), dtype=np.int64)
         self.predicted_sum = np.zeros(_BINS)
         self.recent: deque[tuple[float, int]] = deque(maxlen=window)
+        self._recent_losses: deque[float] = deque(maxlen=window)
+        self._recent_loss_sum = 0.0
 
     def update(self, p: float, y: int) -> None:
         p_clipped = min(max(p, _EPS), 1 - _EPS)
+        loss = -math.log(p_clipped) if y else -math.log(1 - p_clipped)
         self.count += 1
-        self.log_loss_sum -= np.log(p_clipped) if y else np.log(1 - p_clipped)
+        self.log_loss_sum += loss
+        if len(self._recent_losses) == self._recent_losses.maxlen:
+            self._recent_loss_sum -= self._recent_losses[0]
+        self._recent_losses.append(loss)
+        self._recent_loss_sum += loss
         self.brier_sum += (p - y) ** 2
         index = min(int(p * _BINS), _BINS - 1)
         self.histogram[y, index] += 1
@@ -76,11 +84,8 @@ class PrequentialMetrics:
         self.recent.append((p, y))
 
     def recent_log_loss(self) -> float | None:
-        if not self.recent:
-            return None
-        p, y = np.array(self.recent).T
-        p = np.clip(p, _EPS, 1 - _EPS)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        """Mean log loss over the window, kept as a running sum (the trainer asks for it per example)."""
+        return self._recent_loss_sum / len(self._recent_losses) if self._recent_losses else None
 
     def _overall_auc(self) -> float | None:
         negatives, positives = self.histogram
