@@ -12,8 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from agents.churn_scoring import ChurnStage
 from agents.ingest import STATS_HASH, SourceMessage, Triage
 from online_models import kpis as kpi
+from online_models.churn_model import HazardScorer
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState, RfmInputs
 from online_models.quantiles import FrozenRanks
@@ -39,6 +41,7 @@ class AppliedBatch:
     write: BatchWrite
     erasures: list[CustomerEvent]
     duplicates: int
+    churn: ChurnStage
 
 
 class SegmentOf:
@@ -58,7 +61,7 @@ class SegmentOf:
 
 
 def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int,
-                segment_of: SegmentOf) -> None:
+                segment_of: SegmentOf, churn: ChurnStage) -> None:
     """Dispatch one valid event to the state model and the KPI counters.
 
     KPI contributions go to the named segment the customer is in after the event, ranked against the
@@ -70,7 +73,9 @@ def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms:
         amount = event.amount_minor
         if event.kind == "order":
             kpi.count_order(kpis, state.kpi_memory, state.purchases, event.ts_ms, amount, horizon_ms)
+            churn.before_order(event.customer_id, state, event.ts_ms)
             state.apply_order(event.ts_ms, amount, units)
+            churn.after_order(event.customer_id, state, event.ts_ms)
         else:
             kpi.count_refund(kpis, event.ts_ms, amount)
             state.apply_refund(event.ts_ms, amount, units)
@@ -120,11 +125,17 @@ def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> 
 
 
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
-               settings: Settings, population: Mapping[str, FrozenRanks] | None = None) -> AppliedBatch:
-    """Fold a triaged batch into customer states and build the atomic Redis write."""
+               settings: Settings, population: Mapping[str, FrozenRanks] | None = None,
+               scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None) -> AppliedBatch:
+    """Fold a triaged batch into customer states and build the atomic Redis write.
+
+    ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
+    """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
+    churn = ChurnStage(settings)
+    partition_of: dict[str, int] = {}
     segment_of = SegmentOf(population or {})
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
@@ -163,10 +174,26 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             states[customer_id] = CustomerState.new(half_life_ms)
             seen[customer_id] = set()
             new_seen[customer_id] = {}
+            write.schedule(message.partition, customer_id, None)
+            partition_of.pop(customer_id, None)
             continue
-        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of)
+        partition_of[customer_id] = message.partition
+        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
+
+    for customer_id, (partition, watermark_ms) in (due or {}).items():
+        if customer_id in write.erase:
+            continue
+        snapshot = snapshots.get(customer_id)
+        if customer_id in partition_of or (snapshot is not None and snapshot.state is not None):
+            churn.wake(customer_id, state_of(customer_id), partition, watermark_ms, scorer)
+        else:
+            write.schedule(partition, customer_id, None)  # nothing left of this customer
+    churn.score({cid: (states[cid], states[cid].activity.last_seen_ms, partition)
+                 for cid, partition in partition_of.items()}, scorer)
+    for customer_id, (partition, wake_ms) in churn.wheel.items():
+        write.schedule(partition, customer_id, wake_ms)
 
     sketches = _SketchDeltas()
     known_delta = 0
@@ -203,4 +230,4 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         write.count(STATS_HASH, "duplicates", duplicates)
     if erasures:
         write.count(STATS_HASH, "erasures", len(erasures))
-    return AppliedBatch(write, erasures, duplicates)
+    return AppliedBatch(write, erasures, duplicates, churn)

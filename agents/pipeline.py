@@ -10,6 +10,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from agents.churn_scoring import ModelView, WheelClock, example_message
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
@@ -26,12 +27,15 @@ logger = logging.getLogger(__name__)
 class BatchProcessor:
     """Runs one batch end to end; Faust-free so benchmarks can drive it too."""
 
-    def __init__(self, store: RedisStore, settings: Settings, deadletter: faust.TopicT,
-                 erasures: faust.TopicT) -> None:
+    def __init__(self, store: RedisStore, settings: Settings, topics: dict[str, faust.TopicT]) -> None:
         self.store = store
         self.settings = settings
-        self.deadletter = deadletter
-        self.erasures = erasures
+        self.deadletter = topics["deadletter"]
+        self.erasures = topics["erasures"]
+        self.training_examples = topics["training-examples"]
+        self.score_changes = topics["score-changes"]
+        self.wheel = WheelClock(store, settings)
+        self.models = ModelView(store, settings.model_signing_key.encode())
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
@@ -62,14 +66,24 @@ class BatchProcessor:
             return None
         now_ms = int(time.time() * 1000)
         triaged = triage(fresh, self.settings, now_ms)
-        snapshots = await self.store.load_batch(digests_by_customer(triaged.accepted))
-        applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks())
+        wanted = digests_by_customer(triaged.accepted)
+        due = await self.wheel.due(triaged.accepted)
+        for customer_id in due:
+            wanted.setdefault(customer_id, {})
+        snapshots = await self.store.load_batch(wanted)
+        applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
+                             await self.models.scorer(), due)
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))
                       for r in triaged.rejected]
         deliveries += [await self.erasures.send(key=e.customer_id.encode(), value=_erasure_confirmation(e, now_ms))
                        for e in applied.erasures]
+        for customer_id, example in applied.churn.examples:
+            key, value = example_message(customer_id, example)
+            deliveries.append(await self.training_examples.send(key=key, value=value))
+        deliveries += [await self.score_changes.send(key=change["customer_id"].encode(), value=orjson.dumps(change))
+                       for change in applied.churn.score_changes]
         if deliveries:
             await asyncio.gather(*deliveries)
         try:
@@ -79,6 +93,7 @@ class BatchProcessor:
             return None
         if newly_applied:
             self.population.follow(applied.write)
+            self.wheel.follow(triaged.accepted)
         await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
         return applied
 
@@ -93,11 +108,9 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
     store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
     source = app.topic(*input_topics, key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)
-    deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw",
-                           partitions=1)
-    erasures = app.topic(settings.topic("erasures"), key_serializer="raw", value_serializer="raw",
-                         partitions=1)
-    processor = BatchProcessor(store, settings, deadletter, erasures)
+    outputs = {name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw", partitions=1)
+               for name in ("deadletter", "erasures", "training-examples", "score-changes")}
+    processor = BatchProcessor(store, settings, outputs)
     app.crm_store = store  # type: ignore[attr-defined]
 
     @app.on_partitions_revoked.connect

@@ -59,6 +59,28 @@ class Settings:
     clv_prior_days_per_order: float = _env_field(
         "CRM_CLV_PRIOR_DAYS_PER_ORDER", 90.0, float,
         "Prior purchase rate of the CLV prior: one order per this many days (weight of one order).")
+    churn_step_days: float = _env_field(
+        "CRM_CHURN_STEP_DAYS", 7.0, float,
+        "Hazard step: each example asks \"an order within this many days?\" (docs/churn.md).")
+    churn_max_silence_days: float = _env_field(
+        "CRM_CHURN_MAX_SILENCE_DAYS", 365.0, float,
+        "Customers silent longer get no further examples and no re-scoring.")
+    churn_rescore_days: float = _env_field(
+        "CRM_CHURN_RESCORE_DAYS", 1.0, float, "A silent customer is re-scored at least this often (event time).")
+    churn_min_examples: int = _env_field(
+        "CRM_CHURN_MIN_EXAMPLES", 2000, int,
+        "Labelled examples the trainer needs before its model replaces the cold-start prior.")
+    churn_snapshot_every: int = _env_field(
+        "CRM_CHURN_SNAPSHOT_EVERY", 1000, int, "The trainer publishes a model snapshot every this many examples...")
+    churn_snapshot_interval_s: float = _env_field(
+        "CRM_CHURN_SNAPSHOT_INTERVAL_S", 10.0, float, "...or this often (wall clock), whichever comes first.")
+    churn_change_threshold: float = _env_field(
+        "CRM_CHURN_CHANGE_THRESHOLD", 0.1, float,
+        "A `score-changes` event is emitted when churn_p moves more than this (or its band changes).")
+    model_signing_key: str = _env_field(
+        "CRM_MODEL_SIGNING_KEY", "", str,
+        "HMAC key for pickled model snapshots and trainer checkpoints. Empty: only plain-data (linear) "
+        "snapshots are published and the trainer keeps no checkpoint.")
     kpi_retention_days: int = _env_field(
         "CRM_KPI_RETENTION_DAYS", 730, int, "KPI buckets older than this (event time) are dropped; 0 = keep all.")
     kpi_prune_interval_s: float = _env_field(
@@ -111,7 +133,8 @@ class Settings:
 
     def validate(self) -> None:
         """Reject settings that would make the pipeline misbehave silently."""
-        positive = ("partitions", "batch_size", "batch_latency_ms", "horizon_days",
+        positive = ("partitions", "batch_size", "batch_latency_ms", "horizon_days", "churn_step_days",
+                    "churn_rescore_days", "churn_snapshot_every",
                     "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -144,6 +167,14 @@ class Settings:
         return ProfileSettings(self.rfm_weights, ClvPrior(
             prior_days=self.clv_prior_days_per_order, mean_lifetime_days=self.clv_mean_lifetime_days,
             window_days=self.clv_window_days, annual_discount_rate=self.clv_annual_discount_rate))
+
+    def churn_settings(self):
+        """What the churn life cycle needs (hazard step, horizon, re-scoring, prior)."""
+        from online_models.churn_tracking import ChurnSettings
+        from online_models.hazard import HazardConfig
+
+        return ChurnSettings(HazardConfig(self.churn_step_days, float(self.horizon_days), self.churn_max_silence_days),
+                             self.churn_rescore_days, self.profile_settings().clv)
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""

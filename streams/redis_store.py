@@ -67,6 +67,15 @@ class BatchWrite:
     erase: list[str] = field(default_factory=list)
     seen_floor_ms: dict[str, dict[str, int]] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    wheel: dict[str, dict[str, list]] = field(default_factory=dict)  # partition -> {"add": [...], "remove": [...]}
+
+    def schedule(self, partition: int, customer_id: str, wake_ms: int | None) -> None:
+        """Put a customer on its partition's event-time wheel at ``wake_ms`` (None: take it off)."""
+        entry = self.wheel.setdefault(str(partition), {"add": [], "remove": []})
+        if wake_ms is None:
+            entry["remove"].append(customer_id)
+        else:
+            entry["add"] += [str(wake_ms), customer_id]
 
     def count(self, hash_name: str, field_name: str, amount: int = 1) -> None:
         bucket = self.counters.setdefault(hash_name, {})
@@ -151,6 +160,10 @@ class RedisStore:
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
+    async def due_customers(self, partition: int, until_ms: int, limit: int) -> list[str]:
+        """Customers of a partition whose wheel wake-up is at or before ``until_ms`` (oldest first)."""
+        return await self.client.zrangebyscore(f"{self.prefix}wheel:{partition}", "-inf", until_ms, 0, limit)
+
     async def read_hashes(self, names: list[str]) -> list[dict[str, str]]:
         """Several hashes (names under the prefix) in one round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -186,6 +199,7 @@ class RedisStore:
             "seen_floor_ms": {customer_id: {topic: str(floor) for topic, floor in floors.items()}
                               for customer_id, floors in write.seen_floor_ms.items()},
             "counters": write.counters,
+            "wheel": write.wheel,
         }
         try:
             states = [part for customer_id, state in write.states.items() for part in (customer_id, state)]

@@ -28,4 +28,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(settings.topic(name), settings.partitions) for name in INPUT_TOPICS]
     specs.append(TopicSpec(settings.topic("deadletter"), 1))
     specs.append(TopicSpec(settings.topic("erasures"), 1))
+    specs.append(TopicSpec(settings.topic("training-examples"), 1))  # one global trainer sees every example
+    specs.append(TopicSpec(settings.topic("score-changes"), 1))
     return specs

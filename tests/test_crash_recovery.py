@@ -2,6 +2,7 @@
 key by key, and the per-customer activity must equal a pandas recount."""
 from __future__ import annotations
 
+import orjson
 import pandas as pd
 import redis
 
@@ -19,16 +20,26 @@ def redis_dump(client, settings) -> dict:
         name = key[len(settings.redis_prefix):]
         # Fence tokens differ by design; which old event ids have been forgotten depends on batch
         # boundaries (the de-duplication window is a lower bound), not on the data.
-        if name == "fence" or ":seen:" in name:
+        # The churn wheel and scores follow the purchases watermark batch by batch; where a batch ends
+        # decides which events within the allowed lateness a wake-up sees (docs/churn.md).
+        if name == "fence" or ":seen:" in name or name.startswith("wheel:"):
             continue
         if client.type(key) == "hash":
             # Per-segment KPI fields ("orders@Champions") depend on when the population was read
             # (docs/customer-state.md); everything else must be identical.
-            dump[name] = {field.removeprefix(settings.topic_prefix): value
+            dump[name] = {field.removeprefix(settings.topic_prefix): without_churn(field, value)
                           for field, value in client.hgetall(key).items() if "@" not in field}
         else:
             dump[name] = client.zrange(key, 0, -1, withscores=True)
     return dump
+
+
+def without_churn(field: str, value: str) -> str | dict:
+    if field != "state":
+        return value
+    state = orjson.loads(value)
+    assert "churn_clock" in state and "churn_score" in state
+    return {name: part for name, part in state.items() if not name.startswith("churn_")}
 
 
 def run_uninterrupted(broker, redis_server, events, output_dir):

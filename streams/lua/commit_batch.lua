@@ -11,6 +11,7 @@
 --   seen      {"<customer_id>": {"<topic>": ["<score>", "<digest>", ...]}}
 --   seen_floor_ms {"<customer_id>": {"<topic>": ms}}  ids older than this (event time) are forgotten
 --   counters  {"<hash>": {field: increment}}
+--   wheel     {"<partition>": {"add": ["<wake_ms>", "<customer_id>", ...], "remove": ["<customer_id>", ...]}}
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local fence_key = prefix .. 'fence'
@@ -51,6 +52,15 @@ for hash, increments in pairs(batch.counters) do
     if redis.call('HINCRBY', prefix .. hash, field, amount) == 0 then
       redis.call('HDEL', prefix .. hash, field)  -- empty sketch buckets take no memory
     end
+  end
+end
+for partition, changes in pairs(batch.wheel) do
+  local key = prefix .. 'wheel:' .. partition
+  if #changes.remove > 0 then
+    redis.call('ZREM', key, unpack(changes.remove))
+  end
+  if #changes.add > 0 then
+    redis.call('ZADD', key, unpack(changes.add))
   end
 end
 for tp, offset in pairs(batch.offsets) do

@@ -1,0 +1,158 @@
+"""Churn stage of the partition batch: close and open hazard examples, score, wake silent customers.
+
+Per batch: orders close the open examples they decide (before the order is
+folded) and open their own; customers due on the event-time wheel
+(``crm:wheel:{partition}``: customer -> next wake-up, event time) have their
+examples closed without an order as the partition's purchases watermark passes
+them, and are re-scored so a silent customer's risk rises without any event.
+Every touched customer is scored with the newest model snapshot (one model
+evaluation for the whole batch). Closed examples and big score moves leave as
+derived events, sent before the commit with deterministic keys.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from online_models import churn_tracking
+from online_models.churn_model import HazardScorer, UntrustedSnapshot, scorer_from_snapshot
+from online_models.customer_state import CustomerState
+from online_models.hazard import Example
+from streams.config import Settings
+from streams.redis_store import RedisStore
+
+__all__ = ["MODEL_KEY", "ModelView", "WheelClock", "ChurnStage", "example_message"]
+
+logger = logging.getLogger(__name__)
+
+#: Redis key (under the prefix) of the newest churn model snapshot (JSON).
+MODEL_KEY = "model:churn:latest"
+
+
+class ModelView:
+    """The newest churn snapshot as a scorer, re-read at most every ``max_age_s``; None = the prior."""
+
+    def __init__(self, store: RedisStore, signing_key: bytes, max_age_s: float = 1.0) -> None:
+        self.store, self.signing_key, self.max_age_s = store, signing_key, max_age_s
+        self._scorer: HazardScorer | None = None
+        self._read_at = -float("inf")
+
+    async def scorer(self) -> HazardScorer | None:
+        if time.monotonic() - self._read_at > self.max_age_s:
+            self._read_at = time.monotonic()
+            blob = await self.store.client.get(self.store.prefix + MODEL_KEY)
+            if blob is not None:
+                snapshot = orjson.loads(blob)
+                if self._scorer is None or snapshot["version"] != self._scorer.version:
+                    try:
+                        self._scorer = scorer_from_snapshot(snapshot, self.signing_key)
+                        logger.info("scoring with churn model version %s", snapshot["version"])
+                    except (UntrustedSnapshot, ValueError) as exc:
+                        logger.error("churn snapshot refused, keeping the current model: %s", exc)
+        return self._scorer
+
+
+class WheelClock:
+    """Each partition's purchases watermark (newest purchase event time minus the allowed lateness) and
+    the customers it has made due. Only purchases move it: an example may close without an order only
+    once no order before its end can still arrive, whatever the other topics are doing."""
+
+    def __init__(self, store: RedisStore, settings: Settings, limit: int = 2000) -> None:
+        self.store, self.settings, self.limit = store, settings, limit
+        self.newest_purchase_ms: dict[int, int] = {}
+
+    def _batch_newest(self, accepted) -> dict[int, int]:
+        newest: dict[int, int] = {}
+        for message, event, _ in accepted:
+            if message.contract == "purchases":
+                newest[message.partition] = max(newest.get(message.partition, event.ts_ms), event.ts_ms)
+        return newest
+
+    async def due(self, accepted) -> dict[str, tuple[int, int]]:
+        """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
+        partitions = {message.partition for message, _, _ in accepted}
+        unknown = [p for p in partitions if p not in self.newest_purchase_ms]
+        if unknown:
+            stored = await self.store.client.hmget(
+                self.store.prefix + "watermark", [f"{self.settings.topic('purchases')}:{p}" for p in unknown])
+            for partition, value in zip(unknown, stored):
+                self.newest_purchase_ms[partition] = -1 if value is None else int(value)
+        batch = self._batch_newest(accepted)
+        due: dict[str, tuple[int, int]] = {}
+        for partition in partitions:
+            newest = max(self.newest_purchase_ms[partition], batch.get(partition, -1))
+            if newest < 0:
+                continue
+            watermark = newest - self.settings.lateness_ms
+            for customer_id in await self.store.due_customers(partition, watermark, self.limit):
+                due[customer_id] = (partition, watermark)
+        return due
+
+    def follow(self, accepted) -> None:
+        """Remember the purchases watermark of a batch that has been committed."""
+        for partition, newest in self._batch_newest(accepted).items():
+            self.newest_purchase_ms[partition] = max(self.newest_purchase_ms.get(partition, -1), newest)
+
+
+@dataclass
+class ChurnStage:
+    """What the churn stage decided in one batch."""
+
+    settings: Settings
+    examples: list[tuple[str, Example]] = field(default_factory=list)
+    score_changes: list[dict] = field(default_factory=list)
+    wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
+    _opens: dict[str, bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.churn = self.settings.churn_settings()
+
+    def before_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
+        closed, self._opens[customer_id] = churn_tracking.on_order(state, ts_ms, self.churn)
+        self.examples += [(customer_id, example) for example in closed]
+
+    def after_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
+        churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id))
+
+    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
+             scorer: HazardScorer | None) -> None:
+        """A customer due on the wheel: replay its wake-ups up to the watermark in event time (close the
+        examples each decides, re-score), so a backfill emits the same examples and score changes as live
+        traffic whatever the batch boundaries."""
+        wake = churn_tracking.next_wake_ms(state, self.churn)
+        while wake is not None and wake <= watermark_ms:
+            self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, wake, self.churn)]
+            self.score({customer_id: (state, wake, partition)}, scorer)
+            following = churn_tracking.next_wake_ms(state, self.churn)
+            wake = following if following is not None and following > wake else None
+        self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(state, self.churn))
+
+    def score(self, customers: dict[str, tuple[CustomerState, int, int]], scorer: HazardScorer | None) -> None:
+        """Score customers (state, as-of time, partition); note wheel entries and big moves."""
+        ids = list(customers)
+        before = {cid: customers[cid][0].churn_score for cid in ids}
+        churn_tracking.score_many([customers[cid][:2] for cid in ids], scorer, self.churn)
+        threshold = self.settings.churn_change_threshold
+        for cid in ids:
+            state, _, partition = customers[cid]
+            self.wheel[cid] = (partition, churn_tracking.next_wake_ms(state, self.churn))
+            old, new = before[cid], state.churn_score
+            if new is None:
+                continue
+            if old is None or old["band"] != new["band"] or abs(new["churn_p"] - old["churn_p"]) > threshold:
+                self.score_changes.append({
+                    "customer_id": cid, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"], "band": new["band"],
+                    "previous_churn_p": None if old is None else old["churn_p"],
+                    "previous_band": None if old is None else old["band"],
+                    "model_version": new["version"], "top_features": new["top_features"]})
+
+
+def example_message(customer_id: str, example: Example) -> tuple[bytes, bytes]:
+    """Key (the example's id: customer and checkpoint, so a re-sent example is recognised) and value."""
+    example_id = f"{customer_id}:{example.checkpoint_ms}"
+    return example_id.encode(), orjson.dumps({
+        "example_id": example_id, "checkpoint_ms": example.checkpoint_ms, "features": example.features,
+        "purchased": example.purchased})
