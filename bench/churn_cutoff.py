@@ -106,7 +106,12 @@ def main() -> None:
     parser.add_argument("--cutoff-day", type=int, default=420)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
-    args = parser.parse_args()
+    run(parser.parse_args(), echo=print)
+
+
+def run(args, echo=lambda *_: None) -> dict:
+    """Replay, score at the cutoff, compare; returns the headline numbers."""
+    print = echo  # noqa: A001 - the report goes wherever the caller wants it
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -181,6 +186,10 @@ def main() -> None:
     print(f"\ncost: {replay.train_s / max(len(replay.examples), 1) * 1e6:.0f} µs per trained example "
           f"(both learners, prequential metrics included); {score_us:.0f} µs per scored customer "
           f"({settings.hazard.steps}-step silence path + explanation, batches of 500); whole replay {replay_s:.1f} s")
+    window = report["learners"][report["served"]]["window"]
+    return {"auc_streaming": auc_stream, "auc_batch": auc_batch, "calibration_gap": worst,
+            "prequential_auc": window["roc_auc"],
+            "prequential_calibration_gap": max(abs(r["predicted"] - r["observed"]) for r in window["calibration"])}
 
 
 def _fresh(state: CustomerState) -> CustomerState:

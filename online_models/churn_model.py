@@ -107,9 +107,9 @@ class ChurnTrainer:
                 "drifts_detected": len(self.drifts), "last_drift_at_example": self.drifts[-1] if self.drifts else None,
                 "learners": {name: metrics.report() for name, metrics in self.metrics.items()}}
 
-    def snapshot(self, version: int, created_at_ms: int, signing_key: bytes) -> dict:
-        """The served model as a snapshot dict (JSON-ready)."""
-        served = self.served()
+    def snapshot(self, version: int, created_at_ms: int, signing_key: bytes, served: str | None = None) -> dict:
+        """The served model (or the learner named ``served``) as a snapshot dict (JSON-ready)."""
+        served = served or self.served()
         means = (self.feature_sums / max(self.examples, 1)).tolist()
         if served == "logistic":
             model = _linear_form(self.learners["logistic"])

@@ -38,7 +38,9 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port or 6066,
         web_host="127.0.0.1",
     )
+    from agents.churn_trainer import register_trainer
     from agents.pipeline import register_pipeline
 
     register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
+    register_trainer(app, settings, app.crm_store)
     return app

@@ -1,0 +1,148 @@
+"""The global churn trainer: one consumer of the single-partition ``training-examples`` topic.
+
+It learns every closed hazard example once (prequentially, both learners), drops
+re-sent examples by id (the pipeline re-sends after a crash), and publishes the
+served model as a versioned snapshot to Redis every ``CRM_CHURN_SNAPSHOT_EVERY``
+examples or ``CRM_CHURN_SNAPSHOT_INTERVAL_S`` seconds, once it has seen
+``CRM_CHURN_MIN_EXAMPLES`` (before that, scorers serve the prior). Scorers on
+every worker pick new versions up within a second (agents/churn_scoring.py).
+
+With ``CRM_MODEL_SIGNING_KEY`` set, the trainer also checkpoints itself (its
+learners, metrics, recent example ids and the last offset learned) after every
+batch, signed; a restarted trainer resumes from it and skips what it has learned.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import pickle
+import time
+from collections import OrderedDict
+
+import faust
+import orjson
+
+from agents.churn_scoring import MODEL_KEY
+from online_models.churn_features import FEATURES
+from online_models.churn_model import ChurnTrainer
+from streams.config import Settings
+from streams.redis_store import RedisStore
+
+__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "model:churn:trainer"
+METRICS_KEY = "model:churn:metrics"
+_REMEMBERED_IDS = 200_000
+
+
+class TrainerProcess:
+    """Trainer state plus what it needs to publish; Faust-free so tests and benchmarks can drive it."""
+
+    def __init__(self, store: RedisStore, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.key = settings.model_signing_key.encode()
+        self.trainer = ChurnTrainer()
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.offset = -1
+        self.version = 0
+        self.rejected = 0
+        self.duplicates = 0
+        self._published_at_examples = 0
+        self._published_at = time.monotonic()
+
+    async def restore(self) -> None:
+        """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
+        without one, start afresh: what this process learned while another worker held the topic is stale."""
+        self.trainer, self.seen, self.offset = ChurnTrainer(), OrderedDict(), -1
+        latest = await self.store.client.get(self.store.prefix + MODEL_KEY)
+        if latest is not None:
+            self.version = orjson.loads(latest)["version"]
+        blob = await self.store.client.get(self.store.prefix + CHECKPOINT_KEY)
+        if blob is None or not self.key:
+            return
+        record = orjson.loads(blob)
+        payload = base64.b64decode(record["pickle_b64"])
+        if not hmac.compare_digest(hmac.new(self.key, payload, hashlib.sha256).hexdigest(), record["hmac_sha256"]):
+            logger.error("trainer checkpoint signature does not verify; starting from scratch")
+            return
+        self.trainer, self.seen, self.offset, self.version = pickle.loads(payload)
+        logger.info("trainer resumed at offset %d, %d examples", self.offset, self.trainer.examples)
+
+    def learn(self, offset: int, value: bytes | None) -> None:
+        if offset <= self.offset:
+            return  # learned before the last checkpoint
+        self.offset = offset
+        try:
+            example = orjson.loads(value)
+            features = example["features"]
+            if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool):
+                raise ValueError("wrong shape")
+            example_id = str(example["example_id"])
+            x = {name: float(v) for name, v in zip(FEATURES, features)}
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+            self.rejected += 1
+            return
+        if example_id in self.seen:
+            self.duplicates += 1
+            return
+        self.seen[example_id] = None
+        if len(self.seen) > _REMEMBERED_IDS:
+            self.seen.popitem(last=False)
+        self.trainer.learn(x, example["purchased"])
+
+    async def after_batch(self) -> None:
+        """Publish a snapshot when due, then checkpoint (signed) if a key is configured."""
+        examples = self.trainer.examples
+        due = (examples - self._published_at_examples >= self.settings.churn_snapshot_every
+               or time.monotonic() - self._published_at >= self.settings.churn_snapshot_interval_s)
+        if examples >= self.settings.churn_min_examples and due and examples > self._published_at_examples:
+            await self.publish()
+        if self.key:
+            payload = pickle.dumps((self.trainer, self.seen, self.offset, self.version))
+            await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps({
+                "pickle_b64": base64.b64encode(payload).decode(),
+                "hmac_sha256": hmac.new(self.key, payload, hashlib.sha256).hexdigest()}))
+
+    async def publish(self) -> dict:
+        self.version += 1
+        snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000), self.key)
+        if snapshot["model"]["kind"] == "signed_pickle" and not self.key:
+            # No key, no pickles: serve the linear learner's plain form instead.
+            snapshot = self.trainer.snapshot(self.version, snapshot["created_at_ms"], self.key, served="logistic")
+        report = snapshot["metrics"] | {"rejected": self.rejected, "duplicates": self.duplicates,
+                                        "version": self.version, "created_at_ms": snapshot["created_at_ms"]}
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.store.prefix + MODEL_KEY, orjson.dumps(snapshot))
+            pipe.set(self.store.prefix + METRICS_KEY, orjson.dumps(report))
+            await pipe.execute()
+        self._published_at_examples, self._published_at = self.trainer.examples, time.monotonic()
+        logger.info("published churn model v%d (%s, %d examples)", self.version, snapshot["served"],
+                    self.trainer.examples)
+        return snapshot
+
+
+def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
+    topic = app.topic(settings.topic("training-examples"), key_serializer="raw", value_serializer="raw",
+                      partitions=1)
+    process = TrainerProcess(store, settings)
+    needs_restore = [True]
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned, **_) -> None:
+        # Another worker may have trained since we last held the topic: resume from its checkpoint.
+        if any(tp.topic == settings.topic("training-examples") for tp in assigned):
+            needs_restore[0] = True
+
+    @app.agent(topic, name="churn-trainer")
+    async def train(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(1000, within=0.5):
+            if needs_restore[0]:
+                await process.restore()
+                needs_restore[0] = False
+            for event in events:
+                process.learn(event.message.offset, event.message.value)
+            await process.after_batch()

@@ -1,0 +1,97 @@
+"""Churn models: replay-to-cutoff against scikit-learn, silence monotonicity, snapshot authentication."""
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from online_models import churn_tracking
+from online_models.churn_features import FEATURES
+from online_models.churn_model import ChurnTrainer, UntrustedSnapshot, scorer_from_snapshot
+from online_models.customer_state import CustomerState
+from online_models.purchase_history import DAY_MS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_cutoff_bench():
+    spec = importlib.util.spec_from_file_location("churn_cutoff", ROOT / "bench" / "churn_cutoff.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cutoff():
+    bench = load_cutoff_bench()
+    args = argparse.Namespace(customers=600, days=400, cutoff_day=300, seed=7, warmup=2000)
+    return bench.run(args)
+
+
+def test_streaming_churn_risk_ranks_customers_within_001_auc_of_batch_logistic_regression(cutoff):
+    assert cutoff["auc_streaming"] >= cutoff["auc_batch"] - 0.01
+
+
+def test_prequential_auc_after_warm_up(cutoff):
+    assert cutoff["prequential_auc"] >= 0.80
+
+
+def trained_snapshot(key: bytes, served: str | None = None) -> dict:
+    rng = np.random.default_rng(3)
+    trainer = ChurnTrainer(window=500)
+    for _ in range(3000):
+        silence = rng.uniform(0, 6)
+        x = dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) | {"log_silence_days": silence}
+        trainer.learn(x, bool(rng.random() < 1 / (1 + np.exp(silence - 3))))
+    return trainer.snapshot(1, 0, key, served=served)
+
+
+def test_silent_customer_risk_never_falls_as_the_watermark_advances():
+    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    settings = churn_tracking.ChurnSettings()
+    state = CustomerState.new(30 * DAY_MS)
+    for day in (0, 25, 41, 70):
+        state.apply_order(day * DAY_MS, 4000, 1)
+        state.apply_interaction("product_view", day * DAY_MS - 3_600_000)
+    risks = [churn_tracking.score(state, (70 + day) * DAY_MS, scorer, settings)["churn_p"] for day in range(0, 300)]
+    assert all(later >= earlier for earlier, later in zip(risks, risks[1:]))
+    assert risks[-1] > risks[0]
+
+
+def test_a_new_event_can_lower_the_risk_again():
+    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    settings = churn_tracking.ChurnSettings()
+    state = CustomerState.new(30 * DAY_MS)
+    state.apply_order(0, 4000, 1)
+    silent = churn_tracking.score(state, 120 * DAY_MS, scorer, settings)["churn_p"]
+    state.apply_order(121 * DAY_MS, 4000, 1)
+    assert churn_tracking.score(state, 121 * DAY_MS, scorer, settings)["churn_p"] < silent
+
+
+def test_pickled_snapshot_with_a_wrong_signature_is_never_unpickled():
+    snapshot = trained_snapshot(b"right-key", served="hoeffding_tree")
+    assert snapshot["model"]["kind"] == "signed_pickle"
+    assert scorer_from_snapshot(snapshot, b"right-key").hazards(np.zeros((2, len(FEATURES)))).shape == (2,)
+    with pytest.raises(UntrustedSnapshot):
+        scorer_from_snapshot(snapshot, b"wrong-key")
+    tampered = dict(snapshot, model=dict(snapshot["model"], pickle_b64=base64.b64encode(b"cos\nsystem\n").decode()))
+    with pytest.raises(UntrustedSnapshot):
+        scorer_from_snapshot(tampered, b"right-key")
+
+
+def test_linear_snapshot_is_plain_data_and_scores_like_the_river_model():
+    rng = np.random.default_rng(5)
+    trainer = ChurnTrainer(window=200)
+    rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(500)]
+    for x in rows:
+        trainer.learn(x, bool(x["log_orders"] > 0))
+    snapshot = trainer.snapshot(2, 0, b"", served="logistic")
+    assert snapshot["model"]["kind"] == "linear"
+    scorer = scorer_from_snapshot(snapshot, b"")
+    river_p = [trainer.learners["logistic"].predict_proba_one(x)[True] for x in rows[:20]]
+    plain_p = scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]]))
+    assert np.allclose(river_p, plain_p, atol=1e-6)
