@@ -22,7 +22,8 @@ def redis_dump(client, settings) -> dict:
         # boundaries (the de-duplication window is a lower bound), not on the data.
         # The churn wheel and scores follow the purchases watermark batch by batch; where a batch ends
         # decides which events within the allowed lateness a wake-up sees (docs/churn.md).
-        if name == "fence" or ":seen:" in name or name.startswith("wheel:"):
+        # Model snapshots are published on a wall-clock schedule.
+        if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:")):
             continue
         if client.type(key) == "hash":
             # Per-segment KPI fields ("orders@Champions") depend on when the population was read
