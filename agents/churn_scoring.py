@@ -63,13 +63,7 @@ class WheelClock:
     def __init__(self, store: RedisStore, settings: Settings, limit: int = 2000) -> None:
         self.store, self.settings, self.limit = store, settings, limit
         self.newest_purchase_ms: dict[int, int] = {}
-
-    def _batch_newest(self, accepted) -> dict[int, int]:
-        newest: dict[int, int] = {}
-        for message, event, _ in accepted:
-            if message.contract == "purchases":
-                newest[message.partition] = max(newest.get(message.partition, event.ts_ms), event.ts_ms)
-        return newest
+        self._batch_newest: dict[int, int] = {}  # of the batch being processed, remembered once it commits
 
     async def due(self, accepted) -> dict[str, tuple[int, int]]:
         """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
@@ -80,7 +74,11 @@ class WheelClock:
                 self.store.prefix + "watermark", [f"{self.settings.topic('purchases')}:{p}" for p in unknown])
             for partition, value in zip(unknown, stored):
                 self.newest_purchase_ms[partition] = -1 if value is None else int(value)
-        batch = self._batch_newest(accepted)
+        batch: dict[int, int] = {}
+        for message, event, _ in accepted:
+            if message.contract == "purchases":
+                batch[message.partition] = max(batch.get(message.partition, event.ts_ms), event.ts_ms)
+        self._batch_newest = batch
         due: dict[str, tuple[int, int]] = {}
         for partition in partitions:
             newest = max(self.newest_purchase_ms[partition], batch.get(partition, -1))
@@ -91,9 +89,9 @@ class WheelClock:
                 due[customer_id] = (partition, watermark)
         return due
 
-    def follow(self, accepted) -> None:
-        """Remember the purchases watermark of a batch that has been committed."""
-        for partition, newest in self._batch_newest(accepted).items():
+    def follow(self) -> None:
+        """Remember the purchases watermark of the batch :meth:`due` saw, now that it has been committed."""
+        for partition, newest in self._batch_newest.items():
             self.newest_purchase_ms[partition] = max(self.newest_purchase_ms.get(partition, -1), newest)
 
 

@@ -13,11 +13,7 @@ batch, signed; a restarted trainer resumes from it and skips what it has learned
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
-import pickle
 import time
 from collections import OrderedDict
 
@@ -26,7 +22,9 @@ import orjson
 
 from agents.churn_scoring import MODEL_KEY
 from online_models.churn_features import FEATURES
+from online_models import signed_pickle
 from online_models.churn_model import ChurnTrainer
+from online_models.signed_pickle import UntrustedSnapshot
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
@@ -64,12 +62,11 @@ class TrainerProcess:
         blob = await self.store.client.get(self.store.prefix + CHECKPOINT_KEY)
         if blob is None or not self.key:
             return
-        record = orjson.loads(blob)
-        payload = base64.b64decode(record["pickle_b64"])
-        if not hmac.compare_digest(hmac.new(self.key, payload, hashlib.sha256).hexdigest(), record["hmac_sha256"]):
+        try:
+            self.trainer, self.seen, self.offset, self.version = signed_pickle.load(orjson.loads(blob), self.key)
+        except UntrustedSnapshot:
             logger.error("trainer checkpoint signature does not verify; starting from scratch")
             return
-        self.trainer, self.seen, self.offset, self.version = pickle.loads(payload)
         logger.info("trainer resumed at offset %d, %d examples", self.offset, self.trainer.examples)
 
     def learn(self, offset: int, value: bytes | None) -> None:
@@ -102,10 +99,8 @@ class TrainerProcess:
         if examples >= self.settings.churn_min_examples and due and examples > self._published_at_examples:
             await self.publish()
         if self.key:
-            payload = pickle.dumps((self.trainer, self.seen, self.offset, self.version))
-            await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps({
-                "pickle_b64": base64.b64encode(payload).decode(),
-                "hmac_sha256": hmac.new(self.key, payload, hashlib.sha256).hexdigest()}))
+            checkpoint = signed_pickle.sign((self.trainer, self.seen, self.offset, self.version), self.key)
+            await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps(checkpoint))
 
     async def publish(self) -> dict:
         self.version += 1

@@ -93,7 +93,7 @@ class BatchProcessor:
             return None
         if newly_applied:
             self.population.follow(applied.write)
-            self.wheel.follow(triaged.accepted)
+            self.wheel.follow()
         await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
         return applied
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from online_models import churn_tracking  # noqa: E402
 from online_models.churn_features import FEATURES, silence_path  # noqa: E402
-from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probability, scorer_from_snapshot  # noqa: E402
+from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
@@ -154,7 +154,7 @@ def run(args, echo=lambda *_: None) -> dict:
     scaler = StandardScaler().fit(features)
     batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
     batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
-    batch_p = np.array([churn_probability(batch_scorer, path, settings.hazard) for path in paths])
+    batch_p = churn_probabilities(batch_scorer, np.array(paths), settings.hazard)
 
     report = replay.trainer.report()
     print(f"history: {args.customers} customers, {args.days} days, cutoff day {args.cutoff_day} "

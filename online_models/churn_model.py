@@ -13,11 +13,7 @@ verify.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import math
-import pickle
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -27,11 +23,13 @@ from river import drift, linear_model, optim, preprocessing, tree
 from online_models.churn_features import FEATURES
 from online_models.clv import ClvPrior, estimate_clv
 from online_models.hazard import HazardConfig, no_order_probability
+from online_models import signed_pickle
 from online_models.prequential import PrequentialMetrics
+from online_models.signed_pickle import UntrustedSnapshot
 
 __all__ = ["HazardLearner", "make_learners", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
            "SignedPickleScorer", "scorer_from_snapshot", "UntrustedSnapshot", "prior_churn_probability",
-           "churn_probability", "churn_probabilities", "top_contributions"]
+           "churn_probabilities", "top_contributions"]
 
 
 class HazardLearner(Protocol):
@@ -114,9 +112,7 @@ class ChurnTrainer:
         if served == "logistic":
             model = _linear_form(self.learners["logistic"])
         else:
-            blob = pickle.dumps(self.learners[served])
-            model = {"kind": "signed_pickle", "pickle_b64": base64.b64encode(blob).decode(),
-                     "hmac_sha256": hmac.new(signing_key, blob, hashlib.sha256).hexdigest()}
+            model = {"kind": "signed_pickle", **signed_pickle.sign(self.learners[served], signing_key)}
         return {"version": version, "created_at_ms": created_at_ms, "served": served, "features": list(FEATURES),
                 "feature_means": means, "model": model, "metrics": self.report()}
 
@@ -128,10 +124,6 @@ def _linear_form(pipeline) -> dict:
             "stds": [math.sqrt(scaler.vars.get(name, 0.0)) for name in FEATURES],
             "weights": [regression.weights.get(name, 0.0) for name in FEATURES],
             "intercept": regression.intercept}
-
-
-class UntrustedSnapshot(ValueError):
-    """A snapshot whose signature does not verify; it is never unpickled."""
 
 
 class HazardScorer(Protocol):
@@ -196,24 +188,20 @@ def scorer_from_snapshot(snapshot: dict, signing_key: bytes) -> HazardScorer:
         return LinearHazardScorer(snapshot["version"], np.array(model["means"]), np.array(model["stds"]),
                                   np.array(model["weights"]), float(model["intercept"]))
     if model["kind"] == "signed_pickle":
-        blob = base64.b64decode(model["pickle_b64"])
-        expected = hmac.new(signing_key, blob, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, model["hmac_sha256"]):
-            raise UntrustedSnapshot(f"snapshot {snapshot['version']}: signature does not verify")
-        return SignedPickleScorer(snapshot["version"], pickle.loads(blob), np.array(snapshot["feature_means"]))
+        try:
+            learner = signed_pickle.load(model, signing_key)
+        except UntrustedSnapshot as exc:
+            raise UntrustedSnapshot(f"snapshot {snapshot['version']}: {exc}") from None
+        return SignedPickleScorer(snapshot["version"], learner, np.array(snapshot["feature_means"]))
     raise ValueError(f"unknown model kind {model['kind']!r}")
 
 
-def churn_probability(scorer: HazardScorer, path: np.ndarray, config: HazardConfig) -> float:
-    """P(no order within the horizon) from the hazards along a silence path (one row per step)."""
-    return no_order_probability(scorer.hazards(path), config)
-
-
 def churn_probabilities(scorer: HazardScorer, paths: np.ndarray, config: HazardConfig) -> np.ndarray:
-    """:func:`churn_probability` for many customers at once: ``paths`` is customers × steps × features."""
+    """P(no order within the horizon) of many customers, with one model evaluation over all their silence
+    paths: ``paths`` is customers × steps × features."""
     customers, steps, width = paths.shape
-    hazards = np.clip(scorer.hazards(paths.reshape(customers * steps, width)), 1e-9, 1 - 1e-9)
-    return np.exp(np.log1p(-hazards.reshape(customers, steps)) @ config.step_weights())
+    return no_order_probability(scorer.hazards(paths.reshape(customers * steps, width)).reshape(customers, steps),
+                                config)
 
 
 def prior_churn_probability(orders: int, days_since_first_order: float, days_first_to_last: float,

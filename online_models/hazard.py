@@ -17,7 +17,7 @@ fractional last step when ``H`` is not a multiple of the step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,14 +51,14 @@ class HazardConfig:
         return weights
 
 
-def no_order_probability(hazards: np.ndarray, config: HazardConfig) -> float:
-    """P(no order within the horizon) from step hazards along the silence path.
+def no_order_probability(hazards: np.ndarray, config: HazardConfig) -> np.ndarray:
+    """P(no order within the horizon) from step hazards along the silence path (the last axis: steps).
 
-    >>> round(no_order_probability(np.full(13, 0.1), HazardConfig(7, 90)), 4)   # 0.9 ** (12 + 6/7)
-    0.258
+    >>> no_order_probability(np.full((2, 13), [[0.1], [0.0]]), HazardConfig(7, 90)).round(4)   # 0.9 ** (12 + 6/7)
+    array([0.258, 1.   ])
     """
     hazards = np.clip(hazards, 1e-9, 1 - 1e-9)
-    return float(np.exp(np.sum(config.step_weights() * np.log1p(-hazards))))
+    return np.exp(np.log1p(-hazards) @ config.step_weights())
 
 
 def band_of(churn_p: float) -> str:

@@ -105,6 +105,31 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None
     asyncio.run(send_all())
 
 
+def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float = 30.0) -> list:
+    """Every record of ``topic`` from the start: waits (up to ``timeout_s``) for at least ``expected``,
+    then reads until nothing more arrives for a second, so records beyond ``expected`` show up too."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> list:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(records) < expected and time.monotonic() < deadline:
+                for partition_records in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(partition_records)
+            while batch := await consumer.getmany(timeout_ms=1000):
+                for partition_records in batch.values():
+                    records.extend(partition_records)
+        finally:
+            await consumer.stop()
+        return records
+
+    return asyncio.run(run())
+
+
 def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes]]:
     """(topic, key, value) Kafka messages of (contract topic, event) pairs, keyed by customer id."""
     return [(settings.topic(topic), event["customer_id"].encode(), orjson.dumps(event)) for topic, event in events]

@@ -2,31 +2,12 @@
 learns them from Kafka and publishes a snapshot that the pipeline then scores with."""
 from __future__ import annotations
 
-import asyncio
-
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, wait_until
-
-
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
-    async def consume() -> list:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
-        await consumer.start()
-        records = []
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000) if not records else 2000)
-                if not batch:
-                    return records
-                for messages in batch.values():
-                    records += messages
-        finally:
-            await consumer.stop()
-    return asyncio.run(consume())
+from tests.stack import (
+    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
+)
 
 
 def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, output_dir):

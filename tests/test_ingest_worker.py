@@ -10,32 +10,8 @@ import orjson
 import pytest
 
 from tests.events_factory import customer, interaction, purchase
-from tests.stack import WorkerProcess, prepare_topics, produce, read_state, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_state, read_topic, wait_until
 from tests.test_schemas import HOSTILE
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    from aiokafka import AIOKafkaConsumer
-
-    async def run() -> list:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)
-        await consumer.start()
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        try:
-            while len(records) < expected and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for partition_records in batch.values():
-                    records.extend(partition_records)
-            await asyncio.sleep(1.0)  # anything beyond `expected` would show up now
-            for partition_records in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(partition_records)
-        finally:
-            await consumer.stop()
-        return records
-
-    return asyncio.run(run())
 
 
 def read_at(bootstrap: str, coordinates: list[tuple[str, int, int]]) -> list[bytes | None]:
@@ -114,7 +90,7 @@ def test_hostile_input_goes_to_deadletter_and_good_events_keep_flowing(worker, r
     assert {k.removeprefix("rejected:"): v for k, v in counters.items() if k.startswith("rejected:")} \
         == dict(expected_rejections)
 
-    letters = consume_all(broker.bootstrap, settings.topic("deadletter"), len(corpus))
+    letters = read_topic(broker.bootstrap, settings.topic("deadletter"), len(corpus))
     assert len(letters) == len(corpus)
     sent = {(topic, value, reason) for topic, _, value, reason in corpus}
     received = set()
@@ -149,5 +125,5 @@ def test_erasure_removes_every_key_and_is_confirmed(worker, redis_client, broker
 
     assert list(redis_client.scan_iter(match="*gone*")) == []
     assert redis_client.exists(f"{settings.redis_prefix}c:{{stays}}")
-    confirmations = consume_all(broker.bootstrap, settings.topic("erasures"), 1)
+    confirmations = read_topic(broker.bootstrap, settings.topic("erasures"), 1)
     assert [orjson.loads(r.value)["customer_id"] for r in confirmations] == ["gone"]
