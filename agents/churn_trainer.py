@@ -51,6 +51,7 @@ class TrainerProcess:
         self.duplicates = 0
         self._published_at_examples = 0
         self._published_at = time.monotonic()
+        self.owns_topic = False  # only the owner of the training partition publishes
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
@@ -91,13 +92,19 @@ class TrainerProcess:
             self.seen.popitem(last=False)
         self.trainer.learn(x, example["purchased"])
 
-    async def after_batch(self) -> None:
-        """Publish a snapshot when due, then checkpoint (signed) if a key is configured."""
+    async def publish_if_due(self) -> None:
+        """Publish a snapshot if enough examples or time have passed since the last one. Called after every
+        batch and by a timer: without the timer, the last examples before a lull would wait for the next batch."""
         examples = self.trainer.examples
         due = (examples - self._published_at_examples >= self.settings.churn_snapshot_every
                or time.monotonic() - self._published_at >= self.settings.churn_snapshot_interval_s)
-        if examples >= self.settings.churn_min_examples and due and examples > self._published_at_examples:
+        if self.owns_topic and examples >= self.settings.churn_min_examples and due \
+                and examples > self._published_at_examples:
             await self.publish()
+
+    async def after_batch(self) -> None:
+        """Publish a snapshot when due, then checkpoint (signed) if a key is configured."""
+        await self.publish_if_due()
         if self.key:
             checkpoint = signed_pickle.sign((self.trainer, self.seen, self.offset, self.version), self.key)
             await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps(checkpoint))
@@ -126,11 +133,25 @@ def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> N
     process = TrainerProcess(store, settings)
     needs_restore = [True]
 
+    def holds_training_partition(tps) -> bool:
+        return any(tp.topic == settings.topic("training-examples") for tp in tps)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned, **_) -> None:
         # Another worker may have trained since we last held the topic: resume from its checkpoint.
-        if any(tp.topic == settings.topic("training-examples") for tp in assigned):
+        if holds_training_partition(assigned):
             needs_restore[0] = True
+            process.owns_topic = True
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked, **_) -> None:
+        if holds_training_partition(revoked):
+            process.owns_topic = False
+
+    @app.timer(interval=settings.churn_snapshot_interval_s)
+    async def publish_on_time() -> None:
+        if not needs_restore[0]:
+            await process.publish_if_due()
 
     @app.agent(topic, name="churn-trainer")
     async def train(stream: faust.StreamT) -> None:
