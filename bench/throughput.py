@@ -189,7 +189,10 @@ def run_pipeline(settings, backlog, paced_events, rate, logs: Path, client: redi
             time.sleep(0.2)
         watcher.interval_s = 0.001
         sent = produce(settings, paced_events, rate)
-        time.sleep(2)
+        # Wait until every paced event is visible (a pipeline slower than the rate falls behind).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(watcher.visible_at(key) is None for key, _ in sent):
+            time.sleep(0.2)
     finally:
         watcher.stop_event.set()
         worker.stop()
