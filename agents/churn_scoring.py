@@ -104,6 +104,7 @@ class ChurnStage:
     score_changes: list[dict] = field(default_factory=list)
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
     _opens: dict[str, bool] = field(default_factory=dict)
+    _as_of: dict[str, tuple[CustomerState, set[int], int]] = field(default_factory=dict)  # to score
 
     def __post_init__(self) -> None:
         self.churn = self.settings.churn_settings()
@@ -115,37 +116,48 @@ class ChurnStage:
     def after_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
         churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id))
 
-    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
-             scorer: HazardScorer | None) -> None:
+    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int) -> None:
         """A customer due on the wheel: replay its wake-ups up to the watermark in event time (close the
-        examples each decides, re-score), so a backfill emits the same examples and score changes as live
-        traffic whatever the batch boundaries."""
+        examples each decides, note a score at each), so a backfill emits the same examples and score
+        changes as live traffic whatever the batch boundaries. Wake-ups before the customer's newest
+        event (applied in this batch) are not scored: that event's own score supersedes them."""
+        times = self._as_of.setdefault(customer_id, (state, set(), partition))[1]
+        last_activity = max(state.purchases.last_order_ms or 0, state.activity.last_seen_ms or 0)
         wake = churn_tracking.next_wake_ms(state, self.churn)
         while wake is not None and wake <= watermark_ms:
             self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, wake, self.churn)]
-            self.score({customer_id: (state, wake, partition)}, scorer)
-            following = churn_tracking.next_wake_ms(state, self.churn)
+            if wake >= last_activity:
+                times.add(wake)
+            following = churn_tracking.next_wake_ms(state, self.churn, scored_ms=wake)
             wake = following if following is not None and following > wake else None
-        self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(state, self.churn))
+        self.wheel[customer_id] = (partition, wake)
 
-    def score(self, customers: dict[str, tuple[CustomerState, int, int]], scorer: HazardScorer | None) -> None:
-        """Score customers (state, as-of time, partition); note wheel entries and big moves."""
-        ids = list(customers)
-        before = {cid: customers[cid][0].churn_score for cid in ids}
-        churn_tracking.score_many([customers[cid][:2] for cid in ids], scorer, self.churn)
+    def touched(self, customer_id: str, state: CustomerState, partition: int) -> None:
+        """A customer with events in this batch: score as of the newest."""
+        self._as_of.setdefault(customer_id, (state, set(), partition))[1].add(state.activity.last_seen_ms)
+
+    def score_all(self, scorer: HazardScorer | None) -> None:
+        """Score every noted (customer, as-of time) with one model evaluation, in event-time order per
+        customer; note wheel entries and big moves."""
+        ids = list(self._as_of)
+        before = {cid: self._as_of[cid][0].churn_score for cid in ids}
+        scores = churn_tracking.score_many([(state, sorted(times)) for state, times, _ in self._as_of.values()],
+                                           scorer, self.churn)
         threshold = self.settings.churn_change_threshold
-        for cid in ids:
-            state, _, partition = customers[cid]
+        for cid, customer_scores in zip(ids, scores):
+            state, _, partition = self._as_of[cid]
             self.wheel[cid] = (partition, churn_tracking.next_wake_ms(state, self.churn))
-            old, new = before[cid], state.churn_score
-            if new is None:
-                continue
-            if old is None or old["band"] != new["band"] or abs(new["churn_p"] - old["churn_p"]) > threshold:
-                self.score_changes.append({
-                    "customer_id": cid, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"], "band": new["band"],
-                    "previous_churn_p": None if old is None else old["churn_p"],
-                    "previous_band": None if old is None else old["band"],
-                    "model_version": new["version"], "top_features": new["top_features"]})
+            old = before[cid]
+            for new in customer_scores:
+                if (old is None or old["band"] != new["band"]
+                        or abs(new["churn_p"] - old["churn_p"]) > threshold):
+                    self.score_changes.append({
+                        "customer_id": cid, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"],
+                        "band": new["band"], "previous_churn_p": None if old is None else old["churn_p"],
+                        "previous_band": None if old is None else old["band"],
+                        "model_version": new["version"], "top_features": new["top_features"]})
+                old = new
+        self._as_of.clear()
 
 
 def example_message(customer_id: str, example: Example) -> tuple[bytes, bytes]:

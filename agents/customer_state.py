@@ -187,11 +187,12 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             continue
         snapshot = snapshots.get(customer_id)
         if customer_id in partition_of or (snapshot is not None and snapshot.state is not None):
-            churn.wake(customer_id, state_of(customer_id), partition, watermark_ms, scorer)
+            churn.wake(customer_id, state_of(customer_id), partition, watermark_ms)
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
-    churn.score({cid: (states[cid], states[cid].activity.last_seen_ms, partition)
-                 for cid, partition in partition_of.items()}, scorer)
+    for customer_id, partition in partition_of.items():
+        churn.touched(customer_id, states[customer_id], partition)
+    churn.score_all(scorer)
     for customer_id, (partition, wake_ms) in churn.wheel.items():
         write.schedule(partition, customer_id, wake_ms)
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from online_models import churn_tracking  # noqa: E402
-from online_models.churn_features import FEATURES, silence_path  # noqa: E402
+from online_models.churn_features import FEATURES, silence_paths  # noqa: E402
 from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
@@ -135,17 +135,18 @@ def run(args, echo=lambda *_: None) -> dict:
                     if topic == "purchases" and event["kind"] == "order" and cutoff_ms < event["ts"] <= cutoff_ms + horizon_ms}
     buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
     churned = np.array([cid not in bought_after for cid in buyers], dtype=int)
-    paths = [silence_path(replay.states[cid], cutoff_ms, settings.hazard.step_ms, settings.hazard.steps) for cid in buyers]
+    paths = silence_paths([(replay.states[cid], [cutoff_ms]) for cid in buyers], settings.hazard.step_ms,
+                          settings.hazard.steps)
 
     snapshot = replay.trainer.snapshot(1, cutoff_ms, SIGNING_KEY)
     served = scorer_from_snapshot(snapshot, SIGNING_KEY)
     started = time.perf_counter()
     scores = []
     for first in range(0, len(buyers), 500):  # as the pipeline does: one model evaluation per batch
-        scores += churn_tracking.score_many([(replay.states[cid], cutoff_ms) for cid in buyers[first:first + 500]],
+        scores += churn_tracking.score_many([(replay.states[cid], [cutoff_ms]) for cid in buyers[first:first + 500]],
                                             served, settings)
     score_us = (time.perf_counter() - started) / len(buyers) * 1e6
-    streaming = np.array([s["churn_p"] for s in scores])
+    streaming = np.array([s[-1]["churn_p"] for s in scores])
     prior = np.array([churn_tracking.score(_fresh(replay.states[cid]), cutoff_ms, None, settings)["churn_p"]
                       for cid in buyers])
 
@@ -154,7 +155,7 @@ def run(args, echo=lambda *_: None) -> dict:
     scaler = StandardScaler().fit(features)
     batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
     batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
-    batch_p = churn_probabilities(batch_scorer, np.array(paths), settings.hazard)
+    batch_p = churn_probabilities(batch_scorer, paths, settings.hazard)
 
     report = replay.trainer.report()
     print(f"history: {args.customers} customers, {args.days} days, cutoff day {args.cutoff_day} "

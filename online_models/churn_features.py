@@ -5,7 +5,7 @@ at a moment. The features describe the customer *as of* that moment: how long th
 have been silent, relative to their own rhythm, and how engaged they still are.
 Along a silence path (no further event) they change predictably: silence grows,
 decayed interaction counts shrink, recent orders age out of the trend window;
-:func:`silence_path` computes that, so a hazard model can be composed over the
+:func:`silence_paths` computes that, so a hazard model can be composed over the
 horizon (:mod:`online_models.hazard`).
 
 Features that only proxy calendar time (tenure in a shop whose customers arrive in
@@ -15,13 +15,14 @@ cutoff benchmark (bench/churn_cutoff.py) reports the effect of dropping it.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["FEATURES", "feature_row", "features_at", "silence_rows", "silence_path", "PRIOR_GAP_DAYS"]
+__all__ = ["FEATURES", "feature_row", "features_at", "silence_paths", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
@@ -89,46 +90,64 @@ def features_at(state: CustomerState, at_ms: int) -> dict[str, float]:
     return dict(zip(FEATURES, feature_row(state, at_ms)))
 
 
-def silence_rows(state: CustomerState, from_ms: int, step_ms: int, steps: int) -> list[list[float]]:
-    """Feature rows at ``from_ms + k·step_ms`` (k < ``steps``) if the customer stays silent.
+#: Decayed interaction counts that are features, as (column, interaction types summed).
+_DECAYED_COLUMNS = ((9, ("product_view", "page_view")), (10, ("add_to_cart",)), (11, ("email_click",)))
 
-    Only time moves, so only the time-dependent columns are recomputed per step (plain Python:
-    numpy costs more than it saves on 13 rows; batches are stacked into one array by the caller).
+
+def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step_ms: int, steps: int) -> np.ndarray:
+    """Feature rows at ``t + k·step_ms`` (k < ``steps``) for each customer and each of its as-of times
+    ``t``, if the customer stays silent: an array of (all as-of times) × ``steps`` × features.
+
+    Only time moves along a path, so per customer only the time-independent columns and a few
+    parameters are read in Python; the time-dependent columns are computed for all customers at once
+    (a batch waking hundreds of silent customers, each for several days, is one numpy pass).
 
     >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
     >>> state.apply_order(0, 5000, 1); state.apply_order(20 * DAY_MS, 3000, 1)
     >>> state.apply_interaction("product_view", 25 * DAY_MS)
-    >>> rows = silence_rows(state, 30 * DAY_MS, 7 * DAY_MS, 3)
-    >>> expected = [feature_row(state, (30 + 7 * k) * DAY_MS) for k in range(3)]
-    >>> all(math.isclose(a, b, abs_tol=1e-12) for row, want in zip(rows, expected) for a, b in zip(row, want))
-    True
+    >>> other = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> other.apply_order(5 * DAY_MS, 900, 2)
+    >>> asked = [(state, [10 * DAY_MS, 30 * DAY_MS]), (other, [40 * DAY_MS])]
+    >>> paths = silence_paths(asked, 7 * DAY_MS, 3)
+    >>> expected = [[feature_row(s, t + 7 * k * DAY_MS) for k in range(3)] for s, times in asked for t in times]
+    >>> paths.shape, np.allclose(paths, expected, rtol=0, atol=1e-12)
+    ((3, 3, 15), True)
     """
-    base = feature_row(state, from_ms)
-    history, engagement = state.purchases, state.engagement
-    mean_gap = max(history.mean_gap_days or PRIOR_GAP_DAYS, 1.0)
-    decayed = engagement.decayed
-    engaged_now = [decayed("product_view", from_ms) + decayed("page_view", from_ms), decayed("add_to_cart", from_ms),
-                   decayed("email_click", from_ms)]
-    recent = history.recent_order_ms
-    rows = []
-    for k in range(steps):
-        at = from_ms + k * step_ms
-        silence_days = max(at - history.last_order_ms, 0) / DAY_MS
-        tenure_days = max(at - history.first_order_ms, 0) / DAY_MS
-        window_start = at - _TREND_WINDOW_DAYS * DAY_MS
-        recent_orders = sum(1 for ts in recent if window_start < ts <= at)
-        expected_recent = history.orders * _TREND_WINDOW_DAYS / max(tenure_days, _TREND_WINDOW_DAYS)
-        fade = 2.0 ** (-(k * step_ms) / engagement.half_life_ms)
-        row = base.copy()
-        row[0] = math.log1p(silence_days)
-        row[1] = min(silence_days / mean_gap, 10.0)
-        row[5] = math.log((recent_orders + 0.5) / (expected_recent + 0.5))
-        row[8] = math.log1p(tenure_days)
-        row[9], row[10], row[11] = (math.log1p(value * fade) for value in engaged_now)
-        rows.append(row)
-    return rows
-
-
-def silence_path(state: CustomerState, from_ms: int, step_ms: int, steps: int) -> np.ndarray:
-    """:func:`silence_rows` as an array (``steps`` × features)."""
-    return np.array(silence_rows(state, from_ms, step_ms, steps), dtype=float)
+    asked = [(state, times) for state, times in customers if len(times)]
+    if not asked:
+        return np.empty((0, steps, len(FEATURES)))
+    counts = [len(times) for _, times in asked]
+    per_row = lambda values: np.repeat(np.asarray(values, dtype=float), counts)  # noqa: E731  one per as-of time
+    times = (np.concatenate([np.asarray(t, dtype=np.int64) for _, t in asked])[:, None]
+             + step_ms * np.arange(steps, dtype=np.int64))
+    paths = np.repeat(np.array([feature_row(state, int(t[0])) for state, t in asked]), counts, axis=0)
+    paths = np.repeat(paths[:, None, :], steps, axis=1)
+    histories = [state.purchases for state, _ in asked]
+    last_order = per_row([h.last_order_ms for h in histories])[:, None]
+    first_order = per_row([h.first_order_ms for h in histories])[:, None]
+    mean_gap = per_row([max(h.mean_gap_days or PRIOR_GAP_DAYS, 1.0) for h in histories])[:, None]
+    orders = per_row([h.orders for h in histories])[:, None]
+    silence_days = np.maximum(times - last_order, 0) / DAY_MS
+    tenure_days = np.maximum(times - first_order, 0) / DAY_MS
+    tail = max(len(h.recent_order_ms) for h in histories)
+    recent = np.full((len(asked), max(tail, 1)), np.nan)
+    for row, history in enumerate(histories):
+        recent[row, :len(history.recent_order_ms)] = history.recent_order_ms
+    recent = np.repeat(recent, counts, axis=0)[:, None, :]
+    window_start = times - _TREND_WINDOW_DAYS * DAY_MS
+    recent_orders = ((recent > window_start[..., None]) & (recent <= times[..., None])).sum(axis=2)
+    expected_recent = orders * _TREND_WINDOW_DAYS / np.maximum(tenure_days, _TREND_WINDOW_DAYS)
+    paths[..., 0] = np.log1p(silence_days)
+    paths[..., 1] = np.minimum(silence_days / mean_gap, 10.0)
+    paths[..., 5] = np.log((recent_orders + 0.5) / (expected_recent + 0.5))
+    paths[..., 8] = np.log1p(tenure_days)
+    half_life = per_row([state.engagement.half_life_ms for state, _ in asked])[:, None]
+    for column, kinds in _DECAYED_COLUMNS:
+        total = np.zeros(times.shape)
+        for kind in kinds:
+            counters = [state.engagement.counts.get(kind) for state, _ in asked]
+            value = per_row([0.0 if c is None else c.value for c in counters])[:, None]
+            reference = per_row([0 if c is None else c.reference_ms for c in counters])[:, None]
+            total += value * 2.0 ** (-np.maximum(0, times - reference) / half_life)
+        paths[..., column] = np.log1p(total)
+    return paths

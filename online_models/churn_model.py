@@ -223,11 +223,14 @@ def prior_churn_probability(orders: int, days_since_first_order: float, days_fir
     return 1.0 - alive + alive * no_order_if_alive
 
 
-def top_contributions(contributions: Sequence[float], count: int = 3) -> list[dict]:
-    """The ``count`` largest contributions (one per feature) by magnitude, signed.
+def top_contributions(contributions: np.ndarray, count: int = 3) -> list[list[dict]]:
+    """Per row of ``contributions`` (rows × features), the ``count`` largest by magnitude, signed; ties
+    keep the feature order.
 
-    >>> top_contributions([0.1, -2.0, 0.5] + [0.0] * 12, 2)
-    [{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.5}]
+    >>> top_contributions(np.array([[0.1, -2.0, 0.5] + [0.0] * 12]), 2)
+    [[{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.5}]]
     """
-    ranked = sorted(zip(FEATURES, contributions), key=lambda item: abs(item[1]), reverse=True)[:count]
-    return [{"feature": name, "contribution": round(float(value), 4)} for name, value in ranked]
+    ranked = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :count]
+    values = np.take_along_axis(contributions, ranked, axis=1).round(4).tolist()
+    return [[{"feature": FEATURES[i], "contribution": v} for i, v in zip(row, row_values)]
+            for row, row_values in zip(ranked.tolist(), values)]

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from online_models.churn_features import feature_row, silence_rows
+from online_models.churn_features import feature_row, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
@@ -69,37 +69,41 @@ def score(state: CustomerState, at_ms: int, scorer: HazardScorer | None, setting
     >>> early < later["churn_p"], later["version"], later["band"]
     (True, 'prior', 'high')
     """
-    return score_many([(state, at_ms)], scorer, settings)[0]
+    scores = score_many([(state, [at_ms])], scorer, settings)[0]
+    return scores[-1] if scores else None
 
 
-def score_many(customers: Sequence[tuple[CustomerState, int]], scorer: HazardScorer | None,
-               settings: ChurnSettings) -> list[dict | None]:
-    """Score many customers (state, as-of time) with one model evaluation over all their silence paths."""
+def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer: HazardScorer | None,
+               settings: ChurnSettings) -> list[list[dict]]:
+    """Score each customer at each of its as-of times (ascending), with one model evaluation over all
+    their silence paths; returns the scores in that order (none for non-buyers) and leaves the last one
+    in ``state.churn_score``."""
     hazard = settings.hazard
-    buyers = [(state, at_ms) for state, at_ms in customers if state.purchases.orders > 0]
+    buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and times]
     if scorer is None:
-        probabilities = [_prior(state, at_ms, settings) for state, at_ms in buyers]
-        explanations = [[{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]] * len(buyers)
+        probabilities = [_prior(state, at_ms, settings) for state, times in buyers for at_ms in times]
+        explanations = [[{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]] * len(probabilities)
         version = PRIOR_VERSION
     elif buyers:
-        paths = np.array([silence_rows(state, at_ms, hazard.step_ms, hazard.steps) for state, at_ms in buyers])
+        paths = silence_paths(buyers, hazard.step_ms, hazard.steps)
         probabilities = churn_probabilities(scorer, paths, hazard).tolist()
-        explanations = [top_contributions(row) for row in scorer.contributions(paths[:, 0, :])]
+        explanations = top_contributions(scorer.contributions(paths[:, 0, :]))
         version = scorer.version
     scores = iter(zip(probabilities, explanations)) if buyers else iter(())
-    results: list[dict | None] = []
-    for state, at_ms in customers:
+    results: list[list[dict]] = []
+    for state, times in customers:
+        results.append([])
         if state.purchases.orders == 0:
-            results.append(None)
             continue
-        churn_p, top = next(scores)
-        previous = state.churn_score
-        if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
-                and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
-            churn_p = max(churn_p, previous["churn_p"])  # silent since the last score: risk does not fall
-        state.churn_score = {"churn_p": round(churn_p, 6), "band": band_of(churn_p), "version": version,
-                             "as_of_ms": at_ms, "top_features": top}
-        results.append(state.churn_score)
+        for at_ms in times:
+            churn_p, top = next(scores)
+            previous = state.churn_score
+            if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
+                    and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
+                churn_p = max(churn_p, previous["churn_p"])  # silent since the last score: risk does not fall
+            state.churn_score = {"churn_p": round(churn_p, 6), "band": band_of(churn_p), "version": version,
+                                 "as_of_ms": at_ms, "top_features": top}
+            results[-1].append(state.churn_score)
     return results
 
 
@@ -110,15 +114,17 @@ def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
                                    settings.hazard.horizon_days, settings.prior)
 
 
-def next_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:
-    """When the wheel must next visit the customer: the open example's end or the next daily re-score,
-    whichever is first; None once the customer has been silent too long to matter."""
+def next_wake_ms(state: CustomerState, settings: ChurnSettings, scored_ms: int | None = None) -> int | None:
+    """When the wheel must next visit the customer: the open example's end or the next daily re-score
+    (after ``scored_ms``, by default the stored score's time), whichever is first; None once the customer
+    has been silent too long to matter."""
     history = state.purchases
     if history.orders == 0:
         return None
     last_activity = max(history.last_order_ms, state.activity.last_seen_ms or 0)
-    scored = state.churn_score["as_of_ms"] if state.churn_score else last_activity
-    candidates = [int(scored + settings.rescore_days * DAY_MS)]
+    if scored_ms is None:
+        scored_ms = state.churn_score["as_of_ms"] if state.churn_score else last_activity
+    candidates = [int(scored_ms + settings.rescore_days * DAY_MS)]
     due = state.churn_clock.due_ms(settings.hazard)
     if due is not None:
         candidates.append(due)
