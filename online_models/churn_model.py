@@ -27,7 +27,7 @@ from online_models import signed_pickle
 from online_models.prequential import PrequentialMetrics
 from online_models.signed_pickle import UntrustedSnapshot
 
-__all__ = ["HazardLearner", "make_learners", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
+__all__ = ["HazardLearner", "make_learners", "PlattCalibrator", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
            "SignedPickleScorer", "scorer_from_snapshot", "UntrustedSnapshot", "prior_churn_probability",
            "churn_probabilities", "top_contributions"]
 
@@ -54,6 +54,41 @@ def _positive(probabilities: dict) -> float:
     return float(probabilities.get(True, 0.0))
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+@dataclass
+class PlattCalibrator:
+    """Online Platt scaling ``q = σ(slope · logit(p) + offset)`` of a learner's probability, by SGD on log
+    loss. Why: SGD-trained learners are overconfident at the extremes (measured: the logistic
+    learner's top decile predicted 0.58 for 0.53 observed), and hazards compose over 13 steps, so a
+    small bias per step becomes a large one in ``churn_p``. Two parameters adapt fast and stay
+    monotone (ranking, hence ROC AUC, is unchanged). A linear learner folds them into its weights.
+
+    >>> calibrator = PlattCalibrator()
+    >>> rng = np.random.default_rng(1)
+    >>> for _ in range(20000):                       # the learner says 0.4, the truth is 0.2
+    ...     calibrator.learn(0.4, bool(rng.random() < 0.2))
+    >>> round(calibrator(0.4), 2)
+    0.2
+    """
+
+    slope: float = 1.0
+    offset: float = 0.0
+    learning_rate: float = 0.002
+
+    def __call__(self, p: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(self.slope * _logit(p) + self.offset)))
+
+    def learn(self, p: float, purchased: bool) -> None:
+        z = _logit(p)
+        error = 1.0 / (1.0 + math.exp(-(self.slope * z + self.offset))) - purchased
+        self.slope -= self.learning_rate * error * z
+        self.offset -= self.learning_rate * error
+
+
 class ChurnTrainer:
     """Learns the hazard of an order within one step, prequentially, with every learner.
 
@@ -69,6 +104,7 @@ class ChurnTrainer:
 
     def __init__(self, learners: dict[str, HazardLearner] | None = None, window: int = 5000) -> None:
         self.learners = learners or make_learners()
+        self.calibrators = {name: PlattCalibrator() for name in self.learners}
         self.metrics = {name: PrequentialMetrics(window) for name in self.learners}
         self.drift = drift.ADWIN()
         self.drifts: list[int] = []
@@ -76,14 +112,19 @@ class ChurnTrainer:
         self.positives = 0
         self.feature_sums = np.zeros(len(FEATURES))
 
+    def predict(self, name: str, x: dict[str, float]) -> float:
+        """Learner ``name``'s calibrated probability of an order within the step."""
+        return self.calibrators[name](_positive(self.learners[name].predict_proba_one(x)))
+
     def learn(self, x: dict[str, float], purchased: bool) -> dict[str, float]:
-        """Predict the example with every learner, then learn it; returns the predictions."""
+        """Predict the example with every learner (calibrated), then learn it; returns the predictions."""
         served = self.served()
         predictions = {}
         for name, learner in self.learners.items():
-            p = _positive(learner.predict_proba_one(x))
-            predictions[name] = p
+            raw = _positive(learner.predict_proba_one(x))
+            predictions[name] = p = self.calibrators[name](raw)
             self.metrics[name].update(p, int(purchased))
+            self.calibrators[name].learn(raw, purchased)
             learner.learn_one(x, purchased)
         self.drift.update(abs(int(purchased) - predictions[served]))
         if self.drift.drift_detected:
@@ -109,21 +150,25 @@ class ChurnTrainer:
         """The served model (or the learner named ``served``) as a snapshot dict (JSON-ready)."""
         served = served or self.served()
         means = (self.feature_sums / max(self.examples, 1)).tolist()
+        calibrator = self.calibrators[served]
         if served == "logistic":
-            model = _linear_form(self.learners["logistic"])
+            model = _linear_form(self.learners["logistic"], calibrator)
         else:
-            model = {"kind": "signed_pickle", **signed_pickle.sign(self.learners[served], signing_key)}
+            model = {"kind": "signed_pickle", "calibration": [calibrator.slope, calibrator.offset],
+                     **signed_pickle.sign(self.learners[served], signing_key)}
         return {"version": version, "created_at_ms": created_at_ms, "served": served, "features": list(FEATURES),
                 "feature_means": means, "model": model, "metrics": self.report()}
 
 
-def _linear_form(pipeline) -> dict:
+def _linear_form(pipeline, calibrator: PlattCalibrator) -> dict:
+    """Scaler and weights with the calibration folded in: σ(a·(w·x + b) + c) = σ(a·w·x + a·b + c)."""
     scaler, regression = pipeline["StandardScaler"], pipeline["LogisticRegression"]
+    slope = calibrator.slope
     return {"kind": "linear",
             "means": [scaler.means.get(name, 0.0) for name in FEATURES],
             "stds": [math.sqrt(scaler.vars.get(name, 0.0)) for name in FEATURES],
-            "weights": [regression.weights.get(name, 0.0) for name in FEATURES],
-            "intercept": regression.intercept}
+            "weights": [slope * regression.weights.get(name, 0.0) for name in FEATURES],
+            "intercept": slope * regression.intercept + calibrator.offset}
 
 
 class HazardScorer(Protocol):
@@ -164,9 +209,11 @@ class SignedPickleScorer:
     version: int
     learner: HazardLearner
     feature_means: np.ndarray
+    calibration: PlattCalibrator
 
     def hazards(self, rows: np.ndarray) -> np.ndarray:
-        return np.array([_positive(self.learner.predict_proba_one(dict(zip(FEATURES, row)))) for row in rows])
+        return np.array([self.calibration(_positive(self.learner.predict_proba_one(dict(zip(FEATURES, row)))))
+                         for row in rows])
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         result = np.empty_like(rows)
@@ -192,7 +239,9 @@ def scorer_from_snapshot(snapshot: dict, signing_key: bytes) -> HazardScorer:
             learner = signed_pickle.load(model, signing_key)
         except UntrustedSnapshot as exc:
             raise UntrustedSnapshot(f"snapshot {snapshot['version']}: {exc}") from None
-        return SignedPickleScorer(snapshot["version"], learner, np.array(snapshot["feature_means"]))
+        slope, offset = model.get("calibration", (1.0, 0.0))
+        return SignedPickleScorer(snapshot["version"], learner, np.array(snapshot["feature_means"]),
+                                  PlattCalibrator(slope, offset))
     raise ValueError(f"unknown model kind {model['kind']!r}")
 
 

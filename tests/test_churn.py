@@ -40,6 +40,10 @@ def test_prequential_auc_after_warm_up(cutoff):
     assert cutoff["prequential_auc"] >= 0.80
 
 
+def test_served_hazards_are_calibrated_by_decile_after_warm_up(cutoff):
+    assert cutoff["prequential_calibration_gap"] <= 0.05
+
+
 def trained_snapshot(key: bytes, served: str | None = None) -> dict:
     rng = np.random.default_rng(3)
     trainer = ChurnTrainer(window=500)
@@ -83,7 +87,7 @@ def test_pickled_snapshot_with_a_wrong_signature_is_never_unpickled():
         scorer_from_snapshot(tampered, b"right-key")
 
 
-def test_linear_snapshot_is_plain_data_and_scores_like_the_river_model():
+def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_model():
     rng = np.random.default_rng(5)
     trainer = ChurnTrainer(window=200)
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(500)]
@@ -92,6 +96,18 @@ def test_linear_snapshot_is_plain_data_and_scores_like_the_river_model():
     snapshot = trainer.snapshot(2, 0, b"", served="logistic")
     assert snapshot["model"]["kind"] == "linear"
     scorer = scorer_from_snapshot(snapshot, b"")
-    river_p = [trainer.learners["logistic"].predict_proba_one(x)[True] for x in rows[:20]]
+    assert trainer.calibrators["logistic"].slope != 1.0  # calibration learned, and folded into the weights
+    river_p = [trainer.predict("logistic", x) for x in rows[:20]]
     plain_p = scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]]))
     assert np.allclose(river_p, plain_p, atol=1e-6)
+
+
+def test_tree_snapshot_scores_like_the_calibrated_tree_in_the_trainer():
+    rng = np.random.default_rng(8)
+    trainer = ChurnTrainer(window=200)
+    rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(1500)]
+    for x in rows:
+        trainer.learn(x, bool(x["log_orders"] + 0.5 * rng.normal() > 0))
+    scorer = scorer_from_snapshot(trainer.snapshot(3, 0, b"k", served="hoeffding_tree"), b"k")
+    tree_p = [trainer.predict("hoeffding_tree", x) for x in rows[:20]]
+    assert np.allclose(tree_p, scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]])))
