@@ -138,7 +138,8 @@ class ChurnStage:
 
     def score_all(self, scorer: HazardScorer | None) -> None:
         """Score every noted (customer, as-of time) with one model evaluation, in event-time order per
-        customer; note wheel entries and big moves."""
+        customer; note wheel entries and changes. A change is measured against the last score reported
+        (kept in the score), so a slow climb through daily re-scores is reported once it adds up."""
         ids = list(self._as_of)
         before = {cid: self._as_of[cid][0].churn_score for cid in ids}
         scores = churn_tracking.score_many([(state, sorted(times)) for state, times, _ in self._as_of.values()],
@@ -147,16 +148,17 @@ class ChurnStage:
         for cid, customer_scores in zip(ids, scores):
             state, _, partition = self._as_of[cid]
             self.wheel[cid] = (partition, churn_tracking.next_wake_ms(state, self.churn))
-            old = before[cid]
+            reported = before[cid] and before[cid].get("reported")  # the last score sent as a change
             for new in customer_scores:
-                if (old is None or old["band"] != new["band"]
-                        or abs(new["churn_p"] - old["churn_p"]) > threshold):
+                if (reported is None or reported["band"] != new["band"]
+                        or abs(new["churn_p"] - reported["churn_p"]) > threshold):
                     self.score_changes.append({
                         "customer_id": cid, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"],
-                        "band": new["band"], "previous_churn_p": None if old is None else old["churn_p"],
-                        "previous_band": None if old is None else old["band"],
+                        "band": new["band"], "previous_churn_p": None if reported is None else reported["churn_p"],
+                        "previous_band": None if reported is None else reported["band"],
                         "model_version": new["version"], "top_features": new["top_features"]})
-                old = new
+                    reported = {"churn_p": new["churn_p"], "band": new["band"]}
+                new["reported"] = reported
         self._as_of.clear()
 
 

@@ -46,6 +46,15 @@ def segment_label(state: CustomerState, population: Mapping[str, FrozenRanks | Q
     return NO_SEGMENT if scores is None else scores.segment
 
 
+def _churn_card(score: dict | None) -> dict | None:
+    """The stored churn score as support sees it: risk, band, which model (or the cold-start prior), why."""
+    if score is None:
+        return None
+    return {"churn_p": score["churn_p"], "band": score["band"], "model_version": score["version"],
+            "is_prior": score["version"] == "prior", "as_of_ms": score["as_of_ms"],
+            "top_features": score["top_features"]}
+
+
 def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, QuantileSketch], as_of_ms: int,
                   settings: ProfileSettings = ProfileSettings()) -> dict:
     """The customer card as plain data (JSON-ready), as of event time ``as_of_ms``."""
@@ -80,6 +89,7 @@ def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str,
         "open_tickets": engagement.open_tickets,
         "last_csat": engagement.last_csat,
         "last_nps": engagement.last_nps,
+        "churn": _churn_card(state.churn_score),
     }
     if history.orders == 0:
         return profile

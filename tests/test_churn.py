@@ -111,3 +111,27 @@ def test_tree_snapshot_scores_like_the_calibrated_tree_in_the_trainer():
     scorer = scorer_from_snapshot(trainer.snapshot(3, 0, b"k", served="hoeffding_tree"), b"k")
     tree_p = [trainer.predict("hoeffding_tree", x) for x in rows[:20]]
     assert np.allclose(tree_p, scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]])))
+
+
+def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
+    from agents.churn_scoring import ChurnStage
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    state = CustomerState.new(30 * DAY_MS)
+    for day in (0, 20, 40):
+        state.apply_order(day * DAY_MS, 4000, 1)
+    stage = ChurnStage(settings)
+    stage.touched("c1", state, 0)
+    stage.score_all(scorer)
+    for day in range(41, 200):  # one wake-up a day, each a small step
+        stage.wake("c1", state, 0, day * DAY_MS)
+        stage.score_all(scorer)
+    changes = stage.score_changes
+    steps = [abs(b["churn_p"] - a["churn_p"]) for a, b in zip(changes, changes[1:])]
+    assert len(changes) >= 3 and changes[0]["previous_churn_p"] is None
+    assert all(later["previous_churn_p"] == earlier["churn_p"] for earlier, later in zip(changes, changes[1:]))
+    assert all(step > settings.churn_change_threshold or a["band"] != b["band"]
+               for step, a, b in zip(steps, changes, changes[1:]))
+    assert abs(state.churn_score["churn_p"] - changes[-1]["churn_p"]) <= settings.churn_change_threshold

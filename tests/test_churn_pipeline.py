@@ -2,6 +2,8 @@
 learns them from Kafka and publishes a snapshot that the pipeline then scores with."""
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from streams.simulator import SimulationConfig, simulate
@@ -53,3 +55,24 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     changes = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
     assert {c["customer_id"] for c in changes} == buyers  # a first score is a change
     assert all(c["band"] in ("low", "medium", "high") for c in changes)
+    newest = {}
+    for change in changes:  # one partition: in order; the newest change per customer is what it reported
+        newest[change["customer_id"]] = change
+    assert all(abs(scores[cid]["churn_p"] - newest[cid]["churn_p"]) <= settings.churn_change_threshold
+               and scores[cid]["band"] == newest[cid]["band"] for cid in buyers)
+
+    card = asyncio.run(read_profile(settings, sorted(buyers)[0]))["churn"]  # what support sees
+    stored = scores[sorted(buyers)[0]]
+    assert card["churn_p"] == stored["churn_p"] and card["band"] == stored["band"]
+    assert card["is_prior"] == (stored["version"] == "prior") and len(card["top_features"]) >= 1
+
+
+async def read_profile(settings, customer_id: str) -> dict:
+    import redis.asyncio as aioredis
+
+    from api.customers import CustomerReader
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        return await CustomerReader(client, settings.redis_prefix, settings.profile_settings()).profile(customer_id)
+    finally:
+        await client.aclose()
