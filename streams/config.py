@@ -76,7 +76,8 @@ class Settings:
         "CRM_CHURN_SNAPSHOT_INTERVAL_S", 10.0, float, "...or this often (wall clock), whichever comes first.")
     churn_change_threshold: float = _env_field(
         "CRM_CHURN_CHANGE_THRESHOLD", 0.1, float,
-        "A `score-changes` event is emitted when churn_p moves more than this (or its band changes).")
+        "A `score-changes` event is emitted when churn_p moves more than this from the last reported score "
+        "(or its band changes).")
     model_signing_key: str = _env_field(
         "CRM_MODEL_SIGNING_KEY", "", str,
         "HMAC key for pickled model snapshots and trainer checkpoints. Empty: only plain-data (linear) "
