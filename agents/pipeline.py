@@ -1,4 +1,4 @@
-"""The partition pipeline agent: take a batch, ingest it, commit it. A recipe, not logic."""
+"""The partition pipeline: take a batch, ingest it, commit it. A recipe, not logic."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +7,10 @@ import time
 from typing import Sequence
 
 import faust
+import mode
 import orjson
-from faust.types import TP
 
+from agents.batch_source import BatchSource
 from agents.churn_scoring import ModelView, WheelClock, example_message
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
@@ -17,7 +18,7 @@ from agents.kpi_retention import KpiRetention
 from agents.population import PopulationView
 from schemas.events import CustomerEvent
 from streams.config import Settings
-from streams.redis_store import Fenced, RedisStore, tp_name
+from streams.redis_store import Fenced, RedisStore
 
 __all__ = ["register_pipeline", "BatchProcessor"]
 
@@ -104,31 +105,30 @@ def _erasure_confirmation(event: CustomerEvent, now_ms: int) -> bytes:
 
 
 def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str]) -> None:
-    """Attach the batch agent and the ownership (fencing) hooks to ``app``."""
+    """Run the partition batches in ``app``'s worker: a :class:`BatchSource` service reads the input topics
+    (its rebalance listener fences partitions), the derived topics are Faust's."""
     store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
-    source = app.topic(*input_topics, key_serializer="raw", value_serializer="raw",
-                       partitions=settings.partitions)
     outputs = {name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw", partitions=1)
                for name in ("deadletter", "erasures", "training-examples", "score-changes")}
     processor = BatchProcessor(store, settings, outputs)
+    source = BatchSource(settings, store, input_topics, processor.process_until_applied, processor.contract_of)
     app.crm_store = store  # type: ignore[attr-defined]
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: set[TP], **_) -> None:
-        store.release(tp_name(tp.topic, tp.partition) for tp in revoked)
+    class PipelineService(mode.Service):
+        """Started before Faust's own consumer, so both groups join at once (joining one after the other
+        doubled a worker's start-up, bench/rebalance.py)."""
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: set[TP], **_) -> None:
-        owned = {tp_name(tp.topic, tp.partition) for tp in assigned if tp.topic in input_topics}
-        store.release([tp for tp in list(store.fence_tokens) if tp not in owned])
-        await store.claim(owned)
+        async def on_start(self) -> None:
+            await source.start()
 
-    @app.agent(source, name="crm-pipeline")
-    async def pipeline(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_latency_ms / 1000):
-            messages = [
-                SourceMessage(e.message.topic, processor.contract_of[e.message.topic], e.message.partition,
-                              e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            await processor.process_until_applied(messages)
+        async def on_stop(self) -> None:
+            await source.stop()
+
+        @mode.Service.task
+        async def _consume(self) -> None:
+            while not app.producer.started and not self.should_stop:  # derived events need Faust's producer
+                await self.sleep(0.05)
+            while not self.should_stop:
+                await source.run_once()
+
+    app.add_dependency(PipelineService())

@@ -32,11 +32,12 @@ class Settings:
     redis_prefix: str = _env_field(
         "CRM_REDIS_PREFIX", "crm:", str, "Prefix of every Redis key.")
     app_id: str = _env_field(
-        "CRM_APP_ID", "crmstream", str, "Faust application id = Kafka consumer group id.")
+        "CRM_APP_ID", "crmstream", str,
+        "Faust application id = consumer group of the trainer; the input topics use `<id>-pipeline`.")
     partitions: int = _env_field(
         "CRM_PARTITIONS", 4, int, "Partitions of each input topic; the unit of parallelism (max useful workers).")
     batch_size: int = _env_field(
-        "CRM_BATCH_SIZE", 500, int, "Max events per processing batch (`stream.take_events`).")
+        "CRM_BATCH_SIZE", 500, int, "Max events per processing batch (one `getmany`).")
     batch_latency_ms: int = _env_field(
         "CRM_BATCH_LATENCY_MS", 100, int, "Max time a partial batch waits before it is processed.")
     lateness_ms: int = _env_field(

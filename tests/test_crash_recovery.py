@@ -90,3 +90,39 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
         assert (activity.first_seen_ms, activity.last_seen_ms) == (row.first_seen_ms, row.last_seen_ms)
         for topic in counts.columns:
             assert activity.events.get(topic, 0) == counts.loc[customer_id, topic], (customer_id, topic)
+
+
+def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
+        settings, redis_client, broker, redis_server, output_dir):
+    """A second worker joins while events flow (partitions move to it), then is SIGKILLed (they move back
+    after its session times out); the result must equal one uninterrupted worker's, key by key."""
+    settings = settings.with_(batch_size=200)
+    prepare_topics(settings)
+    events = simulate(SimulationConfig(customers=400, days=240, seed=12)).events
+    thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],
+              events[2 * len(events) // 3:]]
+    logs = output_dir / "logs"
+    fence = settings.redis_prefix + "fence"
+
+    first = WorkerProcess(settings, logs / f"worker-{settings.app_id}-a.log").start()
+    try:
+        produce(broker.bootstrap, event_messages(settings, thirds[0]))
+        wait_until(lambda: accepted_total(redis_client, settings) >= len(thirds[0]) // 2, 120,
+                   "first worker made no progress", interval_s=0.05, process=first.process)
+        claimed_alone = redis_client.hgetall(fence)
+        second = WorkerProcess(settings, logs / f"worker-{settings.app_id}-b.log").start()
+        produce(broker.bootstrap, event_messages(settings, thirds[1]))  # flows while the group rebalances
+        # Revoking is eager: after the join, each partition is claimed again, by the first worker or the second.
+        wait_until(lambda: sum(int(token) for token in redis_client.hgetall(fence).values())
+                   >= sum(int(token) for token in claimed_alone.values()) + len(claimed_alone), 120,
+                   "the second worker never took partitions", interval_s=0.05, process=second.process)
+        produce(broker.bootstrap, event_messages(settings, thirds[2]))
+        second.kill()
+        assert accepted_total(redis_client, settings) < len(events), "the kill came after the stream ended"
+        wait_until(lambda: accepted_total(redis_client, settings) >= len(events), 180, "stream not finished",
+                   process=first.process)
+    finally:
+        first.stop()
+
+    assert "duplicates" not in redis_client.hgetall(settings.redis_prefix + "stats:ingest")
+    assert redis_dump(redis_client, settings) == run_uninterrupted(broker, redis_server, events, output_dir)
