@@ -38,6 +38,7 @@ class ChurnSettings:
     hazard: HazardConfig = HazardConfig()
     rescore_days: float = 1.0  # a silent customer is re-scored at least this often (event time)
     prior: ClvPrior = ClvPrior()
+    near_reorder_rescore_days: float = 0.5  # ... and this often while an order is most expected (silence 0.5-1.5x gap)
 
 
 def on_order(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> tuple[list[Example], bool]:
@@ -115,16 +116,29 @@ def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
 
 
 def next_wake_ms(state: CustomerState, settings: ChurnSettings, scored_ms: int | None = None) -> int | None:
-    """When the wheel must next visit the customer: the open example's end or the next daily re-score
-    (after ``scored_ms``, by default the stored score's time), whichever is first; None once the customer
-    has been silent too long to matter."""
+    """When the wheel must next visit the customer: the open example's end or the next re-score (after
+    ``scored_ms``, by default the stored score's time), whichever is first; None once the customer has been
+    silent too long to matter. Re-scores are daily, and more often while the silence is around the
+    customer's own reorder interval, where the risk moves fastest.
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> for day in (0, 20, 40):
+    ...     state.apply_order(day * DAY_MS, 4000, 1)
+    >>> settings = ChurnSettings()
+    >>> [(next_wake_ms(state, settings, scored_ms=day * DAY_MS) / DAY_MS - day) for day in (41, 52, 58, 75)]
+    [1.0, 0.5, 0.5, 1.0]
+    """
     history = state.purchases
     if history.orders == 0:
         return None
     last_activity = max(history.last_order_ms, state.activity.last_seen_ms or 0)
     if scored_ms is None:
         scored_ms = state.churn_score["as_of_ms"] if state.churn_score else last_activity
-    candidates = [int(scored_ms + settings.rescore_days * DAY_MS)]
+    interval_days = settings.rescore_days
+    mean_gap = history.mean_gap_days
+    if mean_gap is not None and 0.5 * mean_gap <= (scored_ms - history.last_order_ms) / DAY_MS <= 1.5 * mean_gap:
+        interval_days = min(interval_days, settings.near_reorder_rescore_days)
+    candidates = [int(scored_ms + interval_days * DAY_MS)]
     due = state.churn_clock.due_ms(settings.hazard)
     if due is not None:
         candidates.append(due)

@@ -68,6 +68,9 @@ class Settings:
         "Customers silent longer get no further examples and no re-scoring.")
     churn_rescore_days: float = _env_field(
         "CRM_CHURN_RESCORE_DAYS", 1.0, float, "A silent customer is re-scored at least this often (event time).")
+    churn_rescore_near_reorder_days: float = _env_field(
+        "CRM_CHURN_RESCORE_NEAR_REORDER_DAYS", 0.5, float,
+        "Re-scoring interval while a customer's silence is within 0.5-1.5x their mean gap between orders.")
     churn_min_examples: int = _env_field(
         "CRM_CHURN_MIN_EXAMPLES", 2000, int,
         "Labelled examples the trainer needs before its model replaces the cold-start prior.")
@@ -136,7 +139,7 @@ class Settings:
     def validate(self) -> None:
         """Reject settings that would make the pipeline misbehave silently."""
         positive = ("partitions", "batch_size", "batch_latency_ms", "horizon_days", "churn_step_days",
-                    "churn_rescore_days", "churn_snapshot_every",
+                    "churn_rescore_days", "churn_rescore_near_reorder_days", "churn_snapshot_every",
                     "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -176,7 +179,8 @@ class Settings:
         from online_models.hazard import HazardConfig
 
         return ChurnSettings(HazardConfig(self.churn_step_days, float(self.horizon_days), self.churn_max_silence_days),
-                             self.churn_rescore_days, self.profile_settings().clv)
+                             self.churn_rescore_days, self.profile_settings().clv,
+                             self.churn_rescore_near_reorder_days)
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""
