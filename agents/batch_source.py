@@ -50,8 +50,7 @@ class _Fencing(ConsumerRebalanceListener):
 
 
 class BatchSource:
-    """Reads batches of up to ``batch_size`` events (waiting at most ``batch_latency_ms``) and hands each
-    to ``handle`` until stopped."""
+    """Reads batches (:meth:`fetch`) and hands each to ``handle``."""
 
     def __init__(self, settings: Settings, store: RedisStore, topics: Sequence[str],
                  handle: Callable[[list[SourceMessage]], Awaitable[None]], contract_of: dict[str, str]) -> None:
@@ -70,10 +69,27 @@ class BatchSource:
         self.consumer.subscribe(self.topics, listener=_Fencing(self))
         await self.consumer.start()
 
+    async def fetch(self) -> dict[TopicPartition, list]:
+        """Up to ``batch_size`` events, waiting at most ``batch_latency_ms``; while fetches come back full
+        (the worker is behind), keep taking what is already there, up to ``catch_up_batch_size``. Why:
+        a batch loads each customer it touches once, and a backlog wakes many silent customers per
+        event-time day, so bigger batches while catching up cut the state round trips per event
+        (measured in-process on the simulated history: 317 µs per event at 500, 193 at 2,000); live
+        traffic keeps small batches and its latency."""
+        settings = self.settings
+        fetched = await self.consumer.getmany(timeout_ms=settings.batch_latency_ms, max_records=settings.batch_size)
+        count = last = sum(len(records) for records in fetched.values())
+        while last == settings.batch_size and count + settings.batch_size <= settings.catch_up_batch_size:
+            more = await self.consumer.getmany(timeout_ms=0, max_records=settings.batch_size)
+            for tp, records in more.items():
+                fetched.setdefault(tp, []).extend(records)
+            last = sum(len(records) for records in more.values())
+            count += last
+        return fetched
+
     async def run_once(self) -> int:
         """One batch: fetch, process until applied, commit Kafka offsets; returns the number of events."""
-        fetched = await self.consumer.getmany(timeout_ms=self.settings.batch_latency_ms,
-                                              max_records=self.settings.batch_size)
+        fetched = await self.fetch()
         messages = [SourceMessage(tp.topic, self.contract_of[tp.topic], tp.partition, record.offset, record.key,
                                   record.value)
                     for tp, records in fetched.items() for record in records]
