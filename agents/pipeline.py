@@ -129,6 +129,12 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
             while not app.producer.started and not self.should_stop:  # derived events need Faust's producer
                 await self.sleep(0.05)
             while not self.should_stop:
-                await source.run_once()
+                try:
+                    await source.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the broker went away mid-fetch, say: nothing was applied, fetch again
+                    logger.exception("fetching a batch failed, retrying in 1 s")
+                    await self.sleep(1.0)
 
     app.add_dependency(PipelineService())

@@ -112,6 +112,11 @@ class ChurnTrainer:
         self.positives = 0
         self.feature_sums = np.zeros(len(FEATURES))
 
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints written before calibration existed resume with fresh calibrators."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("calibrators", {name: PlattCalibrator() for name in self.learners})
+
     def predict(self, name: str, x: dict[str, float]) -> float:
         """Learner ``name``'s calibrated probability of an order within the step."""
         return self.calibrators[name](_positive(self.learners[name].predict_proba_one(x)))

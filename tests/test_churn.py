@@ -135,3 +135,16 @@ def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
     assert all(step > settings.churn_change_threshold or a["band"] != b["band"]
                for step, a, b in zip(steps, changes, changes[1:]))
     assert abs(state.churn_score["churn_p"] - changes[-1]["churn_p"]) <= settings.churn_change_threshold
+
+
+def test_a_checkpoint_from_before_calibration_resumes():
+    import pickle
+
+    trainer = ChurnTrainer(window=100)
+    old = trainer.__dict__.copy()
+    del old["calibrators"]
+    restored = ChurnTrainer.__new__(ChurnTrainer)
+    restored.__setstate__(pickle.loads(pickle.dumps(old)))
+    x = dict.fromkeys(FEATURES, 0.0)
+    restored.learn(x, True)
+    assert restored.examples == 1 and set(restored.calibrators) == set(restored.learners)
