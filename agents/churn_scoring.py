@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from online_models import churn_tracking
-from online_models.churn_model import HazardScorer, UntrustedSnapshot, scorer_from_snapshot
+from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
 from streams.config import Settings
@@ -35,8 +35,8 @@ MODEL_KEY = "model:churn:latest"
 class ModelView:
     """The newest churn snapshot as a scorer, re-read at most every ``max_age_s``; None = the prior."""
 
-    def __init__(self, store: RedisStore, signing_key: bytes, max_age_s: float = 1.0) -> None:
-        self.store, self.signing_key, self.max_age_s = store, signing_key, max_age_s
+    def __init__(self, store: RedisStore, max_age_s: float = 1.0) -> None:
+        self.store, self.max_age_s = store, max_age_s
         self._scorer: HazardScorer | None = None
         self._read_at = -float("inf")
 
@@ -48,9 +48,9 @@ class ModelView:
                 snapshot = orjson.loads(blob)
                 if self._scorer is None or snapshot["version"] != self._scorer.version:
                     try:
-                        self._scorer = scorer_from_snapshot(snapshot, self.signing_key)
+                        self._scorer = scorer_from_snapshot(snapshot)
                         logger.info("scoring with churn model version %s", snapshot["version"])
-                    except (UntrustedSnapshot, ValueError) as exc:
+                    except (ValueError, KeyError, TypeError) as exc:
                         logger.error("churn snapshot refused, keeping the current model: %s", exc)
         return self._scorer
 

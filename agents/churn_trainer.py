@@ -111,10 +111,7 @@ class TrainerProcess:
 
     async def publish(self) -> dict:
         self.version += 1
-        snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000), self.key)
-        if snapshot["model"]["kind"] == "signed_pickle" and not self.key:
-            # No key, no pickles: serve the linear learner's plain form instead.
-            snapshot = self.trainer.snapshot(self.version, snapshot["created_at_ms"], self.key, served="logistic")
+        snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000))
         report = snapshot["metrics"] | {"rejected": self.rejected, "duplicates": self.duplicates,
                                         "version": self.version, "created_at_ms": snapshot["created_at_ms"]}
         async with self.store.client.pipeline(transaction=True) as pipe:

@@ -36,7 +36,7 @@ class BatchProcessor:
         self.training_examples = topics["training-examples"]
         self.score_changes = topics["score-changes"]
         self.wheel = WheelClock(store, settings)
-        self.models = ModelView(store, settings.model_signing_key.encode())
+        self.models = ModelView(store)
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)

@@ -35,7 +35,6 @@ from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E4
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from streams.simulator import SimulationConfig, simulate  # noqa: E402
 
-SIGNING_KEY = b"bench-key"
 
 
 def apply(state: CustomerState, topic: str, event: dict) -> None:
@@ -138,8 +137,8 @@ def run(args, echo=lambda *_: None) -> dict:
     paths = silence_paths([(replay.states[cid], [cutoff_ms]) for cid in buyers], settings.hazard.step_ms,
                           settings.hazard.steps)
 
-    snapshot = replay.trainer.snapshot(1, cutoff_ms, SIGNING_KEY)
-    served = scorer_from_snapshot(snapshot, SIGNING_KEY)
+    snapshot = replay.trainer.snapshot(1, cutoff_ms)
+    served = scorer_from_snapshot(snapshot)
     started = time.perf_counter()
     scores = []
     for first in range(0, len(buyers), 500):  # as the pipeline does: one model evaluation per batch

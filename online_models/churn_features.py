@@ -44,6 +44,7 @@ FEATURES = (
     "open_tickets",
     "csat_centered",         # last CSAT - 3 (0 when never answered)
     "nps_centered",          # (last NPS - 5) / 5 (0 when never answered)
+    "spend_trend",           # spend in the last 90 days vs the customer's lifetime rate (log ratio, in orders)
 )
 
 
@@ -59,6 +60,8 @@ def feature_row(state: CustomerState, at_ms: int) -> list[float]:
     expected_recent = history.orders * _TREND_WINDOW_DAYS / max(tenure_days, _TREND_WINDOW_DAYS)
     decayed = engagement.decayed
     csat, nps = engagement.last_csat, engagement.last_nps
+    recent_spend = sum(amount for ts, amount in zip(history.recent_order_ms, history.recent_order_minor)
+                       if window_start < ts <= at_ms)
     return [
         math.log1p(silence_days),
         min(silence_days / max(mean_gap, 1.0), 10.0),
@@ -75,7 +78,16 @@ def feature_row(state: CustomerState, at_ms: int) -> list[float]:
         float(engagement.open_tickets),
         0.0 if csat is None else csat - 3.0,
         0.0 if nps is None else (nps - 5.0) / 5.0,
+        float(_spend_trend(recent_spend, history.gross_minor, history.orders, expected_recent)),
     ]
+
+
+def _spend_trend(recent_spend_minor, gross_minor, orders, expected_orders):
+    """log((spend in the trend window + half an order) / (expected orders in it + half an order)), spend
+    counted in the customer's average orders; 0 without spend. Scalars or numpy arrays alike."""
+    per_order = np.where(gross_minor > 0, gross_minor / np.maximum(orders, 1), 1.0)
+    trend = np.log((recent_spend_minor / per_order + 0.5) / (expected_orders + 0.5))
+    return np.where(gross_minor > 0, trend, 0.0)
 
 
 def features_at(state: CustomerState, at_ms: int) -> dict[str, float]:
@@ -111,7 +123,7 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     >>> paths = silence_paths(asked, 7 * DAY_MS, 3)
     >>> expected = [[feature_row(s, t + 7 * k * DAY_MS) for k in range(3)] for s, times in asked for t in times]
     >>> paths.shape, np.allclose(paths, expected, rtol=0, atol=1e-12)
-    ((3, 3, 15), True)
+    ((3, 3, 16), True)
     """
     asked = [(state, times) for state, times in customers if len(times)]
     if not asked:
@@ -131,16 +143,22 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     tenure_days = np.maximum(times - first_order, 0) / DAY_MS
     tail = max(len(h.recent_order_ms) for h in histories)
     recent = np.full((len(asked), max(tail, 1)), np.nan)
+    amounts = np.zeros((len(asked), max(tail, 1)))
     for row, history in enumerate(histories):
         recent[row, :len(history.recent_order_ms)] = history.recent_order_ms
+        amounts[row, :len(history.recent_order_minor)] = history.recent_order_minor
     recent = np.repeat(recent, counts, axis=0)[:, None, :]
     window_start = times - _TREND_WINDOW_DAYS * DAY_MS
-    recent_orders = ((recent > window_start[..., None]) & (recent <= times[..., None])).sum(axis=2)
+    in_window = (recent > window_start[..., None]) & (recent <= times[..., None])
+    recent_orders = in_window.sum(axis=2)
+    recent_spend = (in_window * np.repeat(amounts, counts, axis=0)[:, None, :]).sum(axis=2)
+    gross = per_row([h.gross_minor for h in histories])[:, None]
     expected_recent = orders * _TREND_WINDOW_DAYS / np.maximum(tenure_days, _TREND_WINDOW_DAYS)
     paths[..., 0] = np.log1p(silence_days)
     paths[..., 1] = np.minimum(silence_days / mean_gap, 10.0)
     paths[..., 5] = np.log((recent_orders + 0.5) / (expected_recent + 0.5))
     paths[..., 8] = np.log1p(tenure_days)
+    paths[..., 15] = _spend_trend(recent_spend, gross, orders, expected_recent)
     half_life = per_row([state.engagement.half_life_ms for state, _ in asked])[:, None]
     for column, kinds in _DECAYED_COLUMNS:
         total = np.zeros(times.shape)

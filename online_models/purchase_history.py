@@ -48,6 +48,7 @@ class PurchaseHistory:
     last_order_ms: int | None = None
     tail_size: int = 16
     recent_order_ms: list[int] = field(default_factory=list)
+    recent_order_minor: list[int] = field(default_factory=list)  # amounts of the tail's orders (spend trend)
     old_gaps: int = 0
     old_gap_sum_ms: float = 0.0
     old_gap_sq_sum_days: float = 0.0
@@ -60,7 +61,7 @@ class PurchaseHistory:
         self.units += units
         self.first_order_ms = ts_ms if self.first_order_ms is None else min(self.first_order_ms, ts_ms)
         self.last_order_ms = ts_ms if self.last_order_ms is None else max(self.last_order_ms, ts_ms)
-        self._remember_order_time(ts_ms)
+        self._remember_order(ts_ms, amount_minor)
         self._remember_day(ts_ms // DAY_MS)
 
     def add_refund(self, ts_ms: int, amount_minor: int, units: int) -> None:
@@ -112,17 +113,21 @@ class PurchaseHistory:
 
     # -- tails ----------------------------------------------------------------------------------------
 
-    def _remember_order_time(self, ts_ms: int) -> None:
-        recent = self.recent_order_ms
+    def _remember_order(self, ts_ms: int, amount_minor: int) -> None:
+        recent, amounts = self.recent_order_ms, self.recent_order_minor
         if len(recent) == self.tail_size and ts_ms < recent[0]:
             # Older than the whole tail: far beyond any allowed lateness. Count its gap to the tail
             # start; the gap sum stays exact (it is span-based), the spread is approximated.
             self._fold_gap(recent[0] - ts_ms)
             return
-        bisect.insort(recent, ts_ms)
+        index = bisect.bisect_right(recent, ts_ms)
+        while index > 0 and recent[index - 1] == ts_ms and amounts[index - 1] > amount_minor:
+            index -= 1  # equal times ordered by amount: arrival order must not change the state
+        recent.insert(index, ts_ms)
+        amounts.insert(index, amount_minor)
         if len(recent) > self.tail_size:
             self._fold_gap(recent[1] - recent[0])
-            del recent[0]
+            del recent[0], amounts[0]
 
     def _fold_gap(self, gap_ms: int) -> None:
         self.old_gaps += 1
@@ -145,8 +150,12 @@ class PurchaseHistory:
     # -- plain data ---------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__, recent_order_ms=list(self.recent_order_ms), recent_days=list(self.recent_days))
+        return dict(self.__dict__, recent_order_ms=list(self.recent_order_ms),
+                    recent_order_minor=list(self.recent_order_minor), recent_days=list(self.recent_days))
 
     @classmethod
     def from_dict(cls, data: dict) -> "PurchaseHistory":
+        if "recent_order_minor" not in data:  # stored before amounts were kept: assume average orders
+            average = round(data["gross_minor"] / data["orders"]) if data.get("orders") else 0
+            data = {**data, "recent_order_minor": [average] * len(data.get("recent_order_ms", []))}
         return cls(**data)

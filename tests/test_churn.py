@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib.util
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from online_models import churn_tracking
 from online_models.churn_features import FEATURES
-from online_models.churn_model import ChurnTrainer, UntrustedSnapshot, scorer_from_snapshot
+from online_models.churn_model import ChurnTrainer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
@@ -44,18 +44,18 @@ def test_served_hazards_are_calibrated_by_decile_after_warm_up(cutoff):
     assert cutoff["prequential_calibration_gap"] <= 0.05
 
 
-def trained_snapshot(key: bytes, served: str | None = None) -> dict:
+def trained_snapshot(served: str | None = None) -> dict:
     rng = np.random.default_rng(3)
     trainer = ChurnTrainer(window=500)
     for _ in range(3000):
         silence = rng.uniform(0, 6)
         x = dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) | {"log_silence_days": silence}
         trainer.learn(x, bool(rng.random() < 1 / (1 + np.exp(silence - 3))))
-    return trainer.snapshot(1, 0, key, served=served)
+    return trainer.snapshot(1, 0, served=served)
 
 
 def test_silent_customer_risk_never_falls_as_the_watermark_advances():
-    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    scorer = scorer_from_snapshot(trained_snapshot())
     settings = churn_tracking.ChurnSettings()
     state = CustomerState.new(30 * DAY_MS)
     for day in (0, 25, 41, 70):
@@ -67,7 +67,7 @@ def test_silent_customer_risk_never_falls_as_the_watermark_advances():
 
 
 def test_a_new_event_can_lower_the_risk_again():
-    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    scorer = scorer_from_snapshot(trained_snapshot())
     settings = churn_tracking.ChurnSettings()
     state = CustomerState.new(30 * DAY_MS)
     state.apply_order(0, 4000, 1)
@@ -76,15 +76,14 @@ def test_a_new_event_can_lower_the_risk_again():
     assert churn_tracking.score(state, 121 * DAY_MS, scorer, settings)["churn_p"] < silent
 
 
-def test_pickled_snapshot_with_a_wrong_signature_is_never_unpickled():
-    snapshot = trained_snapshot(b"right-key", served="hoeffding_tree")
-    assert snapshot["model"]["kind"] == "signed_pickle"
-    assert scorer_from_snapshot(snapshot, b"right-key").hazards(np.zeros((2, len(FEATURES)))).shape == (2,)
-    with pytest.raises(UntrustedSnapshot):
-        scorer_from_snapshot(snapshot, b"wrong-key")
-    tampered = dict(snapshot, model=dict(snapshot["model"], pickle_b64=base64.b64encode(b"cos\nsystem\n").decode()))
-    with pytest.raises(UntrustedSnapshot):
-        scorer_from_snapshot(tampered, b"right-key")
+def test_snapshots_are_plain_json_data_for_both_learners():
+    for served in ("logistic", "hoeffding_tree"):
+        snapshot = trained_snapshot(served=served)
+        assert orjson.loads(orjson.dumps(snapshot)) == snapshot  # nothing but JSON: nothing to unpickle
+        assert snapshot["model"]["kind"] == ("linear" if served == "logistic" else "tree")
+        assert scorer_from_snapshot(snapshot).hazards(np.zeros((2, len(FEATURES)))).shape == (2,)
+    with pytest.raises(ValueError):
+        scorer_from_snapshot(dict(snapshot, features=list(FEATURES)[:-1]))
 
 
 def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_model():
@@ -93,24 +92,28 @@ def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_mode
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(500)]
     for x in rows:
         trainer.learn(x, bool(x["log_orders"] > 0))
-    snapshot = trainer.snapshot(2, 0, b"", served="logistic")
+    snapshot = trainer.snapshot(2, 0, served="logistic")
     assert snapshot["model"]["kind"] == "linear"
-    scorer = scorer_from_snapshot(snapshot, b"")
+    scorer = scorer_from_snapshot(snapshot)
     assert trainer.calibrators["logistic"].slope != 1.0  # calibration learned, and folded into the weights
     river_p = [trainer.predict("logistic", x) for x in rows[:20]]
     plain_p = scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]]))
     assert np.allclose(river_p, plain_p, atol=1e-6)
 
 
-def test_tree_snapshot_scores_like_the_calibrated_tree_in_the_trainer():
+def test_tree_snapshot_is_plain_data_and_scores_like_the_calibrated_tree_in_the_trainer():
     rng = np.random.default_rng(8)
     trainer = ChurnTrainer(window=200)
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(1500)]
     for x in rows:
         trainer.learn(x, bool(x["log_orders"] + 0.5 * rng.normal() > 0))
-    scorer = scorer_from_snapshot(trainer.snapshot(3, 0, b"k", served="hoeffding_tree"), b"k")
-    tree_p = [trainer.predict("hoeffding_tree", x) for x in rows[:20]]
-    assert np.allclose(tree_p, scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]])))
+    scorer = scorer_from_snapshot(trainer.snapshot(3, 0, served="hoeffding_tree"))
+    assert scorer.depth >= 1, "the tree never split: the test would not compare paths"
+    tree_p = [trainer.predict("hoeffding_tree", x) for x in rows[:200]]
+    matrix = np.array([[x[name] for name in FEATURES] for x in rows[:200]])
+    assert np.allclose(tree_p, scorer.hazards(matrix), atol=1e-9)
+    one_by_one = np.array([scorer.contributions(row[None, :])[0] for row in matrix[:5]])
+    assert np.allclose(scorer.contributions(matrix[:5]), one_by_one)
 
 
 def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
@@ -118,14 +121,14 @@ def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
     from streams.config import Settings
 
     settings = Settings.from_env({})
-    scorer = scorer_from_snapshot(trained_snapshot(b"k"), b"k")
+    scorer = scorer_from_snapshot(trained_snapshot())
     state = CustomerState.new(30 * DAY_MS)
     for day in (0, 20, 40):
         state.apply_order(day * DAY_MS, 4000, 1)
     stage = ChurnStage(settings)
     stage.touched("c1", state, 0)
     stage.score_all(scorer)
-    for day in range(41, 200):  # one wake-up a day, each a small step
+    for day in range(41, 380):  # one wake-up a day, each a small step
         stage.wake("c1", state, 0, day * DAY_MS)
         stage.score_all(scorer)
     changes = stage.score_changes
@@ -143,8 +146,12 @@ def test_a_checkpoint_from_before_calibration_resumes():
     trainer = ChurnTrainer(window=100)
     old = trainer.__dict__.copy()
     del old["calibrators"]
+    old["feature_sums"] = old["feature_sums"][:-1]  # and one feature fewer
+    from river import tree
+    old["learners"] = dict(old["learners"], hoeffding_tree=tree.HoeffdingAdaptiveTreeClassifier())  # older learner
     restored = ChurnTrainer.__new__(ChurnTrainer)
     restored.__setstate__(pickle.loads(pickle.dumps(old)))
     x = dict.fromkeys(FEATURES, 0.0)
     restored.learn(x, True)
     assert restored.examples == 1 and set(restored.calibrators) == set(restored.learners)
+    assert type(restored.learners["hoeffding_tree"]).__name__ == "HoeffdingTreeClassifier"
