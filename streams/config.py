@@ -87,8 +87,8 @@ class Settings:
         "(or its band changes).")
     model_signing_key: str = _env_field(
         "CRM_MODEL_SIGNING_KEY", "", str,
-        "HMAC key for pickled model snapshots and trainer checkpoints. Empty: only plain-data (linear) "
-        "snapshots are published and the trainer keeps no checkpoint.")
+        "HMAC key of the trainer's pickled checkpoints (snapshots are plain data). Empty: the trainer keeps "
+        "no checkpoint and starts afresh when its partition moves.")
     kpi_retention_days: int = _env_field(
         "CRM_KPI_RETENTION_DAYS", 730, int, "KPI buckets older than this (event time) are dropped; 0 = keep all.")
     kpi_prune_interval_s: float = _env_field(
