@@ -2,7 +2,7 @@
 
 Ownership is read from Redis: a worker claims a partition by bumping its fence
 token, so "owned" means the token changed after the event we time.
-Usage: python bench/rebalance.py [--static-membership]
+Usage: python bench/rebalance.py [--faust-defaults]
 """
 from __future__ import annotations
 
