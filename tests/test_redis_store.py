@@ -52,3 +52,21 @@ async def test_claim_resumes_from_the_stored_offsets(stores):
     await restarted.claim(["crm.purchases:0", "crm.purchases:1"])
     assert restarted.is_applied("crm.purchases:0", 41) and not restarted.is_applied("crm.purchases:0", 42)
     assert not restarted.is_applied("crm.purchases:1", 0)
+
+
+async def test_a_catch_up_batch_larger_than_luas_unpack_limit_commits_whole(stores):
+    """A 2,000-event catch-up batch can wake thousands of customers of one partition and bring one busy
+    customer thousands of event ids; Lua's unpack() fails beyond ~8,000 values."""
+    store, _ = stores
+    await store.claim(["crm.purchases:0"])
+    write = batch(1)
+    for i in range(6000):
+        write.schedule(0, f"c{i}", 1_000 + i)
+    write.seen = {"c1": {"purchases": [value for i in range(5000) for value in (str(i), f"d{i}")]}}
+    write.seen_floor_ms = {"c1": {"purchases": -1}}
+    assert await store.commit_batch(write)
+    assert await store.client.zcard(f"{store.prefix}wheel:0") == 6000
+    assert await store.client.zcard(f"{store.prefix}c:{{c1}}:seen:purchases") == 5000
+    asked = [f"d{i}" for i in range(9000)]  # 5,000 seen, 4,000 new
+    loaded = await store.load_batch({"c1": {"purchases": asked}})
+    assert loaded["c1"].seen == {("purchases", f"d{i}") for i in range(5000)}

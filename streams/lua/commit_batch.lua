@@ -14,6 +14,16 @@
 --   wheel     {"<partition>": {"add": ["<wake_ms>", "<customer_id>", ...], "remove": ["<customer_id>", ...]}}
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
+
+-- redis.call(command, key, values...) in chunks: unpack() fails beyond ~8,000 values, which one
+-- catch-up batch can reach (thousands of wheel entries in a partition, of ids of one customer).
+-- The chunk is even, so ZADD's score/member pairs never split.
+local function call_chunked(command, key, values)
+  for first = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
+  end
+end
+
 local fence_key = prefix .. 'fence'
 for tp, token in pairs(batch.fences) do
   local current = redis.call('HGET', fence_key, tp)
@@ -41,9 +51,7 @@ end
 for customer_id, by_topic in pairs(batch.seen) do
   for topic, members in pairs(by_topic) do
     local key = prefix .. 'c:{' .. customer_id .. '}:seen:' .. topic
-    if #members > 0 then
-      redis.call('ZADD', key, unpack(members))
-    end
+    call_chunked('ZADD', key, members)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. batch.seen_floor_ms[customer_id][topic])
   end
 end
@@ -56,12 +64,8 @@ for hash, increments in pairs(batch.counters) do
 end
 for partition, changes in pairs(batch.wheel) do
   local key = prefix .. 'wheel:' .. partition
-  if #changes.remove > 0 then
-    redis.call('ZREM', key, unpack(changes.remove))
-  end
-  if #changes.add > 0 then
-    redis.call('ZADD', key, unpack(changes.add))
-  end
+  call_chunked('ZREM', key, changes.remove)
+  call_chunked('ZADD', key, changes.add)
 end
 for tp, offset in pairs(batch.offsets) do
   redis.call('HSET', prefix .. 'offsets', tp, offset)

@@ -4,6 +4,19 @@
 -- an empty string ends each customer. Nested arrays, not JSON, so the state is not escaped twice.
 local prefix = ARGV[1]
 local wanted = cjson.decode(ARGV[2])
+
+-- ZMSCORE in chunks: unpack() fails beyond ~8,000 values (one busy customer in a big catch-up batch).
+local function scores_of(key, members)
+  local scores = {}
+  for first = 1, #members, 1000 do
+    local chunk = redis.call('ZMSCORE', key, unpack(members, first, math.min(first + 999, #members)))
+    for i = 1, #chunk do
+      scores[#scores + 1] = chunk[i]
+    end
+  end
+  return scores
+end
+
 local out = {}
 for customer_id, by_topic in pairs(wanted) do
   local base = prefix .. 'c:{' .. customer_id .. '}'
@@ -11,7 +24,7 @@ for customer_id, by_topic in pairs(wanted) do
   out[#out + 1] = redis.call('HGET', base, 'state')
   for topic, digests in pairs(by_topic) do
     out[#out + 1] = topic
-    out[#out + 1] = redis.call('ZMSCORE', base .. ':seen:' .. topic, unpack(digests))
+    out[#out + 1] = scores_of(base .. ':seen:' .. topic, digests)
   end
   out[#out + 1] = ''
 end
