@@ -59,8 +59,11 @@ def _positive(probabilities: dict) -> float:
     return float(probabilities.get(True, 0.0))
 
 
+_EDGE = 1e-6  # probabilities are kept this far from 0 and 1 before taking log-odds
+
+
 def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
+    p = min(max(p, _EDGE), 1 - _EDGE)
     return math.log(p / (1 - p))
 
 
@@ -86,6 +89,11 @@ class PlattCalibrator:
 
     def __call__(self, p: float) -> float:
         return 1.0 / (1.0 + math.exp(-(self.slope * _logit(p) + self.offset)))
+
+    def many(self, p: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` for an array of probabilities (scorers calibrate a whole batch at once)."""
+        p = np.clip(p, _EDGE, 1 - _EDGE)
+        return 1.0 / (1.0 + np.exp(-(self.slope * np.log(p / (1 - p)) + self.offset)))
 
     def learn(self, p: float, purchased: bool) -> None:
         z = _logit(p)
@@ -272,9 +280,7 @@ class TreeHazardScorer:
         return self.positive[node]
 
     def hazards(self, rows: np.ndarray) -> np.ndarray:
-        p = np.clip(self._leaf_probability(rows), 1e-6, 1 - 1e-6)
-        slope, offset = self.calibration.slope, self.calibration.offset
-        return 1.0 / (1.0 + np.exp(-(slope * np.log(p / (1 - p)) + offset)))
+        return self.calibration.many(self._leaf_probability(rows))
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         count, width = rows.shape
