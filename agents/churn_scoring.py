@@ -79,15 +79,13 @@ class WheelClock:
             if message.contract == "purchases":
                 batch[message.partition] = max(batch.get(message.partition, event.ts_ms), event.ts_ms)
         self._batch_newest = batch
-        due: dict[str, tuple[int, int]] = {}
-        for partition in partitions:
-            newest = max(self.newest_purchase_ms[partition], batch.get(partition, -1))
-            if newest < 0:
-                continue
-            watermark = newest - self.settings.lateness_ms
-            for customer_id in await self.store.due_customers(partition, watermark, self.limit):
-                due[customer_id] = (partition, watermark)
-        return due
+        watermarks = {partition: newest - self.settings.lateness_ms for partition in partitions
+                      if (newest := max(self.newest_purchase_ms[partition], batch.get(partition, -1))) >= 0}
+        if not watermarks:
+            return {}
+        due_by_partition = await self.store.due_customers(watermarks, self.limit)
+        return {customer_id: (partition, watermarks[partition])
+                for partition, customers in due_by_partition.items() for customer_id in customers}
 
     def follow(self) -> None:
         """Remember the purchases watermark of the batch :meth:`due` saw, now that it has been committed."""

@@ -160,9 +160,13 @@ class RedisStore:
             snapshots[customer_id] = CustomerSnapshot(state, seen)
         return snapshots
 
-    async def due_customers(self, partition: int, until_ms: int, limit: int) -> list[str]:
-        """Customers of a partition whose wheel wake-up is at or before ``until_ms`` (oldest first)."""
-        return await self.client.zrangebyscore(f"{self.prefix}wheel:{partition}", "-inf", until_ms, 0, limit)
+    async def due_customers(self, until_ms: dict[int, int], limit: int) -> dict[int, list[str]]:
+        """Per partition, the customers whose wheel wake-up is at or before ``until_ms[partition]`` (oldest
+        first, at most ``limit``); one round trip for all partitions."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition, until in until_ms.items():
+                pipe.zrangebyscore(f"{self.prefix}wheel:{partition}", "-inf", until, 0, limit)
+            return dict(zip(until_ms, await pipe.execute()))
 
     async def read_hashes(self, names: list[str]) -> list[dict[str, str]]:
         """Several hashes (names under the prefix) in one round trip."""
