@@ -1,8 +1,8 @@
 """Replay-to-cutoff: streaming churn risk vs scikit-learn batch logistic regression.
 
 A simulated history (known dropouts) is replayed in event-time order up to a
-cutoff through the same pure functions the pipeline runs
-(online_models.churn_tracking): hazard examples open at orders and every step of
+cutoff through the same validation and dispatch the pipeline runs
+(agents.customer_state.apply_event, online_models.churn_tracking): hazard examples open at orders and every step of
 silence, close late, and train the online learners prequentially. At the cutoff
 every buyer is scored; the truth is whether they bought in the following horizon.
 
@@ -27,42 +27,34 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.churn_scoring import ChurnStage  # noqa: E402
+from agents.customer_state import SegmentOf, apply_event  # noqa: E402
 from online_models import churn_tracking  # noqa: E402
+from online_models.kpis import KpiDeltas  # noqa: E402
 from online_models.churn_features import FEATURES, silence_paths  # noqa: E402
 from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
+from schemas.events import Purchase, validate_payload  # noqa: E402
+from streams.config import Settings  # noqa: E402
 from streams.simulator import SimulationConfig, simulate  # noqa: E402
 
 
 
-def apply(state: CustomerState, topic: str, event: dict) -> None:
-    ts = event["ts"]
-    if topic == "purchases":
-        amount = sum(round(float(item["unit_price"]) * 100) * item["qty"] for item in event["items"])
-        units = sum(item["qty"] for item in event["items"])
-        if event["kind"] == "order":
-            state.apply_order(ts, amount, units)
-        else:
-            state.apply_refund(ts, amount, units)
-    elif topic == "interactions":
-        state.apply_interaction(event["type"], ts, event.get("survey"), event.get("score"))
-    else:
-        state.activity.update("customers", ts)
-
-
 class Replay:
-    """Customers, their wheel and the trainer, driven in event-time order."""
+    """Customers, their wheel and the trainer, driven in event-time order through the pipeline's own
+    event validation and dispatch (``agents.customer_state.apply_event`` with its churn stage)."""
 
-    def __init__(self, settings: churn_tracking.ChurnSettings, warmup: int) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, warmup: int) -> None:
+        self.app_settings, self.settings = settings, settings.churn_settings()
         self.states: dict[str, CustomerState] = {}
         self.wheel: list[tuple[int, str]] = []
         self.trainer = ChurnTrainer()
         self.examples: list[tuple[list[float], bool]] = []
         self.warmup = warmup
         self.train_s = 0.0
+        self.stage, self.kpis, self.segment_of = ChurnStage(settings), KpiDeltas(), SegmentOf({})
 
     def learn(self, closed) -> None:
         for example in closed:
@@ -84,18 +76,16 @@ class Replay:
         if due is not None:
             heapq.heappush(self.wheel, (due, customer_id))
 
-    def event(self, topic: str, event: dict) -> None:
-        customer_id = event["customer_id"]
-        state = self.states.setdefault(customer_id, CustomerState.new(30 * DAY_MS))
-        self.advance(event["ts"])
-        if topic == "purchases" and event["kind"] == "order":
-            closed, opens = churn_tracking.on_order(state, event["ts"], self.settings)
-            self.learn(closed)
-            apply(state, topic, event)
-            churn_tracking.after_order(state, event["ts"], opens)
-            self._schedule(customer_id, state)
-        else:
-            apply(state, topic, event)
+    def event(self, topic: str, payload: dict) -> None:
+        event = validate_payload(topic, payload)
+        half_life_ms = self.app_settings.engagement_half_life_days * DAY_MS
+        state = self.states.setdefault(event.customer_id, CustomerState.new(half_life_ms))
+        self.advance(event.ts_ms)
+        apply_event(state, event, self.kpis, self.app_settings.horizon_days * DAY_MS, self.segment_of, self.stage)
+        self.learn(example for _, example in self.stage.examples)
+        self.stage.examples.clear()
+        if isinstance(event, Purchase) and event.kind == "order":
+            self._schedule(event.customer_id, state)
 
 
 def main() -> None:
@@ -118,10 +108,11 @@ def run(args, echo=lambda *_: None) -> dict:
     simulation = simulate(config)
     start_ms = int(time.mktime(config.start.timetuple())) * 1000
     cutoff_ms = start_ms + args.cutoff_day * DAY_MS
-    settings = churn_tracking.ChurnSettings()
+    app_settings = Settings.from_env({})
+    settings = app_settings.churn_settings()
     horizon_ms = int(settings.hazard.horizon_days * DAY_MS)
 
-    replay = Replay(settings, args.warmup)
+    replay = Replay(app_settings, args.warmup)
     started = time.perf_counter()
     for topic, event in simulation.events:
         if event["ts"] > cutoff_ms:
