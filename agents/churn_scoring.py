@@ -112,7 +112,7 @@ class ChurnStage:
         self.examples += [(customer_id, example) for example in closed]
 
     def after_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
-        churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id))
+        churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id), self.churn)
 
     def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int) -> None:
         """A customer due on the wheel: replay its wake-ups up to the watermark in event time (close the

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
+import math
 import sys
 import time
+from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,7 +41,7 @@ from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E4
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from schemas.events import Purchase, validate_payload  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.simulator import SimulationConfig, simulate  # noqa: E402
+from streams.simulator import SEGMENTS, SimulationConfig, simulate  # noqa: E402
 
 
 
@@ -64,6 +67,7 @@ class Replay:
             self.train_s += time.perf_counter() - started
 
     def advance(self, watermark_ms: int) -> None:
+        self.as_of_ms = watermark_ms
         while self.wheel and self.wheel[0][0] <= watermark_ms:
             due, customer_id = heapq.heappop(self.wheel)
             state = self.states[customer_id]
@@ -99,7 +103,7 @@ def main() -> None:
 
 
 def run(args, echo=lambda *_: None) -> dict:
-    """Replay, score at the cutoff, compare; returns the headline numbers."""
+    """Replay, score at the cutoffs, compare; returns the headline numbers."""
     print = echo  # noqa: A001 - the report goes wherever the caller wants it
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -107,66 +111,76 @@ def run(args, echo=lambda *_: None) -> dict:
     config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed)
     simulation = simulate(config)
     start_ms = int(time.mktime(config.start.timetuple())) * 1000
-    cutoff_ms = start_ms + args.cutoff_day * DAY_MS
     app_settings = Settings.from_env({})
     settings = app_settings.churn_settings()
     horizon_ms = int(settings.hazard.horizon_days * DAY_MS)
+    cutoff_ms = start_ms + args.cutoff_day * DAY_MS
+    calibration_days = sorted({day for day in (args.cutoff_day - 90, args.cutoff_day - 45, args.cutoff_day,
+                                               args.cutoff_day + 30)
+                               if 0 < day <= args.days - settings.hazard.horizon_days})
+    orders = defaultdict(list)
+    for topic, event in simulation.events:
+        if topic == "purchases" and event["kind"] == "order":
+            orders[event["customer_id"]].append(event["ts"])
+    oracle = _Oracle(simulation, horizon_ms)
 
     replay = Replay(app_settings, args.warmup)
-    started = time.perf_counter()
-    for topic, event in simulation.events:
-        if event["ts"] > cutoff_ms:
-            break
-        replay.event(topic, event)
-    replay.advance(cutoff_ms)
+    events, cutoffs, served_at = iter(simulation.events), [start_ms + day * DAY_MS for day in calibration_days], {}
+    started, pending = time.perf_counter(), None
+    for as_of in cutoffs:
+        for topic, event in itertools.chain([pending] if pending else [], events):
+            if event["ts"] > as_of:
+                pending = (topic, event)
+                break
+            replay.event(topic, event)
+        else:
+            pending = None
+        replay.advance(as_of)
+        buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
+        churned = np.array([not any(as_of < ts <= as_of + horizon_ms for ts in orders[cid]) for cid in buyers], dtype=int)
+        snapshot_started = time.perf_counter()
+        served = scorer_from_snapshot(replay.trainer.snapshot(1, as_of))
+        scores = []
+        for first in range(0, len(buyers), 500):  # as the pipeline does: one model evaluation per batch
+            scores += churn_tracking.score_many([(replay.states[cid], [as_of]) for cid in buyers[first:first + 500]],
+                                                served, settings)
+        score_us = (time.perf_counter() - snapshot_started) / max(len(buyers), 1) * 1e6
+        served_at[as_of] = (buyers, churned, np.array([s[-1]["churn_p"] for s in scores]),
+                            np.array([oracle(cid, as_of) for cid in buyers]), score_us)
+        if as_of == cutoff_ms:
+            at_cutoff = _at_cutoff(replay, buyers, churned, settings, LogisticRegression, StandardScaler)
     replay_s = time.perf_counter() - started
 
-    bought_after = {event["customer_id"] for topic, event in simulation.events
-                    if topic == "purchases" and event["kind"] == "order" and cutoff_ms < event["ts"] <= cutoff_ms + horizon_ms}
-    buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
-    churned = np.array([cid not in bought_after for cid in buyers], dtype=int)
-    paths = silence_paths([(replay.states[cid], [cutoff_ms]) for cid in buyers], settings.hazard.step_ms,
-                          settings.hazard.steps)
-
-    snapshot = replay.trainer.snapshot(1, cutoff_ms)
-    served = scorer_from_snapshot(snapshot)
-    started = time.perf_counter()
-    scores = []
-    for first in range(0, len(buyers), 500):  # as the pipeline does: one model evaluation per batch
-        scores += churn_tracking.score_many([(replay.states[cid], [cutoff_ms]) for cid in buyers[first:first + 500]],
-                                            served, settings)
-    score_us = (time.perf_counter() - started) / len(buyers) * 1e6
-    streaming = np.array([s[-1]["churn_p"] for s in scores])
-    prior = np.array([churn_tracking.score(_fresh(replay.states[cid]), cutoff_ms, None, settings)["churn_p"]
-                      for cid in buyers])
-
-    features = np.array([f for f, _ in replay.examples])
-    labels = np.array([y for _, y in replay.examples], dtype=int)
-    scaler = StandardScaler().fit(features)
-    batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
-    batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
-    batch_p = churn_probabilities(batch_scorer, paths, settings.hazard)
-
+    buyers, churned, streaming, truth_p, score_us = served_at[cutoff_ms]
+    labels = at_cutoff["labels"]
     report = replay.trainer.report()
     print(f"history: {args.customers} customers, {args.days} days, cutoff day {args.cutoff_day} "
-          f"({(config.start + timedelta(days=args.cutoff_day)).isoformat()}); {len(replay.examples)} hazard examples "
+          f"({(config.start + timedelta(days=args.cutoff_day)).isoformat()}); {len(labels)} hazard examples by then "
           f"({labels.mean():.1%} purchased within {settings.hazard.step_days:g} days); {len(buyers)} buyers scored, "
           f"{churned.mean():.1%} churned in the next {settings.hazard.horizon_days:g} days")
     print(f"served learner: {report['served']}; drifts detected: {report['drifts_detected']}")
     print("\nchurn_p at the cutoff vs who bought in the next horizon (ROC AUC):")
-    auc_stream, auc_batch = roc_auc(streaming, churned), roc_auc(batch_p, churned)
+    auc_stream, auc_batch = roc_auc(streaming, churned), roc_auc(at_cutoff["batch_p"], churned)
     print(f"  streaming (served snapshot)   {auc_stream:.4f}")
     print(f"  batch sklearn LR, same data   {auc_batch:.4f}")
-    print(f"  cold-start prior              {roc_auc(prior, churned):.4f}")
+    print(f"  cold-start prior              {roc_auc(at_cutoff['prior'], churned):.4f}")
     print(f"  streaming - batch             {auc_stream - auc_batch:+.4f}")
-    print("\ncalibration of the served churn_p by decile (predicted / observed):")
-    worst = 0.0
-    for row in calibration_by_decile(streaming, churned):
-        worst = max(worst, abs(row["predicted"] - row["observed"]))
+    print(f"  (simulator truth: hidden rate and dropout known: {roc_auc(truth_p, churned):.4f})")
+
+    print("\ncalibration of the served churn_p by decile (predicted / observed), served at each day below "
+          "and pooled;\nthe simulator's truth (each customer's hidden rate and dropout) shows the sampling noise:")
+    for as_of in cutoffs:
+        _, y, p, truth, _ = served_at[as_of]
+        batch = f", batch LR {_worst_gap(at_cutoff['batch_p'], y):.3f}" if as_of == cutoff_ms else ""
+        print(f"  day {(as_of - start_ms) // DAY_MS:4d} ({len(y)} buyers): max gap {_worst_gap(p, y):.3f} "
+              f"(simulator truth {_worst_gap(truth, y):.3f}{batch})")
+    pooled_y = np.concatenate([served_at[t][1] for t in cutoffs])
+    pooled_p = np.concatenate([served_at[t][2] for t in cutoffs])
+    pooled_truth = np.concatenate([served_at[t][3] for t in cutoffs])
+    for row in calibration_by_decile(pooled_p, pooled_y):
         print(f"  {row['decile']:2d}: {row['predicted']:.3f} / {row['observed']:.3f}  (n={row['count']})")
-    print(f"  max |predicted - observed| = {worst:.3f}")
-    batch_gap = max(abs(r["predicted"] - r["observed"]) for r in calibration_by_decile(batch_p, churned))
-    print(f"  (batch sklearn LR: max gap {batch_gap:.3f})")
+    worst, truth_worst = _worst_gap(pooled_p, pooled_y), _worst_gap(pooled_truth, pooled_y)
+    print(f"  pooled max |predicted - observed| = {worst:.3f} (simulator truth {truth_worst:.3f})")
     print("\nprequential, per learner (overall | last 5,000 examples):")
     for name, metrics in report["learners"].items():
         overall, window = metrics["overall"], metrics["window"]
@@ -179,8 +193,46 @@ def run(args, echo=lambda *_: None) -> dict:
           f"({settings.hazard.steps}-step silence path + explanation, batches of 500); whole replay {replay_s:.1f} s")
     window = report["learners"][report["served"]]["window"]
     return {"auc_streaming": auc_stream, "auc_batch": auc_batch, "calibration_gap": worst,
-            "prequential_auc": window["roc_auc"],
+            "truth_calibration_gap": truth_worst, "prequential_auc": window["roc_auc"],
             "prequential_calibration_gap": max(abs(r["predicted"] - r["observed"]) for r in window["calibration"])}
+
+
+def _at_cutoff(replay: Replay, buyers: list[str], churned: np.ndarray, settings, LogisticRegression,
+               StandardScaler) -> dict:
+    """Batch logistic regression on the examples closed by the cutoff (same features, same labels), composed
+    the same way, and the cold-start prior."""
+    paths = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
+                          settings.hazard.steps)
+    features = np.array([f for f, _ in replay.examples])
+    labels = np.array([y for _, y in replay.examples], dtype=int)
+    scaler = StandardScaler().fit(features)
+    batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
+    batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
+    prior = np.array([churn_tracking.score(_fresh(replay.states[cid]), replay.as_of_ms, None, settings)["churn_p"]
+                      for cid in buyers])
+    return {"labels": labels, "batch_p": churn_probabilities(batch_scorer, paths, settings.hazard), "prior": prior}
+
+
+class _Oracle:
+    """P(no order within the horizon) known the simulator's hidden truth: 1 after the customer's dropout,
+    else Poisson orders at their own rate racing an exponential dropout (memoryless)."""
+
+    def __init__(self, simulation, horizon_ms: int) -> None:
+        lifetimes = {segment.name: segment.mean_lifetime_days * DAY_MS for segment in SEGMENTS}
+        self.truth = {c.customer_id: (c.orders_per_month / (30 * DAY_MS), 1 / lifetimes[c.segment], c.dropout_ms)
+                      for c in simulation.customers}
+        self.horizon_ms = horizon_ms
+
+    def __call__(self, customer_id: str, as_of_ms: int) -> float:
+        rate, dropout_rate, dropout_ms = self.truth[customer_id]
+        if dropout_ms is not None and dropout_ms <= as_of_ms:
+            return 1.0
+        total = rate + dropout_rate
+        return 1.0 - rate / total * (1.0 - math.exp(-total * self.horizon_ms))
+
+
+def _worst_gap(predicted: np.ndarray, observed: np.ndarray) -> float:
+    return max(abs(row["predicted"] - row["observed"]) for row in calibration_by_decile(predicted, observed))
 
 
 def _fresh(state: CustomerState) -> CustomerState:

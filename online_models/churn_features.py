@@ -4,9 +4,24 @@ A churn score is a question about the future ("no order within 90 days?"), asked
 at a moment. The features describe the customer *as of* that moment: how long they
 have been silent, relative to their own rhythm, and how engaged they still are.
 Along a silence path (no further event) they change predictably: silence grows,
-decayed interaction counts shrink, recent orders age out of the trend window;
+engagement known as of then ages, recent orders age out of the trend window;
 :func:`silence_paths` computes that, so a hazard model can be composed over the
 horizon (:mod:`online_models.hazard`).
+
+Only the order columns are known along a path; future views, clicks or tickets are not,
+and a path that lets engagement fade as if it stopped now underestimates how much of
+it goes on (a live customer keeps browsing without buying). So engagement enters
+*as of* the moment asked about, with its age: path step ``k`` carries the as-of
+engagement faded ``k`` steps and ``engagement_age_steps = k``, and each training
+example, at a checkpoint of a silent spell, carries the engagement of a checkpoint
+``k`` steps earlier in the same spell (``k`` drawn deterministically by
+:func:`landmark_lag`), so what the learner sees is what is scored (landmarking, as
+in survival analysis). Measured on the simulator, pooled over four cutoffs: the
+composed 90-day probability's worst decile moved from 0.10 off to 0.03 (docs/churn.md).
+
+A logistic hazard is linear in its inputs; the silence, gap and tenure columns get
+hinge terms (:data:`HINGES`, knots at business time scales), so the hazard can bend
+where the population changes (recent buyers, the customer's own rhythm, the lapsed).
 
 Features that only proxy calendar time (tenure in a shop whose customers arrive in
 cohorts) extrapolate badly to the future; tenure enters as ``log1p`` and the
@@ -22,13 +37,14 @@ import numpy as np
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["FEATURES", "feature_row", "features_at", "silence_paths", "PRIOR_GAP_DAYS"]
+__all__ = ["FEATURES", "HINGES", "EXPLAINED", "feature_row", "features_at", "engagement_anchor", "landmark_lag",
+           "silence_paths", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
 _TREND_WINDOW_DAYS = 90.0
 
-FEATURES = (
+_BASE_FEATURES = (
     "log_silence_days",      # days since the last order
     "silence_ratio",         # silence / own mean gap between orders (capped)
     "log_orders",
@@ -38,18 +54,89 @@ FEATURES = (
     "log_aov",               # net spend per order, major units
     "refund_ratio",          # refunded / gross spend
     "log_tenure_days",       # days since the first order
-    "log_views",             # decayed product and page views
-    "log_carts",             # decayed add-to-cart
-    "log_email_clicks",      # decayed e-mail clicks
-    "open_tickets",
-    "csat_centered",         # last CSAT - 3 (0 when never answered)
+    "log_views",             # decayed product and page views          } engagement: as of the moment
+    "log_carts",             # decayed add-to-cart                     } asked about (or an earlier
+    "log_email_clicks",      # decayed e-mail clicks                   } checkpoint), faded to the row's
+    "open_tickets",          #                                         } time
+    "csat_centered",         # last CSAT - 3 (0 when never answered)   }
     "nps_centered",          # (last NPS - 5) / 5 (0 when never answered)
     "spend_trend",           # spend in the last 90 days vs the customer's lifetime rate (log ratio, in orders)
+    "engagement_age_steps",  # how many steps old the engagement columns are
 )
 
+#: Hinge terms ``max(0, x - knot)`` of a column: (column, name, knots).
+HINGES = (
+    (0, "silence_over_{}d", ((7, math.log1p(7)), (30, math.log1p(30)), (90, math.log1p(90)))),
+    (1, "silence_ratio_over_{}", ((1, 1.0), (2, 2.0), (4, 4.0))),
+    (3, "mean_gap_over_{}d", ((14, math.log1p(14)), (45, math.log1p(45)))),
+    (8, "tenure_over_{}d", ((90, math.log1p(90)), (365, math.log1p(365)))),
+)
+_HINGE_COLUMNS = [(column, knot) for column, _, knots in HINGES for _, knot in knots]
 
-def feature_row(state: CustomerState, at_ms: int) -> list[float]:
-    """The features at ``at_ms`` as a list in :data:`FEATURES` order (what examples store)."""
+FEATURES = _BASE_FEATURES + tuple(name.format(label) for _, name, knots in HINGES for label, _ in knots)
+
+#: What an explanation names: each base feature with its hinge columns (the engagement age is not a
+#: property of the customer and is left out).
+EXPLAINED = tuple(
+    (name, (column,) + tuple(len(_BASE_FEATURES) + i for i, (c, _) in enumerate(_HINGE_COLUMNS) if c == column))
+    for column, name in enumerate(_BASE_FEATURES) if name != "engagement_age_steps")
+
+_ENGAGEMENT = slice(9, 15)   # the engagement columns
+_AGE = _BASE_FEATURES.index("engagement_age_steps")
+
+
+def engagement_anchor(state: CustomerState, at_ms: int) -> list[float]:
+    """The engagement columns at ``at_ms``, rounded: what a checkpoint remembers for later examples."""
+    return [round(float(v), 4) for v in _base_row(state, at_ms)[_ENGAGEMENT]]
+
+
+def landmark_lag(checkpoint_ms: int, most: int) -> int:
+    """How many steps old the engagement of the example at ``checkpoint_ms`` is: uniform in
+    ``0..most``, a deterministic function of the checkpoint so that a replay builds the same examples.
+
+    Scores use engagement 0..steps-1 steps old along their path; examples drawn this way cover the
+    same ages, at the cost of one example per checkpoint (not one per age).
+
+    >>> sorted({landmark_lag(t * 7 * 86_400_000 + 12_345, 3) for t in range(200)})
+    [0, 1, 2, 3]
+    >>> landmark_lag(10**12, 0)
+    0
+    """
+    mixed = (checkpoint_ms // 1000 * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    return (mixed >> 32) % (most + 1)
+
+
+def feature_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None = None, lag_steps: int = 0,
+                step_ms: int = 7 * DAY_MS) -> list[float]:
+    """The features at ``at_ms`` as a list in :data:`FEATURES` order (what examples store); with an
+    ``anchor`` (:func:`engagement_anchor` of ``lag_steps`` steps earlier), engagement as of then, faded.
+
+    >>> state = CustomerState.new(engagement_half_life_ms=7 * DAY_MS)
+    >>> state.apply_order(0, 5000, 1); state.apply_interaction("product_view", DAY_MS)
+    >>> then = engagement_anchor(state, DAY_MS)
+    >>> state.apply_interaction("product_view", 7 * DAY_MS)
+    >>> now, before = feature_row(state, 8 * DAY_MS), feature_row(state, 8 * DAY_MS, then, 1)
+    >>> round(math.expm1(now[9]), 3), round(math.expm1(before[9]), 3), before[FEATURES.index("engagement_age_steps")]
+    (1.406, 0.5, 1.0)
+    """
+    row = np.zeros(len(FEATURES))
+    row[:_AGE] = _base_row(state, at_ms)
+    if anchor is not None:
+        row[_ENGAGEMENT] = anchor
+        fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)
+        row[list(_DECAYED)] = np.log1p(np.expm1(row[list(_DECAYED)]) * fade)
+    row[_AGE] = lag_steps
+    _fill_hinges(row)
+    return row.tolist()
+
+
+def _fill_hinges(rows: np.ndarray) -> None:
+    """Set the hinge columns (the last axis) from their base columns, in place."""
+    for i, (column, knot) in enumerate(_HINGE_COLUMNS):
+        rows[..., len(_BASE_FEATURES) + i] = np.maximum(rows[..., column] - knot, 0.0)
+
+
+def _base_row(state: CustomerState, at_ms: int) -> np.ndarray:
     history, engagement = state.purchases, state.engagement
     silence_days = max(at_ms - history.last_order_ms, 0) / DAY_MS
     mean_gap = history.mean_gap_days or PRIOR_GAP_DAYS
@@ -62,7 +149,7 @@ def feature_row(state: CustomerState, at_ms: int) -> list[float]:
     csat, nps = engagement.last_csat, engagement.last_nps
     recent_spend = sum(amount for ts, amount in zip(history.recent_order_ms, history.recent_order_minor)
                        if window_start < ts <= at_ms)
-    return [
+    return np.array([
         math.log1p(silence_days),
         min(silence_days / max(mean_gap, 1.0), 10.0),
         math.log1p(history.orders),
@@ -79,7 +166,7 @@ def feature_row(state: CustomerState, at_ms: int) -> list[float]:
         0.0 if csat is None else csat - 3.0,
         0.0 if nps is None else (nps - 5.0) / 5.0,
         float(_spend_trend(recent_spend, history.gross_minor, history.orders, expected_recent)),
-    ]
+    ])
 
 
 def _spend_trend(recent_spend_minor, gross_minor, orders, expected_orders):
@@ -102,8 +189,9 @@ def features_at(state: CustomerState, at_ms: int) -> dict[str, float]:
     return dict(zip(FEATURES, feature_row(state, at_ms)))
 
 
-#: Decayed interaction counts that are features, as (column, interaction types summed).
-_DECAYED_COLUMNS = ((9, ("product_view", "page_view")), (10, ("add_to_cart",)), (11, ("email_click",)))
+#: The decayed interaction counts among the features, as (column, interaction types summed).
+_DECAYED_COUNTS = ((9, ("product_view", "page_view")), (10, ("add_to_cart",)), (11, ("email_click",)))
+_DECAYED = tuple(column for column, _ in _DECAYED_COUNTS)
 
 
 def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step_ms: int, steps: int) -> np.ndarray:
@@ -121,9 +209,10 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     >>> other.apply_order(5 * DAY_MS, 900, 2)
     >>> asked = [(state, [10 * DAY_MS, 30 * DAY_MS]), (other, [40 * DAY_MS])]
     >>> paths = silence_paths(asked, 7 * DAY_MS, 3)
-    >>> expected = [[feature_row(s, t + 7 * k * DAY_MS) for k in range(3)] for s, times in asked for t in times]
-    >>> paths.shape, np.allclose(paths, expected, rtol=0, atol=1e-12)
-    ((3, 3, 16), True)
+    >>> expected = [[feature_row(s, t + 7 * k * DAY_MS, engagement_anchor(s, t), k) for k in range(3)]
+    ...             for s, times in asked for t in times]    # engagement as of t, k steps old
+    >>> paths.shape, np.allclose(paths, expected, rtol=0, atol=1e-4)
+    ((3, 3, 27), True)
     """
     asked = [(state, times) for state, times in customers if len(times)]
     if not asked:
@@ -160,12 +249,16 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     paths[..., 8] = np.log1p(tenure_days)
     paths[..., 15] = _spend_trend(recent_spend, gross, orders, expected_recent)
     half_life = per_row([state.engagement.half_life_ms for state, _ in asked])[:, None]
-    for column, kinds in _DECAYED_COLUMNS:
-        total = np.zeros(times.shape)
+    fade = 2.0 ** (-(step_ms * np.arange(steps)) / half_life)   # engagement as of t, k steps old
+    as_of = times[:, :1]
+    for column, kinds in _DECAYED_COUNTS:
+        total = np.zeros(as_of.shape)
         for kind in kinds:
             counters = [state.engagement.counts.get(kind) for state, _ in asked]
             value = per_row([0.0 if c is None else c.value for c in counters])[:, None]
             reference = per_row([0 if c is None else c.reference_ms for c in counters])[:, None]
-            total += value * 2.0 ** (-np.maximum(0, times - reference) / half_life)
-        paths[..., column] = np.log1p(total)
+            total += value * 2.0 ** (-np.maximum(0, as_of - reference) / half_life)
+        paths[..., column] = np.log1p(total * fade)
+    paths[..., _AGE] = np.arange(steps)
+    _fill_hinges(paths)
     return paths

@@ -14,12 +14,13 @@ Why a Hoeffding tree and not the adaptive one: on the simulated history the plai
 tree learned at 51 µs per example against 258 µs for ``HoeffdingAdaptiveTreeClassifier``
 with the same prequential quality (window ROC AUC 0.799 vs 0.792, log loss 0.382 vs
 0.379), and its single path per row has a plain form (the adaptive tree's predictions
-mix alternate subtrees weighted by their error). Drift is followed by the SGD-trained
+mix alternate subtrees weighted by their error). Drift is followed by the AdaGrad-trained
 logistic learner, which is served whenever its recent log loss is lower.
 """
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -28,7 +29,7 @@ from river import drift, linear_model, optim, preprocessing, tree
 from river.tree.base import Branch
 from river.tree.nodes.branch import NumericBinaryBranch
 
-from online_models.churn_features import FEATURES
+from online_models.churn_features import EXPLAINED, FEATURES
 from online_models.clv import ClvPrior, estimate_clv
 from online_models.hazard import HazardConfig, no_order_probability
 from online_models.prequential import PrequentialMetrics
@@ -47,10 +48,14 @@ class HazardLearner(Protocol):
 
 
 def make_learners(seed: int = 42) -> dict[str, HazardLearner]:
-    """The competing learners: a scaled logistic regression and a Hoeffding adaptive tree."""
+    """The competing learners: a scaled logistic regression and a Hoeffding tree.
+
+    AdaGrad rather than plain SGD: the hinge columns are non-zero for few examples, and a per-column step
+    lets them learn at their own pace (measured, four cutoffs pooled: worst 90-day decile 0.07 against
+    0.16 with SGD(0.02)); no L2, which kept shrinking those rare columns between their updates."""
     return {
         "logistic": preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(0.02), intercept_lr=0.02, l2=1e-4),
+            optimizer=optim.AdaGrad(0.1), intercept_lr=0.02, l2=0.0),
         "hoeffding_tree": tree.HoeffdingTreeClassifier(grace_period=300, leaf_prediction="mc", max_depth=8),
     }
 
@@ -102,6 +107,43 @@ class PlattCalibrator:
         self.offset -= self.learning_rate * error
 
 
+#: Examples the trainer keeps for rehearsal (a uniform sample of all it has learned).
+REHEARSAL_SIZE = 5000
+
+
+class Rehearsal:
+    """A uniform sample of the examples seen so far (reservoir sampling), drawn from at random; seeded,
+    so a replay of the same examples trains the same model.
+
+    >>> memory = Rehearsal(size=3, seed=1)
+    >>> for i in range(100):
+    ...     memory.remember([float(i)], i % 2 == 0)
+    >>> memory.filled, memory.seen, memory.draw()[0] in memory.rows.tolist()
+    (3, 100, True)
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seen, self.filled = size, 0, 0
+        self.rows = np.empty((0, 0), dtype=np.float32)
+        self.labels = np.zeros(size, dtype=bool)
+        self._rng = random.Random(seed)
+
+    def remember(self, row: list[float], label: bool) -> None:
+        if self.filled == 0:
+            self.rows = np.zeros((self.size, len(row)), dtype=np.float32)
+        self.seen += 1
+        slot = self.filled if self.filled < self.size else self._rng.randrange(self.seen)
+        if slot < self.size:
+            self.rows[slot], self.labels[slot] = row, label
+            self.filled = min(self.filled + 1, self.size)
+
+    def draw(self) -> tuple[list[float], bool] | None:
+        if self.filled == 0:
+            return None
+        slot = self._rng.randrange(self.filled)
+        return self.rows[slot].tolist(), bool(self.labels[slot])
+
+
 class ChurnTrainer:
     """Learns the hazard of an order within one step, prequentially, with every learner.
 
@@ -115,8 +157,10 @@ class ChurnTrainer:
     (600, True)
     """
 
-    def __init__(self, learners: dict[str, HazardLearner] | None = None, window: int = 5000) -> None:
+    def __init__(self, learners: dict[str, HazardLearner] | None = None, window: int = 5000,
+                 rehearsal: int = REHEARSAL_SIZE, seed: int = 42) -> None:
         self.learners = learners or make_learners()
+        self.rehearsal = Rehearsal(rehearsal, seed)
         self.calibrators = {name: PlattCalibrator() for name in self.learners}
         self.metrics = {name: PrequentialMetrics(window) for name in self.learners}
         self.drift = drift.ADWIN()
@@ -131,6 +175,7 @@ class ChurnTrainer:
         learners take new features as they come)."""
         self.__dict__.update(state)
         self.__dict__.setdefault("calibrators", {name: PlattCalibrator() for name in self.learners})
+        self.__dict__.setdefault("rehearsal", Rehearsal(REHEARSAL_SIZE, 42))
         for name, learner in make_learners().items():
             if type(self.learners.get(name)) is not type(learner):
                 self.learners[name], self.calibrators[name] = learner, PlattCalibrator()
@@ -153,6 +198,7 @@ class ChurnTrainer:
             self.metrics[name].update(p, int(purchased))
             self.calibrators[name].learn(raw, purchased)
             learner.learn_one(x, purchased)
+        self._rehearse(x, purchased)
         self.drift.update(abs(int(purchased) - predictions[served]))
         if self.drift.drift_detected:
             self.drifts.append(self.examples)
@@ -160,6 +206,17 @@ class ChurnTrainer:
         self.positives += purchased
         self.feature_sums += [x[name] for name in FEATURES]
         return predictions
+
+    def _rehearse(self, x: dict[str, float], purchased: bool) -> None:
+        """The linear learner also relearns one remembered example per new one (experience replay), then
+        the new one is remembered. Why: one stochastic pass is far from the batch optimum on rare columns (the
+        hinges), and its error compounds over 13 composed steps; measured, four cutoffs pooled: worst
+        90-day decile 0.040 with rehearsal, 0.070 without, ROC AUC unchanged. The tree does not rehearse:
+        its Hoeffding bound assumes each example is seen once. Metrics and calibration stay prequential."""
+        remembered = self.rehearsal.draw()
+        if remembered is not None and "logistic" in self.learners:
+            self.learners["logistic"].learn_one(dict(zip(FEATURES, remembered[0])), remembered[1])
+        self.rehearsal.remember([x[name] for name in FEATURES], purchased)
 
     def served(self) -> str:
         """The learner with the lower recent log loss (the linear one until both have a window)."""
@@ -334,13 +391,21 @@ def prior_churn_probability(orders: int, days_since_first_order: float, days_fir
 
 
 def top_contributions(contributions: np.ndarray, count: int = 3) -> list[list[dict]]:
-    """Per row of ``contributions`` (rows × features), the ``count`` largest by magnitude, signed; ties
-    keep the feature order.
+    """Per row of ``contributions`` (rows × features), the ``count`` largest by magnitude, signed, each
+    base feature with its hinge terms summed (:data:`EXPLAINED`); ties keep the feature order.
 
-    >>> top_contributions(np.array([[0.1, -2.0, 0.5] + [0.0] * 12]), 2)
-    [[{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.5}]]
+    >>> row = np.zeros(len(FEATURES))
+    >>> row[[0, 1, FEATURES.index("silence_ratio_over_2"), 2]] = [0.1, -2.5, 0.5, 0.7]
+    >>> top_contributions(row[None, :], 2)
+    [[{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.7}]]
     """
-    ranked = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :count]
-    values = np.take_along_axis(contributions, ranked, axis=1).round(4).tolist()
-    return [[{"feature": FEATURES[i], "contribution": v} for i, v in zip(row, row_values)]
+    grouped = contributions @ _EXPLANATION_MATRIX
+    ranked = np.argsort(-np.abs(grouped), axis=1, kind="stable")[:, :count]
+    values = np.take_along_axis(grouped, ranked, axis=1).round(4).tolist()
+    return [[{"feature": EXPLAINED[i][0], "contribution": v} for i, v in zip(row, row_values)]
             for row, row_values in zip(ranked.tolist(), values)]
+
+
+_EXPLANATION_MATRIX = np.zeros((len(FEATURES), len(EXPLAINED)))
+for _group, (_, _columns) in enumerate(EXPLAINED):
+    _EXPLANATION_MATRIX[list(_columns), _group] = 1.0

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from online_models.churn_features import feature_row, silence_paths
+from online_models.churn_features import engagement_anchor, feature_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
@@ -45,19 +45,32 @@ def on_order(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> tuple
     """Examples closed by an order at ``ts_ms`` (call before applying it) and whether it opens one."""
     if state.purchases.orders == 0:
         return [], True
-    return state.churn_clock.on_order(ts_ms, lambda at: feature_row(state, at), settings.hazard)
+    return state.churn_clock.on_order(ts_ms, _example_at(state, settings), settings.hazard)
 
 
-def after_order(state: CustomerState, ts_ms: int, opens: bool) -> None:
+def after_order(state: CustomerState, ts_ms: int, opens: bool, settings: ChurnSettings) -> None:
     if opens:
-        state.churn_clock.open(ts_ms, feature_row(state, ts_ms))
+        state.churn_clock.open(ts_ms, _example_at(state, settings), settings.hazard)
 
 
 def on_clock(state: CustomerState, watermark_ms: int, settings: ChurnSettings) -> list[Example]:
     """Examples whose step ended by ``watermark_ms`` without an order."""
     if state.purchases.orders == 0:
         return []
-    return state.churn_clock.advance(watermark_ms, lambda at: feature_row(state, at), settings.hazard)
+    return state.churn_clock.advance(watermark_ms, _example_at(state, settings), settings.hazard)
+
+
+def _example_at(state: CustomerState, settings: ChurnSettings):
+    """Features of the example at a checkpoint: the order columns now, the engagement as remembered by the
+    checkpoint :func:`landmark_lag` steps earlier in this silent spell (what a score ``lag`` steps
+    along its path knows); the checkpoint remembers its own engagement."""
+    hazard = settings.hazard
+
+    def example_at(checkpoint_ms: int, anchors: list) -> tuple[list[float], list[float]]:
+        lag = landmark_lag(checkpoint_ms, min(len(anchors), hazard.steps - 1))
+        anchor = anchors[-lag] if lag else None
+        return feature_row(state, checkpoint_ms, anchor, lag, hazard.step_ms), engagement_anchor(state, checkpoint_ms)
+    return example_at
 
 
 def score(state: CustomerState, at_ms: int, scorer: HazardScorer | None, settings: ChurnSettings) -> dict | None:

@@ -17,13 +17,14 @@ fractional last step when ``H`` is not a multiple of the step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["HazardConfig", "Example", "OpenExample", "ExampleClock", "no_order_probability", "band_of"]
+__all__ = ["HazardConfig", "Example", "OpenExample", "ExampleAt", "ExampleClock", "no_order_probability", "band_of"]
 
 
 @dataclass(frozen=True)
@@ -85,31 +86,51 @@ class OpenExample:
     features: list[float]
 
 
+#: ``example_at(checkpoint_ms, anchors) -> (features, anchor)``: the example's features at a checkpoint, given
+#: what earlier checkpoints of the same silent spell remembered (oldest first), and what this one remembers.
+ExampleAt = Callable[[int, list], tuple[list[float], object]]
+
+
 @dataclass
 class ExampleClock:
     """The open example of one customer and how it closes; plain data, stored with the customer.
 
-    ``features_at(checkpoint_ms)`` is supplied by the caller (it reads the customer's state).
+    ``example_at`` is supplied by the caller (it reads the customer's state). Each checkpoint of a
+    silent spell (the order that starts it, then every step) leaves an *anchor*; the last
+    ``steps - 1`` are kept, so a checkpoint's features may be built from what was known up to
+    ``steps - 1`` steps earlier (see :func:`online_models.churn_features.landmark_lag`).
 
     >>> clock = ExampleClock()
     >>> step = 7 * DAY_MS
-    >>> clock.open(0, [1.0])
-    >>> clock.on_order(3 * DAY_MS, lambda t: [0.0])              # ordered within the first week
-    ([Example(checkpoint_ms=0, features=[1.0], purchased=True)], True)
-    >>> clock.open(3 * DAY_MS, [2.0])
-    >>> closed = clock.advance(3 * DAY_MS + 2 * step, lambda t: [t / DAY_MS], HazardConfig())
-    >>> [(e.checkpoint_ms // DAY_MS, e.purchased) for e in closed], clock.pending.checkpoint_ms // DAY_MS
-    ([(3, False), (10, False)], 17)
+    >>> at_day = lambda t, anchors: ([t / DAY_MS, len(anchors)], t // DAY_MS)   # features, anchor
+    >>> clock.open(0, at_day)
+    >>> clock.on_order(3 * DAY_MS, at_day)                   # ordered within the first week
+    ([Example(checkpoint_ms=0, features=[0.0, 0], purchased=True)], True)
+    >>> clock.open(3 * DAY_MS, at_day)
+    >>> closed = clock.advance(3 * DAY_MS + 2 * step, at_day, HazardConfig())
+    >>> [(e.checkpoint_ms // DAY_MS, e.features) for e in closed], clock.pending.checkpoint_ms // DAY_MS
+    ([(3, [3.0, 0]), (10, [10.0, 1])], 17)
+    >>> clock.anchors                                        # this spell's checkpoints: days 3, 10, 17
+    [3, 10, 17]
     """
 
     pending: OpenExample | None = None
     last_order_ms: int | None = None
+    anchors: list = field(default_factory=list)
 
-    def open(self, checkpoint_ms: int, features: list[float]) -> None:
-        self.pending = OpenExample(checkpoint_ms, features)
+    def open(self, checkpoint_ms: int, example_at: ExampleAt, config: HazardConfig = HazardConfig()) -> None:
+        """Open the checkpoint of an order: a new silent spell starts."""
+        self.anchors = []
+        self._open(checkpoint_ms, example_at, config)
         self.last_order_ms = checkpoint_ms if self.last_order_ms is None else max(self.last_order_ms, checkpoint_ms)
 
-    def on_order(self, ts_ms: int, features_at, config: HazardConfig = HazardConfig()) -> tuple[list[Example], bool]:
+    def _open(self, checkpoint_ms: int, example_at: ExampleAt, config: HazardConfig) -> None:
+        features, anchor = example_at(checkpoint_ms, self.anchors)
+        self.pending = OpenExample(checkpoint_ms, features)
+        self.anchors = (self.anchors + [anchor])[-max(config.steps - 1, 1):]
+
+    def on_order(self, ts_ms: int, example_at: ExampleAt,
+                 config: HazardConfig = HazardConfig()) -> tuple[list[Example], bool]:
         """Close what an order at ``ts_ms`` decides; call before the order is applied to the state.
 
         Returns the closed examples and whether the order opens a new checkpoint. An order at or
@@ -120,13 +141,13 @@ class ExampleClock:
             return [], self.last_order_ms is None or ts_ms > self.last_order_ms
         if ts_ms <= self.pending.checkpoint_ms:
             return [], False
-        closed = self.advance(ts_ms - 1, features_at, config)
+        closed = self.advance(ts_ms - 1, example_at, config)
         if self.pending is not None:
             closed.append(Example(self.pending.checkpoint_ms, self.pending.features, True))
             self.pending = None
         return closed, True
 
-    def advance(self, watermark_ms: int, features_at, config: HazardConfig = HazardConfig()) -> list[Example]:
+    def advance(self, watermark_ms: int, example_at: ExampleAt, config: HazardConfig = HazardConfig()) -> list[Example]:
         """Close every open example whose window ended by ``watermark_ms`` without an order, opening the
         next silence checkpoint each time (until the silence exceeds ``config.max_silence_days``)."""
         closed = []
@@ -135,9 +156,9 @@ class ExampleClock:
             closed.append(Example(self.pending.checkpoint_ms, self.pending.features, False))
             following = self.pending.checkpoint_ms + step
             if self.last_order_ms is not None and following - self.last_order_ms > config.max_silence_days * DAY_MS:
-                self.pending = None
+                self.pending, self.anchors = None, []
             else:
-                self.pending = OpenExample(following, features_at(following))
+                self._open(following, example_at, config)
         return closed
 
     def due_ms(self, config: HazardConfig) -> int | None:
@@ -146,11 +167,12 @@ class ExampleClock:
 
     def to_dict(self) -> dict:
         pending = None if self.pending is None else [self.pending.checkpoint_ms, self.pending.features]
-        return {"pending": pending, "last_order_ms": self.last_order_ms}
+        return {"pending": pending, "last_order_ms": self.last_order_ms, "anchors": self.anchors}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ExampleClock":
         if not data:
             return cls()
         pending = data.get("pending")
-        return cls(OpenExample(pending[0], pending[1]) if pending else None, data.get("last_order_ms"))
+        return cls(OpenExample(pending[0], pending[1]) if pending else None, data.get("last_order_ms"),
+                   list(data.get("anchors", [])))
