@@ -105,9 +105,6 @@ def main() -> None:
 def run(args, echo=lambda *_: None) -> dict:
     """Replay, score at the cutoffs, compare; returns the headline numbers."""
     print = echo  # noqa: A001 - the report goes wherever the caller wants it
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed)
     simulation = simulate(config)
     start_ms = int(time.mktime(config.start.timetuple())) * 1000
@@ -148,7 +145,7 @@ def run(args, echo=lambda *_: None) -> dict:
         served_at[as_of] = (buyers, churned, np.array([s[-1]["churn_p"] for s in scores]),
                             np.array([oracle(cid, as_of) for cid in buyers]), score_us)
         if as_of == cutoff_ms:
-            at_cutoff = _at_cutoff(replay, buyers, churned, settings, LogisticRegression, StandardScaler)
+            at_cutoff = _at_cutoff(replay, buyers, settings)
     replay_s = time.perf_counter() - started
 
     buyers, churned, streaming, truth_p, score_us = served_at[cutoff_ms]
@@ -186,21 +183,22 @@ def run(args, echo=lambda *_: None) -> dict:
         overall, window = metrics["overall"], metrics["window"]
         print(f"  {name:15s} AUC {overall['roc_auc']:.4f} | {window['roc_auc']:.4f}   log loss "
               f"{overall['log_loss']:.4f} | {window['log_loss']:.4f}   Brier {overall['brier']:.4f} | {window['brier']:.4f}")
-        cal = max(abs(r["predicted"] - r["observed"]) for r in window["calibration"])
-        print(f"  {'':15s} window calibration: max decile gap {cal:.3f}")
+        print(f"  {'':15s} window calibration: max decile gap {_worst(window['calibration']):.3f}")
     print(f"\ncost: {replay.train_s / max(len(replay.examples), 1) * 1e6:.0f} µs per trained example "
           f"(both learners, prequential metrics included); {score_us:.0f} µs per scored customer "
           f"({settings.hazard.steps}-step silence path + explanation, batches of 500); whole replay {replay_s:.1f} s")
     window = report["learners"][report["served"]]["window"]
     return {"auc_streaming": auc_stream, "auc_batch": auc_batch, "calibration_gap": worst,
             "truth_calibration_gap": truth_worst, "prequential_auc": window["roc_auc"],
-            "prequential_calibration_gap": max(abs(r["predicted"] - r["observed"]) for r in window["calibration"])}
+            "prequential_calibration_gap": _worst(window["calibration"])}
 
 
-def _at_cutoff(replay: Replay, buyers: list[str], churned: np.ndarray, settings, LogisticRegression,
-               StandardScaler) -> dict:
+def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
     """Batch logistic regression on the examples closed by the cutoff (same features, same labels), composed
     the same way, and the cold-start prior."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     paths = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
                           settings.hazard.steps)
     features = np.array([f for f, _ in replay.examples])
@@ -232,7 +230,12 @@ class _Oracle:
 
 
 def _worst_gap(predicted: np.ndarray, observed: np.ndarray) -> float:
-    return max(abs(row["predicted"] - row["observed"]) for row in calibration_by_decile(predicted, observed))
+    return _worst(calibration_by_decile(predicted, observed))
+
+
+def _worst(calibration: list[dict]) -> float:
+    """The largest |predicted - observed| over calibration rows (deciles)."""
+    return max(abs(row["predicted"] - row["observed"]) for row in calibration)
 
 
 def _fresh(state: CustomerState) -> CustomerState:

@@ -37,8 +37,8 @@ import numpy as np
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["FEATURES", "HINGES", "EXPLAINED", "feature_row", "features_at", "engagement_anchor", "landmark_lag",
-           "silence_paths", "PRIOR_GAP_DAYS"]
+__all__ = ["FEATURES", "HINGES", "EXPLAINED", "feature_row", "features_at", "engagement_anchor", "example_row",
+           "landmark_lag", "silence_paths", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
@@ -87,7 +87,11 @@ _AGE = _BASE_FEATURES.index("engagement_age_steps")
 
 def engagement_anchor(state: CustomerState, at_ms: int) -> list[float]:
     """The engagement columns at ``at_ms``, rounded: what a checkpoint remembers for later examples."""
-    return [round(float(v), 4) for v in _base_row(state, at_ms)[_ENGAGEMENT]]
+    return _anchor_of(_base_row(state, at_ms))
+
+
+def _anchor_of(base: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in base[_ENGAGEMENT]]
 
 
 def landmark_lag(checkpoint_ms: int, most: int) -> int:
@@ -119,8 +123,21 @@ def feature_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None
     >>> round(math.expm1(now[9]), 3), round(math.expm1(before[9]), 3), before[FEATURES.index("engagement_age_steps")]
     (1.406, 0.5, 1.0)
     """
+    return _full_row(state, _base_row(state, at_ms), anchor, lag_steps, step_ms)
+
+
+def example_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None, lag_steps: int,
+                step_ms: int) -> tuple[list[float], list[float]]:
+    """:func:`feature_row` and :func:`engagement_anchor` at ``at_ms`` from one reading of the state (what
+    a checkpoint needs: its example's features and what it remembers)."""
+    base = _base_row(state, at_ms)
+    return _full_row(state, base, anchor, lag_steps, step_ms), _anchor_of(base)
+
+
+def _full_row(state: CustomerState, base: np.ndarray, anchor: Sequence[float] | None, lag_steps: int,
+              step_ms: int) -> list[float]:
     row = np.zeros(len(FEATURES))
-    row[:_AGE] = _base_row(state, at_ms)
+    row[:_AGE] = base
     if anchor is not None:
         row[_ENGAGEMENT] = anchor
         fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)

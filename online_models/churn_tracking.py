@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from online_models.churn_features import engagement_anchor, feature_row, landmark_lag, silence_paths
+from online_models.churn_features import example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
@@ -69,7 +69,7 @@ def _example_at(state: CustomerState, settings: ChurnSettings):
     def example_at(checkpoint_ms: int, anchors: list) -> tuple[list[float], list[float]]:
         lag = landmark_lag(checkpoint_ms, min(len(anchors), hazard.steps - 1))
         anchor = anchors[-lag] if lag else None
-        return feature_row(state, checkpoint_ms, anchor, lag, hazard.step_ms), engagement_anchor(state, checkpoint_ms)
+        return example_row(state, checkpoint_ms, anchor, lag, hazard.step_ms)
     return example_at
 
 
