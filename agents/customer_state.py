@@ -10,23 +10,25 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from agents.churn_scoring import ChurnStage
 from agents.ingest import STATS_HASH, SourceMessage, Triage
+from agents.item_stage import ItemStage
 from online_models import kpis as kpi
 from online_models.churn_model import HazardScorer
+from online_models.cooccurrence import FIRST_ORDER
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState, RfmInputs
 from online_models.quantiles import FrozenRanks
-from online_models.kpis import KpiDeltas
+from online_models.kpis import NO_SEGMENT, KpiDeltas
 from online_models.purchase_history import DAY_MS
 from online_models.rfm import POPULATION_SKETCHES
 from schemas.events import CustomerEvent, Event, Interaction, Purchase
 from streams.config import Settings
 from streams.redis_store import BatchWrite, CustomerSnapshot
 
-__all__ = ["AppliedBatch", "fold_batch", "sketch_hash", "kpi_hash"]
+__all__ = ["AppliedBatch", "fold_batch", "sketch_hash", "kpi_hash", "best_sellers_segment"]
 
 
 def sketch_hash(name: str) -> str:
@@ -61,30 +63,45 @@ class SegmentOf:
 
 
 def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int,
-                segment_of: SegmentOf, churn: ChurnStage) -> None:
-    """Dispatch one valid event to the state model and the KPI counters.
+                segment_of: SegmentOf, churn: ChurnStage, items: ItemStage | None = None) -> None:
+    """Dispatch one valid event to the state model, the KPI counters and the item counts.
 
     KPI contributions go to the named segment the customer is in after the event, ranked against the
-    population as this worker last read it (see docs/customer-state.md on what that means for replays).
+    population as this worker last read it (see docs/customer-state.md on what that means for replays);
+    an order adds to the best-sellers of the segment the customer was in before it.
     """
     kpi.count_event(kpis, state.kpi_memory, event.ts_ms)
     if isinstance(event, Purchase):
         units = sum(item.qty for item in event.items)
         amount = event.amount_minor
         if event.kind == "order":
+            segment_before = best_sellers_segment(state, segment_of)
             kpi.count_order(kpis, state.kpi_memory, state.purchases, event.ts_ms, amount, horizon_ms)
             churn.before_order(event.customer_id, state, event.ts_ms)
             state.apply_order(event.ts_ms, amount, units)
             churn.after_order(event.customer_id, state, event.ts_ms)
+            if items is not None:
+                items.order(state, event, segment_before)
         else:
             kpi.count_refund(kpis, event.ts_ms, amount)
             state.apply_refund(event.ts_ms, amount, units)
     elif isinstance(event, Interaction):
         kpi.count_interaction(kpis, event.ts_ms, event.survey, event.score)
         state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
+        if items is not None:
+            items.view(state, event)
     else:
         state.apply_customer_event(event.type, event.ts_ms, event.attributes)
     kpis.attribute(segment_of(state))
+
+
+def best_sellers_segment(state: CustomerState, segment_of: Callable[[CustomerState], str]) -> str | None:
+    """Whose best-sellers an order adds to: first orders' own list, else the buyer's segment (None while the
+    population is not ranked yet)."""
+    if state.purchases.orders == 0:
+        return FIRST_ORDER
+    segment = segment_of(state)
+    return None if segment == NO_SEGMENT else segment
 
 
 def kpi_hash(granularity: str, bucket: str) -> str:
@@ -135,6 +152,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
     churn = ChurnStage(settings)
+    items = ItemStage(settings.item_settings(), settings.lateness_ms)
     partition_of: dict[str, int] = {}
     segment_of = SegmentOf(population or {})
     write = BatchWrite()
@@ -178,7 +196,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             partition_of.pop(customer_id, None)
             continue
         partition_of[customer_id] = message.partition
-        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn)
+        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn, items)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 
@@ -206,6 +224,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         snapshot = snapshots.get(customer_id)
         known_delta += stored - bool(snapshot and snapshot.state is not None)
     sketches.write_into(write)
+    items.write_into(write)
     for (granularity, bucket), changes in kpis.changes.items():
         for metric, delta in changes.items():
             if delta:

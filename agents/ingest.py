@@ -15,11 +15,11 @@ from typing import Sequence
 
 import orjson
 
-from schemas.events import Event, InvalidEvent, parse_event
+from schemas.events import Event, InvalidEvent, Purchase, parse_event
 from streams.config import Settings
 from streams.redis_store import event_digest, tp_name
 
-__all__ = ["SourceMessage", "Rejection", "Triage", "triage", "digests_by_customer", "STATS_HASH"]
+__all__ = ["SourceMessage", "Rejection", "Triage", "triage", "digests_by_customer", "dedup_identity", "STATS_HASH"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,18 @@ class Triage:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+def dedup_identity(event: Event) -> str:
+    """What makes two events the same: the event id, except that an order *is* its order id.
+
+    A shop that re-sends an order under a new event id (a retried export, a replay of another file)
+    must not count it twice: not in the customer's spend, not in the item co-occurrence counts.
+    Refunds keep their event ids (an order can be refunded in several parts).
+    """
+    if isinstance(event, Purchase) and event.kind == "order":
+        return f"order:{event.order_id}"
+    return event.event_id
+
+
 def triage(messages: Sequence[SourceMessage], settings: Settings, now_ms: int) -> Triage:
     """Split a batch into valid normalised events and rejections; never raises on data."""
     result = Triage()
@@ -91,7 +103,7 @@ def triage(messages: Sequence[SourceMessage], settings: Settings, now_ms: int) -
             logger.exception("validator crashed on %s", message.tp)
             result.rejected.append(Rejection(message, "invalid_value", f"validator error: {exc!r}"))
         else:
-            result.accepted.append((message, event, event_digest(event.event_id)))
+            result.accepted.append((message, event, event_digest(dedup_identity(event))))
     return result
 
 

@@ -18,6 +18,7 @@ import orjson
 from online_models.activity import CustomerActivity
 from online_models.engagement import EngagementProfile
 from online_models.hazard import ExampleClock
+from online_models.item_memory import ItemMemory
 from online_models.kpis import KpiMemory
 from online_models.purchase_history import DAY_MS, PurchaseHistory
 
@@ -54,6 +55,7 @@ class CustomerState:
     kpi_memory: KpiMemory = field(default_factory=KpiMemory)
     churn_clock: ExampleClock = field(default_factory=ExampleClock)  # the open hazard example
     churn_score: dict | None = None  # the latest churn score (online_models.churn_tracking)
+    items: ItemMemory = field(default_factory=ItemMemory)  # recent items, the view→purchase join
 
     @classmethod
     def new(cls, engagement_half_life_ms: float) -> "CustomerState":
@@ -93,13 +95,15 @@ class CustomerState:
     def to_dict(self) -> dict:
         return {"activity": self.activity.to_dict(), "purchases": self.purchases.to_dict(),
                 "engagement": self.engagement.to_dict(), "kpi_memory": self.kpi_memory.to_dict(),
-                "churn_clock": self.churn_clock.to_dict(), "churn_score": self.churn_score}
+                "churn_clock": self.churn_clock.to_dict(), "churn_score": self.churn_score,
+                "items": self.items.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CustomerState":
         return cls(CustomerActivity.from_dict(data["activity"]), PurchaseHistory.from_dict(data["purchases"]),
                    EngagementProfile.from_dict(data["engagement"]), KpiMemory.from_dict(data["kpi_memory"]),
-                   ExampleClock.from_dict(data.get("churn_clock")), data.get("churn_score"))
+                   ExampleClock.from_dict(data.get("churn_clock")), data.get("churn_score"),
+                   ItemMemory.from_dict(data.get("items")))
 
     def to_json(self) -> str:
         """Canonical JSON of the whole state (sorted keys: a customer's topics interleave differently

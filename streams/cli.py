@@ -1,4 +1,4 @@
-"""``crmstream`` command line: worker, api, simulate, demo, schemas."""
+"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, items, schemas."""
 from __future__ import annotations
 
 import argparse
@@ -126,6 +126,65 @@ def _kpis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _items(args: argparse.Namespace) -> int:
+    """Also bought / viewed then bought / recommendations from Redis, or a rebuild of the matrices."""
+    import asyncio
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    from api.customers import CustomerReader
+    from api.items import ItemReader
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print("CRM_REDIS_URL is not set", file=sys.stderr)
+        return 2
+
+    async def run() -> dict:
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            customers = CustomerReader(client, settings.redis_prefix, settings.profile_settings())
+            if args.items_command == "rebuild":
+                return await _rebuild_items(client, customers, settings, args)
+            reader = ItemReader(client, settings.redis_prefix, settings.item_settings(), customers)
+            if args.items_command == "recommend":
+                return await reader.recommendations(args.customer_id, args.k, not args.include_bought)
+            query = reader.also_bought if args.items_command == "also-bought" else reader.viewed_then_bought
+            return await query(args.sku, args.measure, args.k, args.min_support)
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json or args.items_command == "rebuild":
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for row in result["items"]:
+        extra = row.get("because") or row.get("count")
+        print(f"{row['sku']:24} {row['score']:>14.6f}  {row.get('source', '')} {extra}")
+    return 0
+
+
+async def _rebuild_items(client, customers, settings: Settings, args: argparse.Namespace) -> dict:
+    from online_models.customer_profile import segment_label
+    from streams.item_rebuild import count_history, replace_item_keys
+    from streams.replay import ColumnMapping, read_rows, rows_to_events
+
+    records = []
+    for file in args.files:
+        rows = read_rows(Path(file))
+        records += rows_to_events(rows, ColumnMapping()) if args.order_lines else \
+            [(row["topic"], row["event"]) for row in rows]
+    sketches, _ = await customers.population()
+    counts, invalid = count_history(records, settings, lambda state: segment_label(state, sketches))
+    keys = await replace_item_keys(client, settings.redis_prefix, counts, settings)
+    return {"events": len(records), "invalid": invalid, "baskets": counts.baskets, "keys_written": keys}
+
+
 def _create_topics(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -203,6 +262,28 @@ def build_parser() -> argparse.ArgumentParser:
     kpis.add_argument("--segment", default=None, help="one named RFM segment (e.g. Champions) instead of all")
     kpis.add_argument("--json", action="store_true")
     kpis.set_defaults(run=_kpis)
+
+    items = commands.add_parser("items", help="item co-occurrence and recommendations from Redis")
+    item_commands = items.add_subparsers(dest="items_command", required=True)
+    for name, help_text in (("also-bought", "items bought in the same orders as SKU"),
+                            ("viewed-then-bought", "items bought after a view of SKU")):
+        related = item_commands.add_parser(name, help=help_text)
+        related.add_argument("sku")
+        related.add_argument("--measure", choices=["llr", "cosine", "lift", "count"], default="llr")
+        related.add_argument("--min-support", type=float, default=None, help="default: CRM_ITEM_MIN_SUPPORT")
+    recommend = item_commands.add_parser("recommend", help="what a customer should see next")
+    recommend.add_argument("customer_id")
+    recommend.add_argument("--include-bought", action="store_true", help="do not leave out what they bought")
+    for sub in (*item_commands.choices.values(),):
+        sub.add_argument("-k", type=int, default=10, help="how many items")
+        sub.add_argument("--json", action="store_true")
+    rebuild = item_commands.add_parser(
+        "rebuild", help="recompute every item:* key from history files (stop the workers first)")
+    rebuild.add_argument("files", nargs="+", help='JSONL of {"topic", "event"} lines (what `simulate --out` writes)')
+    rebuild.add_argument("--order-lines", action="store_true",
+                         help="the files are order lines (the `replay` format, default columns) instead")
+    rebuild.set_defaults(json=True)
+    items.set_defaults(run=_items)
 
     topics = commands.add_parser("create-topics", help="create the pipeline's topics on CRM_KAFKA_BOOTSTRAP")
     topics.set_defaults(run=_create_topics)

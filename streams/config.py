@@ -99,6 +99,29 @@ class Settings:
     purchase_dedup_window_days: int = _env_field(
         "CRM_PURCHASE_DEDUP_WINDOW_DAYS", 0, int,
         "Purchase event ids are remembered this long; 0 = forever, so replaying a history twice changes nothing.")
+    item_max_basket: int = _env_field(
+        "CRM_ITEM_MAX_BASKET", 30, int,
+        "Distinct items of one order that count for co-occurrence (a deterministic sample of larger baskets; "
+        "0 = all).")
+    item_max_orders_per_customer: int = _env_field(
+        "CRM_ITEM_MAX_ORDERS_PER_CUSTOMER", 500, int,
+        "A customer's orders beyond this many count for co-occurrence with probability max / n (0 = all).")
+    item_view_window_hours: float = _env_field(
+        "CRM_ITEM_VIEW_WINDOW_HOURS", 24.0, float,
+        "A product view or add-to-cart counts as \"viewed then bought\" for orders up to this much later.")
+    item_decay_half_life_days: float = _env_field(
+        "CRM_ITEM_DECAY_HALF_LIFE_DAYS", 0.0, float,
+        "Half-life of the item counts in event time, so trends move (0 = exact all-time counts; else >= 7).")
+    item_decay_landmark: str = _env_field(
+        "CRM_ITEM_DECAY_LANDMARK", "2024-01-01T00:00:00Z", str,
+        "Reference time of the forward decay; move it (and rebuild) within ~900 half-lives.")
+    item_recent_items: int = _env_field(
+        "CRM_ITEM_RECENT_ITEMS", 20, int, "Recent distinct items kept per customer for recommendations.")
+    item_min_support: float = _env_field(
+        "CRM_ITEM_MIN_SUPPORT", 2.0, float, "Default minimum co-occurrences of a pair to be served as neighbours.")
+    item_candidates: int = _env_field(
+        "CRM_ITEM_CANDIDATES", 500, int,
+        "An item's most frequent neighbours that a query scores (exact when an item has fewer).")
     future_tolerance_ms: int = _env_field(
         "CRM_FUTURE_TOLERANCE_MS", 5 * 60 * 1000, int,
         "Events stamped further than this into the future (vs. the wall clock) are dead-lettered.")
@@ -152,6 +175,14 @@ class Settings:
             raise ValueError("lateness, future tolerance, purchase dedup window and KPI retention must be >= 0")
         if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
             raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
+        if min(self.item_max_basket, self.item_max_orders_per_customer) < 0:
+            raise ValueError("item caps must be >= 0")
+        if self.item_decay_half_life_days and self.item_decay_half_life_days < 7:
+            # forward-decay weights reach 2**1000 after 1,000 half-lives: at 7 days that is 19 years
+            raise ValueError("item_decay_half_life_days must be 0 (off) or at least 7")
+        if self.item_view_window_hours <= 0 or self.item_recent_items <= 0 or self.item_candidates <= 0:
+            raise ValueError("item view window, recent items and candidates must be > 0")
+        self.item_settings()  # the landmark must parse
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
 
@@ -184,6 +215,23 @@ class Settings:
         return ChurnSettings(HazardConfig(self.churn_step_days, float(self.horizon_days), self.churn_max_silence_days),
                              self.churn_rescore_days, self.profile_settings().clv,
                              self.churn_rescore_near_reorder_days)
+
+    def item_settings(self):
+        """What co-occurrence counting and item queries need (caps, view window, decay, defaults)."""
+        from online_models.cooccurrence import ForwardDecay, ItemSettings
+        from schemas.timestamps import parse_event_ts
+
+        hour_ms, day_ms = 3_600_000, 86_400_000
+        try:
+            landmark_ms = parse_event_ts(self.item_decay_landmark)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"CRM_ITEM_DECAY_LANDMARK={self.item_decay_landmark!r}: {exc}") from None
+        return ItemSettings(
+            max_basket=self.item_max_basket, max_orders_per_customer=self.item_max_orders_per_customer,
+            view_window_ms=int(self.item_view_window_hours * hour_ms),
+            decay=ForwardDecay(self.item_decay_half_life_days * day_ms, landmark_ms),
+            recent_items=self.item_recent_items, min_support=self.item_min_support,
+            candidates=self.item_candidates)
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""

@@ -13,7 +13,8 @@ Redis Cluster keeps a customer's keys together):
 
 ``crm:c:{id}`` customer hash · ``crm:c:{id}:seen:{topic}`` recent event-id digests ·
 ``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` (newest event time per topic-partition) ·
-``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches.
+``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches · ``crm:item:*`` co-occurrence
+sorted sets (online_models/cooccurrence.py).
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class BatchWrite:
     seen_floor_ms: dict[str, dict[str, int]] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     wheel: dict[str, dict[str, list]] = field(default_factory=dict)  # partition -> {"add": [...], "remove": [...]}
+    sorted_sets: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> member -> ZINCRBY amount
 
     def schedule(self, partition: int, customer_id: str, wake_ms: int | None) -> None:
         """Put a customer on its partition's event-time wheel at ``wake_ms`` (None: take it off)."""
@@ -204,6 +206,7 @@ class RedisStore:
                               for customer_id, floors in write.seen_floor_ms.items()},
             "counters": write.counters,
             "wheel": write.wheel,
+            "zincr": write.sorted_sets,
         }
         try:
             states = [part for customer_id, state in write.states.items() for part in (customer_id, state)]

@@ -12,6 +12,7 @@
 --   seen_floor_ms {"<customer_id>": {"<topic>": ms}}  ids older than this (event time) are forgotten
 --   counters  {"<hash>": {field: increment}}
 --   wheel     {"<partition>": {"add": ["<wake_ms>", "<customer_id>", ...], "remove": ["<customer_id>", ...]}}
+--   zincr     {"<sorted set>": {member: "<increment>"}}   item co-occurrence counts (strings: exact doubles)
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 
@@ -66,6 +67,12 @@ for partition, changes in pairs(batch.wheel) do
   local key = prefix .. 'wheel:' .. partition
   call_chunked('ZREM', key, changes.remove)
   call_chunked('ZADD', key, changes.add)
+end
+for key, increments in pairs(batch.zincr) do
+  local full_key = prefix .. key
+  for member, amount in pairs(increments) do
+    redis.call('ZINCRBY', full_key, amount, member)
+  end
 end
 for tp, offset in pairs(batch.offsets) do
   redis.call('HSET', prefix .. 'offsets', tp, offset)
