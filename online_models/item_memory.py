@@ -123,12 +123,12 @@ class ItemMemory:
         del self.orders[:-MAX_PENDING_ORDERS]
 
     def _remember(self, sku: str, ts_ms: int, kind: str, limit: int) -> None:
-        """Keep the customer's ``limit`` most recent distinct items, with the strongest way they met each."""
+        """Keep the customer's ``limit`` most recent distinct items and how they last met each (the strongest
+        way at equal times): a rule that gives the same list whatever order the two topics arrive in."""
         for entry in self.recent:
             if entry[0] == sku:
-                entry[1] = max(entry[1], ts_ms)
-                if KIND_WEIGHTS[kind] > KIND_WEIGHTS[entry[2]]:
-                    entry[2] = kind
+                if ts_ms > entry[1] or (ts_ms == entry[1] and KIND_WEIGHTS[kind] > KIND_WEIGHTS[entry[2]]):
+                    entry[1], entry[2] = ts_ms, kind
                 break
         else:
             self.recent.append([sku, ts_ms, kind])

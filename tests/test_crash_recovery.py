@@ -25,6 +25,13 @@ def redis_dump(client, settings) -> dict:
         # Model snapshots are published on a wall-clock schedule.
         if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:")):
             continue
+        if name.startswith("item:popular:") and name != "item:popular:first_order":
+            continue  # a buyer's best-seller segment is ranked against the population of the moment, too
+        if name.endswith(":vb") or name == "item:viewed_before":
+            # "Viewed then bought" joins two topics: a customer's pending orders are capped, so when a
+            # restart lets purchases run far ahead of interactions a late view can miss its order
+            # (docs/items.md, "Limits"). Baskets, item counts and first-order best-sellers must match.
+            continue
         if client.type(key) == "hash":
             # Per-segment KPI fields ("orders@Champions") depend on when the population was read
             # (docs/customer-state.md); everything else must be identical.
@@ -40,7 +47,9 @@ def without_churn(field: str, value: str) -> str | dict:
         return value
     state = orjson.loads(value)
     assert "churn_clock" in state and "churn_score" in state
-    return {name: part for name, part in state.items() if not name.startswith("churn_")}
+    items = state.pop("items")  # the pending view/order join memory follows the topics' interleaving
+    return {**{name: part for name, part in state.items() if not name.startswith("churn_")},
+            "recent_items": items["recent"], "bought": items["bought"]}
 
 
 def run_uninterrupted(broker, redis_server, events, output_dir):

@@ -15,6 +15,7 @@ from api.customers import CustomerReader
 from api.items import ItemReader
 from online_models.cooccurrence import MEASURES, SCORE_DECIMALS
 from online_models.item_memory import MAX_BOUGHT
+from streams.item_rebuild import count_history, replace_item_keys
 from tests.events_factory import BASE_TS_MS
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, wait_until,
@@ -175,6 +176,59 @@ def test_served_counts_and_top_neighbours_equal_a_batch_recount(settings, redis_
             assert row["count"] == together[sku, row["sku"]]
         compared += bool(wanted)
     assert compared > 1000
+
+    # A rebuild from the same history writes the same keys (first-order best-sellers included; a buyer's
+    # segment is ranked against the population of the moment, so those lists are left out).
+    rebuilt = settings.with_(redis_prefix=prefix + "rebuilt:")
+    counts, invalid = count_history(events, rebuilt, lambda state: "any")
+    asyncio.run(rebuild_into(rebuilt, counts))
+    assert invalid == 0
+    assert item_dump(redis_client, rebuilt.redis_prefix) == item_dump(redis_client, prefix)
+
+
+async def rebuild_into(settings, counts) -> None:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        await replace_item_keys(client, settings.redis_prefix, counts, settings)
+    finally:
+        await client.aclose()
+
+
+def item_dump(client, prefix: str) -> dict:
+    return {key[len(prefix):]: sorted_set(client, key) for key in client.scan_iter(match=prefix + "item:*")
+            if not key.startswith(prefix + "item:popular:") or key.endswith(":first_order")}
+
+
+def test_decayed_counts_are_served_as_of_the_event_time_clock(settings, redis_client):
+    """Forward-decayed counts, divided by the weight of "now", equal counts decayed by the half-life."""
+    settings = settings.with_(item_decay_half_life_days=14.0, item_max_basket=0)
+    events = basket_history(seed=4, customers=80)
+    counts, _ = count_history(events, settings, lambda state: "any")
+    asyncio.run(rebuild_into(settings, counts))
+    now_ms = max(e["ts"] for _, e in events)
+    redis_client.hset(settings.redis_prefix + "watermark", "crm.purchases:0", now_ms)
+    half_life_ms = 14 * 24 * HOUR_MS
+
+    decayed_pairs: Counter = Counter()
+    decayed_items: Counter = Counter()
+    for topic, e in events:
+        if topic == "purchases" and e["kind"] == "order":
+            weight = 2.0 ** (-(now_ms - e["ts"]) / half_life_ms)
+            skus = sorted({item["sku"] for item in e["items"]})
+            decayed_items.update({sku: weight for sku in skus})
+            decayed_pairs.update({pair: weight for pair in itertools.permutations(skus, 2)})
+    anchor = max(decayed_items, key=decayed_items.get)
+
+    answer = asyncio.run(ask(settings, lambda reader: reader.also_bought(anchor, "count", 100, min_support=0.0)))
+    assert answer["as_of_ms"] == now_ms
+    assert answer["anchor_orders"] == pytest.approx(decayed_items[anchor], rel=1e-9)
+    served = {row["sku"]: row["count"] for row in answer["items"]}
+    wanted = {y: count for (x, y), count in decayed_pairs.items() if x == anchor}
+    assert served.keys() == wanted.keys()
+    assert all(served[sku] == pytest.approx(wanted[sku], rel=1e-6, abs=1e-6) for sku in wanted)
+    raw_orders = sum(1 for topic, e in events if topic == "purchases" and e["kind"] == "order"
+                     and anchor in {item["sku"] for item in e["items"]})
+    assert decayed_items[anchor] < 0.5 * raw_orders, "the history must be long enough for decay to matter"
 
 
 def test_redelivered_and_replayed_orders_change_no_count(settings, redis_client, output_dir):

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from online_models.activity import CustomerActivity
 from online_models.decay import DecayedCount
+from online_models.item_memory import ItemMemory
 from online_models.purchase_history import DAY_MS, PurchaseHistory
 from online_models.quantiles import LinearBuckets, LogBuckets, QuantileSketch
 from online_models.rfm import SEGMENT_NAMES, RfmScores, score_from_rank
@@ -45,6 +46,13 @@ def _feed(model, seed: int):
             model.observe(ts)
         elif isinstance(model, CustomerActivity):
             model.update(rng.choice(["purchases", "interactions"]), ts)
+        elif isinstance(model, ItemMemory):
+            sku = f"sku-{rng.randrange(30)}"
+            if step % 3:
+                model.view(sku, ts, "viewed", window_ms=30 * DAY_MS, lateness_ms=DAY_MS)
+            else:
+                model.order(f"o{step}", ts, [sku, f"sku-{rng.randrange(30)}"], 1.0, window_ms=30 * DAY_MS,
+                            lateness_ms=DAY_MS, max_viewed=5)
     return model
 
 
@@ -53,6 +61,7 @@ ROUND_TRIPS = {
     "decayed_count": (lambda: DecayedCount(7 * DAY_MS), DecayedCount.from_dict, lambda m: m.to_dict()),
     "watermark": (lambda: Watermark(3_600_000), Watermark.from_dict, lambda m: m.to_dict()),
     "activity": (lambda: CustomerActivity(), CustomerActivity.from_dict, lambda m: m.to_dict()),
+    "item_memory": (lambda: ItemMemory(), ItemMemory.from_dict, lambda m: m.to_dict()),
 }
 
 
