@@ -190,7 +190,7 @@ async def main_async(args: argparse.Namespace) -> None:
               f"{used / (built['pair_entries'] + built['cross_entries']):.0f} B per pair entry")
         skus = [sku for sku in sync.zrevrange(settings.redis_prefix + "item:counts", 0, -1)]
         print(f"\nlookup latency, {args.queries:,} sequential queries each (random items / customers, k=10, "
-              f"up to {settings.item_candidates} candidates per item)")
+              f"up to {settings.item_candidates} candidates per item, 200 per recent item in recommendations)")
         print(f"{'query':>26} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
         for name, (p50, p99, mean) in (await lookup_latency(settings, skus, built["customers"], args.queries)).items():
             print(f"{name:>26} {p50:>8.2f} {p99:>8.2f} {mean:>8.2f}")
