@@ -164,8 +164,8 @@ def _items(args: argparse.Namespace) -> int:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return 0
     for row in result["items"]:
-        extra = row.get("because") or row.get("count")
-        print(f"{row['sku']:24} {row['score']:>14.6f}  {row.get('source', '')} {extra}")
+        detail = f"because {', '.join(row['because'])}" if row.get("because") else row.get("count", "")
+        print(f"{row['sku']:24} {row['score']:>14.6f}  {row.get('source', '')} {detail}")
     return 0
 
 
