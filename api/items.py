@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -23,6 +22,7 @@ from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState
 from online_models.recommendations import Anchor, anchor_weight, recommend
 from schemas.events import ID_PATTERN
+from streams.redis_store import lua_script
 
 __all__ = ["ItemReader", "MAX_RESULTS"]
 
@@ -48,8 +48,8 @@ class ItemReader:
         self.prefix = prefix
         self.settings = settings
         self.customers = customers
-        self._neighbours = client.register_script(_lua("item_neighbours.lua"))
-        self._best_sellers = client.register_script(_lua("best_sellers.lua"))
+        self._neighbours = client.register_script(lua_script("item_neighbours.lua"))
+        self._best_sellers = client.register_script(lua_script("best_sellers.lua"))
 
     async def also_bought(self, sku: str, measure: str = "llr", k: int = 10,
                           min_support: float | None = None) -> dict:
@@ -97,7 +97,7 @@ class ItemReader:
                                      client=pipe)
             raw, (in_segment, in_shop) = await pipe.execute()
         baskets, as_of_ms, fetched = self._parse(raw)
-        scale = self.settings.decay.scale(as_of_ms) if baskets else 1.0
+        scale = self.settings.decay.scale(as_of_ms)
         anchors = [
             Anchor(sku, kind, anchor_weight(kind, ts_ms, as_of_ms, self.settings.recent_half_life_ms),
                    rank_neighbours(sku, "llr", item.neighbours, item.together, item.anchor_total,
@@ -120,7 +120,7 @@ class ItemReader:
     def _parse(self, raw: list) -> tuple[float, int, list[_Fetched]]:
         """Counts as decayed counts "as of" the event-time clock (the raw counts when decay is off)."""
         as_of_ms = int(float(raw[1]))
-        scale = self.settings.decay.scale(as_of_ms) if self.settings.decay.half_life_ms else 1.0
+        scale = self.settings.decay.scale(as_of_ms)
         fetched = []
         for position in range(2, len(raw), 3):
             anchor_total, scored, totals = raw[position:position + 3]
@@ -128,10 +128,6 @@ class ItemReader:
                                     [float(count) / scale for count in scored[1::2]],
                                     [float(total) / scale for total in totals]))
         return float(raw[0]) / scale, as_of_ms, fetched
-
-
-def _lua(name: str) -> str:
-    return resources.files("streams").joinpath("lua", name).read_text()
 
 
 def _by_count(flat: list, scale: float) -> list[tuple[str, float]]:

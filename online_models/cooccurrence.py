@@ -49,7 +49,8 @@ def _rank_hash(*parts: str) -> int:
 
 
 def capped_basket(order_id: str, skus: Iterable[str], max_basket: int) -> list[str]:
-    """The order's distinct items, down-sampled to ``max_basket`` (0: no cap), sorted.
+    """The order's distinct items, down-sampled to ``max_basket`` (0: no cap), sorted. The items viewed
+    before an order are capped the same way.
 
     >>> capped_basket("o1", ["b", "a", "b", "c"], 0)
     ['a', 'b', 'c']
@@ -105,8 +106,8 @@ class ForwardDecay:
         return 2.0**exponent
 
     def scale(self, now_ms: int) -> float:
-        """What a count stored as of ``now_ms`` is divided by to give decayed counts."""
-        return self.weight(now_ms) if self.half_life_ms else 1.0
+        """What a count stored as of ``now_ms`` is divided by to give decayed counts (1 without decay)."""
+        return self.weight(now_ms)
 
     def amount(self, weight: float) -> str:
         """An increment as Redis receives it: integers stay integers, floats keep all 17 digits."""

@@ -160,7 +160,7 @@ def _items(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.json or args.items_command == "rebuild":
+    if args.json:  # rebuild sets it
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return 0
     for row in result["items"]:
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = item_commands.add_parser("recommend", help="what a customer should see next")
     recommend.add_argument("customer_id")
     recommend.add_argument("--include-bought", action="store_true", help="do not leave out what they bought")
-    for sub in (*item_commands.choices.values(),):
+    for sub in item_commands.choices.values():
         sub.add_argument("-k", type=int, default=10, help="how many items")
         sub.add_argument("--json", action="store_true")
     rebuild = item_commands.add_parser(

@@ -20,6 +20,7 @@ from agents.ingest import dedup_identity
 from agents.item_stage import ItemStage
 from online_models.cooccurrence import ItemCounts
 from online_models.customer_state import CustomerState
+from online_models.purchase_history import DAY_MS
 from schemas.events import CustomerEvent, Event, Interaction, InvalidEvent, Purchase, validate_payload
 from streams.config import Settings
 
@@ -38,7 +39,7 @@ def count_history(records: Iterable[tuple[str, dict]], settings: Settings,
             invalid += 1
     events.sort(key=lambda event: event.ts_ms)  # the join is order-insensitive; this is one valid order
     stage = ItemStage(settings.item_settings(), settings.lateness_ms)
-    half_life_ms = settings.engagement_half_life_days * 86_400_000
+    half_life_ms = settings.engagement_half_life_days * DAY_MS
     states: dict[str, CustomerState] = {}
     seen: set[tuple[str, str, str]] = set()
     for event in events:

@@ -28,7 +28,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-__all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest"]
+__all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest",
+           "lua_script"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class BatchWrite:
         bucket[field_name] = bucket.get(field_name, 0) + amount
 
 
-def _script(name: str) -> str:
+def lua_script(name: str) -> str:
+    """The source of one of the scripts in ``streams/lua``."""
     return resources.files("streams").joinpath("lua", name).read_text()
 
 
@@ -98,9 +100,9 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, prefix: str = "crm:") -> None:
         self.client = client
         self.prefix = prefix
-        self._load = client.register_script(_script("load_batch.lua"))
-        self._commit = client.register_script(_script("commit_batch.lua"))
-        self._prune = client.register_script(_script("prune_kpis.lua"))
+        self._load = client.register_script(lua_script("load_batch.lua"))
+        self._commit = client.register_script(lua_script("commit_batch.lua"))
+        self._prune = client.register_script(lua_script("prune_kpis.lua"))
         self.fence_tokens: dict[str, int] = {}
         self.applied_offsets: dict[str, int] = {}
 
