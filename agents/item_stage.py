@@ -30,12 +30,13 @@ class ItemStage:
     def order(self, state: CustomerState, order: Purchase, segment_before: str) -> None:
         """Count an order ``state`` has just applied; ``segment_before``: the customer's segment before it."""
         settings = self.settings
-        basket = capped_basket(order.order_id, (item.sku for item in order.items), settings.max_basket)
+        bought = [item.sku for item in order.items]
+        basket = capped_basket(order.order_id, bought, settings.max_basket)
         counts = order_counts(order.order_id, state.purchases.orders, settings.max_orders_per_customer)
         weight = settings.decay.weight(order.ts_ms) if counts else None
         credit = state.items.order(order.order_id, order.ts_ms, basket, weight, window_ms=settings.view_window_ms,
                                    lateness_ms=self.lateness_ms, max_viewed=self.max_viewed,
-                                   recent_limit=settings.recent_items)
+                                   recent_limit=settings.recent_items, bought=bought)
         if weight is not None:
             self.counts.add_basket(basket, weight, segment_before)
         if credit is not None:

@@ -17,10 +17,10 @@ produce the other kind of event.
 """
 from __future__ import annotations
 
-import hashlib
-import heapq
 from dataclasses import dataclass, field
 from typing import Sequence
+
+from online_models.cooccurrence import capped_basket
 
 __all__ = ["ItemMemory", "Credit", "KIND_WEIGHTS"]
 
@@ -38,10 +38,6 @@ class Credit:
     viewed: tuple[str, ...]
     basket: tuple[str, ...]
     weight: float
-
-
-def _short_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 @dataclass
@@ -71,13 +67,16 @@ class ItemMemory:
     # -- events ------------------------------------------------------------------------------
 
     def order(self, order_id: str, ts_ms: int, basket: Sequence[str], weight: float | None, *, window_ms: int,
-              lateness_ms: int, max_viewed: int, recent_limit: int = 20) -> Credit | None:
+              lateness_ms: int, max_viewed: int, recent_limit: int = 20,
+              bought: Sequence[str] | None = None) -> Credit | None:
         """Remember an order; ``weight`` None: it does not count shop-wide (only the customer's own memory).
 
-        Returns the views it credits (None when there is nothing to credit).
+        ``basket``: the items that count (a sample of a big order); ``bought``: all of them (default: the
+        basket), which the customer's recent and purchased items remember. Returns the views it credits
+        (None when there is nothing to credit).
         """
         basket = tuple(sorted(set(basket)))
-        for sku in basket:
+        for sku in basket if bought is None else sorted(set(bought)):
             self._remember(sku, ts_ms, "bought", recent_limit)
             if sku in self.bought:
                 self.bought.remove(sku)
@@ -86,9 +85,8 @@ class ItemMemory:
         self.newest_order_ms = ts_ms if self.newest_order_ms is None else max(self.newest_order_ms, ts_ms)
         credit = None
         if weight is not None and basket:
-            viewed = sorted({sku for sku, viewed_ms in self.views if ts_ms - window_ms <= viewed_ms < ts_ms})
-            if len(viewed) > max_viewed:
-                viewed = sorted(heapq.nsmallest(max_viewed, viewed, key=lambda sku: _short_hash(f"{order_id}|{sku}")))
+            viewed = capped_basket(order_id, (sku for sku, viewed_ms in self.views
+                                              if ts_ms - window_ms <= viewed_ms < ts_ms), max_viewed)
             self.orders.append([ts_ms, weight, list(basket), viewed])
             self.orders.sort(key=lambda entry: entry[0])
             credit = Credit(tuple(viewed), basket, weight) if viewed else None

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from api.customers import CustomerReader
 from api.items import ItemReader
-from online_models.cooccurrence import MEASURES, SCORE_DECIMALS
+from online_models.cooccurrence import MEASURES, SCORE_DECIMALS, capped_basket
 from online_models.item_memory import MAX_BOUGHT
 from streams.item_rebuild import count_history, replace_item_keys
 from tests.events_factory import BASE_TS_MS
@@ -43,12 +43,12 @@ def basket_history(seed: int, customers: int = 300) -> list[tuple[str, dict]]:
         customer_id = f"c{c:04d}"
         home = groups[c % 8]
         ts = BASE_TS_MS + rng.randrange(0, 30 * 24) * HOUR_MS
-        for _ in range(rng.randint(1, 10)):
+        for nth_order in range(rng.randint(1, 10)):
             ts += rng.randrange(2, 20 * 24) * HOUR_MS
-            size = 40 if c == 7 and not events else rng.randint(1, 6)
-            skus = [rng.choice(home) if rng.random() < 0.75 else rng.choice(SKUS) for _ in range(size)]
-            if c == 7 and size == 40:
-                skus = SKUS[:40]
+            if c == 7 and nth_order == 0:
+                skus = SKUS[:40]  # bigger than the default basket cap
+            else:
+                skus = [rng.choice(home) if rng.random() < 0.75 else rng.choice(SKUS) for _ in range(rng.randint(1, 6))]
             skus.append(skus[0])  # a repeated line counts once
             for _ in range(rng.randint(0, 4)):
                 kind = rng.choice(["product_view", "add_to_cart"])
@@ -68,12 +68,13 @@ def basket_history(seed: int, customers: int = 300) -> list[tuple[str, dict]]:
 # -- the independent computation ------------------------------------------------------------------------
 
 
-def batch_counts(events, window_ms: int) -> dict[str, Counter]:
-    """Exact counts with pandas / itertools: what the stream must serve."""
-    orders = pd.DataFrame([{"customer_id": e["customer_id"], "order_id": e["order_id"], "ts": e["ts"],
-                            "sku": item["sku"]}
+def batch_counts(events, window_ms: int, max_basket: int = 0) -> dict[str, Counter]:
+    """Exact counts with pandas / itertools: what the stream must serve. With ``max_basket``, a bigger order
+    counts the items the cap samples (which ones is the cap's business, tested in test_item_models.py)."""
+    orders = pd.DataFrame([{"customer_id": e["customer_id"], "order_id": e["order_id"], "ts": e["ts"], "sku": sku}
                            for topic, e in events if topic == "purchases" and e["kind"] == "order"
-                           for item in e["items"]]).drop_duplicates(["order_id", "sku"])
+                           for sku in capped_basket(e["order_id"], [item["sku"] for item in e["items"]],
+                                                    max_basket)])
     baskets = orders.groupby("order_id")["sku"].apply(sorted)
     pairs = Counter(pair for skus in baskets for pair in itertools.permutations(skus, 2))
     views = pd.DataFrame([{"customer_id": e["customer_id"], "viewed_ts": e["ts"], "viewed": e["sku"]}
@@ -147,6 +148,7 @@ def test_served_counts_and_top_neighbours_equal_a_batch_recount(settings, redis_
     process_history(settings, redis_client, events, output_dir / "logs" / f"worker-{settings.app_id}.log")
     prefix = settings.redis_prefix
     expected = batch_counts(events, settings.item_settings().view_window_ms)
+    assert max(len({item["sku"] for item in e["items"]}) for topic, e in events if topic == "purchases") == 40
 
     assert sorted_set(redis_client, prefix + "item:totals") == expected["baskets"]
     assert sorted_set(redis_client, prefix + "item:counts") == expected["items"]
@@ -261,7 +263,7 @@ def test_recommendations_exclude_purchases_and_fall_back_to_first_order_best_sel
                                                                                        output_dir):
     events = basket_history(seed=9, customers=200)
     process_history(settings, redis_client, events, output_dir / "logs" / f"worker-{settings.app_id}.log")
-    expected = batch_counts(events, settings.item_settings().view_window_ms)
+    expected = batch_counts(events, settings.item_settings().view_window_ms, settings.item_max_basket)
     buyers = sorted({e["customer_id"] for topic, e in events if topic == "purchases"})
 
     async def recommend_all(reader: ItemReader) -> dict:
