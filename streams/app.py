@@ -6,6 +6,9 @@ values here come from measurements in docs/operations.md.
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import faust
 
 from streams.config import Settings
@@ -22,6 +25,8 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        # Faust makes an (empty: tables are in memory) data folder; keep it out of the working directory.
+        datadir=Path(tempfile.gettempdir()) / "crmstream-faust" / f"{settings.app_id}-data",
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,

@@ -19,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SegmentProfile", "SEGMENTS", "SimulationConfig", "Simulation", "simulate"]
+__all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SegmentDrift", "SimulationConfig", "Simulation",
+           "simulate"]
 
 DAY_MS = 86_400_000
 
@@ -45,6 +46,25 @@ SEGMENTS = (
     SegmentProfile("one_timer", 0.20, 0.4, 1.5, 0.9, 45, 2.0, 0.05),
 )
 
+#: Segments that differ in every behaviour a segmentation sees (basket value, rhythm, e-mail engagement,
+#: browsing) and churn rarely within a year: the planted truth that online clustering must recover
+#: (bench/segments.py). The default :data:`SEGMENTS` overlap on purpose (churn is the hard part there).
+DISTINCT_SEGMENTS = (
+    SegmentProfile("vip", 0.15, 4.0, 5.0, 2.5, 3000, 1.0, 0.85),
+    SegmentProfile("regular", 0.35, 1.2, 2.5, 1.0, 3000, 1.5, 0.45),
+    SegmentProfile("bargain_hunter", 0.30, 1.5, 4.0, 0.3, 3000, 4.0, 0.15),
+    SegmentProfile("occasional", 0.20, 0.3, 1.2, 1.2, 3000, 2.0, 0.02),
+)
+
+
+@dataclass(frozen=True)
+class SegmentDrift:
+    """A planted behaviour change: from ``day`` on, customers of segment ``source`` shop like ``target``."""
+
+    source: str
+    target: str
+    day: int
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -57,6 +77,9 @@ class SimulationConfig:
     arrival_share: float = 0.6  # customers arrive during the first 60% of the period
     refund_rate: float = 0.05
     currency: str = "EUR"
+    segments: tuple[SegmentProfile, ...] = SEGMENTS
+    rate_shape: float = 4.0  # gamma shape of a customer's order rate around the segment's (higher: tighter)
+    drift: SegmentDrift | None = None
 
 
 @dataclass
@@ -68,6 +91,7 @@ class CustomerTruth:
     orders_per_month: float
     preferred_groups: list[int]
     orders: int = 0
+    drifted_to: str | None = None  # the segment it shops like after the planted drift
 
 
 @dataclass
@@ -84,7 +108,7 @@ class Simulation:
         config["start"] = self.config.start.isoformat()
         return {
             "config": config,
-            "segments": [asdict(s) for s in SEGMENTS],
+            "segments": [asdict(s) for s in self.config.segments],
             "affinity_groups": {str(g): skus for g, skus in self.affinity_groups.items()},
             "customers": [asdict(c) for c in self.customers],
         }
@@ -112,13 +136,14 @@ class _Generator:
 
     def customer(self, index: int) -> tuple[CustomerTruth, list[tuple[str, dict]]]:
         rng, config = self.rng, self.config
-        shares = np.array([s.share for s in SEGMENTS])
-        segment = SEGMENTS[rng.choice(len(SEGMENTS), p=shares / shares.sum())]
+        segments = config.segments
+        shares = np.array([s.share for s in segments])
+        segment = segments[rng.choice(len(segments), p=shares / shares.sum())]
         customer_id = f"cust-{index:06d}"
         signup_ms = self.start_ms + rng.uniform(0, config.arrival_share) * config.days * DAY_MS
         lifetime_ms = rng.exponential(segment.mean_lifetime_days) * DAY_MS
         dropout_ms = signup_ms + lifetime_ms
-        rate_per_ms = rng.gamma(4.0, segment.orders_per_month / 4.0) / (30 * DAY_MS)
+        rate_per_ms = rng.gamma(config.rate_shape, segment.orders_per_month / config.rate_shape) / (30 * DAY_MS)
         preferred = [int(g) for g in rng.choice(config.affinity_groups, size=2, replace=False)]
         truth = CustomerTruth(customer_id, segment.name, int(signup_ms),
                               int(dropout_ms) if dropout_ms < self.end_ms else None,
@@ -129,20 +154,32 @@ class _Generator:
             "attributes": {"country": str(rng.choice(["DE", "FR", "NL", "AT", "IT"]))},
         })]
         active_until = min(dropout_ms, self.end_ms)
+        browse_end = min(dropout_ms + 30 * DAY_MS, self.end_ms)
+        # Planted drift: the customer's life splits at the drift time, the second part shops like the target.
+        drift_ms, drifted, drifted_rate = self.end_ms, segment, rate_per_ms
+        if config.drift is not None and config.drift.source == segment.name:
+            drift_ms = min(max(self.start_ms + config.drift.day * DAY_MS, signup_ms), self.end_ms)
+            drifted = next(s for s in segments if s.name == config.drift.target)
+            drifted_rate = rate_per_ms * drifted.orders_per_month / segment.orders_per_month
+            truth.drifted_to = drifted.name
         # First order soon after signup, then a Poisson process until dropout.
         t = signup_ms + rng.exponential(2 * DAY_MS)
         while t < active_until:
-            events += self._order_session(customer_id, segment, preferred, t)
+            profile, rate = (segment, rate_per_ms) if t < drift_ms else (drifted, drifted_rate)
+            events += self._order_session(customer_id, profile, preferred, t)
             truth.orders += 1
-            t += rng.exponential(1 / rate_per_ms)
+            t += rng.exponential(1 / rate)
         # Browsing without buying, e-mails, support and surveys while the customer is around.
-        browse_end = min(dropout_ms + 30 * DAY_MS, self.end_ms)
-        browse_rate = rate_per_ms * segment.browse_sessions_per_order
-        t = signup_ms + rng.exponential(1 / browse_rate)
-        while t < browse_end:
-            events += self._browse_session(customer_id, preferred, t)
-            t += rng.exponential(1 / browse_rate)
-        events += self._emails(customer_id, segment, signup_ms, browse_end)
+        for profile, rate, since, until in ((segment, rate_per_ms, signup_ms, min(browse_end, drift_ms)),
+                                            (drifted, drifted_rate, drift_ms, browse_end)):
+            if since >= until:
+                continue
+            browse_rate = rate * profile.browse_sessions_per_order
+            t = since + rng.exponential(1 / browse_rate)
+            while t < until:
+                events += self._browse_session(customer_id, preferred, t)
+                t += rng.exponential(1 / browse_rate)
+            events += self._emails(customer_id, profile, since, until)
         events += self._support(customer_id, signup_ms, dropout_ms, active_until)
         return truth, events
 
