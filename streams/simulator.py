@@ -59,11 +59,21 @@ DISTINCT_SEGMENTS = (
 
 @dataclass(frozen=True)
 class SegmentDrift:
-    """A planted behaviour change: from ``day`` on, customers of segment ``source`` shop like ``target``."""
+    """A planted behaviour change: from ``day`` on, a ``share`` of segment ``source`` shops like ``target``
+    (which customers is a fixed function of their index, so the rest of the simulation is unchanged)."""
 
     source: str
     target: str
     day: int
+    share: float = 1.0
+
+    def applies(self, segment: str, index: int) -> bool:
+        """
+        >>> drift = SegmentDrift("a", "b", day=10, share=0.5)
+        >>> sum(drift.applies("a", i) for i in range(1000)), drift.applies("b", 0)
+        (500, False)
+        """
+        return segment == self.source and (index * 0.6180339887498949) % 1.0 < self.share
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ class _Generator:
         browse_end = min(dropout_ms + 30 * DAY_MS, self.end_ms)
         # Planted drift: the customer's life splits at the drift time, the second part shops like the target.
         drift_ms, drifted, drifted_rate = self.end_ms, segment, rate_per_ms
-        if config.drift is not None and config.drift.source == segment.name:
+        if config.drift is not None and config.drift.applies(segment.name, index):
             drift_ms = min(max(self.start_ms + config.drift.day * DAY_MS, signup_ms), self.end_ms)
             drifted = next(s for s in segments if s.name == config.drift.target)
             drifted_rate = rate_per_ms * drifted.orders_per_month / segment.orders_per_month
