@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 from agents.churn_scoring import ChurnStage
 from agents.ingest import STATS_HASH, SourceMessage, Triage
 from agents.item_stage import ItemStage
+from agents.segment_stage import SegmentStage
 from online_models import kpis as kpi
 from online_models.churn_model import HazardScorer
 from online_models.cooccurrence import FIRST_ORDER
@@ -24,6 +25,7 @@ from online_models.quantiles import FrozenRanks
 from online_models.kpis import NO_SEGMENT, KpiDeltas
 from online_models.purchase_history import DAY_MS
 from online_models.rfm import POPULATION_SKETCHES
+from online_models.segment_snapshot import SegmentModel
 from schemas.events import CustomerEvent, Event, Interaction, Purchase
 from streams.config import Settings
 from streams.redis_store import BatchWrite, CustomerSnapshot
@@ -44,6 +46,7 @@ class AppliedBatch:
     erasures: list[CustomerEvent]
     duplicates: int
     churn: ChurnStage
+    segments: SegmentStage
 
 
 class SegmentOf:
@@ -63,7 +66,8 @@ class SegmentOf:
 
 
 def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms: int,
-                segment_of: SegmentOf, churn: ChurnStage, items: ItemStage | None = None) -> None:
+                segment_of: SegmentOf, churn: ChurnStage, items: ItemStage | None = None,
+                segments: SegmentStage | None = None) -> None:
     """Dispatch one valid event to the state model, the KPI counters and the item counts.
 
     KPI contributions go to the named segment the customer is in after the event, ranked against the
@@ -71,6 +75,8 @@ def apply_event(state: CustomerState, event: Event, kpis: KpiDeltas, horizon_ms:
     an order adds to the best-sellers of the segment the customer was in before it.
     """
     kpi.count_event(kpis, state.kpi_memory, event.ts_ms)
+    if segments is not None:
+        segments.touch(event.customer_id, state, event.ts_ms)
     if isinstance(event, Purchase):
         units = sum(item.qty for item in event.items)
         amount = event.amount_minor
@@ -143,16 +149,19 @@ def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> 
 
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
                settings: Settings, population: Mapping[str, FrozenRanks] | None = None,
-               scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None) -> AppliedBatch:
+               scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None,
+               segment_model: SegmentModel | None = None) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write.
 
     ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
+    ``segment_model``: the newest segment snapshot (None: none published yet; customers are still sampled).
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
     churn = ChurnStage(settings)
     items = ItemStage(settings.item_settings(), settings.lateness_ms)
+    segments = SegmentStage(settings.segment_settings(), segment_model)
     partition_of: dict[str, int] = {}
     segment_of = SegmentOf(population or {})
     write = BatchWrite()
@@ -173,6 +182,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             state = CustomerState.from_json(snapshot.state if snapshot else None, half_life_ms)
             states[customer_id] = state
             placed_before[customer_id] = state.rfm_inputs()
+            segments.remember(customer_id, state)
         return state
 
     for message, event, digest in triaged.accepted:
@@ -196,7 +206,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             partition_of.pop(customer_id, None)
             continue
         partition_of[customer_id] = message.partition
-        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn, items)
+        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn, items, segments)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 
@@ -213,6 +223,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     churn.score_all(scorer)
     for customer_id, (partition, wake_ms) in churn.wheel.items():
         write.schedule(partition, customer_id, wake_ms)
+    for customer_id, state in states.items():
+        segments.assign(customer_id, state)
 
     sketches = _SketchDeltas()
     known_delta = 0
@@ -225,6 +237,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         known_delta += stored - bool(snapshot and snapshot.state is not None)
     sketches.write_into(write)
     items.write_into(write)
+    segments.write_into(write, states)
     for (granularity, bucket), changes in kpis.changes.items():
         for metric, delta in changes.items():
             if delta:
@@ -250,4 +263,4 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         write.count(STATS_HASH, "duplicates", duplicates)
     if erasures:
         write.count(STATS_HASH, "erasures", len(erasures))
-    return AppliedBatch(write, erasures, duplicates, churn)
+    return AppliedBatch(write, erasures, duplicates, churn, segments)

@@ -16,6 +16,7 @@ from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
 from agents.population import PopulationView
+from agents.segment_stage import SegmentView, sample_message
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore
@@ -35,8 +36,10 @@ class BatchProcessor:
         self.erasures = topics["erasures"]
         self.training_examples = topics["training-examples"]
         self.score_changes = topics["score-changes"]
+        self.segment_features = topics["segment-features"]
         self.wheel = WheelClock(store, settings)
         self.models = ModelView(store)
+        self.segment_view = SegmentView(store)
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
@@ -73,7 +76,7 @@ class BatchProcessor:
             wanted.setdefault(customer_id, {})
         snapshots = await self.store.load_batch(wanted)
         applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
-                             await self.models.scorer(), due)
+                             await self.models.scorer(), due, await self.segment_view.model())
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))
@@ -85,6 +88,9 @@ class BatchProcessor:
             deliveries.append(await self.training_examples.send(key=key, value=value))
         deliveries += [await self.score_changes.send(key=change["customer_id"].encode(), value=orjson.dumps(change))
                        for change in applied.churn.score_changes]
+        for sample in applied.segments.samples:
+            key, value = sample_message(*sample)
+            deliveries.append(await self.segment_features.send(key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)
         try:
@@ -109,7 +115,7 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
     (its rebalance listener fences partitions), the derived topics are Faust's."""
     store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
     outputs = {name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw", partitions=1)
-               for name in ("deadletter", "erasures", "training-examples", "score-changes")}
+               for name in ("deadletter", "erasures", "training-examples", "score-changes", "segment-features")}
     processor = BatchProcessor(store, settings, outputs)
     source = BatchSource(settings, store, input_topics, processor.process_until_applied, processor.contract_of)
     app.crm_store = store  # type: ignore[attr-defined]

@@ -56,6 +56,7 @@ class CustomerState:
     churn_clock: ExampleClock = field(default_factory=ExampleClock)  # the open hazard example
     churn_score: dict | None = None  # the latest churn score (online_models.churn_tracking)
     items: ItemMemory = field(default_factory=ItemMemory)  # recent items, the view→purchase join
+    segment: dict | None = None  # behaviour segment: id, distance, version, since_ms, sampled_ms
 
     @classmethod
     def new(cls, engagement_half_life_ms: float) -> "CustomerState":
@@ -96,14 +97,14 @@ class CustomerState:
         return {"activity": self.activity.to_dict(), "purchases": self.purchases.to_dict(),
                 "engagement": self.engagement.to_dict(), "kpi_memory": self.kpi_memory.to_dict(),
                 "churn_clock": self.churn_clock.to_dict(), "churn_score": self.churn_score,
-                "items": self.items.to_dict()}
+                "items": self.items.to_dict(), "segment": self.segment}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CustomerState":
         return cls(CustomerActivity.from_dict(data["activity"]), PurchaseHistory.from_dict(data["purchases"]),
                    EngagementProfile.from_dict(data["engagement"]), KpiMemory.from_dict(data["kpi_memory"]),
                    ExampleClock.from_dict(data.get("churn_clock")), data.get("churn_score"),
-                   ItemMemory.from_dict(data.get("items")))
+                   ItemMemory.from_dict(data.get("items")), data.get("segment"))
 
     def to_json(self) -> str:
         """Canonical JSON of the whole state (sorted keys: a customer's topics interleave differently

@@ -66,8 +66,13 @@ class SegmentModel:
 
 
 def build_snapshot(learner: SegmentLearner, previous: dict | None, version: int, created_at_ms: int,
-                   max_distance: float) -> tuple[dict, list[dict]]:
-    """The learner's centroids as snapshot ``version``, ids carried over from ``previous``; and the events."""
+                   max_distance: float, max_step: float | None = None) -> tuple[dict, list[dict]]:
+    """The learner's centroids as snapshot ``version``, ids carried over from ``previous``; and the events.
+
+    A surviving segment's published centroid moves at most ``max_step`` (scaled units) towards the learner's
+    per snapshot: a burst of samples from one partition or one stretch of event time must not re-sort
+    customers; a lasting move still arrives, a step per snapshot.
+    """
     scaler = learner.scaler
     centroids = learner.centroids()
     old: dict[int, list[float]] = {}
@@ -80,6 +85,8 @@ def build_snapshot(learner: SegmentLearner, previous: dict | None, version: int,
             old_names[segment["id"]] = segment["name"]
         next_id = previous["next_id"]
     matching = match_centroids(old, centroids, max_distance, next_id)
+    if max_step:
+        centroids = [_toward(old[i], c, max_step) if i in old else c for i, c in zip(matching.ids, centroids)]
     events = [{"type": "death", "segment_id": i, "name": old_names[i]} for i in matching.deaths]
     names = []
     for segment_id, centroid in zip(matching.ids, centroids):
@@ -102,5 +109,17 @@ def build_snapshot(learner: SegmentLearner, previous: dict | None, version: int,
     snapshot = {"version": version, "created_at_ms": created_at_ms, "algorithm": learner.algorithm,
                 "samples": learner.samples, "features": list(FEATURE_NAMES), "scaler": scaler.to_dict(),
                 "next_id": max([next_id - 1, *matching.ids]) + 1, "segments": segments,
-                "moved": matching.distances}
+                "moved": {str(i): d for i, d in matching.distances.items()}}
     return snapshot, events
+
+
+def _toward(start: Sequence[float], target: Sequence[float], max_step: float) -> list[float]:
+    """``target``, or the point ``max_step`` from ``start`` on the way to it.
+
+    >>> _toward([0.0, 0.0], [3.0, 4.0], max_step=1.0)
+    [0.6, 0.8]
+    """
+    distance = math.dist(start, target)
+    if distance <= max_step:
+        return list(target)
+    return [a + (b - a) * max_step / distance for a, b in zip(start, target)]

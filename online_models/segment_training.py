@@ -26,6 +26,7 @@ class SegmentSettings:
     warmup: int = 1000            # samples before the first snapshot (scaler fit, k-means++ seeding)
     max_match_distance: float = 1.0  # in scaled units: farther apart is not the same segment
     hysteresis: float = 0.1       # a customer moves only to a segment nearer by this fraction
+    max_step: float = 0.25        # a published centroid moves at most this far (scaled units) per snapshot
     window_days: float = 180.0    # order rate measured over this window: the migration delay's main knob
     sample_days: float = 7.0      # a customer sends the trainer a sample at most this often (event time)
     seed: int = 42
@@ -69,7 +70,7 @@ class SegmentTraining:
     def publish(self, created_at_ms: int) -> tuple[dict, list[dict]]:
         """The next snapshot (becomes the served one) and its birth/death/rename events."""
         snapshot, events = build_snapshot(self.learner, self.served, self.version + 1, created_at_ms,
-                                          self.settings.max_match_distance)
+                                          self.settings.max_match_distance, self.settings.max_step)
         snapshot["changed_share"] = self.changed_share(snapshot)
         self.changes.append(snapshot["changed_share"])
         self.version, self.served = snapshot["version"], snapshot

@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
         # Faust makes an (empty: tables are in memory) data folder; keep it out of the working directory.
-        datadir=Path(tempfile.gettempdir()) / "crmstream-faust" / f"{settings.app_id}-data",
+        datadir=Path(tempfile.gettempdir()) / f"crmstream-faust-{settings.app_id}",
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
@@ -45,7 +45,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     from agents.churn_trainer import register_trainer
     from agents.pipeline import register_pipeline
+    from agents.segment_trainer import register_segment_trainer
 
     register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
     register_trainer(app, settings, app.crm_store)
+    register_segment_trainer(app, settings, app.crm_store)
     return app

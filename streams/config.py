@@ -122,6 +122,30 @@ class Settings:
     item_candidates: int = _env_field(
         "CRM_ITEM_CANDIDATES", 500, int,
         "An item's most frequent neighbours that a query scores (exact when an item has fewer).")
+    segment_algorithm: str = _env_field(
+        "CRM_SEGMENT_ALGORITHM", "kmeans", str,
+        "River clusterer of the behaviour segments: `kmeans`, `streamkmeans`, `denstream` or `dbstream` "
+        "(docs/segments.md compares them).")
+    segment_count: int = _env_field(
+        "CRM_SEGMENTS", 4, int, "Behaviour segments the k-means clusterers keep.")
+    segment_warmup: int = _env_field(
+        "CRM_SEGMENT_WARMUP", 1000, int, "Samples the segment trainer sees before its first snapshot.")
+    segment_snapshot_every: int = _env_field(
+        "CRM_SEGMENT_SNAPSHOT_EVERY", 5000, int, "The segment trainer publishes a snapshot every this many samples...")
+    segment_snapshot_interval_s: float = _env_field(
+        "CRM_SEGMENT_SNAPSHOT_INTERVAL_S", 30.0, float, "...or this often (wall clock), whichever comes first.")
+    segment_match_distance: float = _env_field(
+        "CRM_SEGMENT_MATCH_DISTANCE", 1.0, float,
+        "A new centroid keeps an old segment's id only within this scaled distance (else: death and birth).")
+    segment_hysteresis: float = _env_field(
+        "CRM_SEGMENT_HYSTERESIS", 0.1, float,
+        "A customer moves to another segment only when it is nearer by this fraction than their current one.")
+    segment_window_days: float = _env_field(
+        "CRM_SEGMENT_WINDOW_DAYS", 180.0, float,
+        "Order rate window of the segment features: shorter = a changed customer migrates sooner.")
+    segment_sample_days: float = _env_field(
+        "CRM_SEGMENT_SAMPLE_DAYS", 7.0, float,
+        "A customer sends the segment trainer a feature sample at most this often (event time).")
     future_tolerance_ms: int = _env_field(
         "CRM_FUTURE_TOLERANCE_MS", 5 * 60 * 1000, int,
         "Events stamped further than this into the future (vs. the wall clock) are dead-lettered.")
@@ -166,7 +190,9 @@ class Settings:
         """Reject settings that would make the pipeline misbehave silently."""
         positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size", "horizon_days", "churn_step_days",
                     "churn_rescore_days", "churn_rescore_near_reorder_days", "churn_snapshot_every",
-                    "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms")
+                    "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
+                    "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
+                    "segment_match_distance", "segment_window_days", "segment_sample_days")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -183,6 +209,11 @@ class Settings:
         if self.item_view_window_hours <= 0 or self.item_recent_items <= 0 or self.item_candidates <= 0:
             raise ValueError("item view window, recent items and candidates must be > 0")
         self.item_settings()  # the landmark must parse
+        from online_models.segment_learning import CLUSTERERS
+        if self.segment_algorithm not in CLUSTERERS:
+            raise ValueError(f"segment_algorithm must be one of {', '.join(CLUSTERERS)}, got {self.segment_algorithm!r}")
+        if self.segment_hysteresis < 0:
+            raise ValueError("segment_hysteresis must be >= 0")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
 
@@ -232,6 +263,14 @@ class Settings:
             decay=ForwardDecay(self.item_decay_half_life_days * day_ms, landmark_ms),
             recent_items=self.item_recent_items, min_support=self.item_min_support,
             candidates=self.item_candidates)
+
+    def segment_settings(self):
+        """How behaviour segments are learnt and served."""
+        from online_models.segment_training import SegmentSettings
+
+        return SegmentSettings(self.segment_algorithm, self.segment_count, self.segment_warmup,
+                               self.segment_match_distance, self.segment_hysteresis, self.segment_window_days,
+                               self.segment_sample_days)
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""

@@ -30,4 +30,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("erasures"), 1))
     specs.append(TopicSpec(settings.topic("training-examples"), 1))  # one global trainer sees every example
     specs.append(TopicSpec(settings.topic("score-changes"), 1))
+    specs.append(TopicSpec(settings.topic("segment-features"), 1))  # one global segment trainer
+    specs.append(TopicSpec(settings.topic("segment-events"), 1))    # births, deaths, renames of segments
     return specs

@@ -1,0 +1,107 @@
+"""Behaviour segments through the real stack: workers sample, the trainer clusters and publishes, workers
+assign; totals and migrations recomputed from the raw events. Quality and stability targets are checked on
+the event-time replay (tests/test_segmentation.py); this backlog's figures are recorded in test-output/."""
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score
+
+from agents.segment_stage import STATS_KEY
+from agents.segment_trainer import HISTORY_KEY
+from schemas.events import Purchase, validate_payload
+from streams.simulator import DISTINCT_SEGMENTS, SimulationConfig, simulate
+from tests.stack import (
+    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
+)
+
+
+def trainer_caught_up(settings, client) -> bool:
+    """The newest snapshot has learnt every distinct sample the workers sent."""
+    blob = client.get(settings.redis_prefix + "seg:latest")
+    samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
+    distinct = {orjson.loads(m.value)["sample_id"] for m in samples}
+    return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
+
+
+def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis_client, output_dir):
+    settings = settings.with_(segment_warmup=1000, segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
+                              model_signing_key="test-key")
+    prepare_topics(settings)
+    simulation = simulate(SimulationConfig(customers=500, days=365, seed=21, segments=DISTINCT_SEGMENTS,
+                                           rate_shape=8.0))
+    prefix = settings.redis_prefix
+    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
+    cut, produced = int(len(simulation.events) * 0.8), 0
+    try:
+        # Most of the year first, until the trainer has learnt every sample; the last months then re-assign
+        # every buyer (daily wake-ups) with what the trainer learnt, as live traffic does.
+        for events in (simulation.events[:cut], simulation.events[cut:]):
+            produce(settings.kafka_bootstrap, event_messages(settings, events))
+            produced += len(events)
+            wait_until(lambda: accepted_total(redis_client, settings) >= produced, 240, "history not processed",
+                       interval_s=0.5, process=worker.process)
+            wait_until(lambda: trainer_caught_up(settings, redis_client), 120, "segment trainer did not catch up",
+                       interval_s=1.0, process=worker.process)
+    finally:
+        worker.stop()
+
+    snapshot = orjson.loads(redis_client.get(prefix + "seg:latest"))
+    history = [orjson.loads(h) for h in redis_client.lrange(prefix + HISTORY_KEY, 0, -1)][::-1]
+    (output_dir / "segments-history.json").write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
+    assert [h["version"] for h in history] == list(range(1, snapshot["version"] + 1)) and len(history) >= 5
+    assert redis_client.exists(prefix + "seg:trainer")  # signed checkpoint
+    # Every snapshot after the first measured how many recent customers it moves. The < 5% target holds in
+    # event-time order (tests/test_segmentation.py), not yet for this backlog (docs/segments.md, known gaps).
+    assert history[0]["changed_share"] is None
+    assert all(0.0 <= h["changed_share"] <= 1.0 for h in history[1:])
+
+    truth = {c.customer_id: c.segment for c in simulation.customers}
+    buyers = sorted({e["customer_id"] for topic, e in simulation.events if topic == "purchases"})
+    segments = {cid: read_state(redis_client, settings, cid).segment for cid in buyers}
+    assert all(s is not None and "id" in s for s in segments.values())
+    assigned = {cid: s["id"] for cid, s in segments.items()}
+    # Through the pipeline a 500-customer backlog from the shop's first day clusters far worse than the
+    # same history in event-time order (tests/test_segmentation.py); recorded, not yet a gate (docs/segments.md).
+    ari = adjusted_rand_score([truth[c] for c in buyers], [assigned[c] for c in buyers])
+    (output_dir / "segments-pipeline-ari.txt").write_text(f"{ari:.3f}\n")
+    served_ids = {s["id"] for s in snapshot["segments"]}
+    assert set(assigned.values()) <= served_ids
+    assert all(s["name"] and s["description"].startswith("Typical customer") for s in snapshot["segments"])
+    assert len({s["name"] for s in snapshot["segments"]}) == len(snapshot["segments"])
+
+    # Totals per segment equal an independent recomputation from the raw purchase events.
+    net = Counter()
+    for topic, payload in simulation.events:
+        if topic == "purchases":
+            event = validate_payload(topic, payload)
+            assert isinstance(event, Purchase)
+            net[event.customer_id] += event.amount_minor if event.kind == "order" else -event.amount_minor
+    frame = pd.DataFrame({"segment": [assigned[c] for c in buyers], "net": [net[c] for c in buyers]})
+    expected = frame.groupby("segment").agg(customers=("net", "size"), net_minor=("net", "sum"))
+    stats = {k: int(v) for k, v in redis_client.hgetall(prefix + STATS_KEY).items()}
+    for segment, row in expected.iterrows():
+        assert stats[f"customers:{segment}"] == row["customers"]
+        assert stats[f"net_minor:{segment}"] == row["net_minor"]
+    assert sum(v for k, v in stats.items() if k.startswith("customers:")) == len(buyers)
+
+    # Migrations: every buyer entered once; moves in minus moves out give each segment's size.
+    balance = Counter()
+    entered = 0
+    for key in redis_client.scan_iter(prefix + "seg:migrations:*"):
+        for move, count in redis_client.hgetall(key).items():
+            source, target = move.split(">")
+            balance[int(target)] += int(count)
+            if source == "new":
+                entered += int(count)
+            else:
+                balance[int(source)] -= int(count)
+    assert entered == len(buyers)
+    assert {k: v for k, v in balance.items() if v} == dict(expected["customers"])
+
+    events = [orjson.loads(fields["event"]) for _, fields in redis_client.xrange(prefix + "seg:events")]
+    births = {e["segment_id"] for e in events if e["type"] == "birth"}
+    deaths = {e["segment_id"] for e in events if e["type"] == "death"}
+    assert served_ids == births - deaths
