@@ -22,8 +22,9 @@ def redis_dump(client, settings) -> dict:
         # boundaries (the de-duplication window is a lower bound), not on the data.
         # The churn wheel and scores follow the purchases watermark batch by batch; where a batch ends
         # decides which events within the allowed lateness a wake-up sees (docs/churn.md).
-        # Model snapshots are published on a wall-clock schedule.
-        if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:")):
+        # Model and segment snapshots are published on a wall-clock schedule; segment totals and migrations
+        # follow the snapshot a customer was assigned with (docs/segments.md).
+        if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:", "seg:")):
             continue
         if name.startswith("item:popular:") and name != "item:popular:first_order":
             continue  # a buyer's best-seller segment is ranked against the population of the moment, too
@@ -48,6 +49,7 @@ def without_churn(field: str, value: str) -> str | dict:
     state = orjson.loads(value)
     assert "churn_clock" in state and "churn_score" in state
     items = state.pop("items")  # the pending view/order join memory follows the topics' interleaving
+    state.pop("segment")  # assigned with the snapshot of the moment, sampled at wake-ups like churn
     return {**{name: part for name, part in state.items() if not name.startswith("churn_")},
             "recent_items": items["recent"], "bought": items["bought"]}
 
