@@ -11,12 +11,11 @@ derived events, sent before the commit with deterministic keys.
 """
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass, field
 
 import orjson
 
+from agents.snapshots import SnapshotView
 from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
@@ -24,35 +23,15 @@ from online_models.hazard import Example
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
-__all__ = ["MODEL_KEY", "ModelView", "WheelClock", "ChurnStage", "example_message"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_message"]
 
 #: Redis key (under the prefix) of the newest churn model snapshot (JSON).
 MODEL_KEY = "model:churn:latest"
 
 
-class ModelView:
-    """The newest churn snapshot as a scorer, re-read at most every ``max_age_s``; None = the prior."""
-
-    def __init__(self, store: RedisStore, max_age_s: float = 1.0) -> None:
-        self.store, self.max_age_s = store, max_age_s
-        self._scorer: HazardScorer | None = None
-        self._read_at = -float("inf")
-
-    async def scorer(self) -> HazardScorer | None:
-        if time.monotonic() - self._read_at > self.max_age_s:
-            self._read_at = time.monotonic()
-            blob = await self.store.client.get(self.store.prefix + MODEL_KEY)
-            if blob is not None:
-                snapshot = orjson.loads(blob)
-                if self._scorer is None or snapshot["version"] != self._scorer.version:
-                    try:
-                        self._scorer = scorer_from_snapshot(snapshot)
-                        logger.info("scoring with churn model version %s", snapshot["version"])
-                    except (ValueError, KeyError, TypeError) as exc:
-                        logger.error("churn snapshot refused, keeping the current model: %s", exc)
-        return self._scorer
+def model_view(store: RedisStore) -> SnapshotView[HazardScorer]:
+    """The newest churn snapshot as a scorer (None: the prior), re-read at most once a second."""
+    return SnapshotView(store, MODEL_KEY, scorer_from_snapshot, "churn model")
 
 
 class WheelClock:

@@ -21,10 +21,9 @@ import faust
 import orjson
 
 from agents.churn_scoring import MODEL_KEY
+from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
-from online_models import signed_pickle
 from online_models.churn_model import ChurnTrainer
-from online_models.signed_pickle import UntrustedSnapshot
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
@@ -60,14 +59,10 @@ class TrainerProcess:
         latest = await self.store.client.get(self.store.prefix + MODEL_KEY)
         if latest is not None:
             self.version = orjson.loads(latest)["version"]
-        blob = await self.store.client.get(self.store.prefix + CHECKPOINT_KEY)
-        if blob is None or not self.key:
+        checkpoint = await load_checkpoint(self.store, CHECKPOINT_KEY, self.key, "churn trainer")
+        if checkpoint is None:
             return
-        try:
-            self.trainer, self.seen, self.offset, self.version = signed_pickle.load(orjson.loads(blob), self.key)
-        except UntrustedSnapshot:
-            logger.error("trainer checkpoint signature does not verify; starting from scratch")
-            return
+        self.trainer, self.seen, self.offset, self.version = checkpoint
         logger.info("trainer resumed at offset %d, %d examples", self.offset, self.trainer.examples)
 
     def learn(self, offset: int, value: bytes | None) -> None:
@@ -106,8 +101,8 @@ class TrainerProcess:
         """Publish a snapshot when due, then checkpoint (signed) if a key is configured."""
         await self.publish_if_due()
         if self.key:
-            checkpoint = signed_pickle.sign((self.trainer, self.seen, self.offset, self.version), self.key)
-            await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps(checkpoint))
+            await save_checkpoint(self.store, CHECKPOINT_KEY, self.key, (self.trainer, self.seen, self.offset,
+                                                                        self.version))
 
     async def publish(self) -> dict:
         self.version += 1
@@ -125,37 +120,11 @@ class TrainerProcess:
 
 
 def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
-    topic = app.topic(settings.topic("training-examples"), key_serializer="raw", value_serializer="raw",
-                      partitions=1)
     process = TrainerProcess(store, settings)
-    needs_restore = [True]
 
-    def holds_training_partition(tps) -> bool:
-        return any(tp.topic == settings.topic("training-examples") for tp in tps)
+    def learn_batch(messages: list[tuple[int, bytes | None]]) -> None:
+        for offset, value in messages:
+            process.learn(offset, value)
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned, **_) -> None:
-        # Another worker may have trained since we last held the topic: resume from its checkpoint.
-        if holds_training_partition(assigned):
-            needs_restore[0] = True
-            process.owns_topic = True
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked, **_) -> None:
-        if holds_training_partition(revoked):
-            process.owns_topic = False
-
-    @app.timer(interval=settings.churn_snapshot_interval_s)
-    async def publish_on_time() -> None:
-        if not needs_restore[0]:
-            await process.publish_if_due()
-
-    @app.agent(topic, name="churn-trainer")
-    async def train(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(1000, within=0.5):
-            if needs_restore[0]:
-                await process.restore()
-                needs_restore[0] = False
-            for event in events:
-                process.learn(event.message.offset, event.message.value)
-            await process.after_batch()
+    register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process,
+                                      settings.churn_snapshot_interval_s, learn_batch)

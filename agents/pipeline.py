@@ -11,12 +11,12 @@ import mode
 import orjson
 
 from agents.batch_source import BatchSource
-from agents.churn_scoring import ModelView, WheelClock, example_message
+from agents.churn_scoring import WheelClock, example_message, model_view
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
 from agents.population import PopulationView
-from agents.segment_stage import SegmentView, sample_message
+from agents.segment_stage import sample_message, segment_view
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore
@@ -38,8 +38,8 @@ class BatchProcessor:
         self.score_changes = topics["score-changes"]
         self.segment_features = topics["segment-features"]
         self.wheel = WheelClock(store, settings)
-        self.models = ModelView(store)
-        self.segment_view = SegmentView(store)
+        self.models = model_view(store)
+        self.segments = segment_view(store)
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
@@ -76,7 +76,7 @@ class BatchProcessor:
             wanted.setdefault(customer_id, {})
         snapshots = await self.store.load_batch(wanted)
         applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
-                             await self.models.scorer(), due, await self.segment_view.model())
+                             await self.models.current(), due, await self.segments.current())
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))

@@ -19,24 +19,21 @@ out under a pseudonym (the trainer needs a stable key, not an identity).
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import orjson
 
+from agents.snapshots import SnapshotView
 from online_models.customer_state import CustomerState
+from online_models.kpis import bucket_of, day_of
 from online_models.purchase_history import DAY_MS
 from online_models.segment_features import segment_features
 from online_models.segment_snapshot import SegmentModel
 from online_models.segment_training import SegmentSettings
 from streams.redis_store import BatchWrite, RedisStore
 
-__all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "SegmentView", "SegmentStage", "migrations_key",
+__all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "segment_view", "SegmentStage", "migrations_key",
            "pseudonym", "sample_message"]
-
-logger = logging.getLogger(__name__)
 
 #: Redis keys (under the prefix): newest snapshot (JSON), per-segment totals, birth/death/rename stream.
 SNAPSHOT_KEY = "seg:latest"
@@ -57,27 +54,9 @@ def pseudonym(customer_id: str) -> str:
     return hashlib.blake2b(customer_id.encode(), digest_size=8).hexdigest()
 
 
-class SegmentView:
-    """The newest segment snapshot as a model, re-read at most every ``max_age_s``; None before the first."""
-
-    def __init__(self, store: RedisStore, max_age_s: float = 1.0) -> None:
-        self.store, self.max_age_s = store, max_age_s
-        self._model: SegmentModel | None = None
-        self._read_at = -float("inf")
-
-    async def model(self) -> SegmentModel | None:
-        if time.monotonic() - self._read_at > self.max_age_s:
-            self._read_at = time.monotonic()
-            blob = await self.store.client.get(self.store.prefix + SNAPSHOT_KEY)
-            if blob is not None:
-                snapshot = orjson.loads(blob)
-                if self._model is None or snapshot["version"] != self._model.version:
-                    try:
-                        self._model = SegmentModel.from_snapshot(snapshot)
-                        logger.info("assigning segments of snapshot version %s", snapshot["version"])
-                    except (ValueError, KeyError, TypeError) as exc:
-                        logger.error("segment snapshot refused, keeping the current one: %s", exc)
-        return self._model
+def segment_view(store: RedisStore) -> SnapshotView[SegmentModel]:
+    """The newest segment snapshot as a model (None before the first), re-read at most once a second."""
+    return SnapshotView(store, SNAPSHOT_KEY, SegmentModel.from_snapshot, "segment snapshot")
 
 
 @dataclass
@@ -128,7 +107,7 @@ class SegmentStage:
         if self.model is not None:
             segment, distance = self.model.assign(raw, current.get("id"), self.settings.hysteresis)
             if segment != current.get("id"):
-                day = datetime.fromtimestamp(as_of / 1000, timezone.utc).date().isoformat()
+                day = bucket_of("day", day_of(as_of))
                 move = f"{current.get('id', 'new')}>{segment}"
                 by_move = self.migrations.setdefault(day, {})
                 by_move[move] = by_move.get(move, 0) + 1

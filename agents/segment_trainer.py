@@ -12,7 +12,6 @@ batch, signed, and a restarted trainer resumes from it.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -23,10 +22,9 @@ import faust
 import orjson
 
 from agents.segment_stage import EVENTS_KEY, SNAPSHOT_KEY
-from online_models import signed_pickle
+from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.segment_features import FEATURE_NAMES
 from online_models.segment_training import SegmentTraining
-from online_models.signed_pickle import UntrustedSnapshot
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
@@ -55,7 +53,6 @@ class SegmentTrainerProcess:
         self._published_at_samples = 0
         self._published_at = time.monotonic()
         self.owns_topic = False
-        self._publishing = asyncio.Lock()  # the timer and the agent both publish
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint, or start afresh (continuing the published version and ids)."""
@@ -64,14 +61,10 @@ class SegmentTrainerProcess:
         if latest is not None:
             served = orjson.loads(latest)
             self.training.version, self.training.served = served["version"], served
-        blob = await self.store.client.get(self.store.prefix + CHECKPOINT_KEY)
-        if blob is None or not self.key:
+        checkpoint = await load_checkpoint(self.store, CHECKPOINT_KEY, self.key, "segment trainer")
+        if checkpoint is None:
             return
-        try:
-            self.training, self.seen, self.offset = signed_pickle.load(orjson.loads(blob), self.key)
-        except UntrustedSnapshot:
-            logger.error("segment trainer checkpoint signature does not verify; starting from scratch")
-            return
+        self.training, self.seen, self.offset = checkpoint
         logger.info("segment trainer resumed at offset %d, %d samples", self.offset, self.training.learner.samples)
 
     def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None:
@@ -105,18 +98,16 @@ class SegmentTrainerProcess:
             return None
 
     async def publish_if_due(self) -> None:
-        async with self._publishing:
-            samples = self.training.learner.samples
-            due = (samples - self._published_at_samples >= self.settings.segment_snapshot_every
-                   or time.monotonic() - self._published_at >= self.settings.segment_snapshot_interval_s)
-            if self.owns_topic and self.training.ready and due and samples > self._published_at_samples:
-                await self.publish()
+        samples = self.training.learner.samples
+        due = (samples - self._published_at_samples >= self.settings.segment_snapshot_every
+               or time.monotonic() - self._published_at >= self.settings.segment_snapshot_interval_s)
+        if self.owns_topic and self.training.ready and due and samples > self._published_at_samples:
+            await self.publish()
 
     async def after_batch(self) -> None:
         await self.publish_if_due()
         if self.key:
-            checkpoint = signed_pickle.sign((self.training, self.seen, self.offset), self.key)
-            await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps(checkpoint))
+            await save_checkpoint(self.store, CHECKPOINT_KEY, self.key, (self.training, self.seen, self.offset))
 
     async def publish(self) -> tuple[dict, list[dict]]:
         snapshot, events = self.training.publish(int(time.time() * 1000))
@@ -141,7 +132,6 @@ class SegmentTrainerProcess:
 
 
 def register_segment_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
-    topic = app.topic(settings.topic("segment-features"), key_serializer="raw", value_serializer="raw", partitions=1)
     events_topic = app.topic(settings.topic("segment-events"), key_serializer="raw", value_serializer="raw",
                              partitions=1)
 
@@ -149,35 +139,5 @@ def register_segment_trainer(app: faust.App, settings: Settings, store: RedisSto
         await events_topic.send(key=str(event["segment_id"]).encode(), value=orjson.dumps(event))
 
     process = SegmentTrainerProcess(store, settings, announce)
-    needs_restore = [True]
-
-    def holds_partition(tps) -> bool:
-        return any(tp.topic == settings.topic("segment-features") for tp in tps)
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned, **_) -> None:
-        if holds_partition(assigned):
-            needs_restore[0] = True
-            process.owns_topic = True
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked, **_) -> None:
-        if holds_partition(revoked):
-            process.owns_topic = False
-
-    @app.timer(interval=settings.segment_snapshot_interval_s)
-    async def publish_on_time() -> None:
-        if not needs_restore[0]:
-            try:
-                await process.publish_if_due()
-            except Exception:  # a timer's exception stops the whole worker; the next tick tries again
-                logger.exception("publishing a segment snapshot failed")
-
-    @app.agent(topic, name="segment-trainer")
-    async def train(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(1000, within=0.5):
-            if needs_restore[0]:
-                await process.restore()
-                needs_restore[0] = False
-            process.learn_batch([(event.message.offset, event.message.value) for event in events])
-            await process.after_batch()
+    register_single_partition_trainer(app, settings, "segment-features", "segment-trainer", process,
+                                      settings.segment_snapshot_interval_s, process.learn_batch)

@@ -25,7 +25,6 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +39,10 @@ from online_models.segment_learning import CLUSTERERS  # noqa: E402
 from online_models.segment_snapshot import SegmentModel  # noqa: E402
 from online_models.segment_training import SegmentSettings, SegmentTraining  # noqa: E402
 from schemas.events import Purchase, validate_payload  # noqa: E402
-from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, SimulationConfig, simulate  # noqa: E402
+from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, Simulation, SimulationConfig, simulate  # noqa: E402
 
 
-def replay(config: SimulationConfig, settings: SegmentSettings, snapshot_every: int):
+def replay(simulation: Simulation, settings: SegmentSettings, snapshot_every: int):
     """Fold the simulation; sample, learn and publish as the pipeline does. Returns the trainer, the final
     states, each customer's assignment history [(day, segment)] and the clusterer's seconds learning."""
     training = SegmentTraining(settings)
@@ -72,7 +71,7 @@ def replay(config: SimulationConfig, settings: SegmentSettings, snapshot_every: 
             if segment != current:
                 history.append((at_ms / DAY_MS, segment))
 
-    for topic, payload in config_events(config):
+    for topic, payload in simulation.events:
         while due and due[0][0] <= payload["ts"]:
             at_ms, customer_id = heapq.heappop(due)
             visit(customer_id, at_ms)
@@ -94,10 +93,6 @@ def replay(config: SimulationConfig, settings: SegmentSettings, snapshot_every: 
     return training, states, assigned, learn_s
 
 
-def config_events(config: SimulationConfig):
-    return simulate(config).events
-
-
 def adjusted_rand(truth: list[str], labels: list[int]) -> float:
     from sklearn.metrics import adjusted_rand_score
     return round(float(adjusted_rand_score(truth, labels)), 3)
@@ -106,11 +101,12 @@ def adjusted_rand(truth: list[str], labels: list[int]) -> float:
 def compare(args) -> list[dict]:
     config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, segments=DISTINCT_SEGMENTS,
                               rate_shape=8.0)
-    truth = {c.customer_id: c.segment for c in simulate(config).customers}
+    simulation = simulate(config)
+    truth = {c.customer_id: c.segment for c in simulation.customers}
     rows = []
     for algorithm in CLUSTERERS:
         settings = SegmentSettings(algorithm=algorithm, n_segments=4, warmup=args.warmup)
-        training, states, _, learn_s = replay(config, settings, args.snapshot_every)
+        training, states, _, learn_s = replay(simulation, settings, args.snapshot_every)
         as_of = max(s.activity.last_seen_ms for s in states.values())
         buyers = [c for c, s in states.items() if s.purchases.orders]
         raw = [segment_features(states[c], as_of) for c in buyers]
@@ -136,13 +132,13 @@ def drift(args, window_days: float) -> dict:
     """Days from the drift until drifted customers sit in the segment most VIPs are in."""
     config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, segments=DISTINCT_SEGMENTS,
                               rate_shape=8.0, drift=SegmentDrift("bargain_hunter", "vip", args.drift_day, share=0.5))
-    customers = simulate(config).customers
+    simulation = simulate(config)
+    customers = simulation.customers
     settings = SegmentSettings(warmup=args.warmup, window_days=window_days)
-    _, _, assigned, _ = replay(config, settings, args.snapshot_every)
+    _, _, assigned, _ = replay(simulation, settings, args.snapshot_every)
     vip_segments = [assigned[c.customer_id][-1][1] for c in customers if c.segment == "vip" and c.customer_id in assigned]
     target = max(set(vip_segments), key=vip_segments.count)
-    start_day = datetime(config.start.year, config.start.month, config.start.day, tzinfo=timezone.utc).timestamp() / 86400
-    drift_day = start_day + args.drift_day
+    drift_day = config.start_ms / DAY_MS + args.drift_day
     delays, never = [], 0
     for c in customers:
         if c.drifted_to is None or c.customer_id not in assigned or c.signup_ms / DAY_MS > drift_day:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from typing import Sequence
 
-import numpy as np
 
 from online_models.churn_features import example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions

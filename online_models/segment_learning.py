@@ -12,19 +12,12 @@ k-means family therefore refits the scaler from running moments of every sample
 seen and re-expresses its centres in the new scale (an affine map per column);
 the density-based clusterers keep micro-cluster radii in the old scale, so their
 scaler stays frozen after the warm-up.
-
-A k-means centre seeded where the first weeks' customers were can end up with
-no members for good (through the pipeline, a dead centre cost 0.15 of adjusted
-Rand index). A ``kmeans`` centre that has won no sample for ``revive_after``
-samples moves to the recent point farthest from every centre (the k-means++
-idea again); the snapshot then shows it as a death and a birth.
 Four river clusterers are available; bench/segments.py compares them on planted
 segments and docs/segments.md records why ``kmeans`` is the default.
 """
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import Callable, Sequence
 
 from river import cluster
@@ -123,7 +116,7 @@ class SegmentLearner:
     """
 
     def __init__(self, algorithm: str = "kmeans", n_segments: int = 4, warmup: int = 1000, seed: int = 42,
-                 weights: Sequence[float] = WEIGHTS, rescale_every: int = 1000, revive_after: int = 0) -> None:
+                 weights: Sequence[float] = WEIGHTS, rescale_every: int = 1000) -> None:
         if algorithm not in CLUSTERERS:
             raise ValueError(f"unknown clustering algorithm {algorithm!r} (one of {', '.join(CLUSTERERS)})")
         self.algorithm, self.n_segments, self.warmup, self.seed = algorithm, n_segments, warmup, seed
@@ -134,9 +127,6 @@ class SegmentLearner:
         self.samples = 0
         self.moments = Moments(len(self.weights))
         self.rescale_every = rescale_every
-        self.revive_after = revive_after
-        self.last_win: dict[int, int] = {}
-        self.recent: deque[list[float]] = deque(maxlen=1000)  # scaled, for reviving dead centres
 
     @property
     def ready(self) -> bool:
@@ -156,24 +146,7 @@ class SegmentLearner:
             return
         if self.rescales and self.samples % self.rescale_every == 0:
             self._rescale(self.moments.scaler(self.weights))
-        point = self.scaler.transform(raw)
-        if self.algorithm == "kmeans":
-            self.last_win[self.model.learn_predict_one(self._as_dict(point))] = self.samples
-            self.recent.append(point)
-            if self.revive_after and self.samples % 100 == 0:
-                self._revive_dead_centres()
-        else:
-            self.model.learn_one(self._as_dict(point))
-
-    def _revive_dead_centres(self) -> None:
-        width = len(self.weights)
-        for index, centre in self._centres().items():
-            if self.samples - self.last_win.setdefault(index, self.samples) <= self.revive_after:
-                continue
-            centres = [[c.get(i, 0.0) for i in range(width)] for c in self._centres().values()]
-            farthest = max(self.recent, key=lambda p: min(_sq(p, c) for c in centres))
-            centre.update(self._as_dict(farthest))
-            self.last_win[index] = self.samples
+        self.model.learn_one(self._as_dict(self.scaler.transform(raw)))
 
     def _centres(self) -> dict:
         """The k-means family's centres (STREAMKMeans keeps them in its inner KMeans)."""

@@ -91,6 +91,12 @@ class SimulationConfig:
     rate_shape: float = 4.0  # gamma shape of a customer's order rate around the segment's (higher: tighter)
     drift: SegmentDrift | None = None
 
+    @property
+    def start_ms(self) -> int:
+        """Midnight UTC of ``start``, where the simulated history begins."""
+        start = self.start
+        return int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
+
 
 @dataclass
 class CustomerTruth:
@@ -128,8 +134,7 @@ class _Generator:
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
-        self.start_ms = int(datetime(config.start.year, config.start.month, config.start.day,
-                                     tzinfo=timezone.utc).timestamp() * 1000)
+        self.start_ms = config.start_ms
         self.end_ms = self.start_ms + config.days * DAY_MS
         self.groups = {
             g: [f"sku-{g:02d}-{i:03d}" for i in range(config.skus_per_group)] for g in range(config.affinity_groups)}

@@ -18,7 +18,7 @@ from online_models.item_memory import MAX_BOUGHT
 from streams.item_rebuild import count_history, replace_item_keys
 from tests.events_factory import BASE_TS_MS
 from tests.stack import (
-    WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, wait_until,
+    WorkerProcess, accepted_total, event_messages, process_history, produce, wait_until,
 )
 
 HOUR_MS = 3_600_000

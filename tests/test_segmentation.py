@@ -2,28 +2,22 @@
 (bench/segments.py's replay: the pipeline's features, trainer, snapshots and hysteresis)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from sklearn.metrics import adjusted_rand_score
 
 from bench.segments import replay
+from online_models.purchase_history import DAY_MS
 from online_models.segment_features import segment_features
 from online_models.segment_snapshot import SegmentModel
 from online_models.segment_training import SegmentSettings
 from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, SimulationConfig, simulate
 
-DAY_MS = 86_400_000
-
-
-def simulation_start_day(config: SimulationConfig) -> float:
-    start = datetime(config.start.year, config.start.month, config.start.day, tzinfo=timezone.utc)
-    return start.timestamp() * 1000 / DAY_MS
 
 
 def test_planted_segments_are_recovered_and_snapshots_are_stable():
     config = SimulationConfig(customers=1000, days=365, seed=5, segments=DISTINCT_SEGMENTS, rate_shape=8.0)
-    truth = {c.customer_id: c.segment for c in simulate(config).customers}
-    training, states, assigned, _ = replay(config, SegmentSettings(warmup=1000), snapshot_every=2000)
+    simulation = simulate(config)
+    truth = {c.customer_id: c.segment for c in simulation.customers}
+    training, states, assigned, _ = replay(simulation, SegmentSettings(warmup=1000), snapshot_every=2000)
     buyers = [c for c, s in states.items() if s.purchases.orders]
     assert adjusted_rand_score([truth[c] for c in buyers], [assigned[c][-1][1] for c in buyers]) >= 0.8
     as_of = max(s.activity.last_seen_ms for s in states.values())
@@ -38,9 +32,10 @@ def test_a_group_that_changes_behaviour_migrates_within_the_window():
     drift_day, delay_days = 240, 90
     config = SimulationConfig(customers=1000, days=365, seed=6, segments=DISTINCT_SEGMENTS, rate_shape=8.0,
                               drift=SegmentDrift("bargain_hunter", "vip", drift_day, share=0.5))
-    customers = simulate(config).customers
-    _, _, assigned, _ = replay(config, SegmentSettings(warmup=1000, window_days=90.0), snapshot_every=2000)
-    start_day = simulation_start_day(config)
+    simulation = simulate(config)
+    customers = simulation.customers
+    _, _, assigned, _ = replay(simulation, SegmentSettings(warmup=1000, window_days=90.0), snapshot_every=2000)
+    start_day = config.start_ms / DAY_MS
     vip = [assigned[c.customer_id][-1][1] for c in customers if c.segment == "vip" and c.customer_id in assigned]
     vip_segment = max(set(vip), key=vip.count)
     drifted = [c for c in customers if c.drifted_to and c.customer_id in assigned]
