@@ -9,14 +9,20 @@ service (the worker, the trainer agent and the timers stay Faust), and the
 rebalance listener does what the Faust signals did: release revoked partitions,
 claim (fence) assigned ones and seek each to its first offset not yet applied.
 Kafka offsets are still committed after every batch, for lag monitoring only.
+
+Fetched records go through an :class:`~agents.alignment.EventTimeAligner` before they are processed, so
+partitions and topics advance together in event time (record timestamps: our producers set them to the
+event's time) and a partition far ahead is paused until the others catch up.
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from agents.alignment import EventTimeAligner
 from agents.ingest import SourceMessage
 from streams.config import Settings
 from streams.redis_store import RedisStore, tp_name
@@ -36,6 +42,7 @@ class _Fencing(ConsumerRebalanceListener):
         self.source = source
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.source.aligner.drop(revoked)
         self.source.store.release(tp_name(tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
@@ -43,6 +50,9 @@ class _Fencing(ConsumerRebalanceListener):
         owned = {tp_name(tp.topic, tp.partition): tp for tp in assigned}
         store.release([tp for tp in list(store.fence_tokens) if tp not in owned])
         await store.claim(owned)
+        self.source.aligner.drop(assigned)  # records buffered before the rebalance are read again
+        for tp in assigned:
+            self.source.aligner.track(tp)
         for name, tp in owned.items():
             applied = store.applied_offsets.get(name, -1)
             if applied >= 0:
@@ -57,6 +67,8 @@ class BatchSource:
         self.settings, self.store, self.topics, self.handle, self.contract_of = (
             settings, store, list(topics), handle, contract_of)
         self.consumer: AIOKafkaConsumer | None = None
+        self.aligner: EventTimeAligner[TopicPartition, object] = EventTimeAligner()
+        self._waiting_since: float | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -88,22 +100,58 @@ class BatchSource:
         return fetched
 
     async def run_once(self) -> int:
-        """One batch: fetch, process until applied, commit Kafka offsets; returns the number of events."""
-        fetched = await self.fetch()
-        messages = [SourceMessage(tp.topic, self.contract_of[tp.topic], tp.partition, record.offset, record.key,
-                                  record.value)
-                    for tp, records in fetched.items() for record in records]
-        if not messages:
+        """One batch: fetch, release what is aligned in event time, process it until applied, commit Kafka
+        offsets; returns the number of events processed."""
+        for tp, records in (await self.fetch()).items():
+            self.aligner.add(tp, records)
+        released = self.aligner.release(self._caught_up, limit=self.settings.catch_up_batch_size,
+                                        force=self._waited_too_long())
+        self._pause_partitions_ahead()
+        if not released:
             return 0
+        messages = [SourceMessage(tp.topic, self.contract_of[tp.topic], tp.partition, record.offset, record.key,
+                                  record.value) for tp, record in released]
         await self.handle(messages)
-        owned = {tp: records[-1].offset + 1 for tp, records in fetched.items()
-                 if self.store.owns(tp_name(tp.topic, tp.partition))}
+        owned = {tp: record.offset + 1 for tp, record in released if self.store.owns(tp_name(tp.topic, tp.partition))}
         if owned:
             try:
                 await self.consumer.commit(owned)
             except Exception as exc:  # a rebalance in between: Redis holds the truth, the lag figure heals
                 logger.info("Kafka offset commit skipped: %s", exc)
         return len(messages)
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        """Read up to the high watermark of the last fetch (unknown before the first: not caught up).
+        The position comes from the assignment's state: the public ``position()`` waits when it is unknown."""
+        assignment = self.consumer._subscription.subscription.assignment
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None or not state.has_valid_position or state.highwater is None:
+            return False
+        return state.position >= state.highwater
+
+    def _waited_too_long(self) -> bool:
+        """A lagging partition that delivers nothing (its leader is away, say) must not stall the others for
+        good: after ``align_max_wait_ms`` records are released without waiting for it."""
+        if not any(self.aligner.buffered(tp) for tp in self.consumer.assignment()):
+            self._waiting_since = None
+            return False
+        if self.aligner.frontier(self._caught_up) != float("-inf"):
+            self._waiting_since = None
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return (now - self._waiting_since) * 1000 >= self.settings.align_max_wait_ms
+
+    def _pause_partitions_ahead(self) -> None:
+        """Stop fetching partitions whose held records fill a batch: fetches go to those behind."""
+        assigned = self.consumer.assignment()
+        ahead = {tp for tp in assigned if self.aligner.buffered(tp) >= self.settings.batch_size}
+        paused = self.consumer.paused()
+        if ahead - paused:
+            self.consumer.pause(*(ahead - paused))
+        if (paused & assigned) - ahead:
+            self.consumer.resume(*((paused & assigned) - ahead))
 
     async def stop(self) -> None:
         if self.consumer is not None:

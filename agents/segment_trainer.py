@@ -115,7 +115,8 @@ class SegmentTrainerProcess:
         async with self.store.client.pipeline(transaction=True) as pipe:
             pipe.set(self.store.prefix + SNAPSHOT_KEY, orjson.dumps(snapshot))
             pipe.lpush(self.store.prefix + HISTORY_KEY, orjson.dumps(
-                {k: snapshot[k] for k in ("version", "created_at_ms", "samples", "changed_share", "algorithm", "moved")}
+                {k: snapshot[k] for k in ("version", "created_at_ms", "samples", "changed_share", "restarted",
+                                          "algorithm", "moved")}
                 | {"segments": len(snapshot["segments"]), "events": len(events)}))
             pipe.ltrim(self.store.prefix + HISTORY_KEY, 0, _HISTORY_KEPT - 1)
             for event in events:

@@ -17,14 +17,15 @@ segments and docs/segments.md records why ``kmeans`` is the default.
 """
 from __future__ import annotations
 
-import random
 from typing import Callable, Sequence
 
+import numpy as np
 from river import cluster
 
+from online_models.batch_kmeans import best_kmeans, inertia, kmeans_plus_plus
 from online_models.segment_features import WEIGHTS, Scaler
 
-__all__ = ["CLUSTERERS", "SegmentLearner", "Moments", "kmeans_plus_plus"]
+__all__ = ["CLUSTERERS", "SegmentLearner", "Moments"]
 
 
 def _kmeans(k: int, seed: int):
@@ -77,34 +78,6 @@ class Moments:
         return Scaler(tuple(self.mean), scale, tuple(weights))
 
 
-def kmeans_plus_plus(points: Sequence[Sequence[float]], k: int, seed: int) -> list[list[float]]:
-    """k-means++ seeding: each next centre drawn with probability ∝ squared distance to the nearest chosen.
-
-    >>> centres = kmeans_plus_plus([[0.0], [0.1], [10.0], [10.1]], k=2, seed=1)
-    >>> sorted(round(c[0]) for c in centres)
-    [0, 10]
-    """
-    rng = random.Random(seed)
-    centres = [list(points[rng.randrange(len(points))])]
-    nearest = [_sq(p, centres[0]) for p in points]
-    while len(centres) < min(k, len(points)):
-        total = sum(nearest)
-        if total == 0:
-            break
-        pick, acc = rng.random() * total, 0.0
-        for index, d in enumerate(nearest):
-            acc += d
-            if acc >= pick:
-                break
-        centres.append(list(points[index]))
-        nearest = [min(d, _sq(p, centres[-1])) for d, p in zip(nearest, points)]
-    return centres
-
-
-def _sq(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum((x - y) ** 2 for x, y in zip(a, b))
-
-
 class SegmentLearner:
     """Warm-up, frozen scaler, then a river clusterer learning one vector at a time.
 
@@ -127,6 +100,7 @@ class SegmentLearner:
         self.samples = 0
         self.moments = Moments(len(self.weights))
         self.rescale_every = rescale_every
+        self.restarts = 0
 
     @property
     def ready(self) -> bool:
@@ -169,6 +143,25 @@ class SegmentLearner:
             moved = scaler.transform(self.scaler.inverse([centre.get(i, 0.0) for i in range(width)]))
             centre.update(self._as_dict(moved))
         self.scaler = scaler
+
+    def restart_if_better(self, raw_points: Sequence[Sequence[float]], margin: float = 0.1, n_init: int = 4) -> bool:
+        """Move the k-means centres to a restarted batch k-means on ``raw_points`` (the trainer's recent
+        customers) when that lowers their inertia by more than ``margin``: online k-means cannot leave a
+        local optimum by itself (online_models/batch_kmeans.py). Near the optimum nothing changes, so
+        snapshots stay stable; after a restart the snapshot matching turns moved centres into births/deaths.
+        """
+        if not self.rescales or self.scaler is None or len(raw_points) < 10 * self.n_segments:
+            return False
+        points = np.asarray([self.scaler.transform(row) for row in raw_points], dtype=float)
+        width = len(self.weights)
+        current = np.asarray([[centre.get(i, 0.0) for i in range(width)] for centre in self._centres().values()])
+        restarted = best_kmeans(points, self.n_segments, n_init, seed=self.seed + self.samples)
+        if inertia(points, restarted) >= (1.0 - margin) * inertia(points, current):
+            return False
+        for centre, moved in zip(self._centres().values(), restarted):
+            centre.update(self._as_dict(moved.tolist()))
+        self.restarts += 1
+        return True
 
     def centroids(self) -> list[list[float]]:
         """Current centres in the scaled space (the density-based clusterers recluster on a prediction)."""

@@ -29,6 +29,7 @@ class SegmentSettings:
     max_step: float = 0.25        # a published centroid moves at most this far (scaled units) per snapshot
     window_days: float = 180.0    # order rate measured over this window: the migration delay's main knob
     sample_days: float = 7.0      # a customer sends the trainer a sample at most this often (event time)
+    restart_margin: float = 0.1   # restart k-means when a batch fit lowers the recent customers' inertia by this
     seed: int = 42
 
 
@@ -68,10 +69,13 @@ class SegmentTraining:
             self.recent.popitem(last=False)
 
     def publish(self, created_at_ms: int) -> tuple[dict, list[dict]]:
-        """The next snapshot (becomes the served one) and its birth/death/rename events."""
+        """The next snapshot (becomes the served one) and its birth/death/rename events; first the learner
+        may restart from a batch k-means on the recent customers if that fits them clearly better."""
+        restarted = self.learner.restart_if_better(list(self.recent.values()), self.settings.restart_margin)
         snapshot, events = build_snapshot(self.learner, self.served, self.version + 1, created_at_ms,
                                           self.settings.max_match_distance, self.settings.max_step)
         snapshot["changed_share"] = self.changed_share(snapshot)
+        snapshot["restarted"] = restarted
         self.changes.append(snapshot["changed_share"])
         self.version, self.served = snapshot["version"], snapshot
         return snapshot, events

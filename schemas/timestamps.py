@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["MIN_PLAUSIBLE_TS_MS", "parse_event_ts"]
+__all__ = ["MIN_PLAUSIBLE_TS_MS", "parse_event_ts", "record_timestamp_ms"]
 
 #: 2000-01-01T00:00:00Z. Anything earlier is almost always epoch *seconds* sent by mistake.
 MIN_PLAUSIBLE_TS_MS = 946_684_800_000
@@ -45,3 +45,16 @@ def parse_event_ts(value: object) -> int:
         raise ValueError(f"timestamp {value!r} is before 2000-01-01{hint}")
     return ts_ms
 
+
+
+def record_timestamp_ms(event: object) -> int | None:
+    """The Kafka record timestamp to send ``event`` with: its event time, or ``None`` (the broker's
+    clock) when it has none that parses. Why: the workers release partitions in record-timestamp order.
+
+    >>> record_timestamp_ms({"ts": "2024-03-01T12:00:00+01:00"}), record_timestamp_ms({"ts": "yesterday"})
+    (1709290800000, None)
+    """
+    try:
+        return parse_event_ts(event["ts"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None

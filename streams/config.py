@@ -43,6 +43,10 @@ class Settings:
     catch_up_batch_size: int = _env_field(
         "CRM_CATCH_UP_BATCH_SIZE", 2000, int,
         "Max events per batch while the worker is behind (full fetches): fewer state round trips per event.")
+    align_max_wait_ms: int = _env_field(
+        "CRM_ALIGN_MAX_WAIT_MS", 5000, int,
+        "Longest a batch waits for a lagging partition that delivers nothing before the others go on without "
+        "it (partitions are otherwise released in event-time order).")
     lateness_ms: int = _env_field(
         "CRM_LATENESS_MS", 6 * 3600 * 1000, int,
         "Allowed lateness: the watermark trails the max event time seen by this much.")
@@ -188,9 +192,9 @@ class Settings:
 
     def validate(self) -> None:
         """Reject settings that would make the pipeline misbehave silently."""
-        positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size", "horizon_days", "churn_step_days",
-                    "churn_rescore_days", "churn_rescore_near_reorder_days", "churn_snapshot_every",
-                    "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
+        positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size", "align_max_wait_ms",
+                    "horizon_days", "churn_step_days", "churn_rescore_days", "churn_rescore_near_reorder_days",
+                    "churn_snapshot_every", "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
                     "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
                     "segment_match_distance", "segment_window_days", "segment_sample_days")
         for name in positive:
@@ -234,7 +238,7 @@ class Settings:
         from online_models.clv import ClvPrior
         from online_models.customer_profile import ProfileSettings
 
-        return ProfileSettings(self.rfm_weights, ClvPrior(
+        return ProfileSettings(rfm_weights=self.rfm_weights, clv=ClvPrior(
             prior_days=self.clv_prior_days_per_order, mean_lifetime_days=self.clv_mean_lifetime_days,
             window_days=self.clv_window_days, annual_discount_rate=self.clv_annual_discount_rate))
 
@@ -243,9 +247,10 @@ class Settings:
         from online_models.churn_tracking import ChurnSettings
         from online_models.hazard import HazardConfig
 
-        return ChurnSettings(HazardConfig(self.churn_step_days, float(self.horizon_days), self.churn_max_silence_days),
-                             self.churn_rescore_days, self.profile_settings().clv,
-                             self.churn_rescore_near_reorder_days)
+        hazard = HazardConfig(step_days=self.churn_step_days, horizon_days=float(self.horizon_days),
+                              max_silence_days=self.churn_max_silence_days)
+        return ChurnSettings(hazard=hazard, rescore_days=self.churn_rescore_days, prior=self.profile_settings().clv,
+                             near_reorder_rescore_days=self.churn_rescore_near_reorder_days)
 
     def item_settings(self):
         """What co-occurrence counting and item queries need (caps, view window, decay, defaults)."""
@@ -268,9 +273,10 @@ class Settings:
         """How behaviour segments are learnt and served."""
         from online_models.segment_training import SegmentSettings
 
-        return SegmentSettings(self.segment_algorithm, self.segment_count, self.segment_warmup,
-                               self.segment_match_distance, self.segment_hysteresis, self.segment_window_days,
-                               self.segment_sample_days)
+        return SegmentSettings(algorithm=self.segment_algorithm, n_segments=self.segment_count,
+                               warmup=self.segment_warmup, max_match_distance=self.segment_match_distance,
+                               hysteresis=self.segment_hysteresis, window_days=self.segment_window_days,
+                               sample_days=self.segment_sample_days)
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""

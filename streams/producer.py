@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 import orjson
 
+from schemas.timestamps import record_timestamp_ms
 from streams.config import Settings
 
 __all__ = ["send_to_kafka"]
@@ -29,7 +30,8 @@ async def send_to_kafka(events: Sequence[tuple[str, dict]], settings: Settings, 
         pending = []
         for topic, event in events:
             pending.append(await producer.send(settings.topic(topic), orjson.dumps(event),
-                                               key=event["customer_id"].encode()))
+                                               key=event["customer_id"].encode(),
+                                               timestamp_ms=record_timestamp_ms(event)))
             sent += 1
             if rate:
                 ahead_s = sent / rate - (time.monotonic() - started)

@@ -10,10 +10,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import orjson
 import redis
 
+from schemas.timestamps import record_timestamp_ms
 from streams.config import Settings
 from streams.embedded import create_topics
 from streams.topics import topic_specs
@@ -88,8 +90,8 @@ def wait_until(predicate, timeout_s: float, message: str, interval_s: float = 0.
     raise AssertionError(message)
 
 
-def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None]]) -> None:
-    """Send (topic, key, value) messages and wait for every acknowledgement."""
+def produce(bootstrap: str, messages: Sequence[tuple]) -> None:
+    """Send (topic, key, value[, timestamp_ms]) messages and wait for every acknowledgement."""
     from aiokafka import AIOKafkaProducer
 
     async def send_all() -> None:
@@ -97,7 +99,8 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes | None
                                     max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
-            futures = [await producer.send(topic, value=value, key=key) for topic, key, value in messages]
+            futures = [await producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+                       for topic, key, value, timestamp_ms in ((*m, None)[:4] for m in messages)]
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
@@ -130,9 +133,11 @@ def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float =
     return asyncio.run(run())
 
 
-def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes]]:
-    """(topic, key, value) Kafka messages of (contract topic, event) pairs, keyed by customer id."""
-    return [(settings.topic(topic), event["customer_id"].encode(), orjson.dumps(event)) for topic, event in events]
+def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes, int | None]]:
+    """(topic, key, value, timestamp_ms) Kafka messages of (contract topic, event) pairs, keyed by customer id
+    and stamped with the event time, as streams/producer.py sends them."""
+    return [(settings.topic(topic), event["customer_id"].encode(), orjson.dumps(event), record_timestamp_ms(event))
+            for topic, event in events]
 
 
 def accepted_total(client: redis.Redis, settings: Settings, with_duplicates: bool = False) -> int:

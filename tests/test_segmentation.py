@@ -52,3 +52,35 @@ def test_a_group_that_changes_behaviour_migrates_within_the_window():
     assert sum(in_vip_by(c, horizon) for c in stayed) / len(stayed) < 0.05  # the control group stays
     before = sum(in_vip_by(c, start_day + drift_day) for c in drifted) / len(drifted)
     assert before < 0.05
+
+
+def _blobs(rng, centres, per_blob=150):
+    return [[c + rng.gauss(0, 0.3) for c in centre] for centre in centres for _ in range(per_blob)]
+
+
+def test_kmeans_stuck_in_a_local_optimum_restarts_and_a_good_fit_does_not():
+    """Two centres inside one blob and one spanning two others (what order-dependent seeding left the
+    trainer with on planted segments): the batch restart finds the blobs, checked with scikit-learn."""
+    import random
+
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    from online_models.segment_learning import SegmentLearner
+
+    rng = random.Random(3)
+    blob_centres = [[0.0, 0.0], [6.0, 0.0], [0.0, 6.0], [6.0, 6.0]]
+    points = _blobs(rng, blob_centres)
+    learner = SegmentLearner("kmeans", n_segments=4, warmup=100, weights=(1.0, 1.0))
+    for point in points[:100]:
+        learner.learn(point)
+    stuck = [[-0.5, 0.0], [0.5, 0.0], [6.0, 3.0], [0.0, 6.0]]  # raw positions
+    for centre, raw in zip(learner._centres().values(), stuck):
+        centre.update(dict(enumerate(learner.scaler.transform(raw))))
+
+    assert learner.restart_if_better(points) and learner.restarts == 1
+    found = sorted(tuple(round(v) for v in learner.scaler.inverse(c)) for c in learner.centroids())
+    reference = KMeans(4, n_init=10, random_state=0).fit(np.asarray(points)).cluster_centers_
+    assert found == sorted(tuple(round(v) for v in c) for c in reference)
+    assert not learner.restart_if_better(points)  # at the optimum: centres stay, snapshots stay stable
+    assert learner.restarts == 1

@@ -1,6 +1,6 @@
 """Behaviour segments through the real stack: workers sample, the trainer clusters and publishes, workers
-assign; totals and migrations recomputed from the raw events. Quality and stability targets are checked on
-the event-time replay (tests/test_segmentation.py); this backlog's figures are recorded in test-output/."""
+assign; quality against the planted segments, stability between snapshots, totals and migrations
+recomputed from the raw events. The same targets on the pure event-time replay: tests/test_segmentation.py."""
 from __future__ import annotations
 
 from collections import Counter
@@ -53,20 +53,20 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
     (output_dir / "segments-history.json").write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
     assert [h["version"] for h in history] == list(range(1, snapshot["version"] + 1)) and len(history) >= 5
     assert redis_client.exists(prefix + "seg:trainer")  # signed checkpoint
-    # Every snapshot after the first measured how many recent customers it moves. The < 5% target holds in
-    # event-time order (tests/test_segmentation.py), not yet for this backlog (docs/segments.md, known gaps).
+    # Every snapshot after the first measured how many recent customers it moves: fewer than 5%, unless the
+    # trainer restarted its k-means from a clearly better batch fit (a deliberate, rare re-segmentation).
     assert history[0]["changed_share"] is None
-    assert all(0.0 <= h["changed_share"] <= 1.0 for h in history[1:])
+    assert all(h["changed_share"] < 0.05 for h in history[1:] if not h["restarted"])
+    assert sum(h["restarted"] for h in history) <= 2
 
     truth = {c.customer_id: c.segment for c in simulation.customers}
     buyers = sorted({e["customer_id"] for topic, e in simulation.events if topic == "purchases"})
     segments = {cid: read_state(redis_client, settings, cid).segment for cid in buyers}
     assert all(s is not None and "id" in s for s in segments.values())
     assigned = {cid: s["id"] for cid, s in segments.items()}
-    # Through the pipeline a 500-customer backlog from the shop's first day clusters far worse than the
-    # same history in event-time order (tests/test_segmentation.py); recorded, not yet a gate (docs/segments.md).
     ari = adjusted_rand_score([truth[c] for c in buyers], [assigned[c] for c in buyers])
     (output_dir / "segments-pipeline-ari.txt").write_text(f"{ari:.3f}\n")
+    assert ari >= 0.8
     served_ids = {s["id"] for s in snapshot["segments"]}
     assert all(s["name"] and s["description"].startswith("Typical customer") for s in snapshot["segments"])
     assert len({s["name"] for s in snapshot["segments"]}) == len(snapshot["segments"])

@@ -1,0 +1,76 @@
+"""The event-time aligner of the batch source, without a broker: whatever chunks the fetches bring, the
+records come out once each, in each partition's order, and in timestamp order across partitions."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from hypothesis import given, settings, strategies as st
+
+from agents.alignment import EventTimeAligner
+
+Record = namedtuple("Record", "timestamp offset")
+
+
+PARTITION_TIMESTAMPS = st.lists(st.lists(st.integers(0, 1_000), max_size=40).map(sorted), min_size=1, max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(PARTITION_TIMESTAMPS, st.data())
+def test_release_is_merged_event_time_order_whatever_the_fetch_chunks(timestamps, data):
+    streams = {p: [Record(ts, offset) for offset, ts in enumerate(stream)] for p, stream in enumerate(timestamps)}
+    fetched = {p: 0 for p in streams}
+    aligner = EventTimeAligner()
+    for p in streams:
+        aligner.track(p)
+    released = []
+    while any(fetched[p] < len(streams[p]) for p in streams) or any(aligner.buffered(p) for p in streams):
+        # A fetch brings a chunk of some partitions (records, not time), then the aligner releases.
+        for p in streams:
+            if data.draw(st.booleans()):
+                chunk = data.draw(st.integers(0, len(streams[p]) - fetched[p]))
+                aligner.add(p, streams[p][fetched[p]:fetched[p] + chunk])
+                fetched[p] += chunk
+        released += aligner.release(caught_up=lambda p: fetched[p] == len(streams[p]),
+                                    limit=data.draw(st.integers(1, 50)))
+
+    assert sorted((p, r.offset) for p, r in released) == sorted((p, r.offset) for p in streams for r in streams[p])
+    times = [r.timestamp for _, r in released]
+    assert times == sorted(times)
+    for p in streams:
+        assert [r.offset for q, r in released if q == p] == list(range(len(streams[p])))
+
+
+def test_a_lagging_partition_without_records_holds_the_others_until_forced():
+    aligner = EventTimeAligner()
+    aligner.track("quiet")
+    aligner.add("busy", [Record(5, 0), Record(7, 1)])
+    assert aligner.release(caught_up=lambda p: False) == []
+    assert aligner.frontier(lambda p: False) == float("-inf")
+    assert [r.offset for _, r in aligner.release(caught_up=lambda p: p == "quiet")] == [0, 1]
+    aligner.add("busy", [Record(9, 2)])
+    assert [r.offset for _, r in aligner.release(caught_up=lambda p: False, force=True)] == [2]
+
+
+def test_a_late_record_keeps_its_place_within_its_partition():
+    aligner = EventTimeAligner()
+    aligner.add("a", [Record(10, 0), Record(3, 1), Record(12, 2)])  # offset 1 arrived late
+    aligner.add("b", [Record(11, 0)])
+    released = aligner.release(caught_up=lambda p: p == "b")  # "a" has more on the broker: held at 12
+    assert [(p, r.offset) for p, r in released] == [("a", 0), ("a", 1), ("b", 0), ("a", 2)]
+
+
+def test_dropped_partitions_no_longer_hold_the_frontier():
+    aligner = EventTimeAligner()
+    aligner.add("a", [Record(10, 0)])
+    aligner.add("b", [Record(50, 0)])
+    aligner.drop(["a"])
+    assert aligner.buffered("a") == 0
+    assert [(p, r.timestamp) for p, r in aligner.release(caught_up=lambda p: False)] == [("b", 50)]
+
+
+def test_partitions_read_to_their_end_release_everything_they_hold():
+    aligner = EventTimeAligner()
+    aligner.add("a", [Record(10, 0), Record(40, 1)])
+    aligner.add("b", [Record(20, 0)])
+    assert [r.timestamp for _, r in aligner.release(caught_up=lambda p: p == "a")] == [10, 20]
+    assert [r.timestamp for _, r in aligner.release(caught_up=lambda p: True)] == [40]
