@@ -45,19 +45,29 @@ class EventTimeAligner(Generic[P, R]):
 
     >>> [(p, r.timestamp) for p, r in aligner.release(caught_up=lambda p: p == "interactions-0")]
     [('purchases-0', 90)]
+
+    A record's ordering time is at most its successor's: a record stamped years ahead (a clock error,
+    dead-lettered later as a future timestamp) would otherwise hold its partition, and every record
+    behind it, until all other partitions are read to their end. Within a partition the ordering
+    times are thus non-decreasing (a late record pulls its predecessors' down with it).
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[P, deque[R]] = {}
+        self._buffers: dict[P, deque[list]] = {}  # [ordering time, record], in offset order
         self._stream_time: dict[P, int] = {}
 
     def add(self, partition: P, records: Iterable[R]) -> None:
         """Buffer records fetched from ``partition``, in offset order."""
         buffer = self._buffers.setdefault(partition, deque())
         for record in records:
-            buffer.append(record)
-            if record.timestamp > self._stream_time.get(partition, record.timestamp - 1):
-                self._stream_time[partition] = record.timestamp
+            key = record.timestamp
+            for entry in reversed(buffer):
+                if entry[0] <= key:
+                    break
+                entry[0] = key
+            buffer.append([key, record])
+            if key > self._stream_time.get(partition, key - 1):
+                self._stream_time[partition] = key
 
     def track(self, partition: P) -> None:
         """Count ``partition`` in the frontier from now on, even before its first record arrives."""
@@ -106,7 +116,7 @@ class EventTimeAligner(Generic[P, R]):
         return released
 
 
-def _keyed(index: int, partition: P, buffer: deque[R]) -> Iterator[tuple[int, int, P, R]]:
-    """(timestamp, index) keys for :func:`heapq.merge`: the index breaks ties, records are never compared."""
-    for record in buffer:
-        yield record.timestamp, index, partition, record
+def _keyed(index: int, partition: P, buffer: deque[list]) -> Iterator[tuple[int, int, P, R]]:
+    """(time, index) keys for :func:`heapq.merge`: the index breaks ties, records are never compared."""
+    for key, record in buffer:
+        yield key, index, partition, record

@@ -68,7 +68,9 @@ class BatchSource:
             settings, store, list(topics), handle, contract_of)
         self.consumer: AIOKafkaConsumer | None = None
         self.aligner: EventTimeAligner[TopicPartition, object] = EventTimeAligner()
-        self._waiting_since: float | None = None
+        self._waiting_since: float | None = None  # held records, nothing released since
+        self._stuck_at: float | None = None  # the frontier when waiting was given up
+        self._more_releasable = False
 
     async def start(self) -> None:
         settings = self.settings
@@ -82,16 +84,20 @@ class BatchSource:
         await self.consumer.start()
 
     async def fetch(self) -> dict[TopicPartition, list]:
-        """Up to ``batch_size`` events, waiting at most ``batch_latency_ms``; while fetches come back full
-        (the worker is behind), keep taking what is already there, up to ``catch_up_batch_size``. Why:
-        a batch loads each customer it touches once, and a backlog wakes many silent customers per
-        event-time day, so bigger batches while catching up cut the state round trips per event
-        (measured in-process on the simulated history: 317 µs per event at 500, 193 at 2,000); live
-        traffic keeps small batches and its latency."""
+        """What the consumer has fetched: waits at most ``batch_latency_ms`` for a first record (not at all
+        when the last release was cut at the batch limit: more is releasable now), then takes
+        everything already buffered (up to four catch-up batches). Why drain: aiokafka sends no new fetch
+        to a broker while records of one of its partitions wait unread, so a partition the aligner waits
+        for would only arrive after the prefetch back-off (bench/alignment.py). The aligner then cuts
+        batches of at most ``catch_up_batch_size``: a batch loads each customer it touches once, and a
+        backlog wakes many silent customers per event-time day, so bigger batches while catching up cut
+        the state round trips per event (317 µs per event at 500, 193 at 2,000 on the simulated history);
+        live traffic brings little at a time and keeps small batches and their latency."""
         settings = self.settings
-        fetched = await self.consumer.getmany(timeout_ms=settings.batch_latency_ms, max_records=settings.batch_size)
+        fetched = await self.consumer.getmany(timeout_ms=0 if self._more_releasable else settings.batch_latency_ms,
+                                              max_records=settings.batch_size)
         count = last = sum(len(records) for records in fetched.values())
-        while last == settings.batch_size and count + settings.batch_size <= settings.catch_up_batch_size:
+        while last and count < 4 * settings.catch_up_batch_size:
             more = await self.consumer.getmany(timeout_ms=0, max_records=settings.batch_size)
             for tp, records in more.items():
                 fetched.setdefault(tp, []).extend(records)
@@ -104,8 +110,11 @@ class BatchSource:
         offsets; returns the number of events processed."""
         for tp, records in (await self.fetch()).items():
             self.aligner.add(tp, records)
+        aligned = self.settings.align_max_wait_ms > 0
         released = self.aligner.release(self._caught_up, limit=self.settings.catch_up_batch_size,
-                                        force=self._waited_too_long())
+                                        force=not aligned or self._stalled())
+        self._note_progress(len(released))
+        self._more_releasable = len(released) == self.settings.catch_up_batch_size
         self._pause_partitions_ahead()
         if not released:
             return 0
@@ -129,24 +138,35 @@ class BatchSource:
             return False
         return state.position >= state.highwater
 
-    def _waited_too_long(self) -> bool:
+    def _stalled(self) -> bool:
         """A lagging partition that delivers nothing (its leader is away, say) must not stall the others for
-        good: after ``align_max_wait_ms`` records are released without waiting for it."""
-        if not any(self.aligner.buffered(tp) for tp in self.consumer.assignment()):
+        good: once held records have waited ``align_max_wait_ms`` with nothing released, they go without
+        it, and keep going until the frontier moves past where it stuck."""
+        frontier = self.aligner.frontier(self._caught_up)
+        if self._stuck_at is not None:
+            if frontier <= self._stuck_at:
+                return True
+            self._stuck_at = None
+        if self._waiting_since is not None and \
+                (time.monotonic() - self._waiting_since) * 1000 >= self.settings.align_max_wait_ms:
+            logger.warning("event-time alignment: a partition holds the frontier at %s; releasing without it",
+                           frontier)
+            self._stuck_at, self._waiting_since = frontier, None
+            return True
+        return False
+
+    def _note_progress(self, released: int) -> None:
+        holding = any(self.aligner.buffered(tp) for tp in self.consumer.assignment())
+        if released or not holding:
             self._waiting_since = None
-            return False
-        if self.aligner.frontier(self._caught_up) != float("-inf"):
-            self._waiting_since = None
-            return False
-        now = time.monotonic()
-        if self._waiting_since is None:
-            self._waiting_since = now
-        return (now - self._waiting_since) * 1000 >= self.settings.align_max_wait_ms
+        elif self._waiting_since is None:
+            self._waiting_since = time.monotonic()
 
     def _pause_partitions_ahead(self) -> None:
-        """Stop fetching partitions whose held records fill a batch: fetches go to those behind."""
+        """Stop fetching partitions whose held records fill a catch-up batch: fetches go to those behind,
+        and the aligner's memory stays bounded."""
         assigned = self.consumer.assignment()
-        ahead = {tp for tp in assigned if self.aligner.buffered(tp) >= self.settings.batch_size}
+        ahead = {tp for tp in assigned if self.aligner.buffered(tp) >= self.settings.catch_up_batch_size}
         paused = self.consumer.paused()
         if ahead - paused:
             self.consumer.pause(*(ahead - paused))

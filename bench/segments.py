@@ -10,7 +10,8 @@ most every ``sample_days``; the trainer publishes a snapshot every
   (scikit-learn), next to scikit-learn's batch ``KMeans`` on the same final features and scaling;
 * changed: share of recent customers that change segment between consecutive snapshots (median, max
   after the first three snapshots);
-* µs per update of the clusterer, and how many clusters it ended with.
+* µs per update of the clusterer, and how many clusters it ended with;
+* ms per snapshot (matching, names, and the k-means restart check) and how many restarts were taken.
 
 Then the planted drift (bargain hunters shop like VIPs from ``--drift-day``): days until the drifted
 customers are assigned to the VIPs' segment, for two rate windows.
@@ -44,16 +45,17 @@ from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, Simulation, Simul
 
 def replay(simulation: Simulation, settings: SegmentSettings, snapshot_every: int):
     """Fold the simulation; sample, learn and publish as the pipeline does. Returns the trainer, the final
-    states, each customer's assignment history [(day, segment)] and the clusterer's seconds learning."""
+    states, each customer's assignment history [(day, segment)] and the seconds spent learning and publishing
+    (the latter includes the k-means restart check)."""
     training = SegmentTraining(settings)
     states: dict[str, CustomerState] = {}
     due: list[tuple[int, str]] = []
     served: SegmentModel | None = None
     assigned: dict[str, list[tuple[float, int]]] = {}
-    learn_s, since_publish = 0.0, 0
+    learn_s, publish_s, since_publish = 0.0, 0.0, 0
 
     def visit(customer_id: str, at_ms: int) -> None:
-        nonlocal learn_s, since_publish, served
+        nonlocal learn_s, publish_s, since_publish, served
         raw = segment_features(states[customer_id], at_ms, settings.window_days)
         if raw is None:
             return
@@ -63,7 +65,9 @@ def replay(simulation: Simulation, settings: SegmentSettings, snapshot_every: in
         since_publish += 1
         if training.ready and since_publish >= snapshot_every:
             since_publish = 0
+            started = time.perf_counter()
             served = SegmentModel.from_snapshot(training.publish(at_ms)[0])
+            publish_s += time.perf_counter() - started
         if served is not None:
             history = assigned.setdefault(customer_id, [])
             current = history[-1][1] if history else None
@@ -90,7 +94,7 @@ def replay(simulation: Simulation, settings: SegmentSettings, snapshot_every: in
             state.apply_interaction(event.type, event.ts_ms, event.survey, event.score)
         else:
             state.apply_customer_event(event.type, event.ts_ms, event.attributes)
-    return training, states, assigned, learn_s
+    return training, states, assigned, learn_s, publish_s
 
 
 def adjusted_rand(truth: list[str], labels: list[int]) -> float:
@@ -106,7 +110,7 @@ def compare(args) -> list[dict]:
     rows = []
     for algorithm in CLUSTERERS:
         settings = SegmentSettings(algorithm=algorithm, n_segments=4, warmup=args.warmup)
-        training, states, _, learn_s = replay(simulation, settings, args.snapshot_every)
+        training, states, _, learn_s, publish_s = replay(simulation, settings, args.snapshot_every)
         as_of = max(s.activity.last_seen_ms for s in states.values())
         buyers = [c for c, s in states.items() if s.purchases.orders]
         raw = [segment_features(states[c], as_of) for c in buyers]
@@ -118,6 +122,8 @@ def compare(args) -> list[dict]:
                      "changed_median": statistics.median(changed) if changed else None,
                      "changed_max": max(changed) if changed else None,
                      "us_per_update": round(learn_s / training.learner.samples * 1e6, 1),
+                     "ms_per_snapshot": round(publish_s / max(training.version, 1) * 1e3, 1),
+                     "restarts": training.learner.restarts,
                      "samples": training.learner.samples})
         if algorithm == "kmeans":
             from sklearn.cluster import KMeans
@@ -135,7 +141,7 @@ def drift(args, window_days: float) -> dict:
     simulation = simulate(config)
     customers = simulation.customers
     settings = SegmentSettings(warmup=args.warmup, window_days=window_days)
-    _, _, assigned, _ = replay(simulation, settings, args.snapshot_every)
+    _, _, assigned, _, _ = replay(simulation, settings, args.snapshot_every)
     vip_segments = [assigned[c.customer_id][-1][1] for c in customers if c.segment == "vip" and c.customer_id in assigned]
     target = max(set(vip_segments), key=vip_segments.count)
     drift_day = config.start_ms / DAY_MS + args.drift_day
@@ -165,12 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drift-only", action="store_true", help="skip the clusterer comparison")
     args = parser.parse_args(argv)
     rows = compare(args) if not args.drift_only else []
-    print(f"{'clusterer':<40} {'ARI':>6} {'clusters':>8} {'changed med/max':>16} {'µs/update':>10}")
+    print(f"{'clusterer':<40} {'ARI':>6} {'clusters':>8} {'changed med/max':>16} {'µs/update':>10} "
+          f"{'ms/snapshot':>12} {'restarts':>9}")
     for row in rows:
         changed = ("-" if row.get("changed_median") is None
                    else f"{row['changed_median']:.1%}/{row['changed_max']:.1%}")
         us = f"{row['us_per_update']:.1f}" if "us_per_update" in row else "-"
-        print(f"{row['algorithm']:<40} {row['ari']:>6.3f} {row['clusters']:>8} {changed:>16} {us:>10}")
+        ms = f"{row['ms_per_snapshot']:.1f}" if "ms_per_snapshot" in row else "-"
+        print(f"{row['algorithm']:<40} {row['ari']:>6.3f} {row['clusters']:>8} {changed:>16} {us:>10} {ms:>12} "
+              f"{row.get('restarts', '-'):>9}")
     drifts = [drift(args, window) for window in (180.0, 90.0)]
     for d in drifts:
         print(f"drift bargain_hunter→vip at day {args.drift_day}, rate window {d['window_days']:.0f} d: "

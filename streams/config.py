@@ -45,8 +45,8 @@ class Settings:
         "Max events per batch while the worker is behind (full fetches): fewer state round trips per event.")
     align_max_wait_ms: int = _env_field(
         "CRM_ALIGN_MAX_WAIT_MS", 5000, int,
-        "Longest a batch waits for a lagging partition that delivers nothing before the others go on without "
-        "it (partitions are otherwise released in event-time order).")
+        "Input partitions are processed in event-time order (record timestamps); this is the longest held records "
+        "wait for a lagging partition that delivers nothing. 0: no alignment, records go in fetch order.")
     lateness_ms: int = _env_field(
         "CRM_LATENESS_MS", 6 * 3600 * 1000, int,
         "Allowed lateness: the watermark trails the max event time seen by this much.")
@@ -192,7 +192,7 @@ class Settings:
 
     def validate(self) -> None:
         """Reject settings that would make the pipeline misbehave silently."""
-        positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size", "align_max_wait_ms",
+        positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size",
                     "horizon_days", "churn_step_days", "churn_rescore_days", "churn_rescore_near_reorder_days",
                     "churn_snapshot_every", "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
                     "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
@@ -201,8 +201,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if min(self.lateness_ms, self.future_tolerance_ms, self.purchase_dedup_window_days,
-               self.kpi_retention_days) < 0:
-            raise ValueError("lateness, future tolerance, purchase dedup window and KPI retention must be >= 0")
+               self.kpi_retention_days, self.align_max_wait_ms) < 0:
+            raise ValueError("lateness, future tolerance, purchase dedup window, KPI retention and alignment wait "
+                             "must be >= 0")
         if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
             raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
         if min(self.item_max_basket, self.item_max_orders_per_customer) < 0:

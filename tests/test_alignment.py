@@ -57,6 +57,7 @@ def test_a_late_record_keeps_its_place_within_its_partition():
     aligner.add("b", [Record(11, 0)])
     released = aligner.release(caught_up=lambda p: p == "b")  # "a" has more on the broker: held at 12
     assert [(p, r.offset) for p, r in released] == [("a", 0), ("a", 1), ("b", 0), ("a", 2)]
+    assert [r.timestamp for _, r in released] == [10, 3, 11, 12]  # the late one pulled offset 0 forward
 
 
 def test_dropped_partitions_no_longer_hold_the_frontier():
@@ -74,3 +75,14 @@ def test_partitions_read_to_their_end_release_everything_they_hold():
     aligner.add("b", [Record(20, 0)])
     assert [r.timestamp for _, r in aligner.release(caught_up=lambda p: p == "a")] == [10, 20]
     assert [r.timestamp for _, r in aligner.release(caught_up=lambda p: True)] == [40]
+
+
+def test_a_record_stamped_far_ahead_does_not_hold_its_partition():
+    aligner = EventTimeAligner()
+    aligner.add("a", [Record(10, 0), Record(10_000, 1)])  # offset 1: a clock error
+    aligner.add("b", [Record(13, 0), Record(30, 1)])
+    assert [(p, r.offset) for p, r in aligner.release(caught_up=lambda p: False)] == [("a", 0), ("b", 0), ("b", 1)]
+    aligner.add("a", [Record(11, 2), Record(12, 3)])  # its successors arrive: it is ordered at 11
+    aligner.add("b", [Record(40, 2)])
+    released = aligner.release(caught_up=lambda p: False)
+    assert [(p, r.offset) for p, r in released] == [("a", 1), ("a", 2), ("a", 3), ("b", 2)]

@@ -17,7 +17,7 @@ def test_planted_segments_are_recovered_and_snapshots_are_stable():
     config = SimulationConfig(customers=1000, days=365, seed=5, segments=DISTINCT_SEGMENTS, rate_shape=8.0)
     simulation = simulate(config)
     truth = {c.customer_id: c.segment for c in simulation.customers}
-    training, states, assigned, _ = replay(simulation, SegmentSettings(warmup=1000), snapshot_every=2000)
+    training, states, assigned, _, _ = replay(simulation, SegmentSettings(warmup=1000), snapshot_every=2000)
     buyers = [c for c, s in states.items() if s.purchases.orders]
     assert adjusted_rand_score([truth[c] for c in buyers], [assigned[c][-1][1] for c in buyers]) >= 0.8
     as_of = max(s.activity.last_seen_ms for s in states.values())
@@ -34,7 +34,7 @@ def test_a_group_that_changes_behaviour_migrates_within_the_window():
                               drift=SegmentDrift("bargain_hunter", "vip", drift_day, share=0.5))
     simulation = simulate(config)
     customers = simulation.customers
-    _, _, assigned, _ = replay(simulation, SegmentSettings(warmup=1000, window_days=90.0), snapshot_every=2000)
+    _, _, assigned, _, _ = replay(simulation, SegmentSettings(warmup=1000, window_days=90.0), snapshot_every=2000)
     start_day = config.start_ms / DAY_MS
     vip = [assigned[c.customer_id][-1][1] for c in customers if c.segment == "vip" and c.customer_id in assigned]
     vip_segment = max(set(vip), key=vip.count)
