@@ -126,6 +126,46 @@ def _kpis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segments(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    from api.segments import read_segments
+
+    settings = Settings.from_env()
+
+    async def read() -> dict | None:
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await read_segments(client, settings.redis_prefix, args.day or None)
+        finally:
+            await client.aclose()
+
+    overview = asyncio.run(read())
+    if overview is None:
+        print("no segment snapshot yet (the trainer publishes after CRM_SEGMENT_WARMUP samples)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(overview, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"segments v{overview['version']} ({overview['algorithm']}, {overview['samples']:,} samples, "
+          f"changed {overview['changed_share']})")
+    print(f"{'id':>4}  {'name':<40} {'customers':>9} {'share':>6} {'revenue':>7} {'churn p':>7}")
+    for s in overview["segments"] + overview["retired"]:
+        churn = "-" if s["mean_churn_p"] is None else f"{s['mean_churn_p']:.2f}"
+        print(f"{s['id']:>4}  {s.get('name', '(retired)'):<40} {s['customers']:>9,} {s['customer_share']:>6.1%} "
+              f"{s['revenue_share']:>7.1%} {churn:>7}")
+    ids = sorted({target for row in overview["migrations"].values() for target in row} | set(overview["migrations"]))
+    print("\nmigrations (rows: from, columns: to)")
+    print("      " + "".join(f"{target:>7}" for target in ids if target != "new"))
+    for source in ids:
+        row = overview["migrations"].get(source, {})
+        print(f"{source:>5} " + "".join(f"{row.get(target, 0):>7}" for target in ids if target != "new"))
+    return 0
+
+
 def _items(args: argparse.Namespace) -> int:
     """Also bought / viewed then bought / recommendations from Redis, or a rebuild of the matrices."""
     import asyncio
@@ -262,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     kpis.add_argument("--segment", default=None, help="one named RFM segment (e.g. Champions) instead of all")
     kpis.add_argument("--json", action="store_true")
     kpis.set_defaults(run=_kpis)
+
+    segments = commands.add_parser("segments", help="behaviour segments: profiles, sizes, revenue, churn, migrations")
+    segments.add_argument("--day", action="append", default=[], metavar="YYYY-MM-DD",
+                          help="migrations of this event-time day only (repeatable); default: all days")
+    segments.add_argument("--json", action="store_true")
+    segments.set_defaults(run=_segments)
 
     items = commands.add_parser("items", help="item co-occurrence and recommendations from Redis")
     item_commands = items.add_subparsers(dest="items_command", required=True)

@@ -28,11 +28,6 @@ def redis_dump(client, settings) -> dict:
             continue
         if name.startswith("item:popular:") and name != "item:popular:first_order":
             continue  # a buyer's best-seller segment is ranked against the population of the moment, too
-        if name.endswith(":vb") or name == "item:viewed_before":
-            # "Viewed then bought" joins two topics: a customer's pending orders are capped, so when a
-            # restart lets purchases run far ahead of interactions a late view can miss its order
-            # (docs/items.md, "Limits"). Baskets, item counts and first-order best-sellers must match.
-            continue
         if client.type(key) == "hash":
             # Per-segment KPI fields ("orders@Champions") depend on when the population was read
             # (docs/customer-state.md); everything else must be identical.

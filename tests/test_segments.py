@@ -7,11 +7,13 @@ from collections import Counter
 
 import orjson
 import pandas as pd
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from agents.segment_stage import STATS_KEY
 from agents.segment_trainer import HISTORY_KEY
 from schemas.events import Purchase, validate_payload
+from streams.cli import main as cli_main
 from streams.simulator import DISTINCT_SEGMENTS, SimulationConfig, simulate
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
@@ -26,7 +28,21 @@ def trainer_caught_up(settings, client) -> bool:
     return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
 
 
-def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis_client, output_dir):
+def read_overview_via_cli(settings, monkeypatch, capsys) -> dict:
+    """``crmstream segments --json`` against this test's Redis."""
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert cli_main(["segments", "--json"]) == 0
+    overview = orjson.loads(capsys.readouterr().out)
+    assert cli_main(["segments"]) == 0
+    table = capsys.readouterr().out
+    assert all(s["name"] in table for s in overview["segments"]) and "migrations" in table
+    return overview
+
+
+def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis_client, output_dir, monkeypatch,
+                                                                  capsys):
     settings = settings.with_(segment_warmup=1000, segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
                               model_signing_key="test-key")
     prepare_topics(settings)
@@ -87,11 +103,12 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
     assert sum(v for k, v in stats.items() if k.startswith("customers:")) == len(buyers)
 
     # Migrations: every buyer entered once; moves in minus moves out give each segment's size.
-    balance = Counter()
+    balance, moves = Counter(), Counter()
     entered = 0
     for key in redis_client.scan_iter(prefix + "seg:migrations:*"):
         for move, count in redis_client.hgetall(key).items():
             source, target = move.split(">")
+            moves[source, target] += int(count)
             balance[int(target)] += int(count)
             if source == "new":
                 entered += int(count)
@@ -99,6 +116,23 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
                 balance[int(source)] -= int(count)
     assert entered == len(buyers)
     assert {k: v for k, v in balance.items() if v} == dict(expected["customers"])
+
+    # What the CLI and the API read: the served segments with sizes, revenue shares, mean churn risk, and the
+    # migration matrix, against pandas on the stored states.
+    overview = read_overview_via_cli(settings, monkeypatch, capsys)
+    assert overview["version"] == snapshot["version"]
+    assert [s["id"] for s in overview["segments"]] == [s["id"] for s in snapshot["segments"]]
+    listed = {s["id"]: s for s in overview["segments"] + overview["retired"]}
+    churn = {cid: (read_state(redis_client, settings, cid).churn_score or {}).get("churn_p") for cid in buyers}
+    frame["churn_p"] = [churn[c] for c in buyers]
+    for segment, row in frame.groupby("segment"):
+        served = listed[segment]
+        assert served["customers"] == len(row)
+        assert served["customer_share"] == pytest.approx(len(row) / len(frame))
+        assert served["revenue_share"] == pytest.approx(row.net.clip(lower=0).sum() / frame.net.clip(lower=0).sum())
+        assert served["mean_churn_p"] == pytest.approx(row.churn_p.dropna().mean(), abs=1e-5)
+    matrix = overview["migrations"]
+    assert {(source, target): count for source, row in matrix.items() for target, count in row.items()} == moves
 
     events = [orjson.loads(fields["event"]) for _, fields in redis_client.xrange(prefix + "seg:events")]
     births = {e["segment_id"] for e in events if e["type"] == "birth"}
