@@ -88,6 +88,8 @@ class SegmentLearner:
     [0, 10]
     """
 
+    restarts = 0  # class default: checkpoints pickled before restarts existed load without it
+
     def __init__(self, algorithm: str = "kmeans", n_segments: int = 4, warmup: int = 1000, seed: int = 42,
                  weights: Sequence[float] = WEIGHTS, rescale_every: int = 1000) -> None:
         if algorithm not in CLUSTERERS:

@@ -13,7 +13,9 @@ from online_models.rfm import SEGMENT_NAMES
 from online_models.purchase_history import DAY_MS
 from schemas.money import to_minor_units
 from streams.simulator import SimulationConfig, simulate
-from tests.stack import process_history
+from tests.stack import (
+    WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, wait_until,
+)
 
 HORIZON_DAYS = 30  # shorter than the default so that churn and reactivation both happen in 240 days
 
@@ -118,9 +120,24 @@ def test_retention_drops_old_buckets_and_keeps_the_customer_base_exact(settings,
     retention_days = 60
     settings = settings.with_(horizon_days=HORIZON_DAYS, kpi_retention_days=retention_days, kpi_prune_interval_s=0)
     events = simulate(SimulationConfig(customers=300, days=200, seed=9)).events
-    run_history(settings, broker, redis_client, output_dir, events)
     frame = event_frame(events)
     as_of_day = int(frame["ts"].max() // DAY_MS)
+    oldest_kept = bucket_of("day", as_of_day - retention_days - 2)
+    day_prefix = settings.redis_prefix + "kpi:day:"
+
+    def pruned() -> bool:
+        """Pruning follows each batch as a chore: a reactivation in the last batch can re-open the bucket of
+        its churn day months back until the prune after it has run."""
+        return all(key[len(day_prefix):] >= oldest_kept for key in redis_client.scan_iter(day_prefix + "*"))
+
+    prepare_topics(settings)
+    produce(settings.kafka_bootstrap, event_messages(settings, events))
+    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
+    try:
+        wait_until(lambda: accepted_total(redis_client, settings) >= len(events) and pruned(), 180,
+                   "history not processed and pruned", interval_s=0.5, process=worker.process)
+    finally:
+        worker.stop()
     served = pd.DataFrame(read_all_kpis(redis_server, settings)["day"]).set_index("bucket")
     expected = pandas_kpis(frame, "day", as_of_day)
     oldest_served = min(served.index)

@@ -14,7 +14,8 @@ from agents.segment_stage import STATS_KEY
 from agents.segment_trainer import HISTORY_KEY
 from schemas.events import Purchase, validate_payload
 from streams.cli import main as cli_main
-from streams.simulator import DISTINCT_SEGMENTS, SimulationConfig, simulate
+from online_models.purchase_history import DAY_MS
+from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, SimulationConfig, simulate
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
 )
@@ -140,3 +141,41 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
     assert served_ids == births - deaths
     # A customer keeps a segment that died until their next wake-up re-assigns them (docs/segments.md).
     assert set(assigned.values()) <= births
+
+
+def test_a_group_that_changes_behaviour_migrates_through_the_pipeline(settings, redis_client, output_dir):
+    """Half the bargain hunters start shopping like VIPs; with a 90-day rate window, by 90 days of event time
+    after the drift at least 80% of them are stored in the VIPs' segment, the other bargain hunters are not."""
+    drift_day, delay_days = 200, 90
+    settings = settings.with_(segment_warmup=1000, segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
+                              segment_window_days=float(delay_days))
+    prepare_topics(settings)
+    config = SimulationConfig(customers=800, days=365, seed=6, segments=DISTINCT_SEGMENTS, rate_shape=8.0,
+                              drift=SegmentDrift("bargain_hunter", "vip", drift_day, share=0.5))
+    simulation = simulate(config)
+    drift_ms = config.start_ms + drift_day * DAY_MS
+    horizon_ms = drift_ms + delay_days * DAY_MS
+    events = [(topic, e) for topic, e in simulation.events if e["ts"] < horizon_ms]
+    worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
+    try:
+        produce(settings.kafka_bootstrap, event_messages(settings, events))
+        wait_until(lambda: accepted_total(redis_client, settings) >= len(events), 300, "history not processed",
+                   interval_s=0.5, process=worker.process)
+    finally:
+        worker.stop()
+
+    stored = {}
+    for customer in simulation.customers:
+        state = read_state(redis_client, settings, customer.customer_id)
+        if state is not None and state.segment and "id" in state.segment:
+            stored[customer.customer_id] = state.segment
+    vip = [stored[c.customer_id]["id"] for c in simulation.customers if c.segment == "vip" and c.customer_id in stored]
+    vip_segment = max(set(vip), key=vip.count)
+    drifted = [c for c in simulation.customers if c.drifted_to and c.customer_id in stored and c.signup_ms < drift_ms]
+    stayed = [c for c in simulation.customers
+              if c.segment == "bargain_hunter" and not c.drifted_to and c.customer_id in stored]
+    assert len(drifted) >= 50
+    moved = [c for c in drifted if stored[c.customer_id]["id"] == vip_segment]
+    assert len(moved) / len(drifted) >= 0.8, (len(moved), len(drifted))
+    assert all(drift_ms <= stored[c.customer_id]["since_ms"] < horizon_ms for c in moved)  # moved after the drift
+    assert sum(stored[c.customer_id]["id"] == vip_segment for c in stayed) / len(stayed) < 0.05
