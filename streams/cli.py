@@ -126,6 +126,16 @@ def _kpis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso_day(text: str) -> str:
+    """An event-time day label, validated (it becomes part of a Redis key)."""
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD day: {text!r}") from None
+
+
 def _segments(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -157,12 +167,13 @@ def _segments(args: argparse.Namespace) -> int:
         churn = "-" if s["mean_churn_p"] is None else f"{s['mean_churn_p']:.2f}"
         print(f"{s['id']:>4}  {s.get('name', '(retired)'):<40} {s['customers']:>9,} {s['customer_share']:>6.1%} "
               f"{s['revenue_share']:>7.1%} {churn:>7}")
-    ids = sorted({target for row in overview["migrations"].values() for target in row} | set(overview["migrations"]))
+    matrix = overview["migrations"]
+    targets = sorted({target for row in matrix.values() for target in row}, key=int)
+    sources = (["new"] if "new" in matrix else []) + sorted((s for s in matrix if s != "new"), key=int)
     print("\nmigrations (rows: from, columns: to)")
-    print("      " + "".join(f"{target:>7}" for target in ids if target != "new"))
-    for source in ids:
-        row = overview["migrations"].get(source, {})
-        print(f"{source:>5} " + "".join(f"{row.get(target, 0):>7}" for target in ids if target != "new"))
+    print("      " + "".join(f"{target:>7}" for target in targets))
+    for source in sources:
+        print(f"{source:>5} " + "".join(f"{matrix[source].get(target, 0):>7}" for target in targets))
     return 0
 
 
@@ -304,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     kpis.set_defaults(run=_kpis)
 
     segments = commands.add_parser("segments", help="behaviour segments: profiles, sizes, revenue, churn, migrations")
-    segments.add_argument("--day", action="append", default=[], metavar="YYYY-MM-DD",
+    segments.add_argument("--day", action="append", default=[], metavar="YYYY-MM-DD", type=_iso_day,
                           help="migrations of this event-time day only (repeatable); default: all days")
     segments.add_argument("--json", action="store_true")
     segments.set_defaults(run=_segments)

@@ -134,6 +134,12 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
         assert served["mean_churn_p"] == pytest.approx(row.churn_p.dropna().mean(), abs=1e-5)
     matrix = overview["migrations"]
     assert {(source, target): count for source, row in matrix.items() for target, count in row.items()} == moves
+    busiest_day = max(redis_client.scan_iter(prefix + "seg:migrations:*"), key=redis_client.hlen).rsplit(":", 1)[1]
+    capsys.readouterr()
+    assert cli_main(["segments", "--json", "--day", busiest_day]) == 0
+    one_day = orjson.loads(capsys.readouterr().out)["migrations"]
+    assert {f"{source}>{target}": str(count) for source, row in one_day.items() for target, count in row.items()} \
+        == redis_client.hgetall(prefix + f"seg:migrations:{busiest_day}")
 
     events = [orjson.loads(fields["event"]) for _, fields in redis_client.xrange(prefix + "seg:events")]
     births = {e["segment_id"] for e in events if e["type"] == "birth"}
