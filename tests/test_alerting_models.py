@@ -6,7 +6,11 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 
+from online_models.customer_alerts import CooldownGate, CustomerAlertRules, customer_alerts
+from online_models.hazard import band_of
+from online_models.purchase_history import DAY_MS
 from online_models.retention_actions import DEFAULT_CATALOGUE, catalogue_from_json, rank_actions
 from online_models.spike_detection import RateShiftDetector
 
@@ -68,3 +72,32 @@ def test_calm_traffic_raises_nothing_for_30_days_and_a_tripled_rate_is_caught_wi
     alerts = [detector.observe(int(c)).alert for c in shock]
     assert True in alerts[:8]
     assert all(alerts[alerts.index(True):])  # a lasting shock keeps alerting
+
+
+def test_customer_rules_match_a_pandas_recomputation():
+    rng = np.random.default_rng(7)
+    rules = CustomerAlertRules()
+    frame = pd.DataFrame({"previous_churn_p": rng.uniform(0, 1, 500), "churn_p": rng.uniform(0, 1, 500),
+                          "clv_minor": rng.integers(0, 100_000, 500),
+                          "rfm_segment": rng.choice(["Champions", "Loyal Customers", "At Risk", "Hibernating"], 500)})
+    frame["band"] = frame.churn_p.map(band_of)
+    frame["previous_band"] = frame.previous_churn_p.map(band_of)
+    valuable = (frame.clv_minor >= 60_000) | frame.rfm_segment.isin(rules.watched_segments)
+    frame["valuable_at_risk"] = valuable & (frame.band == "high") & (frame.previous_band != "high")
+    frame["churn_jump"] = frame.churn_p - frame.previous_churn_p >= rules.jump
+    for row in frame.itertuples():
+        change = {"customer_id": f"c{row.Index}", "as_of_ms": row.Index, "churn_p": row.churn_p, "band": row.band,
+                  "previous_churn_p": row.previous_churn_p, "previous_band": row.previous_band}
+        raised = {a["rule"] for a in customer_alerts(change, row.clv_minor, 60_000, row.rfm_segment, rules)}
+        assert raised == {rule for rule in ("valuable_at_risk", "churn_jump") if getattr(row, rule)}, row
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 60 * DAY_MS)), max_size=60))
+def test_the_cooldown_admits_alerts_of_one_key_at_least_a_cooldown_apart(alerts):
+    gate = CooldownGate(cooldown_ms=7 * DAY_MS)
+    admitted = [(key, ts) for key, ts in sorted(alerts, key=lambda a: a[1]) if gate.admit(key, ts)]
+    for key in ("a", "b"):
+        times = [ts for k, ts in admitted if k == key]
+        assert all(later - earlier >= 7 * DAY_MS for earlier, later in zip(times, times[1:]))
+        offered = sorted(ts for k, ts in alerts if k == key)
+        assert (not offered) == (not times)  # the first alert of a key always goes through
