@@ -32,15 +32,16 @@ from online_models.segment_snapshot import SegmentModel
 from online_models.segment_training import SegmentSettings
 from streams.redis_store import BatchWrite, RedisStore
 
-__all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "segment_view", "SegmentStage", "migrations_key",
-           "pseudonym", "sample_message"]
+__all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "CHURN_SCALE", "segment_view", "SegmentStage",
+           "migrations_key", "pseudonym", "sample_message"]
 
 #: Redis keys (under the prefix): newest snapshot (JSON), per-segment totals, birth/death/rename stream.
 SNAPSHOT_KEY = "seg:latest"
 STATS_KEY = "seg:stats"
 EVENTS_KEY = "seg:events"
 
-_MICRO = 1_000_000
+#: Segment totals keep churn probabilities as integers of this many parts (``churn_micro:{segment}``).
+CHURN_SCALE = 1_000_000
 _MAX_SILENT_SAMPLES = 60  # per customer and batch; a longer silence is sampled from where it was left
 
 
@@ -142,7 +143,7 @@ def _totals(state: CustomerState) -> tuple:
     segment = (state.segment or {}).get("id")
     score = state.churn_score or {}
     churn_p = score.get("churn_p")
-    return (segment, state.purchases.net_minor, 0 if churn_p is None else round(churn_p * _MICRO),
+    return (segment, state.purchases.net_minor, 0 if churn_p is None else round(churn_p * CHURN_SCALE),
             int(churn_p is not None))
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import orjson
 import redis.asyncio as aioredis
 
-from agents.segment_stage import SNAPSHOT_KEY, STATS_KEY, migrations_key
+from agents.segment_stage import CHURN_SCALE, SNAPSHOT_KEY, STATS_KEY, migrations_key
 
 __all__ = ["read_segments"]
-
-_MICRO = 1_000_000
 
 
 async def read_segments(client: aioredis.Redis, prefix: str, days: list[str] | None = None) -> dict | None:
@@ -39,7 +37,7 @@ async def read_segments(client: aioredis.Redis, prefix: str, days: list[str] | N
         return {**described, "customers": customers,
                 "customer_share": customers / customers_all if customers_all else 0.0,
                 "revenue_minor": revenue, "revenue_share": max(revenue, 0) / revenue_all if revenue_all else 0.0,
-                "mean_churn_p": counted.get("churn_micro", 0) / _MICRO / scored if scored else None,
+                "mean_churn_p": counted.get("churn_micro", 0) / CHURN_SCALE / scored if scored else None,
                 "scored": scored}
 
     served = [with_totals(s["id"], {k: s[k] for k in ("id", "name", "description", "profile")})

@@ -1,14 +1,33 @@
-"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, items, schemas."""
+"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, segments, items, schemas."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
 
 from streams.config import Settings
 
 __all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(client)`` (a coroutine function) against CRM_REDIS_URL, closing the client afterwards."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    async def run():
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -65,23 +84,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _customer(args: argparse.Namespace) -> int:
-    import asyncio
-
     import orjson
-    import redis.asyncio as aioredis
 
     from api.customers import CustomerReader
 
     settings = Settings.from_env()
-
-    async def read() -> dict | None:
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
-            return await CustomerReader(client, settings.redis_prefix, settings.profile_settings()).profile(args.id)
-        finally:
-            await client.aclose()
-
-    profile = asyncio.run(read())
+    profile = _with_redis(settings, lambda client: CustomerReader(
+        client, settings.redis_prefix, settings.profile_settings()).profile(args.id))
     if profile is None:
         print(f"no customer {args.id!r}", file=sys.stderr)
         return 1
@@ -94,23 +103,13 @@ def _customer(args: argparse.Namespace) -> int:
 
 
 def _kpis(args: argparse.Namespace) -> int:
-    import asyncio
-
     import orjson
-    import redis.asyncio as aioredis
 
     from api.kpis import read_kpis
 
     settings = Settings.from_env()
-
-    async def read() -> list[dict]:
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
-            return await read_kpis(client, settings.redis_prefix, args.by, settings.horizon_days, args.last)
-        finally:
-            await client.aclose()
-
-    rows = asyncio.run(read())
+    rows = _with_redis(settings, lambda client: read_kpis(
+        client, settings.redis_prefix, args.by, settings.horizon_days, args.last))
     if args.segment:
         rows = [{"bucket": row["bucket"], **{c: None for c in ("churned", "churn_rate")},
                  **row["segments"].get(args.segment, {})} for row in rows]
@@ -137,23 +136,12 @@ def _iso_day(text: str) -> str:
 
 
 def _segments(args: argparse.Namespace) -> int:
-    import asyncio
-
     import orjson
-    import redis.asyncio as aioredis
 
     from api.segments import read_segments
 
     settings = Settings.from_env()
-
-    async def read() -> dict | None:
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
-            return await read_segments(client, settings.redis_prefix, args.day or None)
-        finally:
-            await client.aclose()
-
-    overview = asyncio.run(read())
+    overview = _with_redis(settings, lambda client: read_segments(client, settings.redis_prefix, args.day or None))
     if overview is None:
         print("no segment snapshot yet (the trainer publishes after CRM_SEGMENT_WARMUP samples)", file=sys.stderr)
         return 1
@@ -179,10 +167,7 @@ def _segments(args: argparse.Namespace) -> int:
 
 def _items(args: argparse.Namespace) -> int:
     """Also bought / viewed then bought / recommendations from Redis, or a rebuild of the matrices."""
-    import asyncio
-
     import orjson
-    import redis.asyncio as aioredis
 
     from api.customers import CustomerReader
     from api.items import ItemReader
@@ -192,22 +177,18 @@ def _items(args: argparse.Namespace) -> int:
         print("CRM_REDIS_URL is not set", file=sys.stderr)
         return 2
 
-    async def run() -> dict:
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
-            customers = CustomerReader(client, settings.redis_prefix, settings.profile_settings())
-            if args.items_command == "rebuild":
-                return await _rebuild_items(client, customers, settings, args)
-            reader = ItemReader(client, settings.redis_prefix, settings.item_settings(), customers)
-            if args.items_command == "recommend":
-                return await reader.recommendations(args.customer_id, args.k, not args.include_bought)
-            query = reader.also_bought if args.items_command == "also-bought" else reader.viewed_then_bought
-            return await query(args.sku, args.measure, args.k, args.min_support)
-        finally:
-            await client.aclose()
+    async def run(client) -> dict:
+        customers = CustomerReader(client, settings.redis_prefix, settings.profile_settings())
+        if args.items_command == "rebuild":
+            return await _rebuild_items(client, customers, settings, args)
+        reader = ItemReader(client, settings.redis_prefix, settings.item_settings(), customers)
+        if args.items_command == "recommend":
+            return await reader.recommendations(args.customer_id, args.k, not args.include_bought)
+        query = reader.also_bought if args.items_command == "also-bought" else reader.viewed_then_bought
+        return await query(args.sku, args.measure, args.k, args.min_support)
 
     try:
-        result = asyncio.run(run())
+        result = _with_redis(settings, run)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
