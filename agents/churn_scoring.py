@@ -130,7 +130,7 @@ class ChurnStage:
                 if (reported is None or reported["band"] != new["band"]
                         or abs(new["churn_p"] - reported["churn_p"]) > threshold):
                     self.score_changes.append({
-                        "customer_id": cid, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"],
+                        "customer_id": cid, "partition": partition, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"],
                         "band": new["band"], "previous_churn_p": None if reported is None else reported["churn_p"],
                         "previous_band": None if reported is None else reported["band"],
                         "model_version": new["version"], "top_features": new["top_features"]})

@@ -9,9 +9,10 @@ later events of the same batch start afresh.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+from agents.alert_stage import VALUE_SKETCH, AlertStage, value_inputs, value_of
 from agents.churn_scoring import ChurnStage
 from agents.ingest import STATS_HASH, SourceMessage, Triage
 from agents.item_stage import ItemStage
@@ -47,6 +48,7 @@ class AppliedBatch:
     duplicates: int
     churn: ChurnStage
     segments: SegmentStage
+    alerts: list[dict] = field(default_factory=list)  # customer alerts, to send before committing
 
 
 class SegmentOf:
@@ -122,12 +124,15 @@ class _SketchDeltas:
         self.deltas = {name: Counter() for name in POPULATION_SKETCHES}
 
     def move(self, before: RfmInputs, after: RfmInputs) -> None:
-        for name, mapping in POPULATION_SKETCHES.items():
-            old, new = getattr(before, name), getattr(after, name)
-            if old is not None:
-                self.deltas[name][mapping.key(old)] -= 1
-            if new is not None:
-                self.deltas[name][mapping.key(new)] += 1
+        for name in ("last_order_day", "orders", "net_minor"):
+            self.move_one(name, getattr(before, name), getattr(after, name))
+
+    def move_one(self, name: str, old: float | None, new: float | None) -> None:
+        mapping = POPULATION_SKETCHES[name]
+        if old is not None:
+            self.deltas[name][mapping.key(old)] -= 1
+        if new is not None:
+            self.deltas[name][mapping.key(new)] += 1
 
     def write_into(self, write: BatchWrite) -> None:
         for name, changes in self.deltas.items():
@@ -166,7 +171,10 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     segment_of = SegmentOf(population or {})
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
-    placed_before: dict[str, RfmInputs] = {}
+    placed_before: dict[str, tuple[RfmInputs, tuple | None]] = {}
+    prior = settings.profile_settings().clv
+    alerts = AlertStage(settings.customer_alert_rules(), settings.retention_catalogue(), prior, population or {},
+                        segment_of)
     seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
     new_seen: dict[str, dict[str, list[str]]] = {}
     erasures: list[CustomerEvent] = []
@@ -181,7 +189,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             snapshot = snapshots.get(customer_id)
             state = CustomerState.from_json(snapshot.state if snapshot else None, half_life_ms)
             states[customer_id] = state
-            placed_before[customer_id] = state.rfm_inputs()
+            placed_before[customer_id] = (state.rfm_inputs(), value_inputs(state))
             segments.remember(customer_id, state)
         return state
 
@@ -206,7 +214,10 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             partition_of.pop(customer_id, None)
             continue
         partition_of[customer_id] = message.partition
-        apply_event(state_of(customer_id), event, kpis, horizon_ms, segment_of, churn, items, segments)
+        state = state_of(customer_id)
+        apply_event(state, event, kpis, horizon_ms, segment_of, churn, items, segments)
+        if isinstance(event, Interaction) and event.survey == "csat" and event.score is not None:
+            alerts.survey(customer_id, state, event.ts_ms, event.score)
         new_seen.setdefault(customer_id, {}).setdefault(topic, []).extend((str(event.ts_ms), digest))
         tp_of[customer_id, topic] = message.tp
 
@@ -221,6 +232,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     for customer_id, partition in partition_of.items():
         churn.touched(customer_id, states[customer_id], partition)
     churn.score_all(scorer)
+    for change in churn.score_changes:
+        alerts.score_change(change, states[change["customer_id"]])
     for customer_id, (partition, wake_ms) in churn.wheel.items():
         write.schedule(partition, customer_id, wake_ms)
     for customer_id, state in states.items():
@@ -229,7 +242,11 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     sketches = _SketchDeltas()
     known_delta = 0
     for customer_id, state in states.items():
-        sketches.move(placed_before[customer_id], state.rfm_inputs())
+        inputs_before, value_before = placed_before[customer_id]
+        sketches.move(inputs_before, state.rfm_inputs())
+        value_after = value_inputs(state)
+        if value_after != value_before:
+            sketches.move_one(VALUE_SKETCH, value_of(value_before, prior), value_of(value_after, prior))
         stored = state.activity.last_seen_ms is not None
         if stored:
             write.states[customer_id] = state.to_json()
@@ -263,4 +280,4 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         write.count(STATS_HASH, "duplicates", duplicates)
     if erasures:
         write.count(STATS_HASH, "erasures", len(erasures))
-    return AppliedBatch(write, erasures, duplicates, churn, segments)
+    return AppliedBatch(write, erasures, duplicates, churn, segments, alerts.alerts)

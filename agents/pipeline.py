@@ -37,6 +37,7 @@ class BatchProcessor:
         self.training_examples = topics["training-examples"]
         self.score_changes = topics["score-changes"]
         self.segment_features = topics["segment-features"]
+        self.alerts = topics["alerts"]
         self.wheel = WheelClock(store, settings)
         self.models = model_view(store)
         self.segments = segment_view(store)
@@ -88,6 +89,8 @@ class BatchProcessor:
             deliveries.append(await self.training_examples.send(key=key, value=value))
         deliveries += [await self.score_changes.send(key=change["customer_id"].encode(), value=orjson.dumps(change))
                        for change in applied.churn.score_changes]
+        deliveries += [await self.alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+                       for alert in applied.alerts]
         for sample in applied.segments.samples:
             key, value = sample_message(*sample)
             deliveries.append(await self.segment_features.send(key=key, value=value))
@@ -115,7 +118,8 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
     (its rebalance listener fences partitions), the derived topics are Faust's."""
     store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
     outputs = {name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw", partitions=1)
-               for name in ("deadletter", "erasures", "training-examples", "score-changes", "segment-features")}
+               for name in ("deadletter", "erasures", "training-examples", "score-changes", "segment-features",
+                           "alerts")}
     processor = BatchProcessor(store, settings, outputs)
     source = BatchSource(settings, store, input_topics, processor.process_until_applied, processor.contract_of)
     app.crm_store = store  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["ClvPrior", "ClvEstimate", "estimate_clv"]
+__all__ = ["ClvPrior", "ClvEstimate", "estimate_clv", "value_if_retained"]
 
 _MONTH_DAYS = 365.25 / 12
 
@@ -70,3 +70,17 @@ def estimate_clv(orders: int, days_since_first_order: float, days_between_first_
         expected_orders += orders_in_month
         value += orders_in_month * average_order_minor / (1 + prior.annual_discount_rate) ** (end / 365.25)
     return ClvEstimate(rate, alive, expected_orders, value, 1.0 / rate)
+
+
+def value_if_retained(orders: int, days_between_first_and_last: float, average_order_minor: float,
+                      prior: ClvPrior = ClvPrior()) -> float:
+    """Predicted value of a customer who is still alive at their last order: what losing them costs.
+
+    It ranks customers by value (the top-decile rule of the alerts) and prices retention actions; unlike
+    the predicted CLV it does not fall while a customer is silent, so it changes only with their orders.
+
+    >>> round(value_if_retained(10, 295, 5000)) == round(estimate_clv(10, 295, 295, 5000).predicted_clv_minor)
+    True
+    """
+    span = max(days_between_first_and_last, 0.0)
+    return estimate_clv(orders, span, span, average_order_minor, prior).predicted_clv_minor

@@ -2,8 +2,8 @@
 
 Rules (configurable through :class:`CustomerAlertRules`):
 
-* ``valuable_at_risk``: a valuable customer (CLV at or above the top-decile cut, or in a watched RFM
-  segment such as Champions) crosses into the high-risk band;
+* ``valuable_at_risk``: a valuable customer (value rank at or above ``value_rank``, 0.9 = the top CLV
+  decile, or in a watched RFM segment such as Champions) crosses into the high-risk band;
 * ``churn_jump``: churn probability rises by at least ``jump`` in one reported change;
 * ``unhappy_after_ticket``: a valuable customer answers a survey with a CSAT at or below ``low_csat``
   within ``ticket_window_days`` after opening a support ticket.
@@ -18,40 +18,45 @@ from dataclasses import dataclass, field
 
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["CustomerAlertRules", "customer_alerts", "unhappy_after_ticket", "CooldownGate"]
+__all__ = ["CustomerAlertRules", "is_valuable", "customer_alerts", "unhappy_after_ticket", "CooldownGate"]
 
 
 @dataclass(frozen=True)
 class CustomerAlertRules:
-    watched_segments: frozenset[str] = frozenset({"Champions", "Loyal Customers"})
+    watched_segments: frozenset[str] = frozenset({"Champions", "Loyal"})
+    value_rank: float = 0.9        # CLV midrank in the population: 0.9 = top decile
     jump: float = 0.3
     low_csat: int = 2              # on a 1-5 scale
     ticket_window_days: float = 14.0
     cooldown_days: float = 7.0
 
 
-def _is_valuable(clv_minor: float | None, clv_cut_minor: float | None, rfm_segment: str | None,
-                 rules: CustomerAlertRules) -> bool:
-    top_decile = clv_minor is not None and clv_cut_minor is not None and clv_minor >= clv_cut_minor
-    return top_decile or rfm_segment in rules.watched_segments
+def is_valuable(value_rank: float | None, rfm_segment: str | None,
+                rules: CustomerAlertRules = CustomerAlertRules()) -> bool:
+    """In the top CLV share or a watched RFM segment.
+
+    >>> is_valuable(0.95, "Hibernating"), is_valuable(0.5, "Champions"), is_valuable(None, None)
+    (True, True, False)
+    """
+    return (value_rank is not None and value_rank >= rules.value_rank) or rfm_segment in rules.watched_segments
 
 
-def customer_alerts(change: dict, clv_minor: float | None, clv_cut_minor: float | None, rfm_segment: str | None,
+def customer_alerts(change: dict, clv_minor: float | None, value_rank: float | None, rfm_segment: str | None,
                     rules: CustomerAlertRules = CustomerAlertRules()) -> list[dict]:
     """Alerts one ``score-changes`` message raises (before the cool-down), with their evidence.
 
     >>> change = {"customer_id": "c1", "as_of_ms": 0, "churn_p": 0.71, "band": "high",
     ...           "previous_churn_p": 0.35, "previous_band": "medium", "top_features": ["silence_days"]}
-    >>> [(a["rule"], a["severity"]) for a in customer_alerts(change, 48_000, 40_000, "Loyal Customers")]
+    >>> [(a["rule"], a["severity"]) for a in customer_alerts(change, 48_000, 0.5, "Loyal")]
     [('valuable_at_risk', 'critical'), ('churn_jump', 'critical')]
-    >>> customer_alerts({**change, "previous_churn_p": 0.6}, 1_000, 40_000, "Hibernating")
+    >>> customer_alerts({**change, "previous_churn_p": 0.6}, 1_000, 0.2, "Hibernating")
     []
     """
     alerts = []
     evidence = {"churn_p": change["churn_p"], "previous_churn_p": change.get("previous_churn_p"),
                 "band": change["band"], "previous_band": change.get("previous_band"), "clv_minor": clv_minor,
-                "rfm_segment": rfm_segment, "top_features": change.get("top_features", [])}
-    valuable = _is_valuable(clv_minor, clv_cut_minor, rfm_segment, rules)
+                "value_rank": value_rank, "rfm_segment": rfm_segment, "top_features": change.get("top_features", [])}
+    valuable = is_valuable(value_rank, rfm_segment, rules)
     if valuable and change["band"] == "high" and change.get("previous_band") != "high":
         alerts.append({"rule": "valuable_at_risk", "severity": "critical"})
     previous = change.get("previous_churn_p")

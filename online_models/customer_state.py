@@ -57,6 +57,7 @@ class CustomerState:
     churn_score: dict | None = None  # the latest churn score (online_models.churn_tracking)
     items: ItemMemory = field(default_factory=ItemMemory)  # recent items, the view→purchase join
     segment: dict | None = None  # behaviour segment: id, distance, version, since_ms, sampled_ms
+    alerted: dict[str, int] = field(default_factory=dict)  # alert key -> event time it last fired (cool-down)
 
     @classmethod
     def new(cls, engagement_half_life_ms: float) -> "CustomerState":
@@ -97,14 +98,14 @@ class CustomerState:
         return {"activity": self.activity.to_dict(), "purchases": self.purchases.to_dict(),
                 "engagement": self.engagement.to_dict(), "kpi_memory": self.kpi_memory.to_dict(),
                 "churn_clock": self.churn_clock.to_dict(), "churn_score": self.churn_score,
-                "items": self.items.to_dict(), "segment": self.segment}
+                "items": self.items.to_dict(), "segment": self.segment, "alerted": self.alerted}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CustomerState":
         return cls(CustomerActivity.from_dict(data["activity"]), PurchaseHistory.from_dict(data["purchases"]),
                    EngagementProfile.from_dict(data["engagement"]), KpiMemory.from_dict(data["kpi_memory"]),
                    ExampleClock.from_dict(data.get("churn_clock")), data.get("churn_score"),
-                   ItemMemory.from_dict(data.get("items")), data.get("segment"))
+                   ItemMemory.from_dict(data.get("items")), data.get("segment"), data.get("alerted") or {})
 
     def to_json(self) -> str:
         """Canonical JSON of the whole state (sorted keys: a customer's topics interleave differently

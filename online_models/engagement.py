@@ -40,6 +40,7 @@ class EngagementProfile:
     last_csat_ms: int | None = None
     last_nps: int | None = None
     last_nps_ms: int | None = None
+    last_ticket_ms: int | None = None   # newest support ticket (a low CSAT soon after it is an alert)
 
     def add(self, interaction_type: str, ts_ms: int, survey: str | None = None, score: int | None = None) -> None:
         if interaction_type in COUNTED_INTERACTIONS:
@@ -49,6 +50,7 @@ class EngagementProfile:
             counter.add(ts_ms)
         if interaction_type == "support_ticket":
             self.tickets_opened += 1
+            self.last_ticket_ms = ts_ms if self.last_ticket_ms is None else max(self.last_ticket_ms, ts_ms)
         elif interaction_type == "ticket_resolved":
             self.tickets_resolved += 1
         elif interaction_type == "survey" and survey == "csat":

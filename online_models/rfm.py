@@ -34,6 +34,7 @@ POPULATION_SKETCHES: dict[str, BucketMapping] = {
     "last_order_day": LinearBuckets(1),
     "orders": LogBuckets(0.01),
     "net_minor": LogBuckets(0.01),
+    "value_minor": LogBuckets(0.01),   # predicted CLV if retained: who is in the top CLV decile (alerts)
 }
 
 SEGMENT_NAMES = (

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
+import orjson
+
 __all__ = ["Settings", "SETTINGS_DOC", "settings_table_markdown"]
 
 
@@ -150,6 +152,54 @@ class Settings:
     segment_sample_days: float = _env_field(
         "CRM_SEGMENT_SAMPLE_DAYS", 7.0, float,
         "A customer sends the segment trainer a feature sample at most this often (event time).")
+    alert_bucket_minutes: float = _env_field(
+        "CRM_ALERT_BUCKET_MINUTES", 60.0, float,
+        "Event-time bucket of the aggregate alerts: customers entering high churn risk are counted per bucket.")
+    alert_grace_minutes: float = _env_field(
+        "CRM_ALERT_GRACE_MINUTES", 60.0, float,
+        "A bucket is judged once the slowest partition's score time passes its end by the lateness plus this.")
+    alert_threshold: float = _env_field(
+        "CRM_ALERT_THRESHOLD", 10.0, float,
+        "CUSUM threshold (log-likelihood ratio) of an aggregate alert: higher = fewer, later alerts.")
+    alert_shift: float = _env_field(
+        "CRM_ALERT_SHIFT", 2.0, float, "The rate multiple the CUSUM looks for (entries vs. the EWMA baseline).")
+    alert_min_rate: float = _env_field(
+        "CRM_ALERT_MIN_RATE", 1.0, float, "Floor of a series' baseline entries per bucket (quiet series need a real jump).")
+    alert_warmup_buckets: int = _env_field(
+        "CRM_ALERT_WARMUP_BUCKETS", 48, int, "Buckets a series learns its baseline before it may alert.")
+    alert_baseline_alpha: float = _env_field(
+        "CRM_ALERT_BASELINE_ALPHA", 0.05, float, "EWMA weight of a new bucket in a series' baseline rate.")
+    alert_cooldown_hours: float = _env_field(
+        "CRM_ALERT_COOLDOWN_HOURS", 24.0, float, "An aggregate series alerts at most once per this much event time.")
+    alert_customer_cooldown_days: float = _env_field(
+        "CRM_ALERT_CUSTOMER_COOLDOWN_DAYS", 7.0, float, "A customer alert rule fires at most once per customer in this window.")
+    alert_watched_segments: tuple = _env_field(
+        "CRM_ALERT_WATCHED_SEGMENTS", ("Champions", "Loyal"), lambda text: tuple(s.strip() for s in text.split(",") if s.strip()),
+        "RFM segments whose customers are valuable (besides the top CLV decile).")
+    alert_value_rank: float = _env_field(
+        "CRM_ALERT_VALUE_RANK", 0.9, float, "Customers at or above this CLV rank (0.9 = top decile) are valuable.")
+    alert_jump: float = _env_field(
+        "CRM_ALERT_JUMP", 0.3, float, "A customer alert fires when churn_p rises by at least this in one reported change.")
+    alert_low_csat: int = _env_field(
+        "CRM_ALERT_LOW_CSAT", 2, int, "A CSAT at or below this after a support ticket alerts on a valuable customer.")
+    alert_ticket_window_days: float = _env_field(
+        "CRM_ALERT_TICKET_WINDOW_DAYS", 14.0, float, "How long after a ticket a low CSAT still counts as its outcome.")
+    alert_actions_file: str = _env_field(
+        "CRM_ALERT_ACTIONS_FILE", "", str,
+        "JSON list of retention actions (`name`, `cost_minor`, `uplift`, `value_share`); empty: the built-in catalogue.")
+    alert_stream_length: int = _env_field(
+        "CRM_ALERT_STREAM_LENGTH", 10000, int, "Alerts kept in the Redis stream the dashboard and API read.")
+    alert_webhook_url: str = _env_field(
+        "CRM_ALERT_WEBHOOK_URL", "", str, "Alerts are POSTed here as JSON (empty: no webhook).")
+    alert_webhook_secret: str = _env_field(
+        "CRM_ALERT_WEBHOOK_SECRET", "", str,
+        "HMAC-SHA256 key of the `X-Crmstream-Signature` header (`sha256=<hex>` of `<timestamp>.<body>`).")
+    alert_webhook_attempts: int = _env_field(
+        "CRM_ALERT_WEBHOOK_ATTEMPTS", 5, int, "Delivery attempts before an alert goes to the alert dead-letter topic.")
+    alert_webhook_backoff_s: float = _env_field(
+        "CRM_ALERT_WEBHOOK_BACKOFF_S", 1.0, float, "First retry delay; doubled after every failed attempt.")
+    alert_webhook_timeout_s: float = _env_field(
+        "CRM_ALERT_WEBHOOK_TIMEOUT_S", 5.0, float, "Timeout of one webhook request.")
     future_tolerance_ms: int = _env_field(
         "CRM_FUTURE_TOLERANCE_MS", 5 * 60 * 1000, int,
         "Events stamped further than this into the future (vs. the wall clock) are dead-lettered.")
@@ -219,6 +269,13 @@ class Settings:
             raise ValueError(f"segment_algorithm must be one of {', '.join(CLUSTERERS)}, got {self.segment_algorithm!r}")
         if self.segment_hysteresis < 0:
             raise ValueError("segment_hysteresis must be >= 0")
+        self.spike_settings()
+        self.customer_alert_rules()
+        self.retention_catalogue()
+        if min(self.alert_stream_length, self.alert_webhook_attempts) < 1 or self.alert_webhook_timeout_s <= 0 \
+                or self.alert_webhook_backoff_s < 0 or not 0 < self.alert_value_rank <= 1:
+            raise ValueError("alert stream length and attempts >= 1, webhook timeout > 0, backoff >= 0, "
+                             "value rank in (0, 1]")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
 
@@ -279,13 +336,52 @@ class Settings:
                                hysteresis=self.segment_hysteresis, window_days=self.segment_window_days,
                                sample_days=self.segment_sample_days)
 
+    def spike_settings(self):
+        """How aggregate alerts count and judge entries into high risk."""
+        from online_models.spike_alerts import SpikeSettings
+
+        minute_ms = 60_000
+        if self.alert_bucket_minutes <= 0 or self.alert_grace_minutes < 0 or self.alert_cooldown_hours < 0:
+            raise ValueError("alert bucket must be > 0, grace and cool-down >= 0")
+        settings = SpikeSettings(
+            bucket_ms=int(self.alert_bucket_minutes * minute_ms),
+            delay_ms=self.lateness_ms + int(self.alert_grace_minutes * minute_ms),
+            idle_ms=max(int(self.alert_bucket_minutes * minute_ms), 24 * 60 * minute_ms),
+            cooldown_ms=int(self.alert_cooldown_hours * 60 * minute_ms), alpha=self.alert_baseline_alpha,
+            warmup=self.alert_warmup_buckets, shift=self.alert_shift, threshold=self.alert_threshold,
+            min_rate=self.alert_min_rate)
+        settings.detector()  # validates the detector's parameters
+        return settings
+
+    def customer_alert_rules(self):
+        """Which score changes and survey answers of a customer raise an alert."""
+        from online_models.customer_alerts import CustomerAlertRules
+
+        if self.alert_jump <= 0 or self.alert_ticket_window_days < 0 or self.alert_customer_cooldown_days < 0:
+            raise ValueError("alert jump must be > 0, ticket window and customer cool-down >= 0")
+        return CustomerAlertRules(watched_segments=frozenset(self.alert_watched_segments), jump=self.alert_jump,
+                                  low_csat=self.alert_low_csat, ticket_window_days=self.alert_ticket_window_days,
+                                  cooldown_days=self.alert_customer_cooldown_days)
+
+    def retention_catalogue(self):
+        """The retention actions customer alerts rank (CRM_ALERT_ACTIONS_FILE, else the built-in ones)."""
+        from online_models.retention_actions import DEFAULT_CATALOGUE, catalogue_from_json
+
+        if not self.alert_actions_file:
+            return DEFAULT_CATALOGUE
+        try:
+            with open(self.alert_actions_file, "rb") as file:
+                return catalogue_from_json(orjson.loads(file.read()))
+        except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ValueError(f"CRM_ALERT_ACTIONS_FILE={self.alert_actions_file!r}: {exc}") from None
+
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""
         return f"{self.topic_prefix}{name}"
 
 
 def _env_text(value: Any) -> str:
-    return ",".join(repr(v) for v in value) if isinstance(value, tuple) else str(value)
+    return ",".join(v if isinstance(v, str) else repr(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]

@@ -32,4 +32,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("score-changes"), 1))
     specs.append(TopicSpec(settings.topic("segment-features"), 1))  # one global segment trainer
     specs.append(TopicSpec(settings.topic("segment-events"), 1))    # births, deaths, renames of segments
+    specs.append(TopicSpec(settings.topic("alerts"), 1))            # customer and aggregate alerts, one delivery
+    specs.append(TopicSpec(settings.topic("alerts-deadletter"), 1))  # alerts no webhook attempt delivered
     return specs

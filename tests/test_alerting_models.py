@@ -78,17 +78,17 @@ def test_customer_rules_match_a_pandas_recomputation():
     rng = np.random.default_rng(7)
     rules = CustomerAlertRules()
     frame = pd.DataFrame({"previous_churn_p": rng.uniform(0, 1, 500), "churn_p": rng.uniform(0, 1, 500),
-                          "clv_minor": rng.integers(0, 100_000, 500),
-                          "rfm_segment": rng.choice(["Champions", "Loyal Customers", "At Risk", "Hibernating"], 500)})
+                          "clv_minor": rng.integers(0, 100_000, 500), "value_rank": rng.uniform(0, 1, 500),
+                          "rfm_segment": rng.choice(["Champions", "Loyal", "At risk", "Hibernating"], 500)})
     frame["band"] = frame.churn_p.map(band_of)
     frame["previous_band"] = frame.previous_churn_p.map(band_of)
-    valuable = (frame.clv_minor >= 60_000) | frame.rfm_segment.isin(rules.watched_segments)
+    valuable = (frame.value_rank >= 0.9) | frame.rfm_segment.isin(rules.watched_segments)
     frame["valuable_at_risk"] = valuable & (frame.band == "high") & (frame.previous_band != "high")
     frame["churn_jump"] = frame.churn_p - frame.previous_churn_p >= rules.jump
     for row in frame.itertuples():
         change = {"customer_id": f"c{row.Index}", "as_of_ms": row.Index, "churn_p": row.churn_p, "band": row.band,
                   "previous_churn_p": row.previous_churn_p, "previous_band": row.previous_band}
-        raised = {a["rule"] for a in customer_alerts(change, row.clv_minor, 60_000, row.rfm_segment, rules)}
+        raised = {a["rule"] for a in customer_alerts(change, row.clv_minor, row.value_rank, row.rfm_segment, rules)}
         assert raised == {rule for rule in ("valuable_at_risk", "churn_jump") if getattr(row, rule)}, row
 
 

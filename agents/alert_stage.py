@@ -1,0 +1,96 @@
+"""Customer alert stage of the partition batch: enrich score changes, apply the customer rules.
+
+The partition that owns a customer has everything a customer rule needs (CLV, RFM segment, behaviour
+segment, last ticket), so customer alerts are decided here, in event-time order per customer, and the
+cool-down per (rule, customer) lives in the customer's state: a replay or a re-processed batch raises
+the same alerts with the same ids. Score changes leave enriched with what the aggregate alerts count
+by (partition, behaviour segment, RFM segment, value).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from online_models.clv import ClvPrior, value_if_retained
+from online_models.customer_alerts import (
+    CooldownGate, CustomerAlertRules, customer_alerts, is_valuable, unhappy_after_ticket,
+)
+from online_models.customer_state import CustomerState
+from online_models.kpis import NO_SEGMENT
+from online_models.purchase_history import DAY_MS
+from online_models.quantiles import FrozenRanks
+from online_models.retention_actions import RetentionAction, rank_actions
+
+__all__ = ["VALUE_SKETCH", "value_inputs", "value_of", "customer_value", "AlertStage"]
+
+#: Population sketch of :func:`customer_value`, the ranking behind "top CLV decile".
+VALUE_SKETCH = "value_minor"
+
+
+def value_inputs(state: CustomerState) -> tuple[int, int, int, int] | None:
+    """What :func:`customer_value` depends on (orders, first and last order time, net spend): cheap to
+    compare, so the value sketch moves only for customers whose value changed."""
+    history = state.purchases
+    if history.orders == 0:
+        return None
+    return history.orders, history.first_order_ms, history.last_order_ms, history.net_minor
+
+
+def value_of(inputs: tuple[int, int, int, int] | None, prior: ClvPrior) -> float | None:
+    if inputs is None:
+        return None
+    orders, first_ms, last_ms, net_minor = inputs
+    return value_if_retained(orders, (last_ms - first_ms) / DAY_MS, max(net_minor / orders, 0.0), prior)
+
+
+def customer_value(state: CustomerState, prior: ClvPrior) -> float | None:
+    """What keeping the customer is worth (predicted CLV if still alive; None before the first order)."""
+    return value_of(value_inputs(state), prior)
+
+
+@dataclass
+class AlertStage:
+    """Customer alerts of one batch (ids ``rule:customer:event time``), with ranked retention actions."""
+
+    rules: CustomerAlertRules
+    catalogue: Sequence[RetentionAction]
+    prior: ClvPrior
+    population: Mapping[str, FrozenRanks]
+    segment_of: Callable[[CustomerState], str]
+    alerts: list[dict] = field(default_factory=list)
+
+    def _describe(self, state: CustomerState) -> tuple[float | None, float | None, str | None]:
+        value = customer_value(state, self.prior)
+        ranks = self.population.get(VALUE_SKETCH)
+        rank = None if value is None or ranks is None else ranks.midrank(value)
+        segment = self.segment_of(state)
+        return value, rank, None if segment == NO_SEGMENT else segment
+
+    def score_change(self, change: dict, state: CustomerState) -> None:
+        """Enrich a score change in place and raise the customer rules it triggers."""
+        value, rank, rfm_segment = self._describe(state)
+        change["segment_id"] = (state.segment or {}).get("id")
+        change["rfm_segment"] = rfm_segment
+        change["value_minor"] = None if value is None else round(value)
+        change["value_rank"] = None if rank is None else round(rank, 6)
+        for alert in customer_alerts(change, change["value_minor"], rank, rfm_segment, self.rules):
+            self._raise(alert, state, change["churn_p"], value)
+
+    def survey(self, customer_id: str, state: CustomerState, ts_ms: int, csat: int) -> None:
+        """A CSAT answer: alert when it is low, soon after a ticket, from a valuable customer."""
+        value, rank, rfm_segment = self._describe(state)
+        alert = unhappy_after_ticket(customer_id, state.engagement.last_ticket_ms, ts_ms, csat,
+                                     is_valuable(rank, rfm_segment, self.rules), self.rules)
+        if alert is not None:
+            alert["evidence"] |= {"value_minor": None if value is None else round(value), "value_rank": rank,
+                                  "rfm_segment": rfm_segment}
+            self._raise(alert, state, (state.churn_score or {}).get("churn_p"), value)
+
+    def _raise(self, alert: dict, state: CustomerState, churn_p: float | None, value: float | None) -> None:
+        key = f"{alert['rule']}:{alert['customer_id']}"
+        gate = CooldownGate(int(self.rules.cooldown_days * DAY_MS), state.alerted)
+        if not gate.admit(key, alert["ts_ms"]):
+            return
+        actions = [] if churn_p is None or value is None else rank_actions(churn_p, value, self.catalogue)
+        self.alerts.append({"id": f"{key}:{alert['ts_ms']}", "kind": "customer", "key": key, **alert,
+                            "segment_id": (state.segment or {}).get("id"), "next_best_actions": actions})
