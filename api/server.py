@@ -9,8 +9,10 @@ from __future__ import annotations
 from importlib import resources
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import Body, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse
+
+from api.alerts import AlertReader
 
 from streams.config import Settings
 
@@ -52,6 +54,37 @@ def create_api(settings: Settings) -> FastAPI:
     @app.get("/overview")
     async def overview() -> dict:
         return await read_overview(client, settings.redis_prefix)
+
+    alerts = AlertReader(client, settings.redis_prefix)
+
+    @app.get("/alerts")
+    async def recent_alerts(limit: int = Query(50, ge=1, le=1000), kind: str | None = None,
+                            status: str | None = None, severity: str | None = None) -> list[dict]:
+        try:
+            return await alerts.recent(limit, kind, status, severity)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get("/alerts/{alert_id}")
+    async def one_alert(alert_id: str) -> dict:
+        try:
+            alert = await alerts.get(alert_id)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if alert is None:
+            raise HTTPException(404, "no such alert")
+        return alert
+
+    @app.post("/alerts/{alert_id}/ack")
+    async def acknowledge_alert(alert_id: str, by: str = Body(..., embed=True),
+                                note: str = Body("", embed=True)) -> dict:
+        try:
+            alert = await alerts.acknowledge(alert_id, by, note)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if alert is None:
+            raise HTTPException(404, "no such alert")
+        return alert
 
     @app.get("/", response_class=HTMLResponse)
     async def live_page() -> str:

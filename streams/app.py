@@ -43,6 +43,8 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port or 6066,
         web_host="127.0.0.1",
     )
+    from agents.alert_delivery import register_alert_delivery
+    from agents.alert_detector import register_alert_detector
     from agents.churn_trainer import register_trainer
     from agents.pipeline import register_pipeline
     from agents.segment_trainer import register_segment_trainer
@@ -50,4 +52,6 @@ def create_app(settings: Settings) -> faust.App:
     register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
     register_trainer(app, settings, app.crm_store)
     register_segment_trainer(app, settings, app.crm_store)
+    register_alert_detector(app, settings, app.crm_store)
+    register_alert_delivery(app, settings, app.crm_store)
     return app

@@ -1,4 +1,4 @@
-"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, segments, items, schemas."""
+"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, segments, alerts, items, schemas."""
 from __future__ import annotations
 
 import argparse
@@ -165,6 +165,46 @@ def _segments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    import orjson
+
+    from api.alerts import AlertReader
+
+    settings = Settings.from_env()
+    try:
+        if args.ack:
+            found = _with_redis(settings, lambda client: AlertReader(client, settings.redis_prefix).acknowledge(
+                args.ack, args.by, args.note))
+            alerts = [] if found is None else [found]
+            if found is None:
+                print(f"no alert {args.ack}", file=sys.stderr)
+                return 1
+        else:
+            alerts = _with_redis(settings, lambda client: AlertReader(client, settings.redis_prefix).recent(
+                args.limit, args.kind, args.status))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(alerts, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    from datetime import datetime, timezone
+
+    for alert in alerts:
+        when = datetime.fromtimestamp(alert["ts_ms"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        subject = alert.get("customer_id") or (
+            f"segment {alert['segment_id']} {alert.get('segment_name') or ''}".strip()
+            if alert.get("segment_id") is not None else "whole base")
+        evidence = alert["evidence"]
+        detail = (f"observed {evidence['observed']} vs expected {evidence['expected']:.2f}"
+                  if alert["kind"] == "aggregate" else
+                  f"churn_p {evidence.get('churn_p', '-')}, next: "
+                  + (alert["next_best_actions"][0]["action"] if alert.get("next_best_actions") else "-"))
+        print(f"{when}  {alert['severity']:<8} {alert['status']:<12} {alert['rule']:<20} {subject:<30} {detail}"
+              f"  [{alert['id']}]")
+    return 0
+
+
 def _items(args: argparse.Namespace) -> int:
     """Also bought / viewed then bought / recommendations from Redis, or a rebuild of the matrices."""
     import orjson
@@ -300,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="migrations of this event-time day only (repeatable); default: all days")
     segments.add_argument("--json", action="store_true")
     segments.set_defaults(run=_segments)
+
+    alerts = commands.add_parser("alerts", help="newest alerts (customer and aggregate), or acknowledge one")
+    alerts.add_argument("--limit", type=int, default=20)
+    alerts.add_argument("--kind", choices=["customer", "aggregate"], default=None)
+    alerts.add_argument("--status", choices=["open", "acknowledged"], default=None)
+    alerts.add_argument("--ack", metavar="ALERT_ID", default=None, help="acknowledge this alert")
+    alerts.add_argument("--by", default="cli", help="who acknowledges (with --ack)")
+    alerts.add_argument("--note", default="", help="a note with the acknowledgement")
+    alerts.add_argument("--json", action="store_true")
+    alerts.set_defaults(run=_alerts)
 
     items = commands.add_parser("items", help="item co-occurrence and recommendations from Redis")
     item_commands = items.add_subparsers(dest="items_command", required=True)

@@ -1,0 +1,15 @@
+-- Store an alert once: its hash (status, webhook state) and an entry in the bounded stream.
+-- KEYS[1] alert hash, KEYS[2] alert stream, KEYS[3] stats hash
+-- ARGV[1] alert id, ARGV[2] alert JSON, ARGV[3] received (ms), ARGV[4] webhook state of a new alert,
+-- ARGV[5] stream length (approximate trim), ARGV[6] retention of the hash (seconds)
+-- Returns the webhook state of an alert already stored (a re-sent alert), or false for a new one.
+local known = redis.call('HGET', KEYS[1], 'webhook')
+if known then
+  redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+  return known
+end
+redis.call('HSET', KEYS[1], 'alert', ARGV[2], 'status', 'open', 'webhook', ARGV[4], 'received_ms', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'alert', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'stored', 1)
+return false
