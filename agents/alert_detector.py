@@ -27,9 +27,18 @@ CHECKPOINT_KEY = "alerts:detector"
 
 
 def _valid_change(change: object) -> bool:
-    return (isinstance(change, dict) and isinstance(change.get("as_of_ms"), int)
+    """The shape the pipeline writes (anything else on the topic is counted and skipped, never crashes)."""
+    if isinstance(change, dict) and change.get("type") == "progress":
+        return isinstance(change.get("partition"), int) and isinstance(change.get("watermark_ms"), int)
+    if not (isinstance(change, dict) and isinstance(change.get("customer_id"), str) and isinstance(change.get("as_of_ms"), int)
             and isinstance(change.get("partition", 0), int) and isinstance(change.get("band"), str)
-            and isinstance(change.get("segment_id"), (int, type(None))))
+            and isinstance(change.get("segment_id"), (int, type(None)))
+            and isinstance(change.get("rfm_segment"), (str, type(None)))):
+        return False
+    top = change.get("top_features") or []
+    return isinstance(top, list) and all(
+        isinstance(t, dict) and isinstance(t.get("feature"), str) and isinstance(t.get("contribution"), (int, float, type(None)))
+        for t in top)
 
 
 class DetectorProcess:

@@ -37,39 +37,69 @@ def model_view(store: RedisStore) -> SnapshotView[HazardScorer]:
 class WheelClock:
     """Each partition's purchases watermark (newest purchase event time minus the allowed lateness) and
     the customers it has made due. Only purchases move it: an example may close without an order only
-    once no order before its end can still arrive, whatever the other topics are doing."""
+    once no order before its end can still arrive, whatever the other topics are doing.
+
+    It also knows each partition's *score progress*: the event time before which the partition will send
+    no more score changes (wake-ups up to the purchases watermark are done, and on-time events are newer
+    than their topic's newest minus the lateness). Aggregate alerts judge a bucket once every partition's
+    progress has passed it (agents/alert_detector.py)."""
+
+    _SCORING_TOPICS = ("purchases", "interactions")
 
     def __init__(self, store: RedisStore, settings: Settings, limit: int = 2000) -> None:
         self.store, self.settings, self.limit = store, settings, limit
-        self.newest_purchase_ms: dict[int, int] = {}
-        self._batch_newest: dict[int, int] = {}  # of the batch being processed, remembered once it commits
+        self.newest_ms: dict[tuple[str, int], int] = {}     # (topic, partition) -> newest event time
+        self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
+        self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
 
     async def due(self, accepted) -> dict[str, tuple[int, int]]:
         """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
         partitions = {message.partition for message, _, _ in accepted}
-        unknown = [p for p in partitions if p not in self.newest_purchase_ms]
+        unknown = [(topic, p) for p in partitions for topic in self._SCORING_TOPICS if (topic, p) not in self.newest_ms]
         if unknown:
             stored = await self.store.client.hmget(
-                self.store.prefix + "watermark", [f"{self.settings.topic('purchases')}:{p}" for p in unknown])
-            for partition, value in zip(unknown, stored):
-                self.newest_purchase_ms[partition] = -1 if value is None else int(value)
-        batch: dict[int, int] = {}
+                self.store.prefix + "watermark", [f"{self.settings.topic(topic)}:{p}" for topic, p in unknown])
+            for key, value in zip(unknown, stored):
+                self.newest_ms[key] = -1 if value is None else int(value)
+        batch: dict[tuple[str, int], int] = {}
         for message, event, _ in accepted:
-            if message.contract == "purchases":
-                batch[message.partition] = max(batch.get(message.partition, event.ts_ms), event.ts_ms)
+            if message.contract in self._SCORING_TOPICS:
+                key = (message.contract, message.partition)
+                batch[key] = max(batch.get(key, event.ts_ms), event.ts_ms)
         self._batch_newest = batch
-        watermarks = {partition: newest - self.settings.lateness_ms for partition in partitions
-                      if (newest := max(self.newest_purchase_ms[partition], batch.get(partition, -1))) >= 0}
+        newest = {key: max(self.newest_ms[key], batch.get(key, -1)) for key in self.newest_ms}
+        watermarks = {partition: purchases - self.settings.lateness_ms for partition in partitions
+                      if (purchases := newest.get(("purchases", partition), -1)) >= 0}
+        self._wheel_bound = dict(watermarks)
         if not watermarks:
             return {}
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
+        for partition, customers in due_by_partition.items():
+            if len(customers) == self.limit:  # the rest of the due wake-ups waits for the next batch
+                last_wake = await self.store.client.zscore(f"{self.store.prefix}wheel:{partition}", customers[-1])
+                self._wheel_bound[partition] = min(watermarks[partition], int(last_wake))
         return {customer_id: (partition, watermarks[partition])
                 for partition, customers in due_by_partition.items() for customer_id in customers}
 
+    def score_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+        """Per partition of the batch :meth:`due` saw: the event time before which no further score change
+        will come from it once the batch commits. ``scheduled``: the wheel entries the batch writes (a
+        customer scored early in a catch-up batch may be due again before its end, next batch)."""
+        progress = {}
+        for partition, wheel_bound in self._wheel_bound.items():
+            interactions = max(self.newest_ms.get(("interactions", partition), -1),
+                               self._batch_newest.get(("interactions", partition), -1))
+            on_time = wheel_bound if interactions < 0 else min(wheel_bound, interactions - self.settings.lateness_ms)
+            progress[partition] = on_time
+        for partition, wake_ms in scheduled.values():
+            if wake_ms is not None and partition in progress:
+                progress[partition] = min(progress[partition], wake_ms)
+        return progress
+
     def follow(self) -> None:
-        """Remember the purchases watermark of the batch :meth:`due` saw, now that it has been committed."""
-        for partition, newest in self._batch_newest.items():
-            self.newest_purchase_ms[partition] = max(self.newest_purchase_ms.get(partition, -1), newest)
+        """Remember the newest event times of the batch :meth:`due` saw, now that it has been committed."""
+        for key, newest in self._batch_newest.items():
+            self.newest_ms[key] = max(self.newest_ms.get(key, -1), newest)
 
 
 @dataclass

@@ -44,6 +44,15 @@ class BatchProcessor:
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
+        self._progress_sent: dict[int, int] = {}
+
+    def _progress_to_send(self, scheduled: dict[str, tuple[int, int | None]]) -> list[tuple[int, int]]:
+        """Score progress of this batch's partitions, after its score changes (agents/alert_detector.py
+        judges a bucket once every partition has passed it); at most one record per event-time minute."""
+        due = [(partition, watermark) for partition, watermark in self.wheel.score_progress(scheduled).items()
+               if watermark >= self._progress_sent.get(partition, -(2**62)) + 60_000]
+        self._progress_sent.update(due)
+        return due
 
     async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
         """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
@@ -89,6 +98,9 @@ class BatchProcessor:
             deliveries.append(await self.training_examples.send(key=key, value=value))
         deliveries += [await self.score_changes.send(key=change["customer_id"].encode(), value=orjson.dumps(change))
                        for change in applied.churn.score_changes]
+        deliveries += [await self.score_changes.send(key=f"progress:{partition}".encode(), value=orjson.dumps(
+            {"type": "progress", "partition": partition, "watermark_ms": watermark}))
+            for partition, watermark in self._progress_to_send(applied.churn.wheel)]
         deliveries += [await self.alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
                        for alert in applied.alerts]
         for sample in applied.segments.samples:

@@ -1,12 +1,14 @@
 """Aggregate churn alerts: customers entering high risk, counted per event-time bucket, judged per series.
 
-Each ``score-changes`` message that moves a customer into the high band is an *entry*. Entries are
-counted per bucket (``bucket_ms`` of event time) for the whole base and for each behaviour segment. A
-bucket is judged once the event-time frontier has passed it: the slowest source partition's newest score
-time minus ``delay_ms`` (the pipeline's allowed lateness plus a grace: re-scores of silent customers trail
-a partition's newest event by the lateness). Buckets close in order, empty ones as zero, so the outcome
-depends on event times only and a replay raises the alerts the live run raised. A partition silent for
-``idle_ms`` of event time behind the newest stops holding the frontier back.
+Each ``score-changes`` message that moves a customer into the high band is an *entry*. Distinct customers
+entering are counted per bucket (``bucket_ms`` of event time) for the whole base and for each behaviour
+segment (a score change sent again after a crash counts once). A bucket is judged once the event-time
+frontier has passed it: the slowest input partition's *score progress* minus a grace ``delay_ms``. Each
+partition's pipeline batch ends with a progress record (``{"type": "progress", "partition", "watermark_ms"}``:
+no later score change of that partition will be older), so the frontier does not depend on how batches
+were cut or how partitions interleave: a replay raises the alerts the live run raised. Until all
+``partitions`` have reported, nothing is judged (an input partition without any traffic holds alerts back,
+as it holds any event-time window).
 
 Each series has a :class:`~online_models.spike_detection.RateShiftDetector`; an alerting series raises
 one alert per ``cooldown_ms`` (a lasting shock is reported again as it goes on, not every bucket).
@@ -28,8 +30,8 @@ ALL = "all"
 @dataclass(frozen=True)
 class SpikeSettings:
     bucket_ms: int = HOUR_MS
-    delay_ms: int = 7 * HOUR_MS        # lateness (6 h) + a grace hour
-    idle_ms: int = 24 * HOUR_MS
+    delay_ms: int = HOUR_MS            # grace after every partition's score progress passed a bucket
+    partitions: int = 1                # input partitions that must all report progress
     cooldown_ms: int = 24 * HOUR_MS
     alpha: float = 0.05
     warmup: int = 48
@@ -37,6 +39,7 @@ class SpikeSettings:
     threshold: float = 10.0
     min_rate: float = 1.0
     top: int = 3
+    entry_band: str = "high"           # what counts: customers entering this band (or above) from below
 
     def detector(self) -> RateShiftDetector:
         return RateShiftDetector(self.alpha, self.warmup, self.shift, self.threshold, self.min_rate)
@@ -46,13 +49,29 @@ class SpikeSettings:
                 "min_rate": self.min_rate}
 
 
-def is_entry(change: dict) -> bool:
-    """A score change that moves a customer into the high band.
+_BAND_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+def is_entry(change: dict, band: str = "high") -> bool:
+    """A score change that moves a customer into ``band`` (or above) from below it.
 
     >>> is_entry({"band": "high", "previous_band": "medium"}), is_entry({"band": "high", "previous_band": "high"})
     (True, False)
+    >>> is_entry({"band": "high", "previous_band": "low"}, band="medium"), is_entry({"band": "medium"}, "high")
+    (True, False)
     """
-    return change.get("band") == "high" and change.get("previous_band") != "high"
+    floor = _BAND_ORDER[band]
+    return (_BAND_ORDER.get(change.get("band"), -1) >= floor
+            and _BAND_ORDER.get(change.get("previous_band"), -1) < floor)
+
+
+def _risk_raising(top_features: list | None) -> list[str]:
+    """The explained features that pushed the customer's risk up (positive contributions).
+
+    >>> _risk_raising([{"feature": "silence_days", "contribution": 1.2}, {"feature": "log_orders", "contribution": -0.4}])
+    ['silence_days']
+    """
+    return [str(top["feature"]) for top in top_features or () if (top.get("contribution") or 0) > 0]
 
 
 def _series_of(change: dict) -> list[str]:
@@ -64,16 +83,19 @@ class SpikeMonitor:
     """Counts entries per bucket and series, closes buckets behind the frontier, returns the alerts.
 
     >>> monitor = SpikeMonitor(SpikeSettings(bucket_ms=10, delay_ms=0, warmup=3, min_rate=1.0, threshold=3.0))
-    >>> def entry(ts, segment=1):
-    ...     return {"customer_id": "c", "partition": 0, "as_of_ms": ts, "band": "high", "previous_band": "low",
-    ...             "segment_id": segment, "top_features": ["silence_days"], "rfm_segment": "Loyal"}
+    >>> def entry(ts, segment=1, customer="c"):
+    ...     return {"customer_id": customer, "partition": 0, "as_of_ms": ts, "band": "high",
+    ...             "previous_band": "low", "segment_id": segment, "rfm_segment": "Loyal",
+    ...             "top_features": [{"feature": "silence_ratio", "contribution": 0.8}]}
     >>> for ts in (1, 12, 25, 33):
     ...     monitor.observe(entry(ts))
     >>> monitor.observe({**entry(5, segment=2), "band": "low"})   # segment 2 is known, and quiet
+    >>> monitor.observe({"type": "progress", "partition": 0, "watermark_ms": 40})
     >>> monitor.close_due()
     []
     >>> for ts in (40, 41, 42, 43, 44, 45, 46, 47, 51, 52, 53, 54, 55, 56):
-    ...     monitor.observe(entry(ts, segment=2))
+    ...     monitor.observe(entry(ts, segment=2, customer=f"c{ts}"))
+    >>> monitor.observe({"type": "progress", "partition": 0, "watermark_ms": 60})
     >>> [(a["series"], a["bucket_start_ms"], a["evidence"]["observed"]) for a in monitor.close_due()]
     [('all', 40, 8), ('segment:2', 40, 8)]
     """
@@ -91,24 +113,29 @@ class SpikeMonitor:
     # -- input ----------------------------------------------------------------------------------
 
     def observe(self, change: dict) -> None:
-        """Advance the change's partition clock; count it if it is an entry into the high band."""
+        """A progress record advances its partition's clock; a score change is counted if it is an entry."""
+        if change.get("type") == "progress":
+            partition, watermark = int(change["partition"]), int(change["watermark_ms"])
+            self.clocks[partition] = max(self.clocks.get(partition, watermark), watermark)
+            return
         ts = int(change["as_of_ms"])
-        partition = int(change.get("partition", 0))
-        self.clocks[partition] = max(self.clocks.get(partition, ts), ts)
         for series in _series_of(change):  # known from any change: a quiet segment's baseline is zeros
             self.known[series] = min(self.known.get(series, ts), ts)
-        if not is_entry(change):
+        if not is_entry(change, self.settings.entry_band):
             return
         bucket = ts - ts % self.settings.bucket_ms
         if self.next_bucket is not None and bucket < self.next_bucket:
             self.late += 1
             return
         by_series = self.counts.setdefault(bucket, {})
+        entered = by_series.setdefault("customers", {})
+        if change["customer_id"] in entered:
+            return  # sent again (a batch re-processed after a crash), or in again within the bucket
+        entered[change["customer_id"]] = 1
         for series in _series_of(change):
             cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
             cell["n"] += 1
-            for feature in change.get("top_features") or ():
-                name = feature if isinstance(feature, str) else str(feature[0])
+            for name in _risk_raising(change.get("top_features")):
                 cell["features"][name] = cell["features"].get(name, 0) + 1
             rfm = change.get("rfm_segment") or "none"
             cell["rfm"][rfm] = cell["rfm"].get(rfm, 0) + 1
@@ -118,11 +145,9 @@ class SpikeMonitor:
 
     def frontier_ms(self) -> int | None:
         """Event time before which no more entries are expected (None: nothing seen yet)."""
-        if not self.clocks:
+        if len(self.clocks) < self.settings.partitions:
             return None
-        newest = max(self.clocks.values())
-        active = [clock for clock in self.clocks.values() if clock >= newest - self.settings.idle_ms]
-        return min(active) - self.settings.delay_ms
+        return min(self.clocks.values()) - self.settings.delay_ms
 
     # -- judging ----------------------------------------------------------------------------------
 
@@ -138,7 +163,9 @@ class SpikeMonitor:
             self.next_bucket = min(self.counts)
         alerts: list[dict] = []
         while self.next_bucket + size <= frontier:
-            alerts += self._judge(self.next_bucket, self.counts.pop(self.next_bucket, {}))
+            cells = self.counts.pop(self.next_bucket, {})
+            cells.pop("customers", None)
+            alerts += self._judge(self.next_bucket, cells)
             self.next_bucket += size
         return alerts
 

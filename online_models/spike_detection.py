@@ -5,8 +5,10 @@ fires about once a month on calm traffic (P(X >= 10) ~ 0.001 per hour), yet miss
 most single hours (P(X >= 10 | 9) ~ 0.41). The CUSUM of the Poisson log-likelihood ratio between the
 baseline rate and ``shift`` times it accumulates evidence over consecutive buckets. Simulated (200 seeds,
 hourly Poisson counts of rate 3, defaults): 1 calm month in 200 had a false alarm; a tripled rate alerted
-3 hours after it began (p50; p95 6). The baseline (EWMA of the counts) does not learn alerting buckets,
-so a lasting shock keeps alerting instead of becoming the new normal.
+3 hours after it began (p50; p95 6). The statistic restarts after an alert (standard CUSUM practice), so
+a lasting shock alerts again only once fresh evidence has accumulated; the baseline (EWMA of the counts)
+learns every bucket, so a lasting level change (a growing shop) becomes the new normal instead of an
+alarm that never ends.
 """
 from __future__ import annotations
 
@@ -53,9 +55,11 @@ class RateShiftDetector:
         if self.buckets >= self.warmup:
             self.statistic = max(0.0, self.statistic + count * math.log(shifted / rate) - (shifted - rate))
         alert = self.statistic >= self.threshold
-        if not alert:
-            self._learn(count)
-        return RateVerdict(count, self.mean, self.statistic, (count - rate) / math.sqrt(rate), alert)
+        verdict = RateVerdict(count, self.mean, self.statistic, (count - rate) / math.sqrt(rate), alert)
+        if alert:
+            self.statistic = 0.0
+        self._learn(count)
+        return verdict
 
     def _learn(self, count: int) -> None:
         self.mean = float(count) if self.buckets == 0 else self.mean + self.alpha * (count - self.mean)

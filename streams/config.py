@@ -157,7 +157,10 @@ class Settings:
         "Event-time bucket of the aggregate alerts: customers entering high churn risk are counted per bucket.")
     alert_grace_minutes: float = _env_field(
         "CRM_ALERT_GRACE_MINUTES", 60.0, float,
-        "A bucket is judged once the slowest partition's score time passes its end by the lateness plus this.")
+        "A bucket is judged once every input partition's score progress (its watermark) passes its end by this.")
+    alert_entry_band: str = _env_field(
+        "CRM_ALERT_ENTRY_BAND", "high", str,
+        "Aggregate alerts count customers entering this churn band (`high`, or `medium` for earlier, noisier signals).")
     alert_threshold: float = _env_field(
         "CRM_ALERT_THRESHOLD", 10.0, float,
         "CUSUM threshold (log-likelihood ratio) of an aggregate alert: higher = fewer, later alerts.")
@@ -345,11 +348,12 @@ class Settings:
             raise ValueError("alert bucket must be > 0, grace and cool-down >= 0")
         settings = SpikeSettings(
             bucket_ms=int(self.alert_bucket_minutes * minute_ms),
-            delay_ms=self.lateness_ms + int(self.alert_grace_minutes * minute_ms),
-            idle_ms=max(int(self.alert_bucket_minutes * minute_ms), 24 * 60 * minute_ms),
+            delay_ms=int(self.alert_grace_minutes * minute_ms), partitions=self.partitions,
             cooldown_ms=int(self.alert_cooldown_hours * 60 * minute_ms), alpha=self.alert_baseline_alpha,
             warmup=self.alert_warmup_buckets, shift=self.alert_shift, threshold=self.alert_threshold,
-            min_rate=self.alert_min_rate)
+            min_rate=self.alert_min_rate, entry_band=self.alert_entry_band)
+        if self.alert_entry_band not in ("medium", "high"):
+            raise ValueError(f"alert_entry_band must be medium or high, got {self.alert_entry_band!r}")
         settings.detector()  # validates the detector's parameters
         return settings
 

@@ -19,8 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SegmentDrift", "SimulationConfig", "Simulation",
-           "simulate"]
+__all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SegmentDrift", "ChurnShock", "SimulationConfig",
+           "Simulation", "simulate"]
 
 DAY_MS = 86_400_000
 
@@ -77,6 +77,27 @@ class SegmentDrift:
 
 
 @dataclass(frozen=True)
+class ChurnShock:
+    """A planted churn shock: on ``day`` (within ``spread_days``), a ``share`` of segment ``segment``'s
+    customers who are still around get a failed delivery, complain (an unhappy ticket, a low CSAT a day
+    later) and never order again. Which customers is a fixed function of their index; their own random
+    draws come from a generator of their own, so the other customers' histories are unchanged."""
+
+    segment: str
+    day: int
+    share: float = 0.6
+    spread_days: float = 2.0
+
+    def applies(self, segment: str, index: int) -> bool:
+        """
+        >>> shock = ChurnShock("vip", day=200, share=0.5)
+        >>> sum(shock.applies("vip", i) for i in range(1000)), shock.applies("regular", 0)
+        (501, False)
+        """
+        return segment == self.segment and (index * 0.7548776662466927) % 1.0 < self.share
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     customers: int = 1000
     days: int = 365
@@ -90,6 +111,7 @@ class SimulationConfig:
     segments: tuple[SegmentProfile, ...] = SEGMENTS
     rate_shape: float = 4.0  # gamma shape of a customer's order rate around the segment's (higher: tighter)
     drift: SegmentDrift | None = None
+    shock: ChurnShock | None = None
 
     @property
     def start_ms(self) -> int:
@@ -108,6 +130,7 @@ class CustomerTruth:
     preferred_groups: list[int]
     orders: int = 0
     drifted_to: str | None = None  # the segment it shops like after the planted drift
+    shocked_ms: int | None = None  # when the planted churn shock made it leave
 
 
 @dataclass
@@ -196,7 +219,33 @@ class _Generator:
                 t += rng.exponential(1 / browse_rate)
             events += self._emails(customer_id, profile, since, until)
         events += self._support(customer_id, signup_ms, dropout_ms, active_until)
+        if config.shock is not None and config.shock.applies(segment.name, index):
+            events = self._shocked(truth, events, config.shock, index)
         return truth, events
+
+    def _shocked(self, truth: CustomerTruth, events: list[tuple[str, dict]], shock: ChurnShock,
+                 index: int) -> list[tuple[str, dict]]:
+        """The customer's history cut at the shock, plus the complaint (draws of its own generator)."""
+        rng = np.random.default_rng([self.config.seed, index, 0x5C0C])
+        shock_ms = self.start_ms + (shock.day + rng.uniform(0, shock.spread_days)) * DAY_MS
+        if not truth.signup_ms < shock_ms < min(truth.dropout_ms or self.end_ms, self.end_ms):
+            return events
+        truth.dropout_ms = truth.shocked_ms = int(shock_ms)
+        truth.orders = sum(1 for topic, e in events if topic == "purchases" and e["kind"] == "order"
+                           and e["ts"] < shock_ms)
+        complaint_ms = shock_ms + rng.uniform(0.1, 1.0) * DAY_MS
+        complaint = self._ticket(truth.customer_id, complaint_ms, unhappy=True, rng=rng) + [
+            self._interaction(truth.customer_id, complaint_ms + DAY_MS, "survey", survey="csat",
+                              score=int(rng.integers(1, 3)))]
+
+        def kept(topic: str, event: dict) -> bool:
+            if event["ts"] < shock_ms or topic == "customers":
+                return True
+            if topic == "purchases" or event["type"] in ("support_ticket", "ticket_resolved", "survey"):
+                return False
+            return event["ts"] < shock_ms + 30 * DAY_MS  # browsing fades out, as after any dropout
+
+        return [(t, e) for t, e in events if kept(t, e)] + [(t, e) for t, e in complaint if e["ts"] < self.end_ms]
 
     def _basket(self, segment: SegmentProfile, preferred: list[int]) -> list[str]:
         rng = self.rng
@@ -276,11 +325,13 @@ class _Generator:
             events.append(self._interaction(customer_id, dropout_ms - DAY_MS, "survey", survey="nps", score=nps))
         return [e for e in events if signup_ms <= e[1]["ts"] < self.end_ms]
 
-    def _ticket(self, customer_id: str, t: float, unhappy: bool) -> list[tuple[str, dict]]:
+    def _ticket(self, customer_id: str, t: float, unhappy: bool,
+                rng: np.random.Generator | None = None) -> list[tuple[str, dict]]:
+        rng = self.rng if rng is None else rng
         events = [self._interaction(customer_id, t, "support_ticket",
                                     text="late delivery" if unhappy else "question about sizes")]
-        if self.rng.random() < (0.5 if unhappy else 0.9):
-            events.append(self._interaction(customer_id, t + self.rng.uniform(0.1, 5) * DAY_MS, "ticket_resolved"))
+        if rng.random() < (0.5 if unhappy else 0.9):
+            events.append(self._interaction(customer_id, t + rng.uniform(0.1, 5) * DAY_MS, "ticket_resolved"))
         return events
 
     def _interaction(self, customer_id: str, t: float, kind: str, sku: str | None = None,

@@ -71,7 +71,7 @@ def test_calm_traffic_raises_nothing_for_30_days_and_a_tripled_rate_is_caught_wi
     shock = rng.poisson(9, size=12)
     alerts = [detector.observe(int(c)).alert for c in shock]
     assert True in alerts[:8]
-    assert all(alerts[alerts.index(True):])  # a lasting shock keeps alerting
+    assert sum(alerts) >= 2  # the statistic restarts after an alert; a lasting shock alerts again
 
 
 def test_customer_rules_match_a_pandas_recomputation():

@@ -52,7 +52,10 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     wheel = sum(redis_client.zcard(prefix + f"wheel:{p}") for p in range(settings.partitions))
     assert wheel > 0
 
-    changes = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
+    records = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
+    changes = [r for r in records if r.get("type") != "progress"]
+    progress = [r for r in records if r.get("type") == "progress"]
+    assert {p["partition"] for p in progress} == set(range(settings.partitions))
     assert {c["customer_id"] for c in changes} == buyers  # a first score is a change
     assert all(c["band"] in ("low", "medium", "high") for c in changes)
     newest = {}

@@ -1,0 +1,165 @@
+"""The planted churn-shock scenario through the real stack, shared by tests/test_alerts.py and
+bench/alert_scenario.py: simulate a shop with a shock in one segment, run a worker over it, read the alerts.
+
+Which behaviour segment is "the right one" is decided from the data, not assumed: the stored segment id
+most of the shocked customers carried when they entered high risk.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import orjson
+import redis
+
+from agents.alert_delivery import STATS_KEY, STREAM_KEY
+from agents.alert_detector import CHECKPOINT_KEY
+from online_models.purchase_history import DAY_MS
+from streams.config import Settings
+from streams.simulator import DISTINCT_SEGMENTS, ChurnShock, Simulation, SimulationConfig, simulate
+from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_topic, wait_until
+
+__all__ = ["SCENARIO_SETTINGS", "FROZEN", "frozen_models", "scenario", "run_worker_over", "Outcome", "judge", "end_offset", "stored_alerts"]
+
+#: Daily buckets: a shop of a few hundred customers sees a handful of customers enter high risk per day.
+SCENARIO_SETTINGS = dict(alert_bucket_minutes=1440.0, alert_warmup_buckets=30, alert_cooldown_hours=7 * 24.0,
+                         segment_warmup=1000, segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
+                         churn_min_examples=1500, churn_snapshot_every=1500)
+
+
+#: The distinct planted segments (so behaviour segments can be told apart), with customers who leave now and
+#: then: churn must be something the model has seen before a shock can look like it.
+SCENARIO_SEGMENTS = tuple(replace(segment, mean_lifetime_days=lifetime)
+                          for segment, lifetime in zip(DISTINCT_SEGMENTS, (700, 400, 250, 150)))
+
+
+def scenario(seed: int, customers: int = 800, days: int = 330, shock_day: int | None = 240,
+             segment: str = "vip") -> Simulation:
+    shock = None if shock_day is None else ChurnShock(segment, shock_day)
+    return simulate(SimulationConfig(customers=customers, days=days, seed=seed, segments=SCENARIO_SEGMENTS,
+                                     rate_shape=8.0, shock=shock))
+
+
+def end_offset(bootstrap: str, topic: str) -> int:
+    """Records in a single-partition topic (its end offset)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            return (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def _settled(settings: Settings, client: redis.Redis) -> bool:
+    """The detector has applied every score change and delivery has seen every alert."""
+    checkpoint = client.get(settings.redis_prefix + CHECKPOINT_KEY)
+    changes = end_offset(settings.kafka_bootstrap, settings.topic("score-changes"))
+    if changes and (checkpoint is None or orjson.loads(checkpoint)["offset"] < changes - 1):
+        return False
+    stats = client.hgetall(settings.redis_prefix + STATS_KEY)
+    seen = sum(int(stats.get(name, 0)) for name in ("stored", "duplicates", "rejected"))
+    return seen >= end_offset(settings.kafka_bootstrap, settings.topic("alerts"))
+
+
+def run_worker_over(settings: Settings, client: redis.Redis, chunks: list[list], log_path: Path,
+                    timeout_s: float = 600) -> float:
+    """Produce each chunk of events and wait for it (and the alerts it causes) before the next; seconds taken."""
+    prepare_topics(settings)
+    started = time.monotonic()
+    worker = WorkerProcess(settings, log_path).start()
+    produced = 0
+    try:
+        for events in chunks:
+            produce(settings.kafka_bootstrap, event_messages(settings, events))
+            produced += len(events)
+            wait_until(lambda: accepted_total(client, settings) >= produced, timeout_s, "history not processed",
+                       interval_s=0.5, process=worker.process)
+            time.sleep(2.0)  # derived events of the last batch are on their way
+            wait_until(lambda: _settled(settings, client), 120, "alerts did not settle", interval_s=1.0,
+                       process=worker.process)
+    finally:
+        worker.stop()
+    return time.monotonic() - started
+
+
+def stored_alerts(settings: Settings, client: redis.Redis) -> list[dict]:
+    """Every alert in the stream, oldest first."""
+    return [orjson.loads(fields["alert"]) for _, fields in client.xrange(settings.redis_prefix + STREAM_KEY)]
+
+
+@dataclass
+class Outcome:
+    shock_ms: int | None
+    shocked_segment: int | None      # behaviour segment id most shocked customers carried
+    aggregate: list[dict]            # aggregate alerts after the warm-up
+    true_alerts: list[dict]          # naming the shocked segment (or the whole base) within the delay
+    false_alerts: list[dict]
+    calm_alerts: list[dict]          # aggregate alerts in the calm control period
+    delay_days: float | None         # shock to the first alert naming its segment
+    detected: bool
+
+
+def judge(settings: Settings, simulation: Simulation, alerts: list[dict], max_delay_days: float,
+          calm_days: int = 60, warmup_days: int = 120) -> Outcome:
+    """Score the aggregate alerts of one run against the planted shock."""
+    start = simulation.config.start_ms
+    shock = simulation.config.shock
+    shocked = {c.customer_id for c in simulation.customers if c.shocked_ms is not None}
+    changes = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
+    carried = Counter(c["segment_id"] for c in changes if c.get("customer_id") in shocked
+                      and c["band"] != "low" and c["segment_id"] is not None)
+    shocked_segment = carried.most_common(1)[0][0] if carried else None
+    shock_ms = None if shock is None else start + shock.day * DAY_MS
+    aggregate = [a for a in alerts if a["kind"] == "aggregate" and a["ts_ms"] >= start + warmup_days * DAY_MS]
+    calm_from = (shock_ms or start + simulation.config.days * DAY_MS) - calm_days * DAY_MS
+
+    def names_shock(alert: dict) -> bool:
+        if shock_ms is None or not shock_ms <= alert["bucket_end_ms"] <= shock_ms + max_delay_days * DAY_MS:
+            return False
+        return alert["segment_id"] == shocked_segment or alert["segment_id"] is None and any(
+            top["segment_id"] == shocked_segment for top in alert["evidence"]["top_segments"][:1])
+
+    true_alerts = [a for a in aggregate if names_shock(a)]
+    segment_hits = [a for a in true_alerts if a["segment_id"] == shocked_segment]
+    delay = None if not segment_hits else (min(a["bucket_end_ms"] for a in segment_hits) - shock_ms) / DAY_MS
+    return Outcome(shock_ms, shocked_segment, aggregate, true_alerts, [a for a in aggregate if not names_shock(a)],
+                   [a for a in aggregate if calm_from <= a["bucket_end_ms"] < (shock_ms or 2**62)], delay,
+                   bool(segment_hits))
+
+
+def frozen_models(seed: int = 99, customers: int = 800, days: int = 300) -> dict[str, bytes]:
+    """A churn model and a segment snapshot learnt (by the pipeline's own pure code) from another shop of
+    the same kind, to publish before a run: scores and segments then change only with the customers, not
+    with a model learning the backlog as it drains (first snapshots move many scores at once, see
+    docs/alerts.md), and a replay scores exactly as the live run did."""
+    import importlib.util
+
+    from bench.segments import replay as segment_replay
+    from online_models.segment_training import SegmentSettings
+
+    simulation = scenario(seed, customers, days, shock_day=None)
+    end_ms = simulation.config.start_ms + days * DAY_MS
+    spec = importlib.util.spec_from_file_location("churn_cutoff", Path(__file__).resolve().parent.parent
+                                                  / "bench" / "churn_cutoff.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    churn = bench.Replay(Settings.from_env({}), warmup=0)
+    for topic, payload in simulation.events:
+        churn.event(topic, payload)
+    churn.advance(end_ms)
+    training, *_ = segment_replay(simulation, SegmentSettings(warmup=1000), snapshot_every=2000)
+    return {"model:churn:latest": orjson.dumps(churn.trainer.snapshot(1, end_ms)),
+            "seg:latest": orjson.dumps(training.publish(end_ms)[0])}
+
+
+#: Settings that keep the published frozen models: the trainers never reach their thresholds.
+FROZEN = dict(churn_min_examples=10**9, segment_warmup=10**9)
