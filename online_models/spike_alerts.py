@@ -23,6 +23,7 @@ from online_models.spike_detection import RateShiftDetector
 __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "ALL"]
 
 HOUR_MS = 3_600_000
+_RECENT_ROWS = 2000
 #: The series of the whole base.
 ALL = "all"
 
@@ -109,6 +110,7 @@ class SpikeMonitor:
         self.detectors: dict[str, RateShiftDetector] = {}
         self.last_alert_ms: dict[str, int] = {}
         self.late = 0                              # entries whose bucket had already been judged
+        self.recent: list[list] = []               # newest judged rows: [bucket start, series, observed, expected]
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -176,6 +178,8 @@ class SpikeMonitor:
                 self.detectors[series] = self.settings.detector()
         verdicts = {series: detector.observe(cells.get(series, {}).get("n", 0))
                     for series, detector in sorted(self.detectors.items())}
+        self.recent += [[start, series, v.observed, round(v.expected, 6)] for series, v in verdicts.items()]
+        del self.recent[:-_RECENT_ROWS]
         alerts = []
         for series, verdict in verdicts.items():
             if not verdict.alert:
@@ -219,7 +223,7 @@ class SpikeMonitor:
         return {"settings": asdict(self.settings), "clocks": {str(p): t for p, t in self.clocks.items()},
                 "next_bucket": self.next_bucket, "counts": {str(b): c for b, c in self.counts.items()},
                 "known": self.known, "detectors": {s: d.to_dict() for s, d in self.detectors.items()},
-                "last_alert_ms": self.last_alert_ms, "late": self.late}
+                "last_alert_ms": self.last_alert_ms, "late": self.late, "recent": self.recent}
 
     @classmethod
     def from_dict(cls, data: dict, settings: SpikeSettings | None = None) -> "SpikeMonitor":
@@ -233,6 +237,7 @@ class SpikeMonitor:
                              for s, d in data["detectors"].items()}
         monitor.last_alert_ms = {s: int(t) for s, t in data["last_alert_ms"].items()}
         monitor.late = int(data["late"])
+        monitor.recent = [list(row) for row in data.get("recent", [])]
         return monitor
 
 
