@@ -8,6 +8,11 @@ the alert is POSTed (signed, retried with backoff: agents/webhooks.py); an alert
 goes to ``alerts-deadletter`` with the attempts' outcomes. The webhook state is recorded after the POST,
 so a re-sent alert whose POST was not recorded as done is POSTed again (receivers de-duplicate on the
 alert id header); a delivered one never is.
+
+Erasure: the pipeline sends ``{"type": "erasure", "customer_id"}`` to ``alerts`` after the customer's last
+alerts (one partition owns a customer, so its records keep their order). Delivery then deletes every stored
+alert of the customer (hash, stream entry; found through ``c:{id}:alerts``) and tells the webhook, so
+receivers can forget the customer too. A batch re-processed after a crash re-sends both, in the same order.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ from agents.webhooks import WebhookSender
 from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
-__all__ = ["DeliveryProcess", "register_alert_delivery", "STREAM_KEY", "STATS_KEY", "alert_key"]
+__all__ = ["DeliveryProcess", "register_alert_delivery", "STREAM_KEY", "STATS_KEY", "alert_key",
+           "customer_alerts_key", "erasure_record", "SET_IF_STORED"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +37,30 @@ STREAM_KEY = "alerts:stream"
 STATS_KEY = "alerts:stats"
 _RETENTION_S = 90 * 86_400
 _MAX_CONCURRENT_POSTS = 16
+#: HSET on a stored alert only: a webhook outcome or an acknowledgement must not bring back an alert that was
+#: erased or expired meanwhile as a hash holding only those fields.
+SET_IF_STORED = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], unpack(ARGV)) return 1"
 
 
 def alert_key(alert_id: str) -> str:
     """Redis hash (under the prefix) of one alert."""
     return f"alert:{alert_id}"
+
+
+def customer_alerts_key(customer_id: str) -> str:
+    """Redis set (under the prefix) of a customer's stored alerts (``<hash key> <stream entry id>``)."""
+    return f"c:{{{customer_id}}}:alerts"
+
+
+def erasure_record(customer_id: str, requested_ts_ms: int) -> tuple[bytes, bytes]:
+    """What the pipeline sends to ``alerts`` when a customer is erased."""
+    return f"erasure:{customer_id}".encode(), orjson.dumps(
+        {"type": "erasure", "customer_id": customer_id, "requested_ts_ms": requested_ts_ms})
+
+
+def _is_erasure(record: object) -> bool:
+    return (isinstance(record, dict) and record.get("type") == "erasure"
+            and isinstance(record.get("customer_id"), str) and 0 < len(record["customer_id"]) <= 200)
 
 
 def _valid_alert(alert: object) -> bool:
@@ -54,6 +79,7 @@ class DeliveryProcess:
             settings.alert_webhook_url, settings.alert_webhook_secret, settings.alert_webhook_attempts,
             settings.alert_webhook_backoff_s, settings.alert_webhook_timeout_s) if settings.alert_webhook_url else None)
         self._store_alert = store.client.register_script(lua_script("store_alert.lua"))
+        self._erase_alerts = store.client.register_script(lua_script("erase_alerts.lua"))
         self.pending: list[tuple[int, bytes | None]] = []
         self.owns_topic = False
 
@@ -75,17 +101,22 @@ class DeliveryProcess:
                 alert = orjson.loads(value)
             except (TypeError, orjson.JSONDecodeError):
                 alert = None
+            if _is_erasure(alert):
+                await self._erase(alert, offset, to_post)
+                continue
             if not _valid_alert(alert):
                 await self.store.client.hincrby(self.store.prefix + STATS_KEY, "rejected", 1)
                 logger.warning("alert at offset %d refused: not an alert", offset)
                 continue
             body = orjson.dumps(alert)
             webhook = "pending" if self.sender is not None else "none"
+            customer = alert.get("customer_id") if alert["kind"] == "customer" else None
             known = await self._store_alert(
                 keys=[self.store.prefix + alert_key(alert["id"]), self.store.prefix + STREAM_KEY,
-                      self.store.prefix + STATS_KEY],
+                      self.store.prefix + STATS_KEY,
+                      self.store.prefix + customer_alerts_key(customer) if isinstance(customer, str) else ""],
                 args=[alert["id"], body, int(time.time() * 1000), webhook, self.settings.alert_stream_length,
-                      _RETENTION_S])
+                      _RETENTION_S, self.store.prefix])
             if (known or webhook) == "pending" and self.sender is not None:
                 to_post.append((alert["id"], body, offset))
         if to_post:
@@ -95,6 +126,18 @@ class DeliveryProcess:
                 async with limit:
                     await self._post(alert_id, body, offset)
             await asyncio.gather(*(post(*item) for item in to_post))
+
+    async def _erase(self, erasure: dict, offset: int, to_post: list[tuple[str, bytes, int]]) -> None:
+        """Delete the customer's stored alerts; alerts of the batch still to be POSTed are not POSTed."""
+        customer_id = erasure["customer_id"]
+        erased = await self._erase_alerts(
+            keys=[self.store.prefix + customer_alerts_key(customer_id), self.store.prefix + STREAM_KEY,
+                  self.store.prefix + STATS_KEY], args=[self.store.prefix])
+        to_post[:] = [item for item in to_post if orjson.loads(item[1]).get("customer_id") != customer_id]
+        logger.info("erased %d alerts of an erased customer", erased)
+        if self.sender is not None:
+            notice = orjson.dumps({"type": "erasure", "customer_id": customer_id})
+            to_post.append((f"erasure:{customer_id}:{erasure.get('requested_ts_ms', 0)}", notice, offset))
 
     async def _post(self, alert_id: str, body: bytes, offset: int) -> None:
         result = await self.sender.deliver(alert_id, body)
@@ -106,8 +149,9 @@ class DeliveryProcess:
             await (await self.deadletter.send(key=alert_id.encode(), value=orjson.dumps(letter)))
             logger.warning("alert %s dead-lettered after %s", alert_id, result.attempts)
         async with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.store.prefix + alert_key(alert_id), mapping={
-                "webhook": state, "webhook_attempts": orjson.dumps(result.attempts).decode()})
+            if not alert_id.startswith("erasure:"):  # (an erasure notice has no hash)
+                pipe.eval(SET_IF_STORED, 1, self.store.prefix + alert_key(alert_id), "webhook", state,
+                          "webhook_attempts", orjson.dumps(result.attempts).decode())
             pipe.hincrby(self.store.prefix + STATS_KEY, f"webhook_{state}", 1)
             await pipe.execute()
 

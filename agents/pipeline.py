@@ -10,6 +10,7 @@ import faust
 import mode
 import orjson
 
+from agents.alert_delivery import erasure_record
 from agents.batch_source import BatchSource
 from agents.churn_scoring import WheelClock, example_message, model_view
 from agents.customer_state import AppliedBatch, fold_batch
@@ -103,6 +104,9 @@ class BatchProcessor:
             for partition, watermark in self._progress_to_send(applied.churn.wheel)]
         deliveries += [await self.alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
                        for alert in applied.alerts]
+        for erased in applied.erasures:
+            key, value = erasure_record(erased.customer_id, erased.ts_ms)
+            deliveries.append(await self.alerts.send(key=key, value=value))
         for sample in applied.segments.samples:
             key, value = sample_message(*sample)
             deliveries.append(await self.segment_features.send(key=key, value=value))

@@ -11,15 +11,13 @@ import time
 import orjson
 import redis.asyncio as aioredis
 
-from agents.alert_delivery import STATS_KEY, STREAM_KEY, alert_key
+from agents.alert_delivery import SET_IF_STORED, STATS_KEY, STREAM_KEY, alert_key
 
 __all__ = ["AlertReader", "valid_alert_id"]
 
 _ALERT_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 _STATUSES = ("open", "acknowledged")
 _KINDS = ("customer", "aggregate")
-# Acknowledge only a stored alert (an expired one must not come back as a hash holding only its status).
-_ACK_IF_STORED = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], unpack(ARGV)) return 1"
 
 
 def valid_alert_id(alert_id: str) -> str:
@@ -76,7 +74,7 @@ class AlertReader:
         if not by or len(by) > 100 or len(note) > 1000:
             raise ValueError("by must be 1..100 characters, note at most 1000")
         key = self.prefix + alert_key(valid_alert_id(alert_id))
-        updated = await self.client.eval(_ACK_IF_STORED, 1, key, "status", "acknowledged", "acked_by", by,
+        updated = await self.client.eval(SET_IF_STORED, 1, key, "status", "acknowledged", "acked_by", by,
                                          "acked_note", note, "acked_at_ms", int(time.time() * 1000))
         return await self.get(alert_id) if updated else None
 

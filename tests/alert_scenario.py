@@ -24,10 +24,12 @@ from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_t
 
 __all__ = ["SCENARIO_SETTINGS", "FROZEN", "frozen_models", "scenario", "run_worker_over", "Outcome", "judge", "end_offset", "stored_alerts"]
 
-#: Daily buckets: a shop of a few hundred customers sees a handful of customers enter high risk per day.
+#: A shop of 800 customers: a handful of customers enter a risk band per day, so daily buckets, a low
+#: baseline floor, and customers entering *medium* risk (with this churn model a VIP who stops buying needs
+#: about three weeks of silence for medium, ten for high: bench/alert_scenario.py).
 SCENARIO_SETTINGS = dict(alert_bucket_minutes=1440.0, alert_warmup_buckets=30, alert_cooldown_hours=7 * 24.0,
-                         segment_warmup=1000, segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
-                         churn_min_examples=1500, churn_snapshot_every=1500)
+                         alert_entry_band="medium", alert_min_rate=0.2, alert_threshold=6.0, alert_shift=3.0,
+                         segment_snapshot_every=2000, segment_snapshot_interval_s=1.0)
 
 
 #: The distinct planted segments (so behaviour segments can be told apart), with customers who leave now and

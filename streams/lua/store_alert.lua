@@ -1,7 +1,8 @@
--- Store an alert once: its hash (status, webhook state) and an entry in the bounded stream.
--- KEYS[1] alert hash, KEYS[2] alert stream, KEYS[3] stats hash
+-- Store an alert once: its hash (status, webhook state) and an entry in the bounded stream; a customer
+-- alert is also indexed under its customer so that an erasure can find it.
+-- KEYS[1] alert hash, KEYS[2] alert stream, KEYS[3] stats hash, KEYS[4] customer's alert index (or '')
 -- ARGV[1] alert id, ARGV[2] alert JSON, ARGV[3] received (ms), ARGV[4] webhook state of a new alert,
--- ARGV[5] stream length (approximate trim), ARGV[6] retention of the hash (seconds)
+-- ARGV[5] stream length (approximate trim), ARGV[6] retention of the hash (seconds), ARGV[7] prefix
 -- Returns the webhook state of an alert already stored (a re-sent alert), or false for a new one.
 local known = redis.call('HGET', KEYS[1], 'webhook')
 if known then
@@ -10,6 +11,10 @@ if known then
 end
 redis.call('HSET', KEYS[1], 'alert', ARGV[2], 'status', 'open', 'webhook', ARGV[4], 'received_ms', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'alert', ARGV[2])
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'alert', ARGV[2])
+if KEYS[4] ~= '' then
+  redis.call('SADD', KEYS[4], string.sub(KEYS[1], string.len(ARGV[7]) + 1) .. ' ' .. entry)
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
 redis.call('HINCRBY', KEYS[3], 'stored', 1)
 return false

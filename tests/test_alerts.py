@@ -1,0 +1,312 @@
+"""Alerts through the real stack (Tansu broker, redis-server, worker processes).
+
+* The planted churn shock (tests/alert_scenario.py): the aggregate alert names the shocked segment within
+  the detection delay, the 120-day calm control period raises none, and the same history replayed as one
+  backlog raises exactly the alerts the live run (history fed in event-time slices) raised.
+* Customer alerts are what the rules, recomputed from the score changes, say they should be.
+* Webhooks: a receiver that fails the first attempts gets each alert exactly once, signed; an unreachable
+  one leaves the alert in the alert dead-letter topic after the retry budget; acknowledgements through the
+  API and the CLI.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from agents.alert_delivery import STATS_KEY, alert_key
+from agents.webhooks import verify
+from api.server import create_api
+from online_models.customer_alerts import CooldownGate, CustomerAlertRules, customer_alerts
+from online_models.purchase_history import DAY_MS
+from streams.cli import main as cli_main
+from tests.events_factory import customer
+from tests.alert_scenario import (
+    FROZEN, SCENARIO_SETTINGS, frozen_models, judge, run_worker_over, scenario, stored_alerts,
+)
+from tests.stack import WorkerProcess, prepare_topics, produce, read_topic, unique_settings, wait_until
+
+MAX_DELAY_DAYS = 60   # a VIP who stops buying reaches medium risk after ~3 weeks of silence with this model
+SEED = 1
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, bytes]:
+    return frozen_models()
+
+
+def _run(broker, redis_server, models, chunks: int, output_dir, name: str):
+    settings = unique_settings(broker.bootstrap, redis_server.url, **SCENARIO_SETTINGS, **FROZEN)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    for key, blob in models.items():
+        client.set(settings.redis_prefix + key, blob)
+    simulation = scenario(SEED)
+    events = simulation.events
+    slices = [events[len(events) * i // chunks:len(events) * (i + 1) // chunks] for i in range(chunks)]
+    run_worker_over(settings, client, slices, output_dir / "logs" / f"alerts-{name}-{settings.app_id}.log")
+    return settings, client, simulation, stored_alerts(settings, client)
+
+
+@pytest.fixture(scope="module")
+def live(broker, redis_server, models, output_dir):
+    """History fed in 8 event-time slices, each processed (and its alerts judged) before the next."""
+    return _run(broker, redis_server, models, 8, output_dir, "live")
+
+
+@pytest.fixture(scope="module")
+def replayed(broker, redis_server, models, output_dir):
+    """The same history as one backlog."""
+    return _run(broker, redis_server, models, 1, output_dir, "replay")
+
+
+def test_the_shock_alert_names_the_shocked_segment_in_time_and_the_calm_period_raises_none(live, output_dir):
+    settings, client, simulation, alerts = live
+    outcome = judge(settings, simulation, alerts, MAX_DELAY_DAYS, calm_days=120, warmup_days=120)
+    (output_dir / "alerts-scenario.json").write_bytes(orjson.dumps(
+        {"delay_days": outcome.delay_days, "shocked_segment": outcome.shocked_segment, "aggregate": outcome.aggregate},
+        option=orjson.OPT_INDENT_2))
+    print(f"shock detected {outcome.delay_days} days after it began; aggregate alerts: {len(outcome.aggregate)}")
+    assert outcome.shocked_segment is not None
+    assert outcome.calm_alerts == []  # 120 calm days (after the warm-up) without an aggregate alert
+    assert outcome.detected and outcome.delay_days <= MAX_DELAY_DAYS
+    first = min((a for a in outcome.true_alerts if a["segment_id"] == outcome.shocked_segment),
+                key=lambda a: a["ts_ms"])
+    evidence = first["evidence"]
+    assert evidence["observed"] > evidence["expected"] and evidence["statistic"] >= evidence["threshold"]
+    assert first["segment_name"] and first["severity"] in ("warning", "critical")
+    assert evidence["top_features"] and evidence["top_rfm_segments"]
+    assert len(outcome.false_alerts) <= len(outcome.true_alerts)  # precision at least 0.5 on this seed
+    detector = orjson.loads(client.get(settings.redis_prefix + "alerts:detector"))
+    assert detector["rejected"] == 0 and detector["monitor"]["late"] == 0
+
+
+def test_a_replay_raises_exactly_the_alerts_of_the_live_run(live, replayed):
+    _, _, _, live_alerts = live
+    _, _, _, replay_alerts = replayed
+
+    def by_id(alerts):
+        return {a["id"]: a for a in alerts}
+
+    aggregate_live = by_id(a for a in live_alerts if a["kind"] == "aggregate")
+    assert aggregate_live, "the scenario raised no aggregate alert"
+    assert by_id(a for a in replay_alerts if a["kind"] == "aggregate") == aggregate_live
+    assert by_id(a for a in replay_alerts if a["kind"] == "customer") == by_id(
+        a for a in live_alerts if a["kind"] == "customer")
+
+
+def test_customer_alerts_follow_the_rules_recomputed_from_the_score_changes(live):
+    settings, _, simulation, alerts = live
+    rules = CustomerAlertRules(watched_segments=frozenset(settings.alert_watched_segments),
+                               value_rank=settings.alert_value_rank, jump=settings.alert_jump)
+    changes = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
+    gate, expected = CooldownGate(int(rules.cooldown_days * DAY_MS)), set()
+    for change in sorted((c for c in changes if c.get("type") != "progress"),
+                         key=lambda c: (c["customer_id"], c["as_of_ms"])):
+        for alert in customer_alerts(change, change["value_minor"], change["value_rank"], change["rfm_segment"],
+                                     rules):
+            if gate.admit(f"{alert['rule']}:{alert['customer_id']}", alert["ts_ms"]):
+                expected.add(f"{alert['rule']}:{alert['customer_id']}:{alert['ts_ms']}")
+    raised = {a["id"]: a for a in alerts if a["kind"] == "customer"}
+    assert {i for i, a in raised.items() if a["rule"] != "unhappy_after_ticket"} == expected and expected
+
+    tickets = defaultdict(list)
+    for topic, event in simulation.events:
+        if topic == "interactions" and event["type"] == "support_ticket":
+            tickets[event["customer_id"]].append(event["ts"])
+    unhappy = [a for a in raised.values() if a["rule"] == "unhappy_after_ticket"]
+    assert unhappy
+    for alert in unhappy:
+        evidence = alert["evidence"]
+        assert evidence["csat"] <= rules.low_csat and evidence["ticket_ms"] in tickets[alert["customer_id"]]
+        assert 0 <= evidence["survey_ms"] - evidence["ticket_ms"] <= rules.ticket_window_days * DAY_MS
+    for alert in raised.values():  # next best actions: ranked by expected utility, recomputed
+        actions = alert["next_best_actions"]
+        utilities = [a["expected_utility_minor"] for a in actions]
+        assert utilities == sorted(utilities, reverse=True)
+        churn_p = alert["evidence"].get("churn_p")
+        if churn_p is not None and actions:
+            value = alert["evidence"]["value_minor"]
+            best = max(settings.retention_catalogue(), key=lambda a: (a.expected_utility(churn_p, value), -a.cost_minor))
+            assert actions[0]["action"] == best.name
+
+
+# -- webhooks --------------------------------------------------------------------------------------------
+
+class Receiver:
+    """A webhook endpoint on a free port that answers 503 to the first ``failures`` attempts of each alert."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: dict[str, int] = defaultdict(int)
+        self.accepted: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                alert_id = self.headers["X-Crmstream-Alert-Id"]
+                receiver.attempts[alert_id] += 1
+                if receiver.attempts[alert_id] <= receiver.failures:
+                    self.send_response(503)
+                else:
+                    receiver.accepted.append((dict(self.headers), body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/crm"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def sample_alerts() -> list[dict]:
+    return [
+        {"id": "churn_jump:cust-1:1700000000000", "kind": "customer", "rule": "churn_jump", "key": "churn_jump:cust-1",
+         "severity": "critical", "customer_id": "cust-1", "ts_ms": 1_700_000_000_000,
+         "evidence": {"churn_p": 0.8, "previous_churn_p": 0.3}, "next_best_actions": []},
+        {"id": "spike:segment:2:1699920000000", "kind": "aggregate", "rule": "risk_spike", "key": "risk_spike:segment:2",
+         "severity": "warning", "series": "segment:2", "segment_id": 2, "ts_ms": 1_700_006_400_000,
+         "evidence": {"observed": 9, "expected": 1.5}},
+    ]
+
+
+def produce_alerts(settings, alerts: list[dict], extra: list[bytes] = ()) -> None:
+    produce(settings.kafka_bootstrap, [(settings.topic("alerts"), a["id"].encode(), orjson.dumps(a)) for a in alerts]
+            + [(settings.topic("alerts"), b"junk", value) for value in extra])
+
+
+def test_webhooks_deliver_each_alert_exactly_once_signed_and_alerts_can_be_acknowledged(
+        broker, redis_server, redis_client, output_dir, monkeypatch, capsys):
+    receiver = Receiver(failures=2)
+    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
+                               alert_webhook_secret="s3cret", alert_webhook_attempts=4, alert_webhook_backoff_s=0.2)
+    prepare_topics(settings)
+    worker = WorkerProcess(settings, output_dir / "logs" / f"webhook-{settings.app_id}.log").start()
+    alerts = sample_alerts()
+    try:
+        produce_alerts(settings, alerts + alerts[:1], extra=[b"not json", orjson.dumps({"id": "x"})])  # a repeat, junk
+        stats_key = settings.redis_prefix + STATS_KEY
+        wait_until(lambda: int(redis_client.hget(stats_key, "webhook_delivered") or 0) == 2, 90,
+                   "webhooks not delivered", interval_s=0.5, process=worker.process)
+        wait_until(lambda: int(redis_client.hget(stats_key, "duplicates") or 0) == 1, 30, "repeat not seen",
+                   process=worker.process)
+    finally:
+        worker.stop()
+        receiver.close()
+    assert sorted(orjson.loads(body)["id"] for _, body in receiver.accepted) == sorted(a["id"] for a in alerts)
+    assert all(receiver.attempts[a["id"]] == 3 for a in alerts)  # two 503s, then the one delivery
+    for headers, body in receiver.accepted:
+        assert verify(b"s3cret", headers["X-Crmstream-Timestamp"], body, headers["X-Crmstream-Signature"])
+        assert not verify(b"other", headers["X-Crmstream-Timestamp"], body, headers["X-Crmstream-Signature"])
+    stats = redis_client.hgetall(settings.redis_prefix + STATS_KEY)
+    assert (stats["stored"], stats["rejected"], stats.get("webhook_dead")) == ("2", "2", None)
+    assert redis_client.xlen(settings.redis_prefix + "alerts:stream") == 2
+    stored = redis_client.hgetall(settings.redis_prefix + alert_key(alerts[0]["id"]))
+    assert stored["webhook"] == "delivered" and orjson.loads(stored["webhook_attempts"]) == ["503", "503", "200"]
+
+    api = TestClient(create_api(settings))
+    listed = api.get("/alerts").json()
+    assert [a["id"] for a in listed] == [a["id"] for a in reversed(alerts)]  # newest first
+    assert all(a["status"] == "open" for a in listed)
+    assert api.get("/alerts", params={"kind": "customer"}).json()[0]["id"] == alerts[0]["id"]
+    acked = api.post(f"/alerts/{alerts[1]['id']}/ack", json={"by": "anna", "note": "voucher campaign"}).json()
+    assert acked["status"] == "acknowledged" and acked["acknowledged"]["by"] == "anna"
+    assert api.get(f"/alerts/{alerts[1]['id']}").json()["status"] == "acknowledged"
+    assert api.post("/alerts/spike:none:1/ack", json={"by": "anna"}).status_code == 404
+    assert api.post("/alerts/x y/ack", json={"by": "anna"}).status_code == 422
+    assert api.get("/alerts", params={"status": "open"}).json()[0]["id"] == alerts[0]["id"]
+    assert api.get("/alerts", params={"limit": 0}).status_code == 422
+
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert cli_main(["alerts", "--ack", alerts[0]["id"], "--by", "cli-user"]) == 0
+    assert alerts[0]["id"] in capsys.readouterr().out
+    assert cli_main(["alerts", "--json", "--status", "acknowledged"]) == 0
+    printed = orjson.loads(capsys.readouterr().out)
+    assert {a["id"] for a in printed} == {a["id"] for a in alerts}
+    assert cli_main(["alerts", "--ack", "no:such:alert"]) == 1
+
+
+def test_an_unreachable_webhook_leaves_the_alert_in_the_dead_letter_after_the_retry_budget(
+        broker, redis_server, redis_client, output_dir):
+    closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = closed.server_port
+    closed.server_close()  # nothing listens there any more
+    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=f"http://127.0.0.1:{port}/x",
+                               alert_webhook_attempts=3, alert_webhook_backoff_s=0.1)
+    prepare_topics(settings)
+    worker = WorkerProcess(settings, output_dir / "logs" / f"webhook-dead-{settings.app_id}.log").start()
+    alert = sample_alerts()[0]
+    try:
+        produce_alerts(settings, [alert])
+        letters = read_topic(settings.kafka_bootstrap, settings.topic("alerts-deadletter"), timeout_s=90)
+    finally:
+        worker.stop()
+    assert len(letters) == 1
+    letter = orjson.loads(letters[0].value)
+    assert letter["alert_id"] == alert["id"] and letter["alert"] == alert and letter["source_offset"] == 0
+    assert letter["reason"] == "webhook undeliverable" and len(letter["attempts"]) == 3
+    assert redis_client.hget(settings.redis_prefix + alert_key(alert["id"]), "webhook") == "dead"
+    assert redis_client.hget(settings.redis_prefix + STATS_KEY, "webhook_dead") == "1"
+
+
+def test_an_acknowledgement_never_brings_back_an_alert_that_expired(redis_server, redis_client):
+    import redis.asyncio as aioredis
+
+    from api.alerts import AlertReader
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            return await AlertReader(client, "t-expired:").acknowledge("spike:all:1", "anna")
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) is None
+    assert not redis_client.exists("t-expired:" + alert_key("spike:all:1"))
+
+
+def test_erasing_a_customer_deletes_their_alerts_from_redis_and_tells_the_webhook(
+        broker, redis_server, redis_client, output_dir):
+    receiver = Receiver(failures=0)
+    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
+                               alert_webhook_secret="s3cret")
+    prepare_topics(settings)
+    customer_alert, aggregate = sample_alerts()
+    alerts = [customer_alert, {**customer_alert, "id": "churn_jump:cust-1:1700900000000", "ts_ms": 1_700_900_000_000},
+              {**customer_alert, "id": "churn_jump:cust-2:1700000000000", "customer_id": "cust-2"}, aggregate]
+    prefix = settings.redis_prefix
+    worker = WorkerProcess(settings, output_dir / "logs" / f"erase-{settings.app_id}.log").start()
+    try:
+        produce_alerts(settings, alerts)
+        wait_until(lambda: redis_client.hget(prefix + STATS_KEY, "stored") == "4", 60, "alerts not stored",
+                   process=worker.process)
+        produce(settings.kafka_bootstrap, [(settings.topic("customers"), b"cust-1", orjson.dumps(
+            customer("cust-1", ts=1_700_950_000_000, type="erase")))])
+        wait_until(lambda: redis_client.hget(prefix + STATS_KEY, "erased") == "2", 60, "alerts not erased",
+                   process=worker.process)
+        wait_until(lambda: any(orjson.loads(body).get("type") == "erasure" for _, body in receiver.accepted), 30,
+                   "the webhook was not told", process=worker.process)
+    finally:
+        worker.stop()
+        receiver.close()
+    left = [fields["id"] for _, fields in redis_client.xrange(prefix + "alerts:stream")]
+    assert left == [alerts[2]["id"], aggregate["id"]]
+    assert not any("cust-1" in key for key in redis_client.scan_iter(prefix + "*"))
+    assert not any("cust-1" in value for _, fields in redis_client.xrange(prefix + "alerts:stream")
+                   for value in fields.values())
+    notice = next((headers, body) for headers, body in receiver.accepted if orjson.loads(body).get("type") == "erasure")
+    assert orjson.loads(notice[1]) == {"type": "erasure", "customer_id": "cust-1"}
+    assert verify(b"s3cret", notice[0]["X-Crmstream-Timestamp"], notice[1], notice[0]["X-Crmstream-Signature"])
