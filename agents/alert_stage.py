@@ -20,6 +20,8 @@ from online_models.kpis import NO_SEGMENT
 from online_models.purchase_history import DAY_MS
 from online_models.quantiles import FrozenRanks
 from online_models.retention_actions import RetentionAction, rank_actions
+from online_models.segment_features import segment_features
+from online_models.segment_snapshot import SegmentModel
 
 __all__ = ["VALUE_SKETCH", "value_inputs", "value_of", "customer_value", "AlertStage"]
 
@@ -57,6 +59,8 @@ class AlertStage:
     prior: ClvPrior
     population: Mapping[str, FrozenRanks]
     segment_of: Callable[[CustomerState], str]
+    segment_model: SegmentModel | None = None
+    segment_window_days: float = 180.0
     alerts: list[dict] = field(default_factory=list)
 
     def _describe(self, state: CustomerState) -> tuple[float | None, float | None, str | None]:
@@ -66,15 +70,25 @@ class AlertStage:
         segment = self.segment_of(state)
         return value, rank, None if segment == NO_SEGMENT else segment
 
-    def score_change(self, change: dict, state: CustomerState) -> None:
-        """Enrich a score change in place and raise the customer rules it triggers."""
+    def describe(self, customer_id: str, state: CustomerState, at_ms: int) -> dict:
+        """What a score change carries besides the score, as of its tick: the behaviour segment nearest to the
+        customer then (the served snapshot, no hysteresis: a function of the state, so replays attribute
+        changes as live runs did), the RFM segment, the value and its rank in the population."""
         value, rank, rfm_segment = self._describe(state)
-        change["segment_id"] = (state.segment or {}).get("id")
-        change["rfm_segment"] = rfm_segment
-        change["value_minor"] = None if value is None else round(value)
-        change["value_rank"] = None if rank is None else round(rank, 6)
-        for alert in customer_alerts(change, change["value_minor"], rank, rfm_segment, self.rules):
-            self._raise(alert, state, change["churn_p"], value)
+        segment = None
+        if self.segment_model is not None:
+            raw = segment_features(state, at_ms, self.segment_window_days)
+            if raw is not None:
+                segment = self.segment_model.assign(raw)[0]
+        return {"segment_id": segment, "rfm_segment": rfm_segment,
+                "value_minor": None if value is None else round(value),
+                "value_rank": None if rank is None else round(rank, 6)}
+
+    def score_change(self, change: dict, state: CustomerState) -> None:
+        """Raise the customer rules a (described) score change triggers."""
+        for alert in customer_alerts(change, change.get("value_minor"), change.get("value_rank"),
+                                     change.get("rfm_segment"), self.rules):
+            self._raise(alert, state, change["churn_p"], change.get("value_minor"))
 
     def survey(self, customer_id: str, state: CustomerState, ts_ms: int, csat: int) -> None:
         """A CSAT answer: alert when it is low, soon after a ticket, from a valuable customer."""

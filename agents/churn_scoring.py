@@ -4,14 +4,16 @@ Per batch: orders close the open examples they decide (before the order is
 folded) and open their own; customers due on the event-time wheel
 (``crm:wheel:{partition}``: customer -> next wake-up, event time) have their
 examples closed without an order as the partition's purchases watermark passes
-them, and are re-scored so a silent customer's risk rises without any event.
-Every touched customer is scored with the newest model snapshot (one model
-evaluation for the whole batch). Closed examples and big score moves leave as
-derived events, sent before the commit with deterministic keys.
+them, and their report ticks scored, so a silent customer's risk rises without
+any event. Customers with events get a fresh score as of their newest (one model
+evaluation for the whole batch). Closed examples and score changes (decided at
+the report ticks) leave as derived events, sent before the commit with
+deterministic keys.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 
@@ -19,7 +21,7 @@ from agents.snapshots import SnapshotView
 from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
-from online_models.hazard import Example
+from online_models.hazard import Example, band_of
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
@@ -51,6 +53,7 @@ class WheelClock:
         self.newest_ms: dict[tuple[str, int], int] = {}     # (topic, partition) -> newest event time
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
+        self.watermarks: dict[int, int] = {}    # partition -> purchases watermark of the batch being processed
 
     async def due(self, accepted) -> dict[str, tuple[int, int]]:
         """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
@@ -71,6 +74,7 @@ class WheelClock:
         watermarks = {partition: purchases - self.settings.lateness_ms for partition in partitions
                       if (purchases := newest.get(("purchases", partition), -1)) >= 0}
         self._wheel_bound = dict(watermarks)
+        self.watermarks = watermarks
         if not watermarks:
             return {}
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
@@ -104,14 +108,24 @@ class WheelClock:
 
 @dataclass
 class ChurnStage:
-    """What the churn stage decided in one batch."""
+    """What the churn stage decided in one batch.
+
+    Two kinds of scores. *Report ticks* (a fixed event-time grid per customer, daily or twice daily:
+    :func:`~online_models.churn_tracking.next_tick_ms`) decide the ``score-changes``: each tick is scored
+    with the customer's state as of the tick, before any later event is applied, and a silent customer's
+    risk never falls between ticks under one model; so a replay reports what the live run reported, whatever
+    the batches. *Fresh scores* at a customer's newest event keep the stored score (what support sees)
+    current between ticks; they report nothing.
+    """
 
     settings: Settings
+    scorer: HazardScorer | None = None
+    describe: Callable[[str, CustomerState, int], dict] | None = None  # enrichment of a change, as of its tick
     examples: list[tuple[str, Example]] = field(default_factory=list)
     score_changes: list[dict] = field(default_factory=list)
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
     _opens: dict[str, bool] = field(default_factory=dict)
-    _as_of: dict[str, tuple[CustomerState, set[int], int]] = field(default_factory=dict)  # to score
+    _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
 
     def __post_init__(self) -> None:
         self.churn = self.settings.churn_settings()
@@ -123,50 +137,88 @@ class ChurnStage:
     def after_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
         churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id), self.churn)
 
+    def before_event(self, customer_id: str, state: CustomerState, ts_ms: int, partition: int) -> None:
+        """An event at ``ts_ms`` is about to be applied: report the ticks the customer passed before it."""
+        self._report_ticks(customer_id, state, partition, ts_ms - 1)
+        self._seen[customer_id] = (state, partition, True)
+
+    def forget(self, customer_id: str) -> None:
+        """An erased customer: nothing of the old state is scored or scheduled."""
+        self._seen.pop(customer_id, None)
+        self.wheel.pop(customer_id, None)
+
     def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int) -> None:
-        """A customer due on the wheel: replay its wake-ups up to the watermark in event time (close the
-        examples each decides, note a score at each), so a backfill emits the same examples and score
-        changes as live traffic whatever the batch boundaries. Wake-ups before the customer's newest
-        event (applied in this batch) are not scored: that event's own score supersedes them."""
-        times = self._as_of.setdefault(customer_id, (state, set(), partition))[1]
-        last_activity = max(state.purchases.last_order_ms or 0, state.activity.last_seen_ms or 0)
-        wake = churn_tracking.next_wake_ms(state, self.churn)
-        while wake is not None and wake <= watermark_ms:
-            self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, wake, self.churn)]
-            if wake >= last_activity:
-                times.add(wake)
-            following = churn_tracking.next_wake_ms(state, self.churn, scored_ms=wake)
-            wake = following if following is not None and following > wake else None
-        self.wheel[customer_id] = (partition, wake)
+        """A customer due on the wheel: close the examples the watermark decides, report the ticks up to it."""
+        self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, watermark_ms, self.churn)]
+        self._report_ticks(customer_id, state, partition, watermark_ms)
+        touched = self._seen.get(customer_id, (None, None, False))[2]
+        self._seen[customer_id] = (state, partition, touched)
 
-    def touched(self, customer_id: str, state: CustomerState, partition: int) -> None:
-        """A customer with events in this batch: score as of the newest."""
-        self._as_of.setdefault(customer_id, (state, set(), partition))[1].add(state.activity.last_seen_ms)
+    def finish(self, watermarks: dict[int, int]) -> None:
+        """End of the batch: ticks up to each partition's watermark for the customers with events (their
+        newest event is older), fresh scores as of their newest event (one model evaluation), wheel entries."""
+        fresh = []
+        for customer_id, (state, partition, touched) in self._seen.items():
+            if touched:
+                if partition in watermarks:
+                    self._report_ticks(customer_id, state, partition, watermarks[partition])
+                fresh.append(state)
+        reported = [(state.churn_score or {}).get("reported") for state in fresh]
+        churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,
+                                  self.churn)
+        for state, kept in zip(fresh, reported):
+            if state.churn_score is not None:
+                state.churn_score["reported"] = kept
+        for customer_id, (state, partition, _) in self._seen.items():
+            self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(
+                state, self.churn, self._last_tick(state), churn_tracking.tick_phase_ms(customer_id)))
+        self._seen.clear()
 
-    def score_all(self, scorer: HazardScorer | None) -> None:
-        """Score every noted (customer, as-of time) with one model evaluation, in event-time order per
-        customer; note wheel entries and changes. A change is measured against the last score reported
-        (kept in the score), so a slow climb through daily re-scores is reported once it adds up."""
-        ids = list(self._as_of)
-        before = {cid: self._as_of[cid][0].churn_score for cid in ids}
-        scores = churn_tracking.score_many([(state, sorted(times)) for state, times, _ in self._as_of.values()],
-                                           scorer, self.churn)
+    @staticmethod
+    def _last_tick(state: CustomerState) -> int:
+        reported = (state.churn_score or {}).get("reported") or {}
+        first = state.purchases.first_order_ms
+        return reported.get("tick_ms", first if first is not None else 0)
+
+    def _report_ticks(self, customer_id: str, state: CustomerState, partition: int, until_ms: int) -> None:
+        """Score the customer's ticks up to ``until_ms`` with its state as it is now (as of them), and report
+        those that moved the band or more than the threshold since the last report."""
+        if state.purchases.orders == 0:
+            return
+        phase = churn_tracking.tick_phase_ms(customer_id)
+        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self._last_tick(state), phase)
+        while tick is not None and tick <= until_ms:
+            ticks.append(tick)
+            tick = churn_tracking.next_tick_ms(state, self.churn, tick, phase)
+        if not ticks:
+            return
+        stored, state.churn_score = state.churn_score, None  # raw scores: the monotone rule below uses ticks only
+        scores = churn_tracking.score_many([(state, ticks)], self.scorer, self.churn)[0]
+        reported = (stored or {}).get("reported")
+        last_seen = state.activity.last_seen_ms or 0
         threshold = self.settings.churn_change_threshold
-        for cid, customer_scores in zip(ids, scores):
-            state, _, partition = self._as_of[cid]
-            self.wheel[cid] = (partition, churn_tracking.next_wake_ms(state, self.churn))
-            reported = before[cid] and before[cid].get("reported")  # the last score sent as a change
-            for new in customer_scores:
-                if (reported is None or reported["band"] != new["band"]
-                        or abs(new["churn_p"] - reported["churn_p"]) > threshold):
-                    self.score_changes.append({
-                        "customer_id": cid, "partition": partition, "as_of_ms": new["as_of_ms"], "churn_p": new["churn_p"],
-                        "band": new["band"], "previous_churn_p": None if reported is None else reported["churn_p"],
-                        "previous_band": None if reported is None else reported["band"],
-                        "model_version": new["version"], "top_features": new["top_features"]})
-                    reported = {"churn_p": new["churn_p"], "band": new["band"]}
-                new["reported"] = reported
-        self._as_of.clear()
+        for new in scores:
+            previous = (reported or {}).get("tick")
+            if previous and previous["version"] == new["version"] and last_seen <= previous["as_of_ms"]:
+                new["churn_p"] = max(new["churn_p"], previous["churn_p"])  # silent since: risk does not fall
+                new["band"] = band_of(new["churn_p"])
+            last = reported and reported.get("churn_p") is not None
+            if not last or reported["band"] != new["band"] or abs(new["churn_p"] - reported["churn_p"]) > threshold:
+                change = {"customer_id": customer_id, "partition": partition, "as_of_ms": new["as_of_ms"],
+                          "churn_p": new["churn_p"], "band": new["band"],
+                          "previous_churn_p": reported["churn_p"] if last else None,
+                          "previous_band": reported["band"] if last else None,
+                          "model_version": new["version"], "top_features": new["top_features"]}
+                if self.describe is not None:
+                    change |= self.describe(customer_id, state, new["as_of_ms"])
+                self.score_changes.append(change)
+                reported = {"churn_p": new["churn_p"], "band": new["band"]}
+            reported = {**(reported or {}), "tick_ms": new["as_of_ms"],
+                        "tick": {"churn_p": new["churn_p"], "version": new["version"], "as_of_ms": new["as_of_ms"]}}
+        newest = scores[-1]
+        if stored is not None and stored["as_of_ms"] > newest["as_of_ms"]:
+            newest = stored  # the stored score is newer than the ticks (an event's fresh score)
+        state.churn_score = {**newest, "reported": reported}
 
 
 def example_message(customer_id: str, example: Example) -> tuple[bytes, bytes]:

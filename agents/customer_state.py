@@ -155,16 +155,17 @@ def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> 
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
                settings: Settings, population: Mapping[str, FrozenRanks] | None = None,
                scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None,
-               segment_model: SegmentModel | None = None) -> AppliedBatch:
+               segment_model: SegmentModel | None = None, watermarks: Mapping[int, int] | None = None) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write.
 
     ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
+    ``watermarks``: each partition's purchases watermark (report ticks up to it are decided in this batch).
     ``segment_model``: the newest segment snapshot (None: none published yet; customers are still sampled).
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
-    churn = ChurnStage(settings)
+    churn = ChurnStage(settings, scorer)
     items = ItemStage(settings.item_settings(), settings.lateness_ms)
     segments = SegmentStage(settings.segment_settings(), segment_model)
     partition_of: dict[str, int] = {}
@@ -174,7 +175,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     placed_before: dict[str, tuple[RfmInputs, tuple | None]] = {}
     prior = settings.profile_settings().clv
     alerts = AlertStage(settings.customer_alert_rules(), settings.retention_catalogue(), prior, population or {},
-                        segment_of)
+                        segment_of, segment_model, settings.segment_window_days)
+    churn.describe = alerts.describe
     seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
     new_seen: dict[str, dict[str, list[str]]] = {}
     erasures: list[CustomerEvent] = []
@@ -208,6 +210,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             if customer_id not in write.erase:
                 write.erase.append(customer_id)
             states[customer_id] = CustomerState.new(half_life_ms)
+            churn.forget(customer_id)
             seen[customer_id] = set()
             new_seen[customer_id] = {}
             write.schedule(message.partition, customer_id, None)
@@ -215,6 +218,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             continue
         partition_of[customer_id] = message.partition
         state = state_of(customer_id)
+        churn.before_event(customer_id, state, event.ts_ms, message.partition)
         apply_event(state, event, kpis, horizon_ms, segment_of, churn, items, segments)
         if isinstance(event, Interaction) and event.survey == "csat" and event.score is not None:
             alerts.survey(customer_id, state, event.ts_ms, event.score)
@@ -229,9 +233,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             churn.wake(customer_id, state_of(customer_id), partition, watermark_ms)
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
-    for customer_id, partition in partition_of.items():
-        churn.touched(customer_id, states[customer_id], partition)
-    churn.score_all(scorer)
+    churn.finish(dict(watermarks or {}))
     for change in churn.score_changes:
         alerts.score_change(change, states[change["customer_id"]])
     for customer_id, (partition, wake_ms) in churn.wheel.items():

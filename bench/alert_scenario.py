@@ -92,15 +92,19 @@ def detectors() -> dict[str, callable]:
     from river import drift
 
     return {
-        "EWMA+CUSUM (served: min 0.2, h 6, x3)": lambda: Cusum(alpha=0.05, warmup=30, shift=3.0, threshold=6.0,
-                                                               min_rate=0.2),
+        "EWMA+CUSUM (scenario: h 8, x2, min 0.2)": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=8.0,
+                                                                 min_rate=0.2),
+        "EWMA+CUSUM h 6, x3": lambda: Cusum(alpha=0.05, warmup=30, shift=3.0, threshold=6.0, min_rate=0.2),
         "EWMA+CUSUM h 4, x3": lambda: Cusum(alpha=0.05, warmup=30, shift=3.0, threshold=4.0, min_rate=0.2),
         "EWMA+CUSUM h 10, x2 (hourly defaults)": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=10.0,
                                                               min_rate=1.0),
         "EWMA z > 4": lambda: ZScore(4.0),
         "river ADWIN (delta 0.002)": lambda: RiverUpward(lambda: drift.ADWIN(delta=0.002)),
-        "river PageHinkley (up, threshold 5)": lambda: RiverUpward(
-            lambda: drift.PageHinkley(min_instances=30, delta=0.05, threshold=5.0, mode="up")),
+        "river ADWIN (delta 0.05)": lambda: RiverUpward(lambda: drift.ADWIN(delta=0.05)),
+        "river PageHinkley (up, threshold 10)": lambda: RiverUpward(
+            lambda: drift.PageHinkley(min_instances=30, delta=0.05, threshold=10.0, mode="up")),
+        "river PageHinkley (up, threshold 20)": lambda: RiverUpward(
+            lambda: drift.PageHinkley(min_instances=30, delta=0.05, threshold=20.0, mode="up")),
     }
 
 

@@ -7,6 +7,9 @@ customer through these functions, so what is benchmarked is what runs.
   decides; :func:`after_order` opens the order's own checkpoint.
 * :func:`on_clock` closes examples whose step ended without an order, as the
   purchases watermark passes them (the event-time wheel calls it).
+* :func:`next_tick_ms`: the customer's report ticks, a fixed event-time grid
+  at which score changes are decided (the state as of the tick), so that a
+  replay reports what the live run reported.
 * :func:`score` composes the served model's hazards along the customer's
   silence path into ``churn_p``; before a model exists it serves the CLV prior,
   marked ``"version": "prior"``. While a customer sends no event at all, the
@@ -15,10 +18,9 @@ customer through these functions, so what is benchmarked is what runs.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-
 from typing import Sequence
-
 
 from online_models.churn_features import example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
@@ -27,7 +29,8 @@ from online_models.customer_state import CustomerState
 from online_models.hazard import Example, HazardConfig, band_of
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "next_wake_ms", "PRIOR_VERSION"]
+__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "tick_phase_ms",
+           "next_tick_ms", "next_wake_ms", "PRIOR_VERSION"]
 
 PRIOR_VERSION = "prior"
 
@@ -127,36 +130,49 @@ def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
                                    settings.hazard.horizon_days, settings.prior)
 
 
-def next_wake_ms(state: CustomerState, settings: ChurnSettings, scored_ms: int | None = None) -> int | None:
-    """When the wheel must next visit the customer: the open example's end or the next re-score (after
-    ``scored_ms``, by default the stored score's time), whichever is first; None once the customer has been
-    silent too long to matter. Re-scores are daily, and more often while the silence is around the
-    customer's own reorder interval, where the risk moves fastest.
+def tick_phase_ms(customer_id: str) -> int:
+    """Where in the day the customer's report ticks fall: spread over the day (a stable hash of the id), so
+    that a midnight does not re-score every customer at once.
+
+    >>> tick_phase_ms("cust-000001") == tick_phase_ms("cust-000001"), 0 <= tick_phase_ms("x") < DAY_MS
+    (True, True)
+    """
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % DAY_MS
+
+
+def next_tick_ms(state: CustomerState, settings: ChurnSettings, after_ms: int, phase_ms: int = 0) -> int | None:
+    """The customer's first report tick strictly after ``after_ms``: ticks lie on a fixed event-time grid
+    (``phase_ms`` + k · interval), daily, and twice a day while the silence is around the customer's own
+    reorder interval (where the risk moves fastest), so a replay ticks where the live run ticked whatever
+    the batches were. None once the customer has been silent too long to matter.
 
     >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
     >>> for day in (0, 20, 40):
     ...     state.apply_order(day * DAY_MS, 4000, 1)
     >>> settings = ChurnSettings()
-    >>> [(next_wake_ms(state, settings, scored_ms=day * DAY_MS) / DAY_MS - day) for day in (41, 52, 58, 75)]
-    [1.0, 0.5, 0.5, 1.0]
+    >>> [next_tick_ms(state, settings, after_ms=int(day * DAY_MS)) / DAY_MS for day in (41, 41.2, 52, 52.7, 75)]
+    [42.0, 42.0, 52.5, 53.0, 76.0]
     """
     history = state.purchases
     if history.orders == 0:
         return None
-    last_activity = max(history.last_order_ms, state.activity.last_seen_ms or 0)
-    if scored_ms is None:
-        scored_ms = state.churn_score["as_of_ms"] if state.churn_score else last_activity
     interval_days = settings.rescore_days
     mean_gap = history.mean_gap_days
-    if mean_gap is not None and 0.5 * mean_gap <= (scored_ms - history.last_order_ms) / DAY_MS <= 1.5 * mean_gap:
+    if mean_gap is not None and 0.5 * mean_gap <= (after_ms - history.last_order_ms) / DAY_MS <= 1.5 * mean_gap:
         interval_days = min(interval_days, settings.near_reorder_rescore_days)
-    candidates = [int(scored_ms + interval_days * DAY_MS)]
-    due = state.churn_clock.due_ms(settings.hazard)
-    if due is not None:
-        candidates.append(due)
-    wake = min(candidates)
-    if wake - history.last_order_ms > settings.hazard.max_silence_days * DAY_MS:
-        return due
-    return wake
+    interval = max(int(interval_days * DAY_MS), 1)
+    tick = phase_ms + ((after_ms - phase_ms) // interval + 1) * interval
+    if tick - history.last_order_ms > settings.hazard.max_silence_days * DAY_MS:
+        return None
+    return tick
+
+
+def next_wake_ms(state: CustomerState, settings: ChurnSettings, last_tick_ms: int, phase_ms: int = 0) -> int | None:
+    """When the wheel must next visit the customer: the open example's end or the next report tick after
+    ``last_tick_ms``, whichever is first (None: neither)."""
+    candidates = [t for t in (next_tick_ms(state, settings, last_tick_ms, phase_ms),
+                              state.churn_clock.due_ms(settings.hazard)) if t is not None]
+    return min(candidates) if candidates else None
 
 

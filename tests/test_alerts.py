@@ -26,6 +26,7 @@ from api.server import create_api
 from online_models.customer_alerts import CooldownGate, CustomerAlertRules, customer_alerts
 from online_models.purchase_history import DAY_MS
 from streams.cli import main as cli_main
+from tests.conftest import OUTPUT_DIR
 from tests.events_factory import customer
 from tests.alert_scenario import (
     FROZEN, SCENARIO_SETTINGS, frozen_models, judge, run_worker_over, scenario, stored_alerts,
@@ -41,7 +42,7 @@ def models() -> dict[str, bytes]:
     return frozen_models()
 
 
-def _run(broker, redis_server, models, chunks: int, output_dir, name: str):
+def _run(broker, redis_server, models, chunks: int, name: str):
     settings = unique_settings(broker.bootstrap, redis_server.url, **SCENARIO_SETTINGS, **FROZEN)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     for key, blob in models.items():
@@ -49,20 +50,20 @@ def _run(broker, redis_server, models, chunks: int, output_dir, name: str):
     simulation = scenario(SEED)
     events = simulation.events
     slices = [events[len(events) * i // chunks:len(events) * (i + 1) // chunks] for i in range(chunks)]
-    run_worker_over(settings, client, slices, output_dir / "logs" / f"alerts-{name}-{settings.app_id}.log")
+    run_worker_over(settings, client, slices, OUTPUT_DIR / "logs" / f"alerts-{name}-{settings.app_id}.log")
     return settings, client, simulation, stored_alerts(settings, client)
 
 
 @pytest.fixture(scope="module")
-def live(broker, redis_server, models, output_dir):
+def live(broker, redis_server, models):
     """History fed in 8 event-time slices, each processed (and its alerts judged) before the next."""
-    return _run(broker, redis_server, models, 8, output_dir, "live")
+    return _run(broker, redis_server, models, 8, "live")
 
 
 @pytest.fixture(scope="module")
-def replayed(broker, redis_server, models, output_dir):
+def replayed(broker, redis_server, models):
     """The same history as one backlog."""
-    return _run(broker, redis_server, models, 1, output_dir, "replay")
+    return _run(broker, redis_server, models, 1, "replay")
 
 
 def test_the_shock_alert_names_the_shocked_segment_in_time_and_the_calm_period_raises_none(live, output_dir):
@@ -93,6 +94,8 @@ def test_a_replay_raises_exactly_the_alerts_of_the_live_run(live, replayed):
     def by_id(alerts):
         return {a["id"]: a for a in alerts}
 
+    for name, alerts in (("live", live_alerts), ("replay", replay_alerts)):
+        (OUTPUT_DIR / f"alerts-{name}.json").write_bytes(orjson.dumps(alerts, option=orjson.OPT_INDENT_2))
     aggregate_live = by_id(a for a in live_alerts if a["kind"] == "aggregate")
     assert aggregate_live, "the scenario raised no aggregate alert"
     assert by_id(a for a in replay_alerts if a["kind"] == "aggregate") == aggregate_live

@@ -138,12 +138,10 @@ def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
     state = CustomerState.new(30 * DAY_MS)
     for day in (0, 20, 40):
         state.apply_order(day * DAY_MS, 4000, 1)
-    stage = ChurnStage(settings)
-    stage.touched("c1", state, 0)
-    stage.score_all(scorer)
-    for day in range(41, 380):  # one wake-up a day, each a small step
+    stage = ChurnStage(settings, scorer)
+    for day in range(41, 380):  # the watermark passes a day at a time: a report tick or two each, small steps
         stage.wake("c1", state, 0, day * DAY_MS)
-        stage.score_all(scorer)
+        stage.finish({0: day * DAY_MS})
     changes = stage.score_changes
     steps = [abs(b["churn_p"] - a["churn_p"]) for a, b in zip(changes, changes[1:])]
     assert len(changes) >= 3 and changes[0]["previous_churn_p"] is None

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 
+from online_models.hazard import band_of
 from streams.simulator import SimulationConfig, simulate
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
@@ -61,8 +62,10 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     newest = {}
     for change in changes:  # one partition: in order; the newest change per customer is what it reported
         newest[change["customer_id"]] = change
-    assert all(abs(scores[cid]["churn_p"] - newest[cid]["churn_p"]) <= settings.churn_change_threshold
-               and scores[cid]["band"] == newest[cid]["band"] for cid in buyers)
+    ticks = {cid: scores[cid]["reported"]["tick"] for cid in buyers}  # changes are decided at report ticks
+    assert all(abs(ticks[cid]["churn_p"] - newest[cid]["churn_p"]) <= settings.churn_change_threshold
+               and band_of(ticks[cid]["churn_p"]) == newest[cid]["band"] for cid in buyers)
+    assert all(newest[cid]["as_of_ms"] <= ticks[cid]["as_of_ms"] for cid in buyers)
 
     card = asyncio.run(read_profile(settings, sorted(buyers)[0]))["churn"]  # what support sees
     stored = scores[sorted(buyers)[0]]
