@@ -117,7 +117,8 @@ class DeliveryProcess:
                       self.store.prefix + customer_alerts_key(customer) if isinstance(customer, str) else ""],
                 args=[alert["id"], body, int(time.time() * 1000), webhook, self.settings.alert_stream_length,
                       _RETENTION_S, self.store.prefix])
-            if (known or webhook) == "pending" and self.sender is not None:
+            if (known or webhook) == "pending" and self.sender is not None \
+                    and all(alert["id"] != posting for posting, _, _ in to_post):  # a repeat in the same batch
                 to_post.append((alert["id"], body, offset))
         if to_post:
             limit = asyncio.Semaphore(_MAX_CONCURRENT_POSTS)

@@ -88,23 +88,26 @@ class AlertStage:
         """Raise the customer rules a (described) score change triggers."""
         for alert in customer_alerts(change, change.get("value_minor"), change.get("value_rank"),
                                      change.get("rfm_segment"), self.rules):
-            self._raise(alert, state, change["churn_p"], change.get("value_minor"))
+            self._raise(alert, state, change["churn_p"], change.get("value_minor"), change.get("segment_id"))
 
     def survey(self, customer_id: str, state: CustomerState, ts_ms: int, csat: int) -> None:
         """A CSAT answer: alert when it is low, soon after a ticket, from a valuable customer."""
         value, rank, rfm_segment = self._describe(state)
         alert = unhappy_after_ticket(customer_id, state.engagement.last_ticket_ms, ts_ms, csat,
-                                     is_valuable(rank, rfm_segment, self.rules), self.rules)
+                                     is_valuable(rank, rfm_segment, self.rules, value), self.rules)
         if alert is not None:
             alert["evidence"] |= {"value_minor": None if value is None else round(value), "value_rank": rank,
                                   "rfm_segment": rfm_segment}
-            self._raise(alert, state, (state.churn_score or {}).get("churn_p"), value)
+            last_tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
+            self._raise(alert, state, last_tick.get("churn_p"), value,  # the risk of the last report tick:
+                        self.describe(customer_id, state, ts_ms)["segment_id"])  # replayable, unlike a fresh score
 
-    def _raise(self, alert: dict, state: CustomerState, churn_p: float | None, value: float | None) -> None:
+    def _raise(self, alert: dict, state: CustomerState, churn_p: float | None, value: float | None,
+               segment_id: int | None) -> None:
         key = f"{alert['rule']}:{alert['customer_id']}"
         gate = CooldownGate(int(self.rules.cooldown_days * DAY_MS), state.alerted)
         if not gate.admit(key, alert["ts_ms"]):
             return
         actions = [] if churn_p is None or value is None else rank_actions(churn_p, value, self.catalogue)
         self.alerts.append({"id": f"{key}:{alert['ts_ms']}", "kind": "customer", "key": key, **alert,
-                            "segment_id": (state.segment or {}).get("id"), "next_best_actions": actions})
+                            "segment_id": segment_id, "next_best_actions": actions})

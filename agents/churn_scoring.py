@@ -53,7 +53,7 @@ class WheelClock:
         self.newest_ms: dict[tuple[str, int], int] = {}     # (topic, partition) -> newest event time
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
-        self.watermarks: dict[int, int] = {}    # partition -> purchases watermark of the batch being processed
+        self.tick_bounds: dict[int, int] = {}   # partition -> report ticks up to this are decided in this batch
 
     async def due(self, accepted) -> dict[str, tuple[int, int]]:
         """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
@@ -74,7 +74,9 @@ class WheelClock:
         watermarks = {partition: purchases - self.settings.lateness_ms for partition in partitions
                       if (purchases := newest.get(("purchases", partition), -1)) >= 0}
         self._wheel_bound = dict(watermarks)
-        self.watermarks = watermarks
+        self.tick_bounds = {partition: min(watermark, interactions - self.settings.lateness_ms)
+                            if (interactions := newest.get(("interactions", partition), -1)) >= 0 else watermark
+                            for partition, watermark in watermarks.items()}
         if not watermarks:
             return {}
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
@@ -91,10 +93,7 @@ class WheelClock:
         customer scored early in a catch-up batch may be due again before its end, next batch)."""
         progress = {}
         for partition, wheel_bound in self._wheel_bound.items():
-            interactions = max(self.newest_ms.get(("interactions", partition), -1),
-                               self._batch_newest.get(("interactions", partition), -1))
-            on_time = wheel_bound if interactions < 0 else min(wheel_bound, interactions - self.settings.lateness_ms)
-            progress[partition] = on_time
+            progress[partition] = min(wheel_bound, self.tick_bounds.get(partition, wheel_bound))
         for partition, wake_ms in scheduled.values():
             if wake_ms is not None and partition in progress:
                 progress[partition] = min(progress[partition], wake_ms)
@@ -147,21 +146,23 @@ class ChurnStage:
         self._seen.pop(customer_id, None)
         self.wheel.pop(customer_id, None)
 
-    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int) -> None:
-        """A customer due on the wheel: close the examples the watermark decides, report the ticks up to it."""
+    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
+             tick_until_ms: int | None = None) -> None:
+        """A customer due on the wheel: close the examples the purchases watermark decides, report the ticks
+        up to ``tick_until_ms`` (the watermark of every topic that changes a score; default: the purchases')."""
         self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, watermark_ms, self.churn)]
-        self._report_ticks(customer_id, state, partition, watermark_ms)
+        self._report_ticks(customer_id, state, partition, watermark_ms if tick_until_ms is None else tick_until_ms)
         touched = self._seen.get(customer_id, (None, None, False))[2]
         self._seen[customer_id] = (state, partition, touched)
 
-    def finish(self, watermarks: dict[int, int]) -> None:
-        """End of the batch: ticks up to each partition's watermark for the customers with events (their
-        newest event is older), fresh scores as of their newest event (one model evaluation), wheel entries."""
+    def finish(self, tick_bounds: dict[int, int]) -> None:
+        """End of the batch: ticks up to each partition's bound for the customers with events (their newest
+        event is older), fresh scores as of their newest event (one model evaluation), wheel entries."""
         fresh = []
         for customer_id, (state, partition, touched) in self._seen.items():
             if touched:
-                if partition in watermarks:
-                    self._report_ticks(customer_id, state, partition, watermarks[partition])
+                if partition in tick_bounds:
+                    self._report_ticks(customer_id, state, partition, tick_bounds[partition])
                 fresh.append(state)
         reported = [(state.churn_score or {}).get("reported") for state in fresh]
         churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,

@@ -159,7 +159,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     """Fold a triaged batch into customer states and build the atomic Redis write.
 
     ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
-    ``watermarks``: each partition's purchases watermark (report ticks up to it are decided in this batch).
+    ``watermarks``: per partition, the event time up to which report ticks are decided in this batch (the
+    watermark of purchases and interactions, the topics that change a score).
     ``segment_model``: the newest segment snapshot (None: none published yet; customers are still sampled).
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
@@ -230,7 +231,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             continue
         snapshot = snapshots.get(customer_id)
         if customer_id in partition_of or (snapshot is not None and snapshot.state is not None):
-            churn.wake(customer_id, state_of(customer_id), partition, watermark_ms)
+            churn.wake(customer_id, state_of(customer_id), partition, watermark_ms,
+                       (watermarks or {}).get(partition, watermark_ms))
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
     churn.finish(dict(watermarks or {}))

@@ -87,7 +87,7 @@ class BatchProcessor:
             wanted.setdefault(customer_id, {})
         snapshots = await self.store.load_batch(wanted)
         applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
-                             await self.models.current(), due, await self.segments.current(), self.wheel.watermarks)
+                             await self.models.current(), due, await self.segments.current(), self.wheel.tick_bounds)
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))

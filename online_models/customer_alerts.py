@@ -25,6 +25,7 @@ __all__ = ["CustomerAlertRules", "is_valuable", "customer_alerts", "unhappy_afte
 class CustomerAlertRules:
     watched_segments: frozenset[str] = frozenset({"Champions", "Loyal"})
     value_rank: float = 0.9        # CLV midrank in the population: 0.9 = top decile
+    min_value_minor: float = 0.0   # ... or at least this value (0: no absolute rule; replay-exact, unlike a rank)
     jump: float = 0.3
     low_csat: int = 2              # on a 1-5 scale
     ticket_window_days: float = 14.0
@@ -32,13 +33,17 @@ class CustomerAlertRules:
 
 
 def is_valuable(value_rank: float | None, rfm_segment: str | None,
-                rules: CustomerAlertRules = CustomerAlertRules()) -> bool:
-    """In the top CLV share or a watched RFM segment.
+                rules: CustomerAlertRules = CustomerAlertRules(), value_minor: float | None = None) -> bool:
+    """In the top CLV share, above the absolute value floor, or in a watched RFM segment.
 
     >>> is_valuable(0.95, "Hibernating"), is_valuable(0.5, "Champions"), is_valuable(None, None)
     (True, True, False)
+    >>> is_valuable(None, None, CustomerAlertRules(min_value_minor=50_000), value_minor=60_000)
+    True
     """
-    return (value_rank is not None and value_rank >= rules.value_rank) or rfm_segment in rules.watched_segments
+    above_floor = rules.min_value_minor > 0 and value_minor is not None and value_minor >= rules.min_value_minor
+    return ((value_rank is not None and value_rank >= rules.value_rank) or above_floor
+            or rfm_segment in rules.watched_segments)
 
 
 def customer_alerts(change: dict, clv_minor: float | None, value_rank: float | None, rfm_segment: str | None,
@@ -54,9 +59,9 @@ def customer_alerts(change: dict, clv_minor: float | None, value_rank: float | N
     """
     alerts = []
     evidence = {"churn_p": change["churn_p"], "previous_churn_p": change.get("previous_churn_p"),
-                "band": change["band"], "previous_band": change.get("previous_band"), "clv_minor": clv_minor,
+                "band": change["band"], "previous_band": change.get("previous_band"), "value_minor": clv_minor,
                 "value_rank": value_rank, "rfm_segment": rfm_segment, "top_features": change.get("top_features", [])}
-    valuable = is_valuable(value_rank, rfm_segment, rules)
+    valuable = is_valuable(value_rank, rfm_segment, rules, clv_minor)
     if valuable and change["band"] == "high" and change.get("previous_band") != "high":
         alerts.append({"rule": "valuable_at_risk", "severity": "critical"})
     previous = change.get("previous_churn_p")

@@ -15,6 +15,11 @@ import orjson
 __all__ = ["Settings", "SETTINGS_DOC", "settings_table_markdown"]
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names; ``none`` for the empty list."""
+    return () if text.strip().lower() == "none" else tuple(s.strip() for s in text.split(",") if s.strip())
+
+
 def _env_field(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
 
@@ -177,10 +182,14 @@ class Settings:
     alert_customer_cooldown_days: float = _env_field(
         "CRM_ALERT_CUSTOMER_COOLDOWN_DAYS", 7.0, float, "A customer alert rule fires at most once per customer in this window.")
     alert_watched_segments: tuple = _env_field(
-        "CRM_ALERT_WATCHED_SEGMENTS", ("Champions", "Loyal"), lambda text: tuple(s.strip() for s in text.split(",") if s.strip()),
-        "RFM segments whose customers are valuable (besides the top CLV decile).")
+        "CRM_ALERT_WATCHED_SEGMENTS", ("Champions", "Loyal"), _names,
+        "RFM segments whose customers are valuable (besides the top CLV decile); `none` for none.")
     alert_value_rank: float = _env_field(
         "CRM_ALERT_VALUE_RANK", 0.9, float, "Customers at or above this CLV rank (0.9 = top decile) are valuable.")
+    alert_min_value_minor: float = _env_field(
+        "CRM_ALERT_MIN_VALUE_MINOR", 0.0, float,
+        "Customers worth at least this (predicted CLV if retained, minor units) are valuable too; 0 = off. A rank "
+        "or an RFM segment depends on the population as read; this floor does not, so replays raise the same alerts.")
     alert_jump: float = _env_field(
         "CRM_ALERT_JUMP", 0.3, float, "A customer alert fires when churn_p rises by at least this in one reported change.")
     alert_low_csat: int = _env_field(
@@ -363,7 +372,10 @@ class Settings:
 
         if self.alert_jump <= 0 or self.alert_ticket_window_days < 0 or self.alert_customer_cooldown_days < 0:
             raise ValueError("alert jump must be > 0, ticket window and customer cool-down >= 0")
+        if self.alert_min_value_minor < 0:
+            raise ValueError("alert_min_value_minor must be >= 0")
         return CustomerAlertRules(watched_segments=frozenset(self.alert_watched_segments), jump=self.alert_jump,
+                                  value_rank=self.alert_value_rank, min_value_minor=self.alert_min_value_minor,
                                   low_csat=self.alert_low_csat, ticket_window_days=self.alert_ticket_window_days,
                                   cooldown_days=self.alert_customer_cooldown_days)
 
@@ -385,7 +397,9 @@ class Settings:
 
 
 def _env_text(value: Any) -> str:
-    return ",".join(v if isinstance(v, str) else repr(v) for v in value) if isinstance(value, tuple) else str(value)
+    if isinstance(value, tuple):
+        return ",".join(v if isinstance(v, str) else repr(v) for v in value) if value else "none"
+    return str(value)
 
 
 SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]

@@ -31,7 +31,10 @@ __all__ = ["SCENARIO_SETTINGS", "FROZEN", "frozen_models", "scenario", "run_work
 #: a week sooner and wakes someone up every 180 calm days).
 SCENARIO_SETTINGS = dict(alert_bucket_minutes=1440.0, alert_warmup_buckets=30, alert_cooldown_hours=7 * 24.0,
                          alert_entry_band="medium", alert_min_rate=0.2, alert_threshold=8.0, alert_shift=2.0,
-                         segment_snapshot_every=2000, segment_snapshot_interval_s=1.0)
+                         segment_snapshot_every=2000, segment_snapshot_interval_s=1.0,
+                         # valuable = worth at least 2,500 EUR (about the top decile here): an absolute floor, so
+                         # customer alerts do not depend on the population as read (replay = live, exactly)
+                         alert_watched_segments=(), alert_value_rank=1.0, alert_min_value_minor=250_000.0)
 
 
 #: The distinct planted segments (so behaviour segments can be told apart), with customers who leave now and
