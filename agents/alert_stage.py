@@ -61,7 +61,9 @@ class AlertStage:
     segment_of: Callable[[CustomerState], str]
     segment_model: SegmentModel | None = None
     segment_window_days: float = 180.0
+    last_tick_of: Callable[[str, CustomerState], int] = lambda customer_id, state: 0
     alerts: list[dict] = field(default_factory=list)
+    _deferred: list[tuple] = field(default_factory=list)
 
     def _describe(self, state: CustomerState) -> tuple[float | None, float | None, str | None]:
         value = customer_value(state, self.prior)
@@ -98,9 +100,21 @@ class AlertStage:
         if alert is not None:
             alert["evidence"] |= {"value_minor": None if value is None else round(value), "value_rank": rank,
                                   "rfm_segment": rfm_segment}
-            last_tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
-            self._raise(alert, state, last_tick.get("churn_p"), value,  # the risk of the last report tick:
-                        self.describe(customer_id, state, ts_ms)["segment_id"])  # replayable, unlike a fresh score
+            # Ranked with the risk of the customer's last report tick (replayable, unlike a fresh score),
+            # which may still be waiting to be scored with the batch's other ticks: see resolve().
+            tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
+            self._deferred.append((alert, state, value, self.describe(customer_id, state, ts_ms)["segment_id"],
+                                   self.last_tick_of(customer_id, state), tick))
+
+    def resolve(self, tick_scores: Mapping[tuple[str, int], float]) -> None:
+        """Raise the survey alerts of the batch once its ticks are scored (``tick_scores``: (customer, tick) ->
+        churn_p of the ticks scored in this batch; an older tick is the one reported before the batch)."""
+        for alert, state, value, segment_id, tick_ms, reported_tick in self._deferred:
+            churn_p = tick_scores.get((alert["customer_id"], tick_ms))
+            if churn_p is None and reported_tick.get("as_of_ms") == tick_ms:
+                churn_p = reported_tick["churn_p"]
+            self._raise(alert, state, churn_p, value, segment_id)
+        self._deferred.clear()
 
     def _raise(self, alert: dict, state: CustomerState, churn_p: float | None, value: float | None,
                segment_id: int | None) -> None:

@@ -125,6 +125,9 @@ class ChurnStage:
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
     _opens: dict[str, bool] = field(default_factory=dict)
     _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
+    _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks
+    _ticked: dict[str, int] = field(default_factory=dict)  # customer -> newest tick noted in this batch
+    tick_scores: dict[tuple[str, int], float] = field(default_factory=dict)  # (customer, tick) -> churn_p
 
     def __post_init__(self) -> None:
         self.churn = self.settings.churn_settings()
@@ -145,6 +148,8 @@ class ChurnStage:
         """An erased customer: nothing of the old state is scored or scheduled."""
         self._seen.pop(customer_id, None)
         self.wheel.pop(customer_id, None)
+        self._ticked.pop(customer_id, None)
+        self._pending = [p for p in self._pending if p[0] != customer_id]
 
     def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
              tick_until_ms: int | None = None) -> None:
@@ -157,13 +162,13 @@ class ChurnStage:
 
     def finish(self, tick_bounds: dict[int, int]) -> None:
         """End of the batch: ticks up to each partition's bound for the customers with events (their newest
-        event is older), fresh scores as of their newest event (one model evaluation), wheel entries."""
-        fresh = []
+        event is older); every tick of the batch scored in one model evaluation and reported in order; fresh
+        scores as of the newest event (one more evaluation); wheel entries."""
         for customer_id, (state, partition, touched) in self._seen.items():
-            if touched:
-                if partition in tick_bounds:
-                    self._report_ticks(customer_id, state, partition, tick_bounds[partition])
-                fresh.append(state)
+            if touched and partition in tick_bounds:
+                self._report_ticks(customer_id, state, partition, tick_bounds[partition])
+        self._score_ticks()
+        fresh = [state for state, _, touched in self._seen.values() if touched]
         reported = [(state.churn_score or {}).get("reported") for state in fresh]
         churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,
                                   self.churn)
@@ -172,54 +177,71 @@ class ChurnStage:
                 state.churn_score["reported"] = kept
         for customer_id, (state, partition, _) in self._seen.items():
             self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(
-                state, self.churn, self._last_tick(state), churn_tracking.tick_phase_ms(customer_id)))
+                state, self.churn, self._last_tick(customer_id, state), churn_tracking.tick_phase_ms(customer_id)))
         self._seen.clear()
+        self._ticked.clear()
 
-    @staticmethod
-    def _last_tick(state: CustomerState) -> int:
+    def last_tick(self, customer_id: str, state: CustomerState) -> int:
+        """The customer's newest report tick so far (noted in this batch, or reported before it)."""
+        return self._last_tick(customer_id, state)
+
+    def _last_tick(self, customer_id: str, state: CustomerState) -> int:
+        if customer_id in self._ticked:
+            return self._ticked[customer_id]
         reported = (state.churn_score or {}).get("reported") or {}
         first = state.purchases.first_order_ms
         return reported.get("tick_ms", first if first is not None else 0)
 
     def _report_ticks(self, customer_id: str, state: CustomerState, partition: int, until_ms: int) -> None:
-        """Score the customer's ticks up to ``until_ms`` with its state as it is now (as of them), and report
-        those that moved the band or more than the threshold since the last report."""
+        """Note the customer's ticks up to ``until_ms`` with a copy of its state as it is now (as of them):
+        they are scored together at the end of the batch, after later events changed the state."""
         if state.purchases.orders == 0:
             return
         phase = churn_tracking.tick_phase_ms(customer_id)
-        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self._last_tick(state), phase)
+        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self._last_tick(customer_id, state), phase)
         while tick is not None and tick <= until_ms:
             ticks.append(tick)
             tick = churn_tracking.next_tick_ms(state, self.churn, tick, phase)
-        if not ticks:
-            return
-        stored, state.churn_score = state.churn_score, None  # raw scores: the monotone rule below uses ticks only
-        scores = churn_tracking.score_many([(state, ticks)], self.scorer, self.churn)[0]
-        reported = (stored or {}).get("reported")
-        last_seen = state.activity.last_seen_ms or 0
+        if ticks:
+            as_of_ticks = CustomerState.from_dict(state.to_dict())
+            as_of_ticks.churn_score = None  # raw scores: the monotone rule of _score_ticks uses ticks only
+            self._pending.append((customer_id, partition, state, as_of_ticks, ticks))
+            self._ticked[customer_id] = ticks[-1]
+
+    def _score_ticks(self) -> None:
+        """Score every noted tick in one model evaluation; report, per customer in tick order, those that moved
+        the band or more than the threshold since the last report."""
+        pending, self._pending = self._pending, []
+        scored = churn_tracking.score_many([(as_of, ticks) for _, _, _, as_of, ticks in pending], self.scorer,
+                                           self.churn)
         threshold = self.settings.churn_change_threshold
-        for new in scores:
-            previous = (reported or {}).get("tick")
-            if previous and previous["version"] == new["version"] and last_seen <= previous["as_of_ms"]:
-                new["churn_p"] = max(new["churn_p"], previous["churn_p"])  # silent since: risk does not fall
-                new["band"] = band_of(new["churn_p"])
-            last = reported and reported.get("churn_p") is not None
-            if not last or reported["band"] != new["band"] or abs(new["churn_p"] - reported["churn_p"]) > threshold:
-                change = {"customer_id": customer_id, "partition": partition, "as_of_ms": new["as_of_ms"],
-                          "churn_p": new["churn_p"], "band": new["band"],
-                          "previous_churn_p": reported["churn_p"] if last else None,
-                          "previous_band": reported["band"] if last else None,
-                          "model_version": new["version"], "top_features": new["top_features"]}
-                if self.describe is not None:
-                    change |= self.describe(customer_id, state, new["as_of_ms"])
-                self.score_changes.append(change)
-                reported = {"churn_p": new["churn_p"], "band": new["band"]}
-            reported = {**(reported or {}), "tick_ms": new["as_of_ms"],
-                        "tick": {"churn_p": new["churn_p"], "version": new["version"], "as_of_ms": new["as_of_ms"]}}
-        newest = scores[-1]
-        if stored is not None and stored["as_of_ms"] > newest["as_of_ms"]:
-            newest = stored  # the stored score is newer than the ticks (an event's fresh score)
-        state.churn_score = {**newest, "reported": reported}
+        for (customer_id, partition, state, as_of, _), scores in zip(pending, scored):
+            stored = state.churn_score
+            reported = (stored or {}).get("reported")
+            last_seen = as_of.activity.last_seen_ms or 0
+            for new in scores:
+                previous = (reported or {}).get("tick")
+                if previous and previous["version"] == new["version"] and last_seen <= previous["as_of_ms"]:
+                    new["churn_p"] = max(new["churn_p"], previous["churn_p"])  # silent since: risk does not fall
+                    new["band"] = band_of(new["churn_p"])
+                last = reported and reported.get("churn_p") is not None
+                if not last or reported["band"] != new["band"] or abs(new["churn_p"] - reported["churn_p"]) > threshold:
+                    change = {"customer_id": customer_id, "partition": partition, "as_of_ms": new["as_of_ms"],
+                              "churn_p": new["churn_p"], "band": new["band"],
+                              "previous_churn_p": reported["churn_p"] if last else None,
+                              "previous_band": reported["band"] if last else None,
+                              "model_version": new["version"], "top_features": new["top_features"]}
+                    if self.describe is not None:
+                        change |= self.describe(customer_id, as_of, new["as_of_ms"])
+                    self.score_changes.append(change)
+                    reported = {"churn_p": new["churn_p"], "band": new["band"]}
+                self.tick_scores[customer_id, new["as_of_ms"]] = new["churn_p"]
+                reported = {**(reported or {}), "tick_ms": new["as_of_ms"],
+                            "tick": {"churn_p": new["churn_p"], "version": new["version"], "as_of_ms": new["as_of_ms"]}}
+            newest = scores[-1]
+            if stored is not None and stored["as_of_ms"] > newest["as_of_ms"]:
+                newest = stored  # the stored score is newer than the ticks (an event's fresh score)
+            state.churn_score = {**newest, "reported": reported}
 
 
 def example_message(customer_id: str, example: Example) -> tuple[bytes, bytes]:

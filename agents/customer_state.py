@@ -177,7 +177,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     prior = settings.profile_settings().clv
     alerts = AlertStage(settings.customer_alert_rules(), settings.retention_catalogue(), prior, population or {},
                         segment_of, segment_model, settings.segment_window_days)
-    churn.describe = alerts.describe
+    churn.describe, alerts.last_tick_of = alerts.describe, churn.last_tick
     seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
     new_seen: dict[str, dict[str, list[str]]] = {}
     erasures: list[CustomerEvent] = []
@@ -236,6 +236,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
     churn.finish(dict(watermarks or {}))
+    alerts.resolve(churn.tick_scores)
     for change in churn.score_changes:
         alerts.score_change(change, states[change["customer_id"]])
     for customer_id, (partition, wake_ms) in churn.wheel.items():

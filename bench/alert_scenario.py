@@ -92,8 +92,9 @@ def detectors() -> dict[str, callable]:
     from river import drift
 
     return {
-        "EWMA+CUSUM (scenario: h 8, x2, min 0.2)": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=8.0,
+        "EWMA+CUSUM (scenario: h 6, x2, min 0.2)": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=6.0,
                                                                  min_rate=0.2),
+        "EWMA+CUSUM h 8, x2": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=8.0, min_rate=0.2),
         "EWMA+CUSUM h 6, x3": lambda: Cusum(alpha=0.05, warmup=30, shift=3.0, threshold=6.0, min_rate=0.2),
         "EWMA+CUSUM h 4, x3": lambda: Cusum(alpha=0.05, warmup=30, shift=3.0, threshold=4.0, min_rate=0.2),
         "EWMA+CUSUM h 10, x2 (hourly defaults)": lambda: Cusum(alpha=0.05, warmup=30, shift=2.0, threshold=10.0,
