@@ -26,6 +26,11 @@ def redis_dump(client, settings) -> dict:
         # follow the snapshot a customer was assigned with (docs/segments.md).
         if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:", "seg:")):
             continue
+        # Alerts: stored with their wall-clock arrival, counted with the repeats a crash causes, streamed; which
+        # customers count as valuable follows the population of the moment (docs/alerts.md). tests/test_alerts.py
+        # checks them, replay against live.
+        if name.startswith(("alert:", "alerts:")) or name.endswith("}:alerts"):
+            continue
         if name.startswith("item:popular:") and name != "item:popular:first_order":
             continue  # a buyer's best-seller segment is ranked against the population of the moment, too
         if client.type(key) == "hash":
@@ -45,6 +50,7 @@ def without_churn(field: str, value: str) -> str | dict:
     assert "churn_clock" in state and "churn_score" in state
     items = state.pop("items")  # the pending view/order join memory follows the topics' interleaving
     state.pop("segment")  # assigned with the snapshot of the moment, sampled at wake-ups like churn
+    state.pop("alerted")  # customer alerts' cool-downs: "valuable" is a rank in the population of the moment
     return {**{name: part for name, part in state.items() if not name.startswith("churn_")},
             "recent_items": items["recent"], "bought": items["bought"]}
 
