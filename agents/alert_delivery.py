@@ -87,8 +87,8 @@ class DeliveryProcess:
         """Nothing to restore: what was stored is recognised by id."""
         self.pending = []
 
-    def learn(self, offset: int, value: bytes | None) -> None:
-        self.pending.append((offset, value))
+    def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None:
+        self.pending += messages
 
     async def publish_if_due(self) -> None:
         """Nothing happens on a timer."""
@@ -161,9 +161,4 @@ def register_alert_delivery(app: faust.App, settings: Settings, store: RedisStor
     deadletter = app.topic(settings.topic("alerts-deadletter"), key_serializer="raw", value_serializer="raw",
                            partitions=1)
     process = DeliveryProcess(store, settings, deadletter)
-
-    def take(messages: list[tuple[int, bytes | None]]) -> None:
-        for offset, value in messages:
-            process.learn(offset, value)
-
-    register_single_partition_trainer(app, settings, "alerts", "alert-delivery", process, 60.0, take)
+    register_single_partition_trainer(app, settings, "alerts", "alert-delivery", process, 60.0)

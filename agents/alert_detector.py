@@ -64,6 +64,10 @@ class DetectorProcess:
         self.offset, self.rejected = checkpoint["offset"], checkpoint["rejected"]
         logger.info("alert detector resumed at offset %d", self.offset)
 
+    def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None:
+        for offset, value in messages:
+            self.learn(offset, value)
+
     def learn(self, offset: int, value: bytes | None) -> None:
         if offset <= self.offset:
             return  # applied before the checkpoint
@@ -107,9 +111,4 @@ class DetectorProcess:
 def register_alert_detector(app: faust.App, settings: Settings, store: RedisStore) -> None:
     alerts = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="raw", partitions=1)
     process = DetectorProcess(store, settings, alerts)
-
-    def learn_batch(messages: list[tuple[int, bytes | None]]) -> None:
-        for offset, value in messages:
-            process.learn(offset, value)
-
-    register_single_partition_trainer(app, settings, "score-changes", "alert-detector", process, 60.0, learn_batch)
+    register_single_partition_trainer(app, settings, "score-changes", "alert-detector", process, 60.0)

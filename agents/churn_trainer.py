@@ -65,6 +65,10 @@ class TrainerProcess:
         self.trainer, self.seen, self.offset, self.version = checkpoint
         logger.info("trainer resumed at offset %d, %d examples", self.offset, self.trainer.examples)
 
+    def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None:
+        for offset, value in messages:
+            self.learn(offset, value)
+
     def learn(self, offset: int, value: bytes | None) -> None:
         if offset <= self.offset:
             return  # learned before the last checkpoint
@@ -121,10 +125,5 @@ class TrainerProcess:
 
 def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
     process = TrainerProcess(store, settings)
-
-    def learn_batch(messages: list[tuple[int, bytes | None]]) -> None:
-        for offset, value in messages:
-            process.learn(offset, value)
-
     register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process,
-                                      settings.churn_snapshot_interval_s, learn_batch)
+                                      settings.churn_snapshot_interval_s)

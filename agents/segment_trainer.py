@@ -141,4 +141,4 @@ def register_segment_trainer(app: faust.App, settings: Settings, store: RedisSto
 
     process = SegmentTrainerProcess(store, settings, announce)
     register_single_partition_trainer(app, settings, "segment-features", "segment-trainer", process,
-                                      settings.segment_snapshot_interval_s, process.learn_batch)
+                                      settings.segment_snapshot_interval_s)

@@ -78,14 +78,15 @@ class SnapshotTrainer(Protocol):
 
     async def restore(self) -> None: ...
 
+    def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None: ...
+
     async def publish_if_due(self) -> None: ...
 
     async def after_batch(self) -> None: ...
 
 
 def register_single_partition_trainer(app: faust.App, settings: Settings, topic_name: str, agent_name: str,
-                                      process: SnapshotTrainer, interval_s: float,
-                                      learn_batch: Callable[[list[tuple[int, bytes | None]]], None]) -> None:
+                                      process: SnapshotTrainer, interval_s: float) -> None:
     """Run ``process`` as the consumer of the single-partition ``topic_name``: restore when the partition
     is (re)assigned (another worker may have trained meanwhile), publish only while owning it, on every
     batch and on a timer (the last samples before a lull must not wait for the next batch)."""
@@ -123,6 +124,6 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
             if needs_restore[0]:
                 await process.restore()
                 needs_restore[0] = False
-            learn_batch([(event.message.offset, event.message.value) for event in events])
+            process.learn_batch([(event.message.offset, event.message.value) for event in events])
             async with publishing:
                 await process.after_batch()
