@@ -77,14 +77,15 @@ class AlertStage:
         customer then (the served snapshot, no hysteresis: a function of the state, so replays attribute
         changes as live runs did), the RFM segment, the value and its rank in the population."""
         value, rank, rfm_segment = self._describe(state)
-        segment = None
-        if self.segment_model is not None:
-            raw = segment_features(state, at_ms, self.segment_window_days)
-            if raw is not None:
-                segment = self.segment_model.assign(raw)[0]
-        return {"segment_id": segment, "rfm_segment": rfm_segment,
+        return {"segment_id": self._nearest_segment(state, at_ms), "rfm_segment": rfm_segment,
                 "value_minor": None if value is None else round(value),
                 "value_rank": None if rank is None else round(rank, 6)}
+
+    def _nearest_segment(self, state: CustomerState, at_ms: int) -> int | None:
+        if self.segment_model is None:
+            return None
+        raw = segment_features(state, at_ms, self.segment_window_days)
+        return None if raw is None else self.segment_model.assign(raw)[0]
 
     def score_change(self, change: dict, state: CustomerState) -> None:
         """Raise the customer rules a (described) score change triggers."""
@@ -103,7 +104,7 @@ class AlertStage:
             # Ranked with the risk of the customer's last report tick (replayable, unlike a fresh score),
             # which may still be waiting to be scored with the batch's other ticks: see resolve().
             tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
-            self._deferred.append((alert, state, value, self.describe(customer_id, state, ts_ms)["segment_id"],
+            self._deferred.append((alert, state, value, self._nearest_segment(state, ts_ms),
                                    self.last_tick_of(customer_id, state), tick))
 
     def resolve(self, tick_scores: Mapping[tuple[str, int], float]) -> None:

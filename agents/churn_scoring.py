@@ -13,7 +13,7 @@ deterministic keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import orjson
 
@@ -160,7 +160,7 @@ class ChurnStage:
         touched = self._seen.get(customer_id, (None, None, False))[2]
         self._seen[customer_id] = (state, partition, touched)
 
-    def finish(self, tick_bounds: dict[int, int]) -> None:
+    def finish(self, tick_bounds: Mapping[int, int]) -> None:
         """End of the batch: ticks up to each partition's bound for the customers with events (their newest
         event is older); every tick of the batch scored in one model evaluation and reported in order; fresh
         scores as of the newest event (one more evaluation); wheel entries."""
@@ -177,15 +177,12 @@ class ChurnStage:
                 state.churn_score["reported"] = kept
         for customer_id, (state, partition, _) in self._seen.items():
             self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(
-                state, self.churn, self._last_tick(customer_id, state), churn_tracking.tick_phase_ms(customer_id)))
+                state, self.churn, self.last_tick(customer_id, state), churn_tracking.tick_phase_ms(customer_id)))
         self._seen.clear()
         self._ticked.clear()
 
     def last_tick(self, customer_id: str, state: CustomerState) -> int:
         """The customer's newest report tick so far (noted in this batch, or reported before it)."""
-        return self._last_tick(customer_id, state)
-
-    def _last_tick(self, customer_id: str, state: CustomerState) -> int:
         if customer_id in self._ticked:
             return self._ticked[customer_id]
         reported = (state.churn_score or {}).get("reported") or {}
@@ -198,7 +195,7 @@ class ChurnStage:
         if state.purchases.orders == 0:
             return
         phase = churn_tracking.tick_phase_ms(customer_id)
-        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self._last_tick(customer_id, state), phase)
+        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self.last_tick(customer_id, state), phase)
         while tick is not None and tick <= until_ms:
             ticks.append(tick)
             tick = churn_tracking.next_tick_ms(state, self.churn, tick, phase)

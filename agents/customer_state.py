@@ -235,7 +235,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
                        (watermarks or {}).get(partition, watermark_ms))
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
-    churn.finish(dict(watermarks or {}))
+    churn.finish(watermarks or {})
     alerts.resolve(churn.tick_scores)
     for change in churn.score_changes:
         alerts.score_change(change, states[change["customer_id"]])

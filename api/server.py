@@ -7,6 +7,7 @@ API issue.
 from __future__ import annotations
 
 from importlib import resources
+from typing import Awaitable, TypeVar
 
 import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, HTTPException, Query
@@ -17,6 +18,8 @@ from api.alerts import AlertReader
 from streams.config import Settings
 
 __all__ = ["create_api", "serve", "read_overview"]
+
+T = TypeVar("T")
 
 
 async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
@@ -36,6 +39,17 @@ async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
         "offsets": {tp: int(offset) for tp, offset in sorted(offsets.items())},
         "max_event_ms": {tp: int(ts) for tp, ts in sorted(watermarks.items())},
     }
+
+
+async def _answer(reading: Awaitable[T], missing: str | None = None) -> T:
+    """A reader's answer: input it refuses (ValueError) is a 422; None, where ``missing`` says what, a 404."""
+    try:
+        answer = await reading
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if answer is None and missing is not None:
+        raise HTTPException(404, missing)
+    return answer
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -60,31 +74,16 @@ def create_api(settings: Settings) -> FastAPI:
     @app.get("/alerts")
     async def recent_alerts(limit: int = Query(50, ge=1, le=1000), kind: str | None = None,
                             status: str | None = None, severity: str | None = None) -> list[dict]:
-        try:
-            return await alerts.recent(limit, kind, status, severity)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        return await _answer(alerts.recent(limit, kind, status, severity))
 
     @app.get("/alerts/{alert_id}")
     async def one_alert(alert_id: str) -> dict:
-        try:
-            alert = await alerts.get(alert_id)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if alert is None:
-            raise HTTPException(404, "no such alert")
-        return alert
+        return await _answer(alerts.get(alert_id), missing="no such alert")
 
     @app.post("/alerts/{alert_id}/ack")
     async def acknowledge_alert(alert_id: str, by: str = Body(..., embed=True),
                                 note: str = Body("", embed=True)) -> dict:
-        try:
-            alert = await alerts.acknowledge(alert_id, by, note)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if alert is None:
-            raise HTTPException(404, "no such alert")
-        return alert
+        return await _answer(alerts.acknowledge(alert_id, by, note), missing="no such alert")
 
     @app.get("/", response_class=HTMLResponse)
     async def live_page() -> str:

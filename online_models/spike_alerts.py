@@ -43,7 +43,7 @@ class SpikeSettings:
     entry_band: str = "high"           # what counts: customers entering this band (or above) from below
 
     def detector(self) -> RateShiftDetector:
-        return RateShiftDetector(self.alpha, self.warmup, self.shift, self.threshold, self.min_rate)
+        return RateShiftDetector(**self.detector_settings())
 
     def detector_settings(self) -> dict:
         return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.shift, "threshold": self.threshold,

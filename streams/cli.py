@@ -175,10 +175,10 @@ def _alerts(args: argparse.Namespace) -> int:
         if args.ack:
             found = _with_redis(settings, lambda client: AlertReader(client, settings.redis_prefix).acknowledge(
                 args.ack, args.by, args.note))
-            alerts = [] if found is None else [found]
             if found is None:
                 print(f"no alert {args.ack}", file=sys.stderr)
                 return 1
+            alerts = [found]
         else:
             alerts = _with_redis(settings, lambda client: AlertReader(client, settings.redis_prefix).recent(
                 args.limit, args.kind, args.status))
