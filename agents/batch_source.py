@@ -24,10 +24,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from agents.alignment import EventTimeAligner
 from agents.ingest import SourceMessage
+from agents.metrics import CONSUMER_LAG
 from streams.config import Settings
 from streams.redis_store import RedisStore, tp_name
 
-__all__ = ["consumer_group", "BatchSource"]
+__all__ = ["consumer_group", "BatchSource", "LAG_KEY"]
+
+LAG_KEY = "health:lag"
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class BatchSource:
         self._waiting_since: float | None = None  # held records, nothing released since
         self._stuck_at: float | None = None  # the frontier when waiting was given up
         self._more_releasable = False
+        self._lag_reported_at = 0.0
 
     async def start(self) -> None:
         settings = self.settings
@@ -116,6 +120,7 @@ class BatchSource:
         self._note_progress(len(released))
         self._more_releasable = len(released) == self.settings.catch_up_batch_size
         self._pause_partitions_ahead()
+        await self._report_lag()
         if not released:
             return 0
         messages = [SourceMessage(tp.topic, self.contract_of[tp.topic], tp.partition, record.offset, record.key,
@@ -128,6 +133,26 @@ class BatchSource:
             except Exception as exc:  # a rebalance in between: Redis holds the truth, the lag figure heals
                 logger.info("Kafka offset commit skipped: %s", exc)
         return len(messages)
+
+    async def _report_lag(self, every_s: float = 1.0) -> None:
+        """Consumer lag of the owned partitions, as a gauge and in Redis (``health:lag``: the API reads Redis
+        only), at most once every ``every_s``. Lag = the last fetch's high watermark - the position."""
+        now = time.monotonic()
+        if now - self._lag_reported_at < every_s:
+            return
+        self._lag_reported_at = now
+        lags = {}
+        assignment = self.consumer._subscription.subscription.assignment
+        for tp in self.consumer.assignment():
+            state = assignment.state_value(tp) if assignment is not None else None
+            if state is not None and state.has_valid_position and state.highwater is not None:
+                lags[tp_name(tp.topic, tp.partition)] = lag = max(state.highwater - state.position, 0)
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        if lags:
+            try:
+                await self.store.client.hset(self.store.prefix + LAG_KEY, mapping=lags)
+            except Exception as exc:  # lag is a report: a Redis hiccup must not stop the batch
+                logger.info("lag report skipped: %s", exc)
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         """Read up to the high watermark of the last fetch (unknown before the first: not caught up).

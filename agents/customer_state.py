@@ -20,6 +20,7 @@ from agents.segment_stage import SegmentStage
 from online_models import kpis as kpi
 from online_models.churn_model import HazardScorer
 from online_models.cooccurrence import FIRST_ORDER
+from online_models.customer_index import index_entry
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState, RfmInputs
 from online_models.quantiles import FrozenRanks
@@ -29,7 +30,7 @@ from online_models.rfm import POPULATION_SKETCHES
 from online_models.segment_snapshot import SegmentModel
 from schemas.events import CustomerEvent, Event, Interaction, Purchase
 from streams.config import Settings
-from streams.redis_store import BatchWrite, CustomerSnapshot
+from streams.redis_store import BatchWrite, CustomerSnapshot, erasure_key
 
 __all__ = ["AppliedBatch", "fold_batch", "sketch_hash", "kpi_hash", "best_sellers_segment"]
 
@@ -208,6 +209,7 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         if isinstance(event, CustomerEvent) and event.type == "erase":
             state_of(customer_id)  # remember where the customer sat in the sketches
             erasures.append(event)
+            write.confirm.append(erasure_key(event.event_id))
             if customer_id not in write.erase:
                 write.erase.append(customer_id)
             states[customer_id] = CustomerState.new(half_life_ms)
@@ -255,6 +257,9 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         stored = state.activity.last_seen_ms is not None
         if stored:
             write.states[customer_id] = state.to_json()
+            entry = index_entry(state)
+            write.index[customer_id] = [str(entry.value_minor), entry.band, entry.segment,
+                                        "" if entry.churn_p is None else repr(entry.churn_p)]
         snapshot = snapshots.get(customer_id)
         known_delta += stored - bool(snapshot and snapshot.state is not None)
     sketches.write_into(write)

@@ -16,6 +16,7 @@ from agents.churn_scoring import WheelClock, example_message, model_view
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
+from agents.metrics import BATCH_SECONDS, DEADLETTERED, EVENTS_IN, EVENTS_OUT, MODEL_VERSION, REDIS_SECONDS
 from agents.population import PopulationView
 from agents.segment_stage import sample_message, segment_view
 from schemas.events import CustomerEvent
@@ -33,12 +34,7 @@ class BatchProcessor:
     def __init__(self, store: RedisStore, settings: Settings, topics: dict[str, faust.TopicT]) -> None:
         self.store = store
         self.settings = settings
-        self.deadletter = topics["deadletter"]
-        self.erasures = topics["erasures"]
-        self.training_examples = topics["training-examples"]
-        self.score_changes = topics["score-changes"]
-        self.segment_features = topics["segment-features"]
-        self.alerts = topics["alerts"]
+        self.outputs = topics
         self.wheel = WheelClock(store, settings)
         self.models = model_view(store)
         self.segments = segment_view(store)
@@ -73,7 +69,18 @@ class BatchProcessor:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, max_backoff_s)
 
+    async def _send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future:
+        EVENTS_OUT.labels(topic).inc()
+        return await self.outputs[topic].send(key=key, value=value)
+
     async def process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
+        started = time.perf_counter()
+        applied = await self._process(messages)
+        if applied is not None:
+            BATCH_SECONDS.observe(time.perf_counter() - started)
+        return applied
+
+    async def _process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
         fresh = [m for m in messages if self.store.owns(m.tp) and not self.store.is_applied(m.tp, m.offset)]
         if len(fresh) < len(messages):
             logger.debug("skipped %d already applied / not owned messages", len(messages) - len(fresh))
@@ -85,39 +92,48 @@ class BatchProcessor:
         due = await self.wheel.due(triaged.accepted)
         for customer_id in due:
             wanted.setdefault(customer_id, {})
-        snapshots = await self.store.load_batch(wanted)
+        with REDIS_SECONDS.labels("load_batch").time():
+            snapshots = await self.store.load_batch(wanted)
+        model = await self.models.current()
         applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
-                             await self.models.current(), due, await self.segments.current(), self.wheel.tick_bounds)
+                             model, due, await self.segments.current(), self.wheel.tick_bounds)
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
-        deliveries = [await self.deadletter.send(key=r.deadletter_key, value=r.deadletter_value(now_ms))
+        deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))
                       for r in triaged.rejected]
-        deliveries += [await self.erasures.send(key=e.customer_id.encode(), value=_erasure_confirmation(e, now_ms))
+        deliveries += [await self._send("erasures", key=e.customer_id.encode(), value=_erasure_confirmation(e, now_ms))
                        for e in applied.erasures]
         for customer_id, example in applied.churn.examples:
             key, value = example_message(customer_id, example)
-            deliveries.append(await self.training_examples.send(key=key, value=value))
-        deliveries += [await self.score_changes.send(key=change["customer_id"].encode(), value=orjson.dumps(change))
+            deliveries.append(await self._send("training-examples", key=key, value=value))
+        deliveries += [await self._send("score-changes", key=change["customer_id"].encode(), value=orjson.dumps(change))
                        for change in applied.churn.score_changes]
-        deliveries += [await self.score_changes.send(key=f"progress:{partition}".encode(), value=orjson.dumps(
+        deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
             for partition, watermark in self._progress_to_send(applied.churn.wheel)]
-        deliveries += [await self.alerts.send(key=alert["id"].encode(), value=orjson.dumps(alert))
+        deliveries += [await self._send("alerts", key=alert["id"].encode(), value=orjson.dumps(alert))
                        for alert in applied.alerts]
         for erased in applied.erasures:
             key, value = erasure_record(erased.customer_id, erased.ts_ms)
-            deliveries.append(await self.alerts.send(key=key, value=value))
+            deliveries.append(await self._send("alerts", key=key, value=value))
         for sample in applied.segments.samples:
             key, value = sample_message(*sample)
-            deliveries.append(await self.segment_features.send(key=key, value=value))
+            deliveries.append(await self._send("segment-features", key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)
         try:
-            newly_applied = await self.store.commit_batch(applied.write)
+            with REDIS_SECONDS.labels("commit_batch").time():
+                newly_applied = await self.store.commit_batch(applied.write)
         except Fenced as exc:
             logger.warning("batch dropped, partition moved to another worker: %s", exc)
             return None
         if newly_applied:
+            for message in fresh:
+                EVENTS_IN.labels(message.contract).inc()
+            for rejection in triaged.rejected:
+                DEADLETTERED.labels(rejection.reason).inc()
+            if model is not None and isinstance(model.version, int):
+                MODEL_VERSION.labels("churn").set(model.version)
             self.population.follow(applied.write)
             self.wheel.follow()
         await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))

@@ -1,24 +1,59 @@
-"""Read customer profiles from Redis (what the API and CLI serve).
+"""Read customers from Redis (what the API and CLI serve): profiles, search, the churn-risk distribution.
 
-Reads the customer hash, the population sketches and the event-time clock, and
-hands them to the pure :func:`online_models.customer_profile.build_profile`.
-The sketches change with every batch but ranks move slowly, so they are cached
-for ``sketch_ttl_s`` (one second by default) to keep a profile read to one
-Redis round trip.
+A profile reads the customer hash, the population sketches, the served segment names and the event-time
+clock, and hands them to the pure :func:`online_models.customer_profile.build_profile`. The sketches change
+with every batch but ranks move slowly, so they (and the segment names) are cached for ``sketch_ttl_s``
+(one second by default) to keep a profile read to one Redis round trip.
+
+Search reads the index the pipeline keeps in the same commit as the states (``idx:*``,
+online_models/customer_index.py): customers by churn band, behaviour segment and value, a page at a time.
 """
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 
 from agents.customer_state import sketch_hash
+from agents.segment_stage import SNAPSHOT_KEY
+from online_models.customer_index import BANDS
 from online_models.customer_profile import ProfileSettings, build_profile
 from online_models.customer_state import CustomerState
 from online_models.quantiles import QuantileSketch
 from online_models.rfm import POPULATION_SKETCHES, population_sketches
+from schemas.events import ID_PATTERN
+from streams.redis_store import lua_script
 
-__all__ = ["CustomerReader"]
+__all__ = ["CustomerReader", "Population", "check_customer_id", "MAX_PAGE"]
+
+MAX_PAGE = 500
+SORTS = ("value", "churn")
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def check_customer_id(customer_id: str) -> str:
+    """The id, if a customer can have it (it becomes part of a Redis key).
+
+    >>> check_customer_id("cust-000001")
+    'cust-000001'
+    >>> check_customer_id("a b")
+    Traceback (most recent call last):
+    ...
+    ValueError: customer_id must match ^[A-Za-z0-9_.:@/-]{1,128}$
+    """
+    if not isinstance(customer_id, str) or not _ID_RE.match(customer_id):
+        raise ValueError(f"customer_id must match {ID_PATTERN}")
+    return customer_id
+
+
+@dataclass(frozen=True)
+class Population:
+    sketches: dict[str, QuantileSketch]
+    as_of_ms: int  # the event-time clock: the newest event time of any partition
+    segment_names: dict[int, str]  # behaviour segments of the served snapshot
 
 
 class CustomerReader:
@@ -28,26 +63,96 @@ class CustomerReader:
         self.prefix = prefix
         self.settings = settings
         self.sketch_ttl_s = sketch_ttl_s
-        self._population: tuple[float, dict[str, QuantileSketch], int] | None = None
+        self._population: tuple[float, Population] | None = None
+        self._search = client.register_script(lua_script("search_customers.lua"))
 
     async def population(self) -> tuple[dict[str, QuantileSketch], int]:
-        """Population sketches and the event-time clock (newest event time of any partition)."""
+        """Population sketches and the event-time clock."""
+        population = await self.population_view()
+        return population.sketches, population.as_of_ms
+
+    async def population_view(self) -> Population:
         cached = self._population
         if cached is not None and time.monotonic() - cached[0] < self.sketch_ttl_s:
-            return cached[1], cached[2]
+            return cached[1]
         async with self.client.pipeline(transaction=False) as pipe:
             for name in POPULATION_SKETCHES:
                 pipe.hgetall(self.prefix + sketch_hash(name))
             pipe.hvals(self.prefix + "watermark")
-            *sketch_counts, clocks = await pipe.execute()
-        sketches = population_sketches(sketch_counts)
-        as_of_ms = max((int(clock) for clock in clocks), default=0)
-        self._population = (time.monotonic(), sketches, as_of_ms)
-        return sketches, as_of_ms
+            pipe.get(self.prefix + SNAPSHOT_KEY)
+            *sketch_counts, clocks, segments = await pipe.execute()
+        names = {s["id"]: s["name"] for s in orjson.loads(segments)["segments"]} if segments else {}
+        population = Population(population_sketches(sketch_counts), max((int(c) for c in clocks), default=0), names)
+        self._population = (time.monotonic(), population)
+        return population
 
     async def profile(self, customer_id: str) -> dict | None:
-        blob = await self.client.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
+        blob = await self.client.hget(f"{self.prefix}c:{{{check_customer_id(customer_id)}}}", "state")
         if blob is None:
             return None
-        sketches, as_of_ms = await self.population()
-        return build_profile(customer_id, CustomerState.from_json(blob), sketches, as_of_ms, self.settings)
+        population = await self.population_view()
+        return build_profile(customer_id, CustomerState.from_json(blob), population.sketches, population.as_of_ms,
+                             self.settings, population.segment_names)
+
+    async def search(self, band: str | None = None, segment: int | None = None, min_value_minor: int | None = None,
+                     max_value_minor: int | None = None, sort: str = "value", offset: int = 0,
+                     limit: int = 50) -> dict:
+        """A page of customers, highest ``sort`` first (net spend, or churn probability; customers never scored
+        are left out when sorting by churn), with the total that match. The value bounds filter net spend."""
+        if band is not None and band not in BANDS:
+            raise ValueError(f"band must be one of {BANDS}")
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {SORTS}")
+        if segment is not None and (isinstance(segment, bool) or not 0 <= segment < 10_000):
+            raise ValueError("segment must be a segment id in [0, 10000)")
+        if not 0 <= offset <= 1_000_000 or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"offset must be in [0, 1000000], limit in [1, {MAX_PAGE}]")
+        if sort == "churn" and (min_value_minor is not None or max_value_minor is not None):
+            raise ValueError("value bounds work with sort=value only")
+        filters = ([f"idx:band:{band}"] if band else []) + ([f"idx:segment:{segment}"] if segment is not None else [])
+        lowest = "-inf" if min_value_minor is None else str(int(min_value_minor))
+        highest = "+inf" if max_value_minor is None else str(int(max_value_minor))
+        total, page = await self._search(args=[self.prefix, sort, lowest, highest, offset, limit, *filters])
+        profiles = await self._summaries(page[0::2])
+        return {"total": int(total), "offset": offset, "limit": limit, "sort": sort,
+                "customers": [p for p in profiles if p is not None]}
+
+    async def _summaries(self, ids: list[str]) -> list[dict | None]:
+        """The search row of each customer: who, value, churn, segments (the full card is one click away)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id in ids:
+                pipe.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
+            blobs = await pipe.execute()
+        population = await self.population_view()
+        rows: list[dict | None] = []
+        for customer_id, blob in zip(ids, blobs):
+            if blob is None:
+                rows.append(None)  # erased between the index read and this one
+                continue
+            card = build_profile(customer_id, CustomerState.from_json(blob), population.sketches,
+                                 population.as_of_ms, self.settings, population.segment_names)
+            churn = card["churn"] or {}
+            rows.append({"customer_id": customer_id, "net_spend_minor": card["net_spend_minor"],
+                         "orders": card["orders"], "recency_days": card["recency_days"],
+                         "rfm_segment": card["rfm_segment"], "behaviour_segment": card["behaviour_segment"],
+                         "churn_p": churn.get("churn_p"), "band": churn.get("band"),
+                         "predicted_clv_minor": card["predicted_clv_minor"]})
+        return rows
+
+    async def churn_distribution(self, bins: int = 10) -> dict:
+        """How many scored customers fall in each of ``bins`` equal churn-probability bins, and per band."""
+        if not 2 <= bins <= 100:
+            raise ValueError("bins must be in [2, 100]")
+        edges = [i / bins for i in range(bins + 1)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for low, high in zip(edges, edges[1:]):
+                pipe.zcount(self.prefix + "idx:churn", low, high if high == 1.0 else f"({high}")
+            for band in BANDS:
+                pipe.scard(self.prefix + f"idx:band:{band}")
+            counts = await pipe.execute()
+        return {"bins": [{"low": low, "high": high, "customers": count}
+                         for low, high, count in zip(edges, edges[1:], counts[:bins])],
+                "bands": dict(zip(BANDS, counts[bins:])), "scored": sum(counts[:bins])}
+
+    async def erasure_confirmed(self, key: str) -> bool:
+        return bool(await self.client.exists(self.prefix + key))

@@ -1,44 +1,54 @@
-"""HTTP API: reads Redis only, never talks to workers.
+"""HTTP API: reads Redis only, never talks to workers (erasure goes through the customers topic).
 
-This is the foundation's slice of it: health and a pipeline overview that the
-demo and the live page poll. Customer endpoints, keys and roles come with the
-API issue.
+Every route but ``/health``, ``/metrics``, the dashboard page and the OpenAPI document needs an API key
+(``X-API-Key`` or ``Authorization: Bearer``) whose role grants the route's permission (api/auth.py). Each key
+is rate limited; request bodies are capped; every parameter is validated (FastAPI, then the readers).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from importlib import resources
-from typing import Awaitable, TypeVar
+from typing import Annotated, Awaitable, Callable, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.alerts import AlertReader
-
+from api.auth import ApiKey, KeyRing, RateLimiter
+from api.customers import MAX_PAGE, CustomerReader, check_customer_id
+from api.erasure import Eraser
+from api.items import MAX_RESULTS, ItemReader
+from api.kpis import read_kpis
+from api.metrics import REGISTRY, BodyLimit, RequestMetrics
+from api.segments import read_segments
+from api.status import read_models, read_overview, read_pipeline_health
+from online_models.cooccurrence import MEASURES
 from streams.config import Settings
 
-__all__ = ["create_api", "serve", "read_overview"]
+__all__ = ["create_api", "serve"]
+
+logger = logging.getLogger("crmstream.api")
 
 T = TypeVar("T")
 
 
-async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
-    """Counters, per-partition offsets and watermarks, as the pipeline committed them."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(prefix + "stats:ingest")
-        pipe.hgetall(prefix + "offsets")
-        pipe.hgetall(prefix + "watermark")
-        stats, offsets, watermarks = await pipe.execute()
-    counters = {name: int(value) for name, value in stats.items()}
-    return {
-        "customers": counters.get("customers", 0),
-        "accepted": {k.removeprefix("accepted:"): v for k, v in counters.items() if k.startswith("accepted:")},
-        "rejected": {k.removeprefix("rejected:"): v for k, v in counters.items() if k.startswith("rejected:")},
-        "duplicates": counters.get("duplicates", 0),
-        "erasures": counters.get("erasures", 0),
-        "offsets": {tp: int(offset) for tp, offset in sorted(offsets.items())},
-        "max_event_ms": {tp: int(ts) for tp, ts in sorted(watermarks.items())},
-    }
+class JsonBytes(Response):
+    """JSON by orjson, for the hot route: no validation pass over a payload the reader built."""
+
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+CustomerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:@-]{1,128}$", description="customer id")]
+Sku = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:@-]{1,128}$", description="item id")]
+AlertId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:\-]{1,200}$")]
+Measure = Annotated[str, Query(pattern="^(" + "|".join(MEASURES) + ")$")]
+HowMany = Annotated[int, Query(ge=1, le=MAX_RESULTS)]
 
 
 async def _answer(reading: Awaitable[T], missing: str | None = None) -> T:
@@ -52,12 +62,56 @@ async def _answer(reading: Awaitable[T], missing: str | None = None) -> T:
     return answer
 
 
-def create_api(settings: Settings) -> FastAPI:
-    app = FastAPI(title="crmstream", version="0.1.0",
-                  description="Live customer intelligence served from Redis.")
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+def _guard(keys: KeyRing, limiter: RateLimiter) -> Callable[[str], Callable]:
+    """``Depends(guard("customers"))``: 401 without a known key, 403 if its role lacks the permission, 429
+    beyond its rate. Both headers are declared so the OpenAPI document shows the security schemes."""
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
 
-    @app.get("/health")
+    def guard(permission: str) -> Callable:
+        async def check(request: Request, api_key: str | None = Security(api_key_header),
+                        token: HTTPAuthorizationCredentials | None = Security(bearer)) -> ApiKey:
+            key = keys.lookup(api_key or (token.credentials if token else None))
+            if key is None:
+                raise HTTPException(401, "a valid API key is required (X-API-Key or Authorization: Bearer)",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if not key.may(permission):
+                raise HTTPException(403, f"role {key.role} may not use {permission} routes")
+            retry_after = limiter.take(key.name)
+            if retry_after:
+                raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(int(retry_after) + 1)})
+            request.state.api_key = key
+            return key
+        return check
+    return guard
+
+
+def create_api(settings: Settings) -> FastAPI:
+    keys = KeyRing.parse(settings.api_keys, settings.api_keys_file)
+    if not keys:
+        logger.warning("no API keys configured (CRM_API_KEYS, CRM_API_KEYS_FILE): every protected route answers 401")
+    guard = _guard(keys, RateLimiter(settings.api_rate_per_s, settings.api_rate_burst))
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await eraser.close()
+        await client.aclose()
+
+    app = FastAPI(title="crmstream", version="0.1.0", lifespan=lifespan,
+                  description="Live customer intelligence served from Redis. Keys and roles: docs/api.md.")
+    app.add_middleware(RequestMetrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    prefix = settings.redis_prefix
+    customers = CustomerReader(client, prefix, settings.profile_settings())
+    items = ItemReader(client, prefix, settings.item_settings(), customers)
+    alerts = AlertReader(client, prefix)
+    eraser = Eraser(settings, customers)
+    support, analyst, admin, anyone_reading_items, anyone_reading_alerts = (
+        Depends(guard("customers")), Depends(guard("aggregates")), Depends(guard("admin")),
+        Depends(guard("items")), Depends(guard("alerts")))
+
+    @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
         try:
             await client.ping()
@@ -65,40 +119,150 @@ def create_api(settings: Settings) -> FastAPI:
             return JSONResponse({"status": "down", "redis": repr(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/overview")
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    # -- customers (support) -----------------------------------------------------------------------------
+
+    @app.get("/customers/{customer_id}", tags=["customers"], dependencies=[support])
+    async def customer_profile(customer_id: CustomerId) -> JsonBytes:
+        """RFM, scores, named RFM segment, behaviour segment, churn risk with its reasons, CLV, expected next
+        order, recent items: as of the event-time clock."""
+        return JsonBytes(await _answer(customers.profile(customer_id), missing="no such customer"))
+
+    @app.get("/customers/{customer_id}/recommendations", tags=["customers"], dependencies=[support])
+    async def customer_recommendations(customer_id: CustomerId, k: HowMany = 10,
+                                       exclude_bought: bool = True) -> dict:
+        return await _answer(items.recommendations(customer_id, k, exclude_bought))
+
+    @app.get("/customers", tags=["customers"], dependencies=[support])
+    async def search_customers(
+            band: Annotated[str | None, Query(pattern="^(low|medium|high)$")] = None,
+            segment: Annotated[int | None, Query(ge=0, lt=10_000, description="behaviour segment id")] = None,
+            min_value_minor: Annotated[int | None, Query(ge=-(10**15), le=10**15)] = None,
+            max_value_minor: Annotated[int | None, Query(ge=-(10**15), le=10**15)] = None,
+            sort: Annotated[str, Query(pattern="^(value|churn)$")] = "value",
+            offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+            limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> dict:
+        """Customers by churn band, behaviour segment and net spend (minor units), a page at a time."""
+        return await _answer(customers.search(band, segment, min_value_minor, max_value_minor, sort, offset, limit))
+
+    @app.delete("/customers/{customer_id}", tags=["customers"], dependencies=[admin],
+                responses={202: {"description": "requested, not yet confirmed"}})
+    async def erase_customer(customer_id: CustomerId) -> JSONResponse:
+        """Erase every key of the customer (state, seen ids, recent items, alert index), through the pipeline;
+        200 once the pipeline confirmed it, 202 with the erasure id to poll if it takes longer."""
+        check_customer_id(customer_id)
+        try:
+            erasure_id = await eraser.request(customer_id)
+        except Exception as exc:
+            logger.error("erasure request failed: %s", exc)
+            raise HTTPException(503, "the customers topic cannot be reached; nothing was erased") from None
+        done = await eraser.confirmed(erasure_id, settings.api_erase_wait_s, customer_id)
+        return JSONResponse({"erasure_id": erasure_id, "status": "erased" if done else "pending"},
+                            status_code=200 if done else 202)
+
+    @app.get("/erasures/{erasure_id}", tags=["customers"], dependencies=[admin])
+    async def erasure_status(erasure_id: Annotated[str, Path(pattern="^erase-[0-9a-f]{32}$")]) -> dict:
+        return {"erasure_id": erasure_id, "status": "erased" if await eraser.confirmed(erasure_id) else "pending"}
+
+    # -- items (support, analyst) --------------------------------------------------------------------------
+
+    @app.get("/items/{sku}/also-bought", tags=["items"], dependencies=[anyone_reading_items])
+    async def also_bought(sku: Sku, measure: Measure = "llr", k: HowMany = 10,
+                          min_support: Annotated[float | None, Query(ge=0, le=1e9)] = None) -> dict:
+        return await _answer(items.also_bought(sku, measure, k, min_support))
+
+    @app.get("/items/{sku}/viewed-then-bought", tags=["items"], dependencies=[anyone_reading_items])
+    async def viewed_then_bought(sku: Sku, measure: Measure = "llr", k: HowMany = 10,
+                                 min_support: Annotated[float | None, Query(ge=0, le=1e9)] = None) -> dict:
+        return await _answer(items.viewed_then_bought(sku, measure, k, min_support))
+
+    # -- aggregates (analyst) ------------------------------------------------------------------------------
+
+    @app.get("/overview", tags=["aggregates"], dependencies=[analyst])
     async def overview() -> dict:
-        return await read_overview(client, settings.redis_prefix)
+        return await read_overview(client, prefix)
 
-    alerts = AlertReader(client, settings.redis_prefix)
+    @app.get("/kpis", tags=["aggregates"], dependencies=[analyst])
+    async def kpis(granularity: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
+                   last: Annotated[int, Query(ge=1, le=1000)] = 12,
+                   segment: Annotated[str | None, Query(max_length=64, description="a named RFM segment")] = None
+                   ) -> list[dict]:
+        """KPIs per event-time bucket (oldest first); with ``segment``, that named RFM segment's rows."""
+        rows = await _answer(read_kpis(client, prefix, granularity, settings.horizon_days, last))
+        if segment is None:
+            return rows
+        return [{"bucket": row["bucket"], **row["segments"].get(segment, {})} for row in rows]
 
-    @app.get("/alerts")
-    async def recent_alerts(limit: int = Query(50, ge=1, le=1000), kind: str | None = None,
-                            status: str | None = None, severity: str | None = None) -> list[dict]:
+    @app.get("/segments", tags=["aggregates"], dependencies=[analyst])
+    async def segments(day: Annotated[list[str] | None, Query(
+            description="migrations of these event-time days (YYYY-MM-DD) only")] = None) -> dict:
+        """Behaviour segments with profiles, sizes, revenue and churn shares, and the migration matrix."""
+        for label in day or []:
+            if not _is_iso_day(label):
+                raise HTTPException(422, f"not a YYYY-MM-DD day: {label!r}")
+        return await _answer(read_segments(client, prefix, day or None), missing="no segment snapshot yet")
+
+    @app.get("/churn/distribution", tags=["aggregates"], dependencies=[analyst])
+    async def churn_distribution(bins: Annotated[int, Query(ge=2, le=100)] = 10) -> dict:
+        return await _answer(customers.churn_distribution(bins))
+
+    @app.get("/models", tags=["aggregates"], dependencies=[analyst])
+    async def models() -> dict:
+        """Served model versions and the churn model's prequential metrics."""
+        return await read_models(client, prefix)
+
+    @app.get("/pipeline", tags=["aggregates"], dependencies=[analyst])
+    async def pipeline_health() -> dict:
+        """Consumer lag and watermark per partition, dead-letter counts by reason."""
+        return await read_pipeline_health(client, prefix, settings.lateness_ms)
+
+    # -- alerts ----------------------------------------------------------------------------------------------
+
+    @app.get("/alerts", tags=["alerts"], dependencies=[anyone_reading_alerts])
+    async def recent_alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                            kind: Annotated[str | None, Query(pattern="^(customer|aggregate)$")] = None,
+                            status: Annotated[str | None, Query(pattern="^(open|acknowledged)$")] = None,
+                            severity: Annotated[str | None, Query(pattern="^(warning|critical)$")] = None
+                            ) -> list[dict]:
         return await _answer(alerts.recent(limit, kind, status, severity))
 
-    @app.get("/alerts/{alert_id}")
-    async def one_alert(alert_id: str) -> dict:
+    @app.get("/alerts/{alert_id}", tags=["alerts"], dependencies=[anyone_reading_alerts])
+    async def one_alert(alert_id: AlertId) -> dict:
         return await _answer(alerts.get(alert_id), missing="no such alert")
 
-    @app.post("/alerts/{alert_id}/ack")
-    async def acknowledge_alert(alert_id: str, by: str = Body(..., embed=True),
-                                note: str = Body("", embed=True)) -> dict:
-        return await _answer(alerts.acknowledge(alert_id, by, note), missing="no such alert")
+    @app.post("/alerts/{alert_id}/ack", tags=["alerts"])
+    async def acknowledge_alert(alert_id: AlertId, note: Annotated[str, Body(embed=True, max_length=1000)] = "",
+                                key: ApiKey = admin) -> dict:
+        """Acknowledge an alert; the acknowledgement records which key did it."""
+        return await _answer(alerts.acknowledge(alert_id, key.name, note), missing="no such alert")
 
-    @app.get("/", response_class=HTMLResponse)
-    async def live_page() -> str:
-        return resources.files("api").joinpath("static", "overview.html").read_text()
+    # -- dashboard -------------------------------------------------------------------------------------------
 
-    @app.on_event("shutdown")
-    async def close() -> None:
-        await client.aclose()
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> str:
+        return resources.files("api").joinpath("static", "dashboard.html").read_text()
 
     return app
+
+
+def _is_iso_day(label: str) -> bool:
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(label).isoformat() == label
+    except ValueError:
+        return False
 
 
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from streams.logs import logging_config
+
     if not settings.redis_url:
         raise SystemExit("CRM_REDIS_URL is not set (use `crmstream demo` for an embedded stack)")
-    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning",
+                log_config=logging_config(settings.log_format, "WARNING"), access_log=False)

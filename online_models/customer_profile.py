@@ -55,9 +55,18 @@ def _churn_card(score: dict | None) -> dict | None:
             "top_features": score["top_features"]}
 
 
+def _behaviour_segment(segment: dict | None, names: Mapping[int, str]) -> dict | None:
+    """The stored behaviour segment with its readable name (None for a segment the served snapshot lost)."""
+    if segment is None or "id" not in segment:  # sampled, not assigned yet
+        return None
+    return {"id": segment["id"], "name": names.get(segment["id"]), "version": segment.get("version"),
+            "since_ms": segment.get("since_ms")}
+
+
 def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, QuantileSketch], as_of_ms: int,
-                  settings: ProfileSettings = ProfileSettings()) -> dict:
-    """The customer card as plain data (JSON-ready), as of event time ``as_of_ms``."""
+                  settings: ProfileSettings = ProfileSettings(), segment_names: Mapping[int, str] = {}) -> dict:
+    """The customer card as plain data (JSON-ready), as of event time ``as_of_ms``; ``segment_names`` name the
+    behaviour segments of the served snapshot."""
     activity, history, engagement = state.activity, state.purchases, state.engagement
     first_seen = min(t for t in (activity.signup_ms, activity.first_seen_ms) if t is not None) \
         if activity.first_seen_ms is not None else None
@@ -90,6 +99,9 @@ def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str,
         "last_csat": engagement.last_csat,
         "last_nps": engagement.last_nps,
         "churn": _churn_card(state.churn_score),
+        "behaviour_segment": _behaviour_segment(state.segment, segment_names),
+        "recent_items": [{"sku": sku, "kind": kind, "ts_ms": ts_ms}
+                         for sku, ts_ms, kind in reversed(state.items.recent)],  # newest first
     }
     if history.orders == 0:
         return profile

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for crmstream: system packages (redis-server), a virtualenv, the project.
+# Set up a fresh machine for crmstream: system packages (redis-server, chromium), a virtualenv, the project.
 # Idempotent: `make demo` and `make test` call it and it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ PYTHON="${PYTHON:-python3}"
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+# Debian's Chromium: the dashboard test drives it headless through Playwright (no browser download).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

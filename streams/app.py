@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     from agents.alert_delivery import register_alert_delivery
     from agents.alert_detector import register_alert_detector
     from agents.churn_trainer import register_trainer
+    from agents.metrics import register_metrics_page
     from agents.pipeline import register_pipeline
     from agents.segment_trainer import register_segment_trainer
 
@@ -54,4 +55,5 @@ def create_app(settings: Settings) -> faust.App:
     register_segment_trainer(app, settings, app.crm_store)
     register_alert_detector(app, settings, app.crm_store)
     register_alert_delivery(app, settings, app.crm_store)
+    register_metrics_page(app)
     return app

@@ -1,4 +1,5 @@
-"""``crmstream`` command line: worker, api, simulate, demo, replay, customer, kpis, segments, alerts, items, schemas."""
+"""``crmstream`` command line: worker, api, demo, simulate, replay; reading Redis: customer, top, also-bought,
+recommend, kpis, segments, alerts, items; api-key, create-topics, schemas."""
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     from streams.app import create_app
 
+    from streams.logs import logging_config
+
     settings = Settings.from_env()
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True,
+                          logging_config=logging_config(settings.log_format, args.loglevel))
     worker.execute_from_commandline()  # returns only via SystemExit
     return 0
 
@@ -89,16 +93,78 @@ def _customer(args: argparse.Namespace) -> int:
     from api.customers import CustomerReader
 
     settings = Settings.from_env()
-    profile = _with_redis(settings, lambda client: CustomerReader(
-        client, settings.redis_prefix, settings.profile_settings()).profile(args.id))
+    try:
+        profile = _with_redis(settings, lambda client: CustomerReader(
+            client, settings.redis_prefix, settings.profile_settings()).profile(args.id))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if profile is None:
         print(f"no customer {args.id!r}", file=sys.stderr)
         return 1
     if args.json:
         print(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode())
     else:
-        for name, value in profile.items():
-            print(f"{name:28} {value}")
+        print(_customer_card(profile))
+    return 0
+
+
+def _customer_card(p: dict) -> str:
+    """The profile as a support agent reads it at a shell."""
+    from datetime import datetime, timezone
+
+    def day(ms: int | None) -> str:
+        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d")
+
+    def money(minor: int | None) -> str:
+        return "-" if minor is None else f"{minor / 100:,.2f}"
+
+    churn, segment, rfm = p["churn"], p["behaviour_segment"], p["rfm"]
+    reasons = ", ".join(f"{f['feature']} {'+' if f['contribution'] > 0 else '-'}" for f in churn["top_features"]) \
+        if churn else ""
+    lines = [
+        ("customer", f"{p['customer_id']}   (as of {day(p['as_of_ms'])}, first seen {day(p['first_seen_ms'])})"),
+        ("RFM", f"R{rfm['r']} F{rfm['f']} M{rfm['m']}  {p['rfm_segment']}  value score {p['value_score']}"
+         if rfm else "-"),
+        ("behaviour segment", f"{segment['id']} {segment['name'] or ''}".strip() if segment else "-"),
+        ("churn risk", f"{churn['churn_p']:.2f} ({churn['band']})  because {reasons}" if churn else "not scored"),
+        ("orders", f"{p['orders']}  net spend {money(p['net_spend_minor'])}  average order "
+                   f"{money(p['average_order_minor'])}"),
+        ("recency", "-" if p["recency_days"] is None else f"{p['recency_days']:.0f} days (last order "
+                                                          f"{day(p['last_order_ms'])})"),
+        ("CLV", f"predicted {money(p['predicted_clv_minor'])}  P(alive) {p['probability_alive']}"),
+        ("expected next order", day(p["expected_next_order_ms"])),
+        ("engagement", "  ".join(f"{k} {v:.2f}" for k, v in p["engagement"].items())),
+        ("recent items", ", ".join(f"{i['sku']} ({i['kind']})" for i in p["recent_items"][:8]) or "-"),
+    ]
+    return "\n".join(f"{name:20} {value}" for name, value in lines)
+
+
+def _top(args: argparse.Namespace) -> int:
+    """The most valuable customers of a churn band (or by churn risk), as support works through them."""
+    import orjson
+
+    from api.customers import CustomerReader
+
+    settings = Settings.from_env()
+    try:
+        page = _with_redis(settings, lambda client: CustomerReader(
+            client, settings.redis_prefix, settings.profile_settings()).search(
+            band=args.band, segment=args.segment, sort=args.sort, limit=args.limit))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(page, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{page['total']:,} customers match; the first {len(page['customers'])} by {args.sort}:")
+    print(f"{'customer':<20} {'net spend':>12} {'churn p':>7} {'band':<7} {'recency':>7}  rfm segment / behaviour")
+    for c in page["customers"]:
+        behaviour = c["behaviour_segment"]["name"] if c["behaviour_segment"] else "-"
+        recency = "-" if c["recency_days"] is None else f"{c['recency_days']:.0f}d"
+        churn = "-" if c["churn_p"] is None else f"{c['churn_p']:.2f}"
+        print(f"{c['customer_id']:<20} {c['net_spend_minor'] / 100:>12,.2f} {churn:>7} {c['band'] or '-':<7} "
+              f"{recency:>7}  {c['rfm_segment'] or '-'} / {behaviour}")
     return 0
 
 
@@ -271,6 +337,19 @@ def _create_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_key(args: argparse.Namespace) -> int:
+    """A new key on stdout's first line, its keys-file line on the second (only the hash is kept)."""
+    from api.auth import hash_key, new_key
+
+    if not all(c.isalnum() or c in "-_." for c in args.name):
+        print("--name: letters, digits, '-', '_' and '.' only", file=sys.stderr)
+        return 2
+    key = new_key()
+    print(key)
+    print(f"{hash_key(key)}:{args.role}" + (f":{args.name}" if args.name else ""))
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
     from api.server import serve
 
@@ -351,6 +430,29 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true")
     alerts.set_defaults(run=_alerts)
 
+    also = commands.add_parser("also-bought", help="items bought in the same orders as SKU")
+    also.add_argument("sku")
+    also.add_argument("--by", dest="measure", choices=["llr", "cosine", "lift", "count"], default="llr")
+    also.add_argument("--limit", dest="k", type=int, default=10)
+    also.add_argument("--min-support", type=float, default=None, help="default: CRM_ITEM_MIN_SUPPORT")
+    also.add_argument("--json", action="store_true")
+    also.set_defaults(run=_items, items_command="also-bought")
+
+    recommend_top = commands.add_parser("recommend", help="what a customer should see next, and why")
+    recommend_top.add_argument("customer_id")
+    recommend_top.add_argument("--limit", dest="k", type=int, default=10)
+    recommend_top.add_argument("--include-bought", action="store_true", help="do not leave out what they bought")
+    recommend_top.add_argument("--json", action="store_true")
+    recommend_top.set_defaults(run=_items, items_command="recommend")
+
+    top = commands.add_parser("top", help="customers of a churn band, most valuable first (the index's order)")
+    top.add_argument("--band", choices=["low", "medium", "high"], default=None)
+    top.add_argument("--segment", type=int, default=None, help="behaviour segment id")
+    top.add_argument("--sort", choices=["value", "churn"], default="value")
+    top.add_argument("--limit", type=int, default=20)
+    top.add_argument("--json", action="store_true")
+    top.set_defaults(run=_top)
+
     items = commands.add_parser("items", help="item co-occurrence and recommendations from Redis")
     item_commands = items.add_subparsers(dest="items_command", required=True)
     for name, help_text in (("also-bought", "items bought in the same orders as SKU"),
@@ -373,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(json=True)
     items.set_defaults(run=_items)
 
+    api_key = commands.add_parser("api-key", help="make an API key: the key, then the line for CRM_API_KEYS_FILE")
+    api_key.add_argument("--role", choices=["support", "analyst", "admin"], required=True)
+    api_key.add_argument("--name", default="", help="what logs and acknowledgements call the key")
+    api_key.set_defaults(run=_api_key)
+
     topics = commands.add_parser("create-topics", help="create the pipeline's topics on CRM_KAFKA_BOOTSTRAP")
     topics.set_defaults(run=_create_topics)
 
@@ -384,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "worker":  # Faust's worker configures logging itself
+    if args.command not in ("api", "worker"):  # uvicorn and Faust's worker log as CRM_LOG_FORMAT says
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.run(args)
 

@@ -228,6 +228,23 @@ class Settings:
         "CRM_WORKER_WEB_PORT", 0, int, "Faust worker web port (0 = disabled).")
     api_host: str = _env_field("CRM_API_HOST", "127.0.0.1", str, "HTTP API bind address.")
     api_port: int = _env_field("CRM_API_PORT", 8080, int, "HTTP API port.")
+    api_keys: str = field(default="", repr=False, metadata={
+        "env": "CRM_API_KEYS", "cast": str,
+        "doc": "API keys and their roles, `<key>:<role>,...` (roles: `support`, `analyst`, `admin`; docs/api.md)."})
+    api_keys_file: str = _env_field(
+        "CRM_API_KEYS_FILE", "", str,
+        "File of hashed API keys, one `sha256:<hex>:<role>[:<name>]` a line (`crmstream api-key` writes them).")
+    api_rate_per_s: float = _env_field(
+        "CRM_API_RATE_PER_S", 100.0, float, "Requests per second each API key may make (token bucket; 429 beyond).")
+    api_rate_burst: int = _env_field(
+        "CRM_API_RATE_BURST", 200, int, "Requests an API key may make at once above its rate.")
+    api_max_body_bytes: int = _env_field(
+        "CRM_API_MAX_BODY_BYTES", 16384, int, "Largest request body the API reads (413 beyond).")
+    api_erase_wait_s: float = _env_field(
+        "CRM_API_ERASE_WAIT_S", 10.0, float,
+        "How long `DELETE /customers/{id}` waits for the pipeline to confirm the erasure before answering 202.")
+    log_format: str = _env_field(
+        "CRM_LOG_FORMAT", "json", str, "Log lines of the worker and API: `json` (one object a line) or `text`.")
     data_dir: str = _env_field(
         "CRM_DATA_DIR", ".crmstream", str, "Where the embedded stack keeps logs and Redis files.")
 
@@ -258,7 +275,8 @@ class Settings:
                     "horizon_days", "churn_step_days", "churn_rescore_days", "churn_rescore_near_reorder_days",
                     "churn_snapshot_every", "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
                     "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
-                    "segment_match_distance", "segment_window_days", "segment_sample_days")
+                    "segment_match_distance", "segment_window_days", "segment_sample_days",
+                    "api_rate_per_s", "api_rate_burst", "api_max_body_bytes")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -21,7 +21,10 @@ from pathlib import Path
 import redis
 
 from streams.config import Settings
-from streams.embedded import EmbeddedBroker, EmbeddedRedis, MissingComponent, create_topics, wait_for_port
+from api.auth import new_key
+from streams.embedded import (
+    EmbeddedBroker, EmbeddedRedis, MissingComponent, create_topics, free_port, wait_for_port,
+)
 from streams.producer import send_to_kafka
 from streams.simulate_cli import config_from_args, write_truth
 from streams.simulator import simulate
@@ -78,13 +81,24 @@ def run_demo(args: argparse.Namespace) -> int:
         asyncio.run(create_topics(settings.kafka_bootstrap, topic_specs(settings)))
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
 
+        admin_key = None
+        if not settings.api_keys and not settings.api_keys_file:
+            admin_key = new_key()
+            settings = settings.with_(api_keys=f"{admin_key}:admin")
         for index in range(args.workers):
-            children.append(_child([sys.executable, "-m", "streams.cli", "worker"], settings,
+            worker_settings = settings.with_(worker_web_port=free_port())
+            children.append(_child([sys.executable, "-m", "streams.cli", "worker"], worker_settings,
                                    logs / f"worker-{index}.log"))
+            print(f"worker {index} metrics: http://127.0.0.1:{worker_settings.worker_web_port}/metrics")
         children.append(_child([sys.executable, "-m", "streams.cli", "api"], settings, logs / "api.log"))
         wait_for_port(settings.api_port, 30, children[-1])
         url = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"API and live page: {url}/   (overview JSON: {url}/overview, OpenAPI: {url}/docs)")
+        if admin_key:
+            print(f"admin API key (generated for this run): {admin_key}")
+            print(f"dashboard: {url}/#key={admin_key}")
+        else:
+            print(f"dashboard: {url}/  (paste an API key from CRM_API_KEYS / CRM_API_KEYS_FILE)")
+        print(f"API: {url}/docs (OpenAPI)   metrics: {url}/metrics")
         print(f"logs: {logs.resolve()}   stop with Ctrl-C")
 
         simulation = simulate(config_from_args(args))

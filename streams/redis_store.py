@@ -13,7 +13,8 @@ Redis Cluster keeps a customer's keys together):
 
 ``crm:c:{id}`` customer hash · ``crm:c:{id}:seen:{topic}`` recent event-id digests ·
 ``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` (newest event time per topic-partition) ·
-``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches · ``crm:item:*`` co-occurrence
+``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches · ``crm:idx:*`` customer search index ·
+``crm:erasure:*`` erasure confirmations · ``crm:item:*`` co-occurrence
 sorted sets (online_models/cooccurrence.py).
 """
 from __future__ import annotations
@@ -29,12 +30,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 __all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest",
-           "lua_script"]
+           "lua_script", "erasure_key"]
 
 logger = logging.getLogger(__name__)
 
 #: Every per-customer key is ``c:{id}`` + one of these; erasure deletes them all.
 CUSTOMER_KEY_SUFFIXES = ("", ":seen:purchases", ":seen:interactions", ":seen:customers", ":recent")
+
+
+def erasure_key(event_id: str) -> str:
+    """The key confirming that the erase event ``event_id`` was applied: it names no customer.
+
+    >>> erasure_key("erase-1")
+    'erasure:b4eafdf8af2a3a90'
+    """
+    return "erasure:" + event_digest("erase:" + event_id)
 
 
 def event_digest(event_id: str) -> str:
@@ -71,6 +81,8 @@ class BatchWrite:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     wheel: dict[str, dict[str, list]] = field(default_factory=dict)  # partition -> {"add": [...], "remove": [...]}
     sorted_sets: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> member -> ZINCRBY amount
+    index: dict[str, list[str]] = field(default_factory=dict)  # customer id -> search index entry (commit_batch.lua)
+    confirm: list[str] = field(default_factory=list)  # erasure_key of each applied erase event
 
     def schedule(self, partition: int, customer_id: str, wake_ms: int | None) -> None:
         """Put a customer on its partition's event-time wheel at ``wake_ms`` (None: take it off)."""
@@ -209,6 +221,8 @@ class RedisStore:
             "counters": write.counters,
             "wheel": write.wheel,
             "zincr": write.sorted_sets,
+            "index": write.index,
+            "confirm": write.confirm,
         }
         try:
             states = [part for customer_id, state in write.states.items() for part in (customer_id, state)]

@@ -20,7 +20,7 @@ from streams.config import Settings
 from streams.embedded import create_topics
 from streams.topics import topic_specs
 
-__all__ = ["WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics", "event_messages",
+__all__ = ["ApiThread", "WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics", "event_messages",
            "accepted_total", "process_history", "read_state"]
 
 
@@ -166,3 +166,31 @@ def read_state(client: redis.Redis, settings: Settings, customer_id: str):
 
     blob = client.hget(f"{settings.redis_prefix}c:{{{customer_id}}}", "state")
     return None if blob is None else CustomerState.from_json(blob)
+
+
+class ApiThread:
+    """The HTTP API (uvicorn) on a free port in a thread of the test process: real HTTP, one event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from api.server import create_api
+        from streams.embedded import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_api(settings), host="127.0.0.1", port=self.port,
+                                                    log_level="warning", access_log=False))
+        self.thread = None
+
+    def __enter__(self) -> "ApiThread":
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, "API did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -13,6 +13,9 @@
 --   counters  {"<hash>": {field: increment}}
 --   wheel     {"<partition>": {"add": ["<wake_ms>", "<customer_id>", ...], "remove": ["<customer_id>", ...]}}
 --   zincr     {"<sorted set>": {member: "<increment>"}}   item co-occurrence counts (strings: exact doubles)
+--   index     {"<customer_id>": ["<net_minor>", "<band>", "<segment>", "<churn_p>"]}  search index entries
+--             ("" for an unknown band, segment or churn_p; online_models/customer_index.py)
+--   confirm   ["erasure:<digest>", ...]            erase events to confirm (kept a week; no customer id in them)
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 
@@ -40,14 +43,47 @@ for tp, offset in pairs(batch.offsets) do
     return 'ALREADY_APPLIED'
   end
 end
+-- The search index: idx:value and idx:churn (sorted by net spend, churn probability), idx:band:<band> and
+-- idx:segment:<id> (sets), and idx:attrs (customer -> "band|segment", to leave the old sets on a change).
+local attrs_key = prefix .. 'idx:attrs'
+local function leave_sets(customer_id, attrs)
+  local band, segment = string.match(attrs, '^([^|]*)|(.*)$')
+  if band ~= '' then redis.call('SREM', prefix .. 'idx:band:' .. band, customer_id) end
+  if segment ~= '' then redis.call('SREM', prefix .. 'idx:segment:' .. segment, customer_id) end
+end
 for _, customer_id in ipairs(batch.erase) do
   local base = prefix .. 'c:{' .. customer_id .. '}'
   for _, suffix in ipairs(batch.customer_key_suffixes) do
     redis.call('DEL', base .. suffix)
   end
+  local attrs = redis.call('HGET', attrs_key, customer_id)
+  if attrs then
+    leave_sets(customer_id, attrs)
+    redis.call('HDEL', attrs_key, customer_id)
+  end
+  redis.call('ZREM', prefix .. 'idx:value', customer_id)
+  redis.call('ZREM', prefix .. 'idx:churn', customer_id)
+end
+for _, key in ipairs(batch.confirm) do
+  redis.call('SET', prefix .. key, 'erased', 'EX', 604800)
 end
 for i = 3, #ARGV, 2 do
   redis.call('HSET', prefix .. 'c:{' .. ARGV[i] .. '}', 'state', ARGV[i + 1])
+end
+for customer_id, entry in pairs(batch.index) do
+  local band, segment = entry[2], entry[3]
+  local attrs = band .. '|' .. segment
+  local old = redis.call('HGET', attrs_key, customer_id)
+  if old ~= attrs then
+    if old then leave_sets(customer_id, old) end
+    if band ~= '' then redis.call('SADD', prefix .. 'idx:band:' .. band, customer_id) end
+    if segment ~= '' then redis.call('SADD', prefix .. 'idx:segment:' .. segment, customer_id) end
+    redis.call('HSET', attrs_key, customer_id, attrs)
+  end
+  redis.call('ZADD', prefix .. 'idx:value', entry[1], customer_id)
+  if entry[4] ~= '' then
+    redis.call('ZADD', prefix .. 'idx:churn', entry[4], customer_id)
+  end
 end
 for customer_id, by_topic in pairs(batch.seen) do
   for topic, members in pairs(by_topic) do

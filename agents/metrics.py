@@ -1,0 +1,37 @@
+"""Prometheus metrics of a worker, served at ``/metrics`` by Faust's web server (``CRM_WORKER_WEB_PORT``).
+
+One registry per process, not prometheus_client's global one: the API and a worker started in one test
+process must not share counters. Names follow Prometheus conventions (``_total`` counters, seconds).
+"""
+from __future__ import annotations
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS",
+           "CONSUMER_LAG", "MODEL_VERSION", "register_metrics_page"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+EVENTS_IN = Counter("crm_events_in_total", "Input records processed (applied batches), by input topic",
+                    ["topic"], registry=REGISTRY)
+EVENTS_OUT = Counter("crm_events_out_total", "Derived records sent, by output topic", ["topic"], registry=REGISTRY)
+DEADLETTERED = Counter("crm_deadletter_total", "Records sent to the dead-letter topic, by reason", ["reason"],
+                       registry=REGISTRY)
+BATCH_SECONDS = Histogram("crm_batch_seconds", "Wall time of one batch, fetch excluded, commit included",
+                          buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+REDIS_SECONDS = Histogram("crm_redis_seconds", "Redis round trips of the batch path, by operation",
+                          ["operation"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+CONSUMER_LAG = Gauge("crm_consumer_lag", "Records between the consumer position and the partition's end",
+                     ["topic", "partition"], registry=REGISTRY)
+MODEL_VERSION = Gauge("crm_model_version", "Version of the model snapshot this worker scores with",
+                      ["model"], registry=REGISTRY)
+
+
+def register_metrics_page(app: faust.App) -> None:
+    """``GET /metrics`` on the worker's web server, in Prometheus' text format."""
+
+    @app.page("/metrics")
+    async def metrics(view, request):  # noqa: ANN001 - Faust's view signature
+        return view.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -1,0 +1,65 @@
+"""Pipeline health and model status, read from what the workers commit to Redis (the API never asks them)."""
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+
+from agents.batch_source import LAG_KEY
+from agents.churn_trainer import METRICS_KEY
+from agents.segment_stage import SNAPSHOT_KEY
+from agents.segment_trainer import HISTORY_KEY
+
+__all__ = ["read_overview", "read_pipeline_health", "read_models"]
+
+
+async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
+    """Counters, per-partition offsets and watermarks, as the pipeline committed them."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(prefix + "stats:ingest")
+        pipe.hgetall(prefix + "offsets")
+        pipe.hgetall(prefix + "watermark")
+        stats, offsets, watermarks = await pipe.execute()
+    counters = {name: int(value) for name, value in stats.items()}
+    return {
+        "customers": counters.get("customers", 0),
+        "accepted": {k.removeprefix("accepted:"): v for k, v in counters.items() if k.startswith("accepted:")},
+        "rejected": {k.removeprefix("rejected:"): v for k, v in counters.items() if k.startswith("rejected:")},
+        "duplicates": counters.get("duplicates", 0),
+        "erasures": counters.get("erasures", 0),
+        "offsets": {tp: int(offset) for tp, offset in sorted(offsets.items())},
+        "max_event_ms": {tp: int(ts) for tp, ts in sorted(watermarks.items())},
+    }
+
+
+async def read_pipeline_health(client: aioredis.Redis, prefix: str, lateness_ms: int) -> dict:
+    """Per input partition: last applied offset, consumer lag (as its worker last reported it), newest event
+    time and the watermark (newest - allowed lateness); dead-letter counts by reason."""
+    overview = await read_overview(client, prefix)
+    lags = {tp: int(lag) for tp, lag in (await client.hgetall(prefix + LAG_KEY)).items()}
+    partitions = [{"partition": tp, "offset": overview["offsets"].get(tp), "lag": lags.get(tp),
+                   "max_event_ms": overview["max_event_ms"].get(tp),
+                   "watermark_ms": overview["max_event_ms"][tp] - lateness_ms if tp in overview["max_event_ms"]
+                   else None}
+                  for tp in sorted(set(overview["offsets"]) | set(lags) | set(overview["max_event_ms"]))]
+    return {"partitions": partitions, "total_lag": sum(lags.values()),
+            "deadletter": {"total": sum(overview["rejected"].values()), "by_reason": overview["rejected"]},
+            "accepted": overview["accepted"], "duplicates": overview["duplicates"], "erasures": overview["erasures"]}
+
+
+async def read_models(client: aioredis.Redis, prefix: str, history: int = 10) -> dict:
+    """The served churn model (version, prequential metrics) and behaviour-segment snapshot (version, recent
+    history); None where a trainer has not published yet."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(prefix + METRICS_KEY)
+        pipe.get(prefix + SNAPSHOT_KEY)
+        pipe.lrange(prefix + HISTORY_KEY, 0, history - 1)
+        churn, segments, segment_history = await pipe.execute()
+    segment_snapshot = orjson.loads(segments) if segments else None
+    return {
+        "churn": orjson.loads(churn) if churn else None,
+        "segments": None if segment_snapshot is None else {
+            **{k: segment_snapshot.get(k) for k in ("version", "created_at_ms", "algorithm", "samples",
+                                                    "changed_share")},
+            "segments": len(segment_snapshot["segments"]),
+            "history": [orjson.loads(entry) for entry in segment_history]},
+    }
