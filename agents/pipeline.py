@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Sequence
 
 import faust
@@ -101,13 +102,13 @@ class BatchProcessor:
         # they are sent again with the same keys, never lost.
         deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))
                       for r in triaged.rejected]
-        deliveries += [await self._send("erasures", key=e.customer_id.encode(), value=_erasure_confirmation(e, now_ms))
-                       for e in applied.erasures]
+        deliveries += [await self._send("erasures", key=e.customer_id.encode(),
+                                        value=_erasure_confirmation(e, now_ms)) for e in applied.erasures]
         for customer_id, example in applied.churn.examples:
             key, value = example_message(customer_id, example)
             deliveries.append(await self._send("training-examples", key=key, value=value))
-        deliveries += [await self._send("score-changes", key=change["customer_id"].encode(), value=orjson.dumps(change))
-                       for change in applied.churn.score_changes]
+        deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
+                                        value=orjson.dumps(change)) for change in applied.churn.score_changes]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
             for partition, watermark in self._progress_to_send(applied.churn.wheel)]
@@ -128,10 +129,10 @@ class BatchProcessor:
             logger.warning("batch dropped, partition moved to another worker: %s", exc)
             return None
         if newly_applied:
-            for message in fresh:
-                EVENTS_IN.labels(message.contract).inc()
-            for rejection in triaged.rejected:
-                DEADLETTERED.labels(rejection.reason).inc()
+            for contract, count in Counter(message.contract for message in fresh).items():
+                EVENTS_IN.labels(contract).inc(count)
+            for reason, count in Counter(rejection.reason for rejection in triaged.rejected).items():
+                DEADLETTERED.labels(reason).inc(count)
             if model is not None and isinstance(model.version, int):
                 MODEL_VERSION.labels("churn").set(model.version)
             self.population.follow(applied.write)

@@ -30,8 +30,8 @@ KEYS = {"admin": "admin-" + "a" * 24, "support": "support-" + "s" * 24, "analyst
 PUBLIC = {"/health", "/metrics"}
 #: The permission each route needs (api/auth.py); the auth matrix below checks every route of the document.
 ROLES_ALLOWED = {
-    "customers": {"support", "admin"}, "items": {"support", "analyst", "admin"}, "alerts": {"support", "analyst", "admin"},
-    "aggregates": {"analyst", "admin"}, "admin": {"admin"},
+    "customers": {"support", "admin"}, "items": {"support", "analyst", "admin"},
+    "alerts": {"support", "analyst", "admin"}, "aggregates": {"analyst", "admin"}, "admin": {"admin"},
 }
 
 

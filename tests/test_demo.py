@@ -80,8 +80,8 @@ def check_dashboard(url: str, screenshot: Path) -> None:
                                    timeout=60_000)
             page.wait_for_function("document.querySelectorAll('#trend polyline').length === 2", timeout=30_000)
             first = _accepted(page)
-            page.wait_for_function(f"+document.querySelector('[data-testid=accepted]').dataset.value.replace(/\\D/g, '')"
-                                   f" > {first}", timeout=30_000)
+            page.wait_for_function("+document.querySelector('[data-testid=accepted]').dataset.value"
+                                   f".replace(/\\D/g, '') > {first}", timeout=30_000)
             assert _accepted(page) > first, "the dashboard's numbers do not move"
             assert "live" in page.text_content("[data-testid=status]"), page.text_content("[data-testid=status]")
             assert page.locator("#risk rect").count() == 10
