@@ -10,8 +10,8 @@
 """
 from __future__ import annotations
 
-import math
 import asyncio
+import math
 import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
