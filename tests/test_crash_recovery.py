@@ -31,6 +31,10 @@ def redis_dump(client, settings) -> dict:
         # checks them, replay against live.
         if name.startswith(("alert:", "alerts:")) or name.endswith("}:alerts"):
             continue
+        # The search index's band, segment and churn entries follow the churn scores and segments above (its
+        # value order, idx:value, is compared); consumer lag is a wall-clock report.
+        if name.startswith(("idx:churn", "idx:band:", "idx:segment:", "idx:attrs")) or name == "health:lag":
+            continue
         if name.startswith("item:popular:") and name != "item:popular:first_order":
             continue  # a buyer's best-seller segment is ranked against the population of the moment, too
         if client.type(key) == "hash":
