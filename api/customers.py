@@ -22,7 +22,7 @@ from agents.segment_stage import SNAPSHOT_KEY
 from online_models.customer_index import BANDS
 from online_models.customer_profile import ProfileSettings, build_profile
 from online_models.customer_state import CustomerState
-from online_models.quantiles import QuantileSketch
+from online_models.quantiles import FrozenRanks
 from online_models.rfm import POPULATION_SKETCHES, population_sketches
 from schemas.events import ID_PATTERN
 from streams.redis_store import lua_script
@@ -51,7 +51,7 @@ def check_customer_id(customer_id: str) -> str:
 
 @dataclass(frozen=True)
 class Population:
-    sketches: dict[str, QuantileSketch]
+    sketches: dict[str, FrozenRanks]  # frozen at read: a rank is a binary search, not a sum over buckets
     as_of_ms: int  # the event-time clock: the newest event time of any partition
     segment_names: dict[int, str]  # behaviour segments of the served snapshot
 
@@ -66,7 +66,7 @@ class CustomerReader:
         self._population: tuple[float, Population] | None = None
         self._search = client.register_script(lua_script("search_customers.lua"))
 
-    async def population(self) -> tuple[dict[str, QuantileSketch], int]:
+    async def population(self) -> tuple[dict[str, FrozenRanks], int]:
         """Population sketches and the event-time clock."""
         population = await self.population_view()
         return population.sketches, population.as_of_ms
@@ -82,7 +82,8 @@ class CustomerReader:
             pipe.get(self.prefix + SNAPSHOT_KEY)
             *sketch_counts, clocks, segments = await pipe.execute()
         names = {s["id"]: s["name"] for s in orjson.loads(segments)["segments"]} if segments else {}
-        population = Population(population_sketches(sketch_counts), max((int(c) for c in clocks), default=0), names)
+        sketches = {name: sketch.frozen() for name, sketch in population_sketches(sketch_counts).items()}
+        population = Population(sketches, max((int(c) for c in clocks), default=0), names)
         self._population = (time.monotonic(), population)
         return population
 

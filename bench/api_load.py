@@ -83,6 +83,10 @@ async def open_loop(call, rate: float, seconds: float, workers: int) -> tuple[np
 
 
 def summary(name: str, latency: np.ndarray, service: np.ndarray, failures: int, seconds: float) -> dict:
+    slow = np.flatnonzero(latency > 5.0)
+    if len(slow):
+        print(f"{name}: {len(slow)} requests over 5 ms, due between {slow[0] / len(latency) * seconds:.2f} s and "
+              f"{slow[-1] / len(latency) * seconds:.2f} s")
     p = np.percentile(latency, [50, 99, 99.9])
     return {"name": name, "requests": len(latency), "rate": len(latency) / seconds, "p50": p[0], "p99": p[1],
             "p999": p[2], "max": latency.max(), "service_p50": np.percentile(service, 50), "failures": failures}
@@ -92,26 +96,41 @@ async def measure(redis_url: str, prefix: str, api_port: int, ids: list[str], ra
                   connections: int) -> list[dict]:
     rng = random.Random(7)
     picks = [rng.choice(ids) for _ in range(int(rate * seconds))]
-    http = [Connection(*await asyncio.open_connection("127.0.0.1", api_port)) for _ in range(connections)]
-
-    async def profile(i: int, worker: int) -> bool:
-        return await http[worker].get(f"/customers/{picks[i]}") == 200
-
     client = aioredis.Redis.from_url(redis_url, decode_responses=True, max_connections=connections)
 
     async def hgetall(i: int, worker: int) -> bool:
         return bool(await client.hgetall(f"{prefix}c:{{{picks[i]}}}"))
 
-    for i in range(200):  # warm both paths: connections, caches, the API's population sketches
-        await profile(i % len(picks), i % connections)
+    for i in range(200):
         await hgetall(i % len(picks), 0)
-    results = []
-    for name, call in (("bare Redis HGETALL", hgetall), ("GET /customers/{id}", profile)):
-        latency, service, failures = await open_loop(call, rate, seconds, connections)
-        results.append(summary(name, latency, service, failures, seconds))
+    latency, service, failures = await open_loop(hgetall, rate, seconds, connections)
+    results = [summary("bare Redis HGETALL", latency, service, failures, seconds)]
+    from api.customers import CustomerReader
+
+    reader = CustomerReader(client, prefix, sketch_ttl_s=0.0)
+    began = time.perf_counter()
+    for _ in range(20):
+        await reader.population_view()
+    refresh_ms = (time.perf_counter() - began) / 20 * 1000
+    began = time.perf_counter()
+    for customer_id in picks[:500]:
+        await reader.profile(customer_id)
+    print(f"population refresh {refresh_ms:.2f} ms; profile read with a refresh each: "
+          f"{(time.perf_counter() - began) / 500 * 1000:.2f} ms")
+    await client.aclose()
+
+    # Opened now: uvicorn closes keep-alive connections idle for 5 s.
+    http = [Connection(*await asyncio.open_connection("127.0.0.1", api_port)) for _ in range(connections)]
+
+    async def profile(i: int, worker: int) -> bool:
+        return await http[worker].get(f"/customers/{picks[i]}") == 200
+
+    for i in range(400):  # warm the connections and the API's cached population sketches
+        await profile(i % len(picks), i % connections)
+    latency, service, failures = await open_loop(profile, rate, seconds, connections)
+    results.append(summary("GET /customers/{id}", latency, service, failures, seconds))
     for connection in http:
         connection.writer.close()
-    await client.aclose()
     return results
 
 
@@ -121,6 +140,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--api-workers", type=int, default=1, help="CRM_API_WORKERS of the API under test")
     args = parser.parse_args()
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -133,18 +153,21 @@ def main() -> None:
                if key.endswith("}")]
         api_port = free_port()
         env = {**os.environ, **settings.to_env(), "CRM_API_PORT": str(api_port), "CRM_API_KEYS": f"{KEY}:support",
-               "CRM_API_RATE_PER_S": "100000", "CRM_API_RATE_BURST": "100000"}
+               "CRM_API_RATE_PER_S": "100000", "CRM_API_RATE_BURST": "100000",
+               "CRM_API_WORKERS": str(args.api_workers)}
         api = subprocess.Popen([sys.executable, "-m", "streams.cli", "api"], env=env,
                                stdout=open(out / "api-load-api.log", "ab"), stderr=subprocess.STDOUT)
         try:
             wait_for_port(api_port, 30, api)
+            time.sleep(3)  # the port opens before every worker process has imported the app
             results = asyncio.run(measure(redis_server.url, settings.redis_prefix, api_port, ids, args.rate,
                                           args.seconds, args.connections))
         finally:
             api.terminate()
             api.wait(20)
     print(f"{len(ids):,} customers in Redis ({len(simulation.events):,} events, pipeline {elapsed:.0f} s); "
-          f"open loop at {args.rate:,.0f} requests/s for {args.seconds:.0f} s, {args.connections} connections")
+          f"open loop at {args.rate:,.0f} requests/s for {args.seconds:.0f} s, {args.connections} connections, "
+          f"{args.api_workers} API process(es)")
     print(f"{'':24} {'sent/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'service p50':>12} "
           f"{'failed':>7}")
     for r in results:

@@ -63,8 +63,9 @@ def _behaviour_segment(segment: dict | None, names: Mapping[int, str]) -> dict |
             "since_ms": segment.get("since_ms")}
 
 
-def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, QuantileSketch], as_of_ms: int,
-                  settings: ProfileSettings = ProfileSettings(), segment_names: Mapping[int, str] = {}) -> dict:
+def build_profile(customer_id: str, state: CustomerState, sketches: Mapping[str, FrozenRanks | QuantileSketch],
+                  as_of_ms: int, settings: ProfileSettings = ProfileSettings(),
+                  segment_names: Mapping[int, str] = {}) -> dict:
     """The customer card as plain data (JSON-ready), as of event time ``as_of_ms``; ``segment_names`` name the
     behaviour segments of the served snapshot."""
     activity, history, engagement = state.activity, state.purchases, state.engagement

@@ -228,6 +228,8 @@ class Settings:
         "CRM_WORKER_WEB_PORT", 0, int, "Faust worker web port (0 = disabled).")
     api_host: str = _env_field("CRM_API_HOST", "127.0.0.1", str, "HTTP API bind address.")
     api_port: int = _env_field("CRM_API_PORT", 8080, int, "HTTP API port.")
+    api_workers: int = _env_field(
+        "CRM_API_WORKERS", 1, int, "API processes sharing the port (each with its own Redis pool and rate buckets).")
     api_keys: str = field(default="", repr=False, metadata={
         "env": "CRM_API_KEYS", "cast": str,
         "doc": "API keys and their roles, `<key>:<role>,...` (roles: `support`, `analyst`, `admin`; docs/api.md)."})
@@ -276,7 +278,7 @@ class Settings:
                     "churn_snapshot_every", "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
                     "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
                     "segment_match_distance", "segment_window_days", "segment_sample_days",
-                    "api_rate_per_s", "api_rate_burst", "api_max_body_bytes")
+                    "api_rate_per_s", "api_rate_burst", "api_max_body_bytes", "api_workers")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
