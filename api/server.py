@@ -111,6 +111,7 @@ def create_api(settings: Settings) -> FastAPI:
     if not keys:
         logger.warning("no API keys configured (CRM_API_KEYS, CRM_API_KEYS_FILE): every protected route answers 401")
     guard = _guard(keys, RateLimiter(settings.api_rate_per_s, settings.api_rate_burst))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         # Everything imported and built so far lives as long as the process: out of the collector's sight,
