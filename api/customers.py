@@ -34,8 +34,8 @@ SORTS = ("value", "churn")
 _ID_RE = re.compile(ID_PATTERN)
 
 
-def check_customer_id(customer_id: str) -> str:
-    """The id, if a customer can have it (it becomes part of a Redis key).
+def check_customer_id(customer_id: str, name: str = "customer_id") -> str:
+    """The id, if a customer (or, named ``sku``, an item) can have it: it becomes part of a Redis key.
 
     >>> check_customer_id("cust-000001")
     'cust-000001'
@@ -45,7 +45,7 @@ def check_customer_id(customer_id: str) -> str:
     ValueError: customer_id must match ^[A-Za-z0-9_.:@/-]{1,128}$
     """
     if not isinstance(customer_id, str) or not _ID_RE.match(customer_id):
-        raise ValueError(f"customer_id must match {ID_PATTERN}")
+        raise ValueError(f"{name} must match {ID_PATTERN}")
     return customer_id
 
 

@@ -8,26 +8,23 @@ adds one read of the customer's state before it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from api.customers import CustomerReader
+from api.customers import CustomerReader, check_customer_id
 from online_models.cooccurrence import (
     FIRST_ORDER, ITEM_COUNTS_KEY, MEASURES, ItemSettings, Neighbour, popular_key, rank_neighbours,
 )
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState
 from online_models.recommendations import Anchor, anchor_weight, recommend
-from schemas.events import ID_PATTERN
 from streams.redis_store import lua_script
 
 __all__ = ["ItemReader", "MAX_RESULTS"]
 
 MAX_RESULTS = 100
-_ID_RE = re.compile(ID_PATTERN)
 #: Which matrix a recent item votes with: what was bought goes with what is bought with it; what was
 #: looked at leads to what people bought after looking at it.
 _MATRIX_OF_KIND = {"bought": "co", "carted": "vb", "viewed": "vb"}
@@ -62,7 +59,7 @@ class ItemReader:
         return await self._related("vb", sku, measure, k, min_support)
 
     async def _related(self, matrix: str, sku: str, measure: str, k: int, min_support: float | None) -> dict:
-        _check_id(sku, "sku")
+        check_customer_id(sku, "sku")
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         _check_k(k)
@@ -78,7 +75,7 @@ class ItemReader:
 
     async def recommendations(self, customer_id: str, k: int = 10, exclude_bought: bool = True) -> dict:
         """What ``customer_id`` should see next, with the recent items behind each pick."""
-        _check_id(customer_id, "customer_id")
+        check_customer_id(customer_id)
         _check_k(k)
         blob = await self.client.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
         state = CustomerState.from_json(blob)
@@ -138,11 +135,6 @@ def _by_count(flat: list, scale: float) -> list[tuple[str, float]]:
 
 def _neighbour_json(neighbour: Neighbour) -> dict:
     return {"sku": neighbour.sku, "score": neighbour.score, "count": round(neighbour.together, 6)}
-
-
-def _check_id(value: str, name: str) -> None:
-    if not isinstance(value, str) or not _ID_RE.match(value):
-        raise ValueError(f"{name} must match {ID_PATTERN}")
 
 
 def _check_k(k: int) -> None:
