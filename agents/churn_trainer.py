@@ -6,6 +6,9 @@ served model as a versioned snapshot to Redis every ``CRM_CHURN_SNAPSHOT_EVERY``
 examples or ``CRM_CHURN_SNAPSHOT_INTERVAL_S`` seconds, once it has seen
 ``CRM_CHURN_MIN_EXAMPLES`` (before that, scorers serve the prior). Scorers on
 every worker pick new versions up within a second (agents/churn_scoring.py).
+The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold
+the served model at one of them (api/models.py); while held, new versions are
+retained but not served.
 
 With ``CRM_MODEL_SIGNING_KEY`` set, the trainer also checkpoints itself (its
 learners, metrics, recent example ids and the last offset learned) after every
@@ -25,14 +28,18 @@ from agents.snapshots import load_checkpoint, register_single_partition_trainer,
 from online_models.churn_features import FEATURES
 from online_models.churn_model import ChurnTrainer
 from streams.config import Settings
-from streams.redis_store import RedisStore
+from streams.redis_store import RedisStore, lua_script
 
-__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY"]
+__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "RETAINED_KEY", "HOLD_KEY",
+           "RETAINED_VERSIONS"]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "model:churn:trainer"
-METRICS_KEY = "model:churn:metrics"
+METRICS_KEY = "model:churn:metrics"  # the trainer's report on its newest version, served or held back
+RETAINED_KEY = "model:churn:versions"  # hash: version -> snapshot, the newest RETAINED_VERSIONS and a held one
+HOLD_KEY = "model:churn:hold"  # the version an operator holds the served model at
+RETAINED_VERSIONS = 10
 _REMEMBERED_IDS = 200_000
 
 
@@ -51,14 +58,15 @@ class TrainerProcess:
         self._published_at_examples = 0
         self._published_at = time.monotonic()
         self.owns_topic = False  # only the owner of the training partition publishes
+        self._publish = store.client.register_script(lua_script("publish_model.lua"))
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
         without one, start afresh: what this process learned while another worker held the topic is stale."""
         self.trainer, self.seen, self.offset = ChurnTrainer(), OrderedDict(), -1
-        latest = await self.store.client.get(self.store.prefix + MODEL_KEY)
-        if latest is not None:
-            self.version = orjson.loads(latest)["version"]
+        served, report = await self.store.client.mget(self.store.prefix + MODEL_KEY, self.store.prefix + METRICS_KEY)
+        # Served may be an older version an operator holds; the report is always of the newest published.
+        self.version = max((orjson.loads(blob)["version"] for blob in (served, report) if blob), default=0)
         checkpoint = await load_checkpoint(self.store, CHECKPOINT_KEY, self.key, "churn trainer")
         if checkpoint is None:
             return
@@ -113,13 +121,13 @@ class TrainerProcess:
         snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000))
         report = snapshot["metrics"] | {"rejected": self.rejected, "duplicates": self.duplicates,
                                         "version": self.version, "created_at_ms": snapshot["created_at_ms"]}
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.set(self.store.prefix + MODEL_KEY, orjson.dumps(snapshot))
-            pipe.set(self.store.prefix + METRICS_KEY, orjson.dumps(report))
-            await pipe.execute()
+        prefix = self.store.prefix
+        served = await self._publish(
+            keys=[prefix + MODEL_KEY, prefix + RETAINED_KEY, prefix + HOLD_KEY, prefix + METRICS_KEY],
+            args=[self.version, orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
         self._published_at_examples, self._published_at = self.trainer.examples, time.monotonic()
-        logger.info("published churn model v%d (%s, %d examples)", self.version, snapshot["served"],
-                    self.trainer.examples)
+        logger.info("published churn model v%d (%s, %d examples)%s", self.version, snapshot["served"],
+                    self.trainer.examples, "" if served else "; not served: an operator holds an older version")
         return snapshot
 
 

@@ -26,7 +26,8 @@ from api.items import MAX_RESULTS, ItemReader
 from api.kpis import read_kpis
 from api.metrics import REGISTRY, BodyLimit, RequestMetrics
 from api.segments import read_segments
-from api.status import read_models, read_overview, read_pipeline_health
+from api.models import ModelOps
+from api.status import read_overview, read_pipeline_health
 from online_models.cooccurrence import MEASURES
 from streams.config import Settings
 
@@ -132,6 +133,7 @@ def create_api(settings: Settings) -> FastAPI:
     customers = CustomerReader(client, prefix, settings.profile_settings())
     items = ItemReader(client, prefix, settings.item_settings(), customers)
     alerts = AlertReader(client, prefix)
+    models_ops = ModelOps(client, prefix)
     eraser = Eraser(settings, customers)
     support, analyst, admin, anyone_reading_items, anyone_reading_alerts = (
         Depends(guard("customers")), Depends(guard("aggregates")), Depends(guard("admin")),
@@ -237,15 +239,33 @@ def create_api(settings: Settings) -> FastAPI:
     async def churn_distribution(bins: Annotated[int, Query(ge=2, le=100)] = 10) -> dict:
         return await _answer(customers.churn_distribution(bins))
 
-    @app.get("/models", tags=["aggregates"], dependencies=[analyst])
-    async def models() -> dict:
-        """Served model versions and the churn model's prequential metrics."""
-        return await read_models(client, prefix)
 
     @app.get("/pipeline", tags=["aggregates"], dependencies=[analyst])
     async def pipeline_health() -> dict:
         """Consumer lag and watermark per partition, dead-letter counts by reason."""
         return await read_pipeline_health(client, prefix, settings.lateness_ms)
+
+    # -- models (analyst reads, admin holds) ------------------------------------------------------------------
+
+    @app.get("/models", tags=["aggregates"], dependencies=[analyst])
+    async def models() -> dict:
+        """The churn model's newest version with its prequential metrics, the version served (and whether an
+        operator holds it), the retained versions; the behaviour-segment snapshot and its history."""
+        return await models_ops.status()
+
+    @app.post("/models/churn/hold", tags=["models"])
+    async def hold_churn_model(version: Annotated[int, Body(embed=True, ge=1, le=2**53)],
+                               key: ApiKey = admin) -> dict:
+        """Serve a retained churn model version (a rollback) until the hold is released; workers follow
+        within a second. 404 if that version is not retained."""
+        served = await _answer(models_ops.hold_churn(version, key.name), missing="version not retained")
+        return {"served_version": served, "held": True}
+
+    @app.delete("/models/churn/hold", tags=["models"])
+    async def release_churn_model(key: ApiKey = admin) -> dict:
+        """Release the hold: serve the newest retained version, and new versions as the trainer publishes."""
+        served = await _answer(models_ops.release_churn(key.name), missing="no churn model published yet")
+        return {"served_version": served, "held": False}
 
     # -- alerts ----------------------------------------------------------------------------------------------
 

@@ -1,15 +1,11 @@
-"""Pipeline health and model status, read from what the workers commit to Redis (the API never asks them)."""
+"""Pipeline health, read from what the workers commit to Redis (the API never asks them)."""
 from __future__ import annotations
 
-import orjson
 import redis.asyncio as aioredis
 
 from agents.batch_source import LAG_KEY
-from agents.churn_trainer import METRICS_KEY
-from agents.segment_stage import SNAPSHOT_KEY
-from agents.segment_trainer import HISTORY_KEY
 
-__all__ = ["read_overview", "read_pipeline_health", "read_models"]
+__all__ = ["read_overview", "read_pipeline_health"]
 
 
 async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
@@ -44,22 +40,3 @@ async def read_pipeline_health(client: aioredis.Redis, prefix: str, lateness_ms:
     return {"partitions": partitions, "total_lag": sum(lags.values()),
             "deadletter": {"total": sum(overview["rejected"].values()), "by_reason": overview["rejected"]},
             "accepted": overview["accepted"], "duplicates": overview["duplicates"], "erasures": overview["erasures"]}
-
-
-async def read_models(client: aioredis.Redis, prefix: str, history: int = 10) -> dict:
-    """The served churn model (version, prequential metrics) and behaviour-segment snapshot (version, recent
-    history); None where a trainer has not published yet."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.get(prefix + METRICS_KEY)
-        pipe.get(prefix + SNAPSHOT_KEY)
-        pipe.lrange(prefix + HISTORY_KEY, 0, history - 1)
-        churn, segments, segment_history = await pipe.execute()
-    segment_snapshot = orjson.loads(segments) if segments else None
-    return {
-        "churn": orjson.loads(churn) if churn else None,
-        "segments": None if segment_snapshot is None else {
-            **{k: segment_snapshot.get(k) for k in ("version", "created_at_ms", "algorithm", "samples",
-                                                    "changed_share")},
-            "segments": len(segment_snapshot["segments"]),
-            "history": [orjson.loads(entry) for entry in segment_history]},
-    }
