@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import redis
 
-from schemas.money import to_minor_units
 from streams.cli import main as cli_main
 from streams.config import Settings
 from streams.embedded import free_port
 from streams.simulator import SimulationConfig, Simulation, simulate
 from tests.conftest import OUTPUT_DIR
+from tests.reference import purchases_frame
 from tests.stack import (
     ApiThread, WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic,
     unique_settings, wait_until,
@@ -74,15 +74,8 @@ def stack(broker, redis_server):
         client.close()
 
 
-def purchases_frame(simulation: Simulation) -> pd.DataFrame:
-    return pd.DataFrame([{"customer_id": e["customer_id"], "kind": e["kind"], "ts": e["ts"], "order_id": e["order_id"],
-                          "amount": sum(i["qty"] * to_minor_units(i["unit_price"], e["currency"]) for i in e["items"]),
-                          "skus": [i["sku"] for i in e["items"]]}
-                         for topic, e in simulation.events if topic == "purchases"])
-
-
 def test_profile_agrees_with_pandas_and_the_stored_state(stack):
-    frame = purchases_frame(stack.simulation)
+    frame = purchases_frame(stack.simulation.events)
     orders = frame[frame.kind == "order"].groupby("customer_id").agg(orders=("ts", "size"), gross=("amount", "sum"),
                                                                      last=("ts", "max"))
     refunded = frame[frame.kind == "refund"].groupby("customer_id")["amount"].sum()
@@ -144,7 +137,7 @@ def test_search_pages_and_risk_distribution_match_every_stored_state(stack):
 
 
 def test_item_routes_and_recommendations_agree_with_itertools(stack):
-    frame = purchases_frame(stack.simulation)
+    frame = purchases_frame(stack.simulation.events)
     orders = frame[frame.kind == "order"]
     pairs = Counter(pair for skus in orders.skus for pair in itertools.permutations(sorted(set(skus)), 2))
     anchor = Counter(a for a, _ in pairs).most_common(1)[0][0]
@@ -163,7 +156,7 @@ def test_item_routes_and_recommendations_agree_with_itertools(stack):
 
 
 def test_aggregate_routes_agree_with_the_events_and_the_broker(stack):
-    frame = purchases_frame(stack.simulation)
+    frame = purchases_frame(stack.simulation.events)
     with stack.http("analyst") as http:
         weeks = http.get("/kpis", params={"granularity": "week", "last": 1000}).json()
         orders = frame[frame.kind == "order"]
@@ -178,7 +171,7 @@ def test_aggregate_routes_agree_with_the_events_and_the_broker(stack):
         segments = http.get("/segments").json()
         assert sum(s["customers"] for s in segments["segments"] + segments["retired"]) == \
             sum(1 for key in stack.client.scan_iter(match=stack.settings.redis_prefix + "c:{*}")
-                if (state := read_state(stack.client, stack.settings, key.split("{")[1][:-1])).segment is not None)
+                if read_state(stack.client, stack.settings, key.split("{")[1][:-1]).segment is not None)
         assert http.get("/segments", params={"day": "2024-13-40"}).status_code == 422
 
         models = http.get("/models").json()

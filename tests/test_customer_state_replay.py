@@ -14,8 +14,8 @@ import pytest
 from api.customers import CustomerReader
 from online_models.clv import estimate_clv
 from online_models.purchase_history import DAY_MS
-from schemas.money import to_minor_units
 from streams.simulator import SimulationConfig, simulate
+from tests.reference import purchases_frame
 from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_topics, produce, wait_until
 
 LATENESS_MS = 6 * 3600 * 1000
@@ -36,16 +36,6 @@ def delivered_history(seed: int = 21):
     return events, delivered, len(repeats)
 
 
-def pandas_purchases(events) -> pd.DataFrame:
-    rows = []
-    for topic, event in events:
-        if topic == "purchases":
-            amount = sum(item["qty"] * to_minor_units(item["unit_price"], event["currency"]) for item in event["items"])
-            rows.append({"customer_id": event["customer_id"], "kind": event["kind"], "ts": event["ts"],
-                         "amount": amount})
-    return pd.DataFrame(rows)
-
-
 def exact_midranks(values: pd.Series) -> pd.Series:
     return (values.rank(method="average") - 0.5) / len(values)
 
@@ -63,7 +53,7 @@ def test_replayed_history_equals_pandas_field_by_field(settings, redis_client, b
         worker.stop()
     assert int(redis_client.hget(stats_key, "duplicates")) == duplicates
 
-    frame = pandas_purchases(events)
+    frame = purchases_frame(events)
     orders = frame[frame.kind == "order"].sort_values("ts")
     refunds = frame[frame.kind == "refund"].groupby("customer_id")["amount"].sum()
     per_customer = orders.groupby("customer_id").agg(
