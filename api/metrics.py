@@ -44,7 +44,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path_format", "unmatched")  # "{id:path}" as "{id}"
             elapsed = time.perf_counter() - started
             REQUESTS.labels(route, scope["method"], str(status[0])).inc()
             LATENCY.labels(route).observe(elapsed)

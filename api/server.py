@@ -29,6 +29,7 @@ from api.segments import read_segments
 from api.models import ModelOps
 from api.status import read_overview, read_pipeline_health
 from online_models.cooccurrence import MEASURES
+from schemas.events import ID_PATTERN
 from streams.config import Settings
 
 __all__ = ["create_api", "serve", "api_from_env"]
@@ -45,8 +46,10 @@ class JsonBytes(Response):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
-CustomerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:@-]{1,128}$", description="customer id")]
-Sku = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:@-]{1,128}$", description="item id")]
+# Ids may hold "/" (the event contract allows it): routes take them with the path convertor, percent-encoded
+# ("shop%2F42") or not; the more specific routes are declared first.
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="customer id (a '/' may be sent as %2F)")]
+Sku = Annotated[str, Path(pattern=ID_PATTERN, description="item id (a '/' may be sent as %2F)")]
 AlertId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:\-]{1,200}$")]
 Measure = Annotated[str, Query(pattern="^(" + "|".join(MEASURES) + ")$")]
 HowMany = Annotated[int, Query(ge=1, le=MAX_RESULTS)]
@@ -155,16 +158,16 @@ def create_api(settings: Settings) -> FastAPI:
 
     # -- customers (support) -----------------------------------------------------------------------------
 
-    @app.get("/customers/{customer_id}", tags=["customers"], dependencies=[support])
+    @app.get("/customers/{customer_id:path}/recommendations", tags=["customers"], dependencies=[support])
+    async def customer_recommendations(customer_id: CustomerId, k: HowMany = 10,
+                                       exclude_bought: bool = True) -> dict:
+        return await _answer(items.recommendations(customer_id, k, exclude_bought))
+
+    @app.get("/customers/{customer_id:path}", tags=["customers"], dependencies=[support])
     async def customer_profile(customer_id: CustomerId) -> JsonBytes:
         """RFM, scores, named RFM segment, behaviour segment, churn risk with its reasons, CLV, expected next
         order, recent items: as of the event-time clock."""
         return JsonBytes(await _answer(customers.profile(customer_id), missing="no such customer"))
-
-    @app.get("/customers/{customer_id}/recommendations", tags=["customers"], dependencies=[support])
-    async def customer_recommendations(customer_id: CustomerId, k: HowMany = 10,
-                                       exclude_bought: bool = True) -> dict:
-        return await _answer(items.recommendations(customer_id, k, exclude_bought))
 
     @app.get("/customers", tags=["customers"], dependencies=[support])
     async def search_customers(
@@ -178,7 +181,7 @@ def create_api(settings: Settings) -> FastAPI:
         """Customers by churn band, behaviour segment and net spend (minor units), a page at a time."""
         return await _answer(customers.search(band, segment, min_value_minor, max_value_minor, sort, offset, limit))
 
-    @app.delete("/customers/{customer_id}", tags=["customers"], dependencies=[admin],
+    @app.delete("/customers/{customer_id:path}", tags=["customers"], dependencies=[admin],
                 responses={202: {"description": "requested, not yet confirmed"}})
     async def erase_customer(customer_id: CustomerId) -> JSONResponse:
         """Erase every key of the customer (state, seen ids, recent items, alert index), through the pipeline;
@@ -199,12 +202,12 @@ def create_api(settings: Settings) -> FastAPI:
 
     # -- items (support, analyst) --------------------------------------------------------------------------
 
-    @app.get("/items/{sku}/also-bought", tags=["items"], dependencies=[anyone_reading_items])
+    @app.get("/items/{sku:path}/also-bought", tags=["items"], dependencies=[anyone_reading_items])
     async def also_bought(sku: Sku, measure: Measure = "llr", k: HowMany = 10,
                           min_support: Annotated[float | None, Query(ge=0, le=1e9)] = None) -> dict:
         return await _answer(items.also_bought(sku, measure, k, min_support))
 
-    @app.get("/items/{sku}/viewed-then-bought", tags=["items"], dependencies=[anyone_reading_items])
+    @app.get("/items/{sku:path}/viewed-then-bought", tags=["items"], dependencies=[anyone_reading_items])
     async def viewed_then_bought(sku: Sku, measure: Measure = "llr", k: HowMany = 10,
                                  min_support: Annotated[float | None, Query(ge=0, le=1e9)] = None) -> dict:
         return await _answer(items.viewed_then_bought(sku, measure, k, min_support))

@@ -19,6 +19,7 @@ from streams.cli import main as cli_main
 from streams.config import Settings
 from streams.embedded import free_port
 from streams.simulator import SimulationConfig, Simulation, simulate
+from tests import events_factory
 from tests.conftest import OUTPUT_DIR
 from tests.reference import purchases_frame
 from tests.stack import (
@@ -311,6 +312,21 @@ def test_erasure_through_the_api_leaves_nothing_behind(stack):
         if customer_id in members:
             leftovers.append(key)
     assert leftovers == []
+
+
+def test_a_customer_whose_id_holds_a_slash_is_served_percent_encoded_or_not(stack):
+    last = max(e["ts"] for _, e in stack.simulation.events)
+    order = events_factory.purchase("shop/eu/42", ts=last)
+    produce(stack.settings.kafka_bootstrap, event_messages(stack.settings, [("purchases", order)]))
+    with stack.http("support") as http:
+        wait_until(lambda: http.get("/customers/shop%2Feu%2F42").status_code == 200, 60, "customer not served",
+                   process=stack.worker.process)
+        card = http.get("/customers/shop%2Feu%2F42").json()
+        assert card["customer_id"] == "shop/eu/42" and card["orders"] == 1
+        assert card["net_spend_minor"] == read_state(stack.client, stack.settings, "shop/eu/42").purchases.net_minor
+        assert http.get("/customers/shop/eu/42").json() == card
+        picks = http.get("/customers/shop/eu/42/recommendations", params={"k": 3}).json()
+        assert picks["customer_id"] == "shop/eu/42" and picks["recent_items"][0]["sku"] == "sku-1"
 
 
 def test_admin_holds_the_served_churn_model_and_the_worker_scores_with_it(stack):
