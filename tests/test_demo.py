@@ -85,6 +85,7 @@ def check_dashboard(url: str, screenshot: Path) -> None:
             assert _accepted(page) > first, "the dashboard's numbers do not move"
             assert "live" in page.text_content("[data-testid=status]"), page.text_content("[data-testid=status]")
             assert page.locator("#risk rect").count() == 10
+            assert re.fullmatch(r"v\d+( \(held\))?|prior", page.text_content("[data-testid=churn-model]"))
             assert page.url.endswith("/"), "the key must leave the address bar"
             page.screenshot(path=str(screenshot), full_page=True)
             assert errors == []
