@@ -46,6 +46,8 @@ class JsonBytes(Response):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
+
+
 # Ids may hold "/" (the event contract allows it): routes take them with the path convertor, percent-encoded
 # ("shop%2F42") or not; the more specific routes are declared first.
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="customer id (a '/' may be sent as %2F)")]
@@ -136,7 +138,7 @@ def create_api(settings: Settings) -> FastAPI:
     customers = CustomerReader(client, prefix, settings.profile_settings())
     items = ItemReader(client, prefix, settings.item_settings(), customers)
     alerts = AlertReader(client, prefix)
-    models_ops = ModelOps(client, prefix)
+    model_ops = ModelOps(client, prefix)
     eraser = Eraser(settings, customers)
     support, analyst, admin, anyone_reading_items, anyone_reading_alerts = (
         Depends(guard("customers")), Depends(guard("aggregates")), Depends(guard("admin")),
@@ -242,7 +244,6 @@ def create_api(settings: Settings) -> FastAPI:
     async def churn_distribution(bins: Annotated[int, Query(ge=2, le=100)] = 10) -> dict:
         return await _answer(customers.churn_distribution(bins))
 
-
     @app.get("/pipeline", tags=["aggregates"], dependencies=[analyst])
     async def pipeline_health() -> dict:
         """Consumer lag and watermark per partition, dead-letter counts by reason."""
@@ -254,20 +255,20 @@ def create_api(settings: Settings) -> FastAPI:
     async def models() -> dict:
         """The churn model's newest version with its prequential metrics, the version served (and whether an
         operator holds it), the retained versions; the behaviour-segment snapshot and its history."""
-        return await models_ops.status()
+        return await model_ops.status()
 
     @app.post("/models/churn/hold", tags=["models"])
     async def hold_churn_model(version: Annotated[int, Body(embed=True, ge=1, le=2**53)],
                                key: ApiKey = admin) -> dict:
         """Serve a retained churn model version (a rollback) until the hold is released; workers follow
         within a second. 404 if that version is not retained."""
-        served = await _answer(models_ops.hold_churn(version, key.name), missing="version not retained")
+        served = await _answer(model_ops.hold_churn(version, key.name), missing="version not retained")
         return {"served_version": served, "held": True}
 
     @app.delete("/models/churn/hold", tags=["models"])
     async def release_churn_model(key: ApiKey = admin) -> dict:
         """Release the hold: serve the newest retained version, and new versions as the trainer publishes."""
-        served = await _answer(models_ops.release_churn(key.name), missing="no churn model published yet")
+        served = await _answer(model_ops.release_churn(key.name), missing="no churn model published yet")
         return {"served_version": served, "held": False}
 
     # -- alerts ----------------------------------------------------------------------------------------------
