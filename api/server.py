@@ -268,7 +268,7 @@ def create_api(settings: Settings) -> FastAPI:
     @app.delete("/models/churn/hold", tags=["models"])
     async def release_churn_model(key: ApiKey = admin) -> dict:
         """Release the hold: serve the newest retained version, and new versions as the trainer publishes."""
-        served = await _answer(model_ops.release_churn(key.name), missing="no churn model published yet")
+        served = await _answer(model_ops.release_churn(key.name), missing="no churn model version retained yet")
         return {"served_version": served, "held": False}
 
     # -- alerts ----------------------------------------------------------------------------------------------
