@@ -91,7 +91,9 @@ class CustomerReader:
         blob = await self.client.hget(f"{self.prefix}c:{{{check_customer_id(customer_id)}}}", "state")
         if blob is None:
             return None
-        population = await self.population_view()
+        return self._card(customer_id, blob, await self.population_view())
+
+    def _card(self, customer_id: str, blob: str, population: Population) -> dict:
         return build_profile(customer_id, CustomerState.from_json(blob), population.sketches, population.as_of_ms,
                              self.settings, population.segment_names)
 
@@ -130,8 +132,7 @@ class CustomerReader:
             if blob is None:
                 rows.append(None)  # erased between the index read and this one
                 continue
-            card = build_profile(customer_id, CustomerState.from_json(blob), population.sketches,
-                                 population.as_of_ms, self.settings, population.segment_names)
+            card = self._card(customer_id, blob, population)
             churn = card["churn"] or {}
             rows.append({"customer_id": customer_id, "net_spend_minor": card["net_spend_minor"],
                          "orders": card["orders"], "recency_days": card["recency_days"],
