@@ -1,24 +1,23 @@
-"""API keys, roles and per-key rate limits.
+"""API keys and roles.
 
 A key is a random secret; only its SHA-256 is kept in memory (and in the keys file), so a leaked config
 dump or heap does not hand out keys. Roles grant permissions:
 
 - ``support`` reads customers (profile, recommendations, search), items and alerts;
 - ``analyst`` reads aggregates (KPIs, segments, churn distribution, models, pipeline health), items, alerts;
-- ``admin`` does everything, including erasure and alert acknowledgement.
+- ``admin`` does everything, including erasure, alert acknowledgement and holding the churn model.
 
-Each key has a token bucket (``CRM_API_RATE_PER_S``, ``CRM_API_RATE_BURST``) in this API process.
+Each key's requests are rate limited (api/rate_limit.py).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ROLES", "PERMISSIONS", "ApiKey", "KeyRing", "RateLimiter", "hash_key", "new_key"]
+__all__ = ["ROLES", "PERMISSIONS", "ApiKey", "KeyRing", "hash_key", "new_key"]
 
 ROLES = ("support", "analyst", "admin")
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -107,29 +106,3 @@ def _role(role: str, where: str) -> str:
     if role not in ROLES:
         raise ValueError(f"{where}: role must be one of {ROLES}, got {role!r}")
     return role
-
-
-class RateLimiter:
-    """A token bucket per key name.
-
-    >>> limiter = RateLimiter(rate_per_s=1.0, burst=2)
-    >>> [limiter.take("k", now=0.0) for _ in range(3)]
-    [0.0, 0.0, 1.0]
-    >>> limiter.take("k", now=1.0)
-    0.0
-    """
-
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate_per_s, self.burst = rate_per_s, burst
-        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
-
-    def take(self, name: str, now: float | None = None) -> float:
-        """Take one token: 0.0 if there was one, else the seconds until there is."""
-        now = time.monotonic() if now is None else now
-        tokens, at = self._buckets.get(name, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate_per_s)
-        if tokens < 1.0:
-            self._buckets[name] = (tokens, now)
-            return (1.0 - tokens) / self.rate_per_s
-        self._buckets[name] = (tokens - 1.0, now)
-        return 0.0

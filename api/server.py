@@ -19,14 +19,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.alerts import AlertReader
-from api.auth import ApiKey, KeyRing, RateLimiter
+from api.auth import ApiKey, KeyRing
 from api.customers import MAX_PAGE, CustomerReader, check_customer_id
 from api.erasure import Eraser
 from api.items import MAX_RESULTS, ItemReader
 from api.kpis import read_kpis
 from api.metrics import REGISTRY, BodyLimit, RequestMetrics
-from api.segments import read_segments
 from api.models import ModelOps
+from api.rate_limit import RateLimiter
+from api.segments import read_segments
 from api.status import read_overview, read_pipeline_health
 from online_models.cooccurrence import MEASURES
 from schemas.events import ID_PATTERN
@@ -85,7 +86,7 @@ def _guard(keys: KeyRing, limiter: RateLimiter) -> Callable[[str], Callable]:
                                     headers={"WWW-Authenticate": "Bearer"})
             if not key.may(permission):
                 raise HTTPException(403, f"role {key.role} may not use {permission} routes")
-            retry_after = limiter.take(key.name)
+            retry_after = await limiter.take(key.name)
             if retry_after:
                 raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(int(retry_after) + 1)})
             return key
@@ -116,7 +117,6 @@ def create_api(settings: Settings) -> FastAPI:
     keys = KeyRing.parse(settings.api_keys, settings.api_keys_file)
     if not keys:
         logger.warning("no API keys configured (CRM_API_KEYS, CRM_API_KEYS_FILE): every protected route answers 401")
-    guard = _guard(keys, RateLimiter(settings.api_rate_per_s, settings.api_rate_burst))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -135,6 +135,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     prefix = settings.redis_prefix
+    guard = _guard(keys, RateLimiter(client, prefix, settings.api_rate_per_s, settings.api_rate_burst))
     customers = CustomerReader(client, prefix, settings.profile_settings())
     items = ItemReader(client, prefix, settings.item_settings(), customers)
     alerts = AlertReader(client, prefix)
@@ -323,7 +324,7 @@ def serve(settings: Settings) -> None:
         raise SystemExit("CRM_REDIS_URL is not set (use `crmstream demo` for an embedded stack)")
     options = dict(host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
                    log_config=logging_config(settings.log_format, "WARNING"))
-    if settings.api_workers > 1:  # processes share the port; each has its own Redis pool and rate buckets
+    if settings.api_workers > 1:  # processes share the port and the rate limits (in Redis)
         uvicorn.run("api.server:api_from_env", factory=True, workers=settings.api_workers, **options)
     else:
         uvicorn.run(create_api(settings), **options)

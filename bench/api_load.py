@@ -6,7 +6,12 @@ sent open-loop: request i is due at start + i/rate whether or not earlier ones a
 counted from when it was due, so a stall shows up in the percentiles instead of slowing the client down
 (no coordinated omission). Keep-alive connections, raw HTTP/1.1: the client's own cost stays small.
 
-Usage: python bench/api_load.py [--customers 1000] [--rate 1000] [--seconds 20] [--connections 32]
+The API keeps its default rate limits (100 requests/s per key, shared by every API process through Redis):
+the connections carry ``--keys`` support keys (default 16, two connections each: ~62 requests/s a key), as
+from a team of support tools, so the limiter does its real work instead of being configured away; a request
+it refused would count as failed.
+
+Usage: python bench/api_load.py [--customers 1000] [--rate 1000] [--seconds 20] [--connections 32] [--keys 16]
 """
 from __future__ import annotations
 
@@ -31,17 +36,20 @@ from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port, wait_for_
 from streams.simulator import SimulationConfig, simulate  # noqa: E402
 from tests.stack import process_history, unique_settings  # noqa: E402
 
-KEY = "bench-support-key-" + "b" * 20
+
+
+def bench_key(i: int) -> str:
+    return f"bench-support-key-{i:03d}-" + "b" * 16
 
 
 class Connection:
     """One keep-alive HTTP/1.1 connection; requests on it go one at a time."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        self.reader, self.writer, self.key = reader, writer, key
 
     async def get(self, path: str) -> int:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: {KEY}\r\n\r\n".encode())
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: {self.key}\r\n\r\n".encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -94,7 +102,7 @@ def summary(name: str, latency: np.ndarray, service: np.ndarray, failures: int, 
 
 
 async def measure(redis_url: str, prefix: str, api_port: int, ids: list[str], rate: float, seconds: float,
-                  connections: int) -> list[dict]:
+                  connections: int, keys: int) -> list[dict]:
     rng = random.Random(7)
     picks = [rng.choice(ids) for _ in range(int(rate * seconds))]
     client = aioredis.Redis.from_url(redis_url, decode_responses=True, max_connections=connections)
@@ -121,7 +129,8 @@ async def measure(redis_url: str, prefix: str, api_port: int, ids: list[str], ra
     await client.aclose()
 
     # Opened now: uvicorn closes keep-alive connections idle for 5 s.
-    http = [Connection(*await asyncio.open_connection("127.0.0.1", api_port)) for _ in range(connections)]
+    http = [Connection(*await asyncio.open_connection("127.0.0.1", api_port), bench_key(i % keys))
+            for i in range(connections)]
 
     async def profile(i: int, worker: int) -> bool:
         return await http[worker].get(f"/customers/{picks[i]}") == 200
@@ -141,6 +150,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--keys", type=int, default=16, help="support keys the connections use, in turn")
     parser.add_argument("--api-workers", type=int, default=1, help="CRM_API_WORKERS of the API under test")
     args = parser.parse_args()
     out = ROOT / "bench" / "out"
@@ -153,8 +163,8 @@ def main() -> None:
         ids = [key.split("{")[1][:-1] for key in client.scan_iter(match=settings.redis_prefix + "c:{*}", count=1000)
                if key.endswith("}")]
         api_port = free_port()
-        env = {**os.environ, **settings.to_env(), "CRM_API_PORT": str(api_port), "CRM_API_KEYS": f"{KEY}:support",
-               "CRM_API_RATE_PER_S": "100000", "CRM_API_RATE_BURST": "100000",
+        keys = ",".join(f"{bench_key(i)}:support" for i in range(args.keys))  # default rate limits
+        env = {**os.environ, **settings.to_env(), "CRM_API_PORT": str(api_port), "CRM_API_KEYS": keys,
                "CRM_API_WORKERS": str(args.api_workers)}
         api = subprocess.Popen([sys.executable, "-m", "streams.cli", "api"], env=env,
                                stdout=open(out / "api-load-api.log", "ab"), stderr=subprocess.STDOUT)
@@ -164,13 +174,13 @@ def main() -> None:
             gc.collect()
             gc.freeze()  # the simulation's objects stay: full collections must not stall this client
             results = asyncio.run(measure(redis_server.url, settings.redis_prefix, api_port, ids, args.rate,
-                                          args.seconds, args.connections))
+                                          args.seconds, args.connections, args.keys))
         finally:
             api.terminate()
             api.wait(20)
     print(f"{len(ids):,} customers in Redis ({len(simulation.events):,} events, pipeline {elapsed:.0f} s); "
           f"open loop at {args.rate:,.0f} requests/s for {args.seconds:.0f} s, {args.connections} connections, "
-          f"{args.api_workers} API process(es)")
+          f"{args.keys} keys, {args.api_workers} API process(es)")
     print(f"{'':24} {'sent/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'service p50':>12} "
           f"{'failed':>7}")
     for r in results:
