@@ -45,8 +45,9 @@ class RateLimiter:
         granted = int(await self._reserve(keys=[f"{self.prefix}ratelimit:{name}"],
                                           args=[self.interval_us, self.burst, self.lease]))
         if granted < 1:
-            self._refused_until[name] = now + -granted / 1_000_000
-            return -granted / 1_000_000
+            wait_s = -granted / 1_000_000
+            self._refused_until[name] = now + wait_s
+            return wait_s
         left, lapses_at = self._leases.get(name, (0, 0.0))  # another request may have leased meanwhile
         now = time.monotonic()
         self._leases[name] = ((left if now < lapses_at else 0) + granted - 1, now + self.lease_ttl_s)

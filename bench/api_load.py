@@ -37,7 +37,6 @@ from streams.simulator import SimulationConfig, simulate  # noqa: E402
 from tests.stack import process_history, unique_settings  # noqa: E402
 
 
-
 def bench_key(i: int) -> str:
     return f"bench-support-key-{i:03d}-" + "b" * 16
 

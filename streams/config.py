@@ -229,7 +229,8 @@ class Settings:
     api_host: str = _env_field("CRM_API_HOST", "127.0.0.1", str, "HTTP API bind address.")
     api_port: int = _env_field("CRM_API_PORT", 8080, int, "HTTP API port.")
     api_workers: int = _env_field(
-        "CRM_API_WORKERS", 1, int, "API processes sharing the port (each with its own Redis pool; rate limits are shared).")
+        "CRM_API_WORKERS", 1, int,
+        "API processes sharing the port (each with its own Redis pool; rate limits are shared).")
     api_keys: str = field(default="", repr=False, metadata={
         "env": "CRM_API_KEYS", "cast": str,
         "doc": "API keys and their roles, `<key>:<role>,...` (roles: `support`, `analyst`, `admin`; docs/api.md)."})
@@ -237,7 +238,8 @@ class Settings:
         "CRM_API_KEYS_FILE", "", str,
         "File of hashed API keys, one `sha256:<hex>:<role>[:<name>]` a line (`crmstream api-key` writes them).")
     api_rate_per_s: float = _env_field(
-        "CRM_API_RATE_PER_S", 100.0, float, "Requests per second each API key may make, across all API processes (429 beyond).")
+        "CRM_API_RATE_PER_S", 100.0, float,
+        "Requests per second each API key may make, across all API processes (429 beyond).")
     api_rate_burst: int = _env_field(
         "CRM_API_RATE_BURST", 200, int, "Requests an API key may make at once above its rate.")
     api_max_body_bytes: int = _env_field(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
 from tests.stack import unique_settings
@@ -29,6 +30,14 @@ def redis_client(redis_server) -> redis.Redis:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture()
+async def redis_async(redis_server) -> aioredis.Redis:
+    """The asyncio client that code under test awaits (API readers, trainers), closed after the test."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture()

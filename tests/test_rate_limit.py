@@ -5,42 +5,32 @@ from __future__ import annotations
 import asyncio
 import time
 
-import redis.asyncio as aioredis
-
 from api.rate_limit import RateLimiter
 
 
-async def test_a_burst_then_the_rate_shared_by_every_limiter_on_one_redis(settings, redis_client):
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+async def test_a_burst_then_the_rate_shared_by_every_limiter_on_one_redis(settings, redis_client, redis_async):
     prefix = settings.redis_prefix
-    one, other = (RateLimiter(client, prefix, rate_per_s=10.0, burst=4) for _ in range(2))
-    try:
-        waits = [await limiter.take("anna") for limiter in (one, other, one, other, one)]
-        assert waits[:4] == [0.0] * 4 and 0.09 < waits[4] <= 0.1
-        assert await other.take("ben") == 0.0  # budgets are per key
-        await asyncio.sleep(waits[4])
-        assert await other.take("anna") == 0.0 and await one.take("anna") > 0.09
-        ttl_ms = redis_client.pttl(prefix + "ratelimit:anna")
-        assert 0 < ttl_ms <= 502  # at most the time to refill the whole burst (4 x 100 ms), then gone
-    finally:
-        await client.aclose()
+    one, other = (RateLimiter(redis_async, prefix, rate_per_s=10.0, burst=4) for _ in range(2))
+    waits = [await limiter.take("anna") for limiter in (one, other, one, other, one)]
+    assert waits[:4] == [0.0] * 4 and 0.09 < waits[4] <= 0.1
+    assert await other.take("ben") == 0.0  # budgets are per key
+    await asyncio.sleep(waits[4])
+    assert await other.take("anna") == 0.0 and await one.take("anna") > 0.09
+    ttl_ms = redis_client.pttl(prefix + "ratelimit:anna")
+    assert 0 < ttl_ms <= 502  # at most the time to refill the whole burst (4 x 100 ms), then gone
 
 
-async def test_leases_let_no_key_exceed_its_budget_across_processes(settings, redis_client):
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+async def test_leases_let_no_key_exceed_its_budget_across_processes(settings, redis_client, redis_async):
     prefix = settings.redis_prefix
-    limiters = [RateLimiter(client, prefix, rate_per_s=100.0, burst=400, lease_s=1.0) for _ in range(3)]
+    limiters = [RateLimiter(redis_async, prefix, rate_per_s=100.0, burst=400, lease_s=1.0) for _ in range(3)]
     assert limiters[0].lease == 100  # a second of the rate, a quarter of the burst
-    try:
-        calls_before = int(redis_client.info("commandstats")["cmdstat_evalsha"]["calls"])
-        admitted, started = 0, time.monotonic()
-        for i in range(600):  # three processes sharing one key, far faster than its rate
-            admitted += await limiters[i % 3].take("anna") == 0.0
-        refills = 100.0 * (time.monotonic() - started)
-        calls = int(redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls_before
-        # The burst plus what refilled meanwhile, never more; a lease per process is the most it falls short.
-        assert 400 - 3 * 100 <= admitted <= 400 + refills + 1
-        # Four leases spend the burst; after that each process asks again once per refill, not per request.
-        assert calls <= 4 + 3 * (2 + refills)
-    finally:
-        await client.aclose()
+    calls_before = int(redis_client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    admitted, started = 0, time.monotonic()
+    for i in range(600):  # three processes sharing one key, far faster than its rate
+        admitted += await limiters[i % 3].take("anna") == 0.0
+    refills = 100.0 * (time.monotonic() - started)
+    calls = int(redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls_before
+    # The burst plus what refilled meanwhile, never more; a lease per process is the most it falls short.
+    assert 400 - 3 * 100 <= admitted <= 400 + refills + 1
+    # Four leases spend the burst; after that each process asks again once per refill, not per request.
+    assert calls <= 4 + 3 * (2 + refills)
