@@ -19,6 +19,7 @@ customer through these functions, so what is benchmarked is what runs.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -84,6 +85,8 @@ def score(state: CustomerState, at_ms: int, scorer: HazardScorer | None, setting
     >>> later = score(state, 80 * DAY_MS, None, ChurnSettings())
     >>> early < later["churn_p"], later["version"], later["band"]
     (True, 'prior', 'high')
+    >>> [(f["feature"], f["contribution"] > 0) for f in later["top_features"]]
+    [('silence_vs_prior_reorder_rate', True)]
     """
     scores = score_many([(state, [at_ms])], scorer, settings)[0]
     return scores[-1] if scores else None
@@ -97,8 +100,10 @@ def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
     hazard = settings.hazard
     buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and times]
     if scorer is None:
-        probabilities = [_prior(state, at_ms, settings) for state, times in buyers for at_ms in times]
-        explanations = [[{"feature": "silence_vs_prior_reorder_rate", "contribution": None}]] * len(probabilities)
+        scored = [(state, at_ms) for state, times in buyers for at_ms in times]
+        probabilities = [_prior(state, at_ms, settings) for state, at_ms in scored]
+        explanations = [_prior_explanation(state, at_ms, churn_p, settings)
+                        for (state, at_ms), churn_p in zip(scored, probabilities)]
         version = PRIOR_VERSION
     elif buyers:
         paths = silence_paths(buyers, hazard.step_ms, hazard.steps)
@@ -128,6 +133,19 @@ def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
     return prior_churn_probability(history.orders, (at_ms - history.first_order_ms) / DAY_MS,
                                    (history.last_order_ms - history.first_order_ms) / DAY_MS,
                                    settings.hazard.horizon_days, settings.prior)
+
+
+def _prior_explanation(state: CustomerState, at_ms: int, churn_p: float, settings: ChurnSettings) -> list[dict]:
+    """The prior's one reason, signed like a model's: the log-odds its silence since the last order added
+    (0 right after an order), so a card reads "silence +" and never shows a blank or missing weight."""
+    at_last_order = _prior(state, min(at_ms, state.purchases.last_order_ms), settings)
+    return [{"feature": "silence_vs_prior_reorder_rate",
+             "contribution": round(_log_odds(churn_p) - _log_odds(at_last_order), 4)}]
+
+
+def _log_odds(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
 
 
 def tick_phase_ms(customer_id: str) -> int:

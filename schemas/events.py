@@ -18,7 +18,7 @@ from typing import Any, Callable, Union
 
 import orjson
 
-from schemas.money import CURRENCY_EXPONENTS, to_minor_units
+from schemas.money import CURRENCY_EXPONENTS, decimal_amount, line_minor_units, to_minor_units
 from schemas.timestamps import parse_event_ts
 
 __all__ = [
@@ -66,9 +66,11 @@ class InvalidEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Item:
+    """One order line; ``line_minor`` is its money (the line total in minor units, rounded once)."""
+
     sku: str
     qty: int
-    unit_price_minor: int
+    line_minor: int
     category: str | None = None
 
 
@@ -88,7 +90,7 @@ class Purchase:
     @property
     def amount_minor(self) -> int:
         """Basket value in minor units (positive for orders and refunds alike)."""
-        return sum(item.qty * item.unit_price_minor for item in self.items)
+        return sum(item.line_minor for item in self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +199,12 @@ def _common(payload: dict) -> tuple[str, str, int]:
 
 _PURCHASE_FIELDS = frozenset(
     {"event_id", "customer_id", "order_id", "ts", "items", "currency", "kind", "channel", "schema_version"})
-_ITEM_FIELDS = frozenset({"sku", "qty", "unit_price", "category"})
+_ITEM_FIELDS = frozenset({"sku", "qty", "unit_price", "amount", "category"})
 
 
 def _item(raw: Any, index: int, currency: str) -> Item:
+    """An order line. Its money is ``amount`` (the line total) when given, else ``qty × unit_price``; either is
+    rounded once to the currency's minor unit, half to even (schemas/money.py): sub-cent unit prices are real."""
     where = f"items[{index}]"
     if not isinstance(raw, dict):
         raise InvalidEvent("wrong_type", f"'{where}' must be an object")
@@ -209,16 +213,26 @@ def _item(raw: Any, index: int, currency: str) -> Item:
         raise InvalidEvent("unknown_field", f"'{where}' has no field(s) {sorted(unknown)[:5]}")
     sku = _identifier(_require(raw, "sku"), f"{where}.sku")
     qty = _integer(_require(raw, "qty"), f"{where}.qty", 1, MAX_QTY)
-    raw_price = _require(raw, "unit_price")
+    if raw.get("amount") is None and raw.get("unit_price") is None:
+        raise InvalidEvent("missing_field", f"'{where}' needs 'unit_price' or 'amount' (the line total)")
+    unit_price = _money(raw.get("unit_price"), f"{where}.unit_price", lambda price: line_minor_units(qty, price, currency))
+    amount = _money(raw.get("amount"), f"{where}.amount", lambda total: to_minor_units(total, currency))
+    return Item(sku, qty, unit_price if amount is None else amount, _label(raw.get("category"), f"{where}.category"))
+
+
+def _money(value: Any, name: str, to_minor: Callable[[Any], int]) -> int | None:
+    if value is None:
+        return None
     try:
-        price = to_minor_units(raw_price, currency)
+        negative = decimal_amount(value) < 0
+        minor = None if negative else to_minor(value)
     except TypeError as exc:
-        raise InvalidEvent("wrong_type", f"'{where}.unit_price': {exc}") from None
+        raise InvalidEvent("wrong_type", f"'{name}': {exc}") from None
     except ValueError as exc:
-        raise InvalidEvent("invalid_value", f"'{where}.unit_price': {exc}") from None
-    if price < 0:
-        raise InvalidEvent("invalid_value", f"'{where}.unit_price' must be >= 0 (refunds use kind='refund')")
-    return Item(sku, qty, price, _label(raw.get("category"), f"{where}.category"))
+        raise InvalidEvent("invalid_value", f"'{name}': {exc}") from None
+    if minor is None:
+        raise InvalidEvent("invalid_value", f"'{name}' must be >= 0 (refunds use kind='refund')")
+    return minor
 
 
 def _purchase(payload: dict) -> Purchase:

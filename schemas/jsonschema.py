@@ -5,7 +5,7 @@ and a test checks that both agree on a corpus of valid and invalid events,
 so the published files cannot drift from what the pipeline enforces.
 Checks that need context are not expressible here and live only in the
 validator: the wall clock (``future_timestamp``), the Kafka key
-(``key_mismatch``) and decimals per currency.
+(``key_mismatch``) and the range of a rounded amount.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from schemas.events import (
     CUSTOMER_EVENT_TYPES, ID_PATTERN, INTERACTION_TYPES, MAX_ATTRIBUTES, MAX_ITEMS, MAX_LABEL_CHARS, MAX_QTY,
     MAX_TEXT_CHARS, PURCHASE_KINDS, SCHEMA_VERSIONS, SKU_REQUIRED_TYPES, SURVEY_SCALES,
 )
-from schemas.money import CURRENCY_EXPONENTS
-from schemas.timestamps import MIN_PLAUSIBLE_TS_MS
+from schemas.money import CURRENCY_EXPONENTS, MAX_MONEY_CHARS
+from schemas.timestamps import MIN_TS_MS, SECONDS_LIKE_MS
 
 __all__ = ["event_schemas", "write_schema_files"]
 
@@ -29,13 +29,15 @@ _TS = {
     "oneOf": [
         {"type": "string", "format": "date-time",
          "pattern": r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})$"},
-        {"type": "integer", "minimum": MIN_PLAUSIBLE_TS_MS},
+        {"type": "integer", "minimum": MIN_TS_MS, "not": {"minimum": SECONDS_LIKE_MS[0],
+                                                           "exclusiveMaximum": SECONDS_LIKE_MS[1]}},
     ],
 }
 _MONEY = {
-    "description": "Decimal string (preferred) or number; at most the currency's minor-unit decimals.",
+    "description": "Decimal string (preferred) or number, >= 0; any number of decimals (the line total is "
+                   "rounded once to the currency's minor unit, half to even).",
     "oneOf": [
-        {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+        {"type": "string", "pattern": r"^\d+(\.\d+)?$", "maxLength": MAX_MONEY_CHARS},
         {"type": "number", "minimum": 0},
     ],
 }
@@ -70,9 +72,12 @@ def event_schemas() -> dict[str, dict]:
         "items": {
             "type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
             "items": {
-                "type": "object", "additionalProperties": False, "required": ["sku", "qty", "unit_price"],
+                "type": "object", "additionalProperties": False, "required": ["sku", "qty"],
+                "anyOf": [{"required": ["unit_price"]}, {"required": ["amount"]}],
                 "properties": {"sku": _ID, "qty": {"type": "integer", "minimum": 1, "maximum": MAX_QTY},
-                               "unit_price": _MONEY, "category": _LABEL},
+                               "unit_price": {**_MONEY, "description": "Price of one unit."},
+                               "amount": {**_MONEY, "description": "The line total (wins over qty x unit_price)."},
+                               "category": _LABEL},
             },
         },
     }, ["order_id", "kind", "currency", "items"])

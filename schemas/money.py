@@ -1,15 +1,19 @@
 """Money without floating point: decimal input, integer minor units inside.
 
 The webshop may send ``"19.99"`` or ``19.99``; both become ``1999`` cents.
-Amounts with more decimals than the currency has (``"1.005"`` EUR) are
-rejected rather than rounded, because silently rounding money is a bug
-someone pays for.
+The money of an order line is its line total: ``qty × unit_price`` computed
+exactly in decimal, or the line ``amount`` when the shop sends it, and rounded
+once, to the currency's minor unit, half to even (banker's rounding, so ties
+do not drift upwards over millions of lines). Unit prices finer than the minor
+unit are real business data (volume pricing, converted currencies, an export's
+``amount / qty``: 29.33 / 2 = 14.665) and are accepted; only the line total is
+rounded, never each unit.
 """
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
-__all__ = ["CURRENCY_EXPONENTS", "to_minor_units"]
+__all__ = ["CURRENCY_EXPONENTS", "MAX_MONEY_CHARS", "decimal_amount", "to_minor_units", "line_minor_units"]
 
 #: ISO 4217 minor-unit exponents of the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -20,34 +24,60 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     **dict.fromkeys("BHD JOD KWD OMR TND".split(), 3),
 }
 
+#: Longest decimal string read as money: 12 integer digits and 12 decimals fit with room to spare.
+MAX_MONEY_CHARS = 32
 _MAX_MINOR = 10**15  # far above any basket, far below float/int64 trouble
 
 
-def to_minor_units(amount: object, currency: str) -> int:
-    """Convert a decimal string or JSON number to integer minor units.
+def decimal_amount(amount: object) -> Decimal:
+    """A decimal string or JSON number as an exact, finite :class:`~decimal.Decimal`.
 
-    >>> to_minor_units("19.99", "EUR"), to_minor_units(5, "JPY"), to_minor_units(0.1, "USD")
-    (1999, 5, 10)
-    >>> to_minor_units("1.005", "EUR")
-    Traceback (most recent call last):
-    ...
-    ValueError: 1.005 has more decimals than EUR allows (2)
+    >>> decimal_amount("14.665"), decimal_amount(0.1), decimal_amount(3)
+    (Decimal('14.665'), Decimal('0.1'), Decimal('3'))
     """
     if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):
         raise TypeError(f"amount must be a decimal string or number, got {type(amount).__name__}")
+    # str(float) is the shortest repr, so 0.1 -> "0.1", not 0.1000000000000000055...
+    text = amount if isinstance(amount, str) else str(amount)
+    if len(text) > MAX_MONEY_CHARS:
+        raise ValueError(f"amount {text[:MAX_MONEY_CHARS]!r}... is longer than {MAX_MONEY_CHARS} characters")
     try:
-        # str(float) is the shortest repr, so 0.1 -> "0.1", not 0.1000000000000000055...
-        value = Decimal(amount if isinstance(amount, str) else str(amount))
+        value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{amount!r} is not a decimal number") from None
     if not value.is_finite():
         raise ValueError(f"{amount!r} is not a finite amount")
-    exponent = CURRENCY_EXPONENTS[currency]
-    minor = value.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{amount} has more decimals than {currency} allows ({exponent})")
-    minor_int = int(minor)
-    if abs(minor_int) >= _MAX_MINOR:
-        raise ValueError(f"{amount} {currency} is out of range")
-    return minor_int
+    return value
 
+
+def _rounded_minor(value: Decimal, currency: str, what: object) -> int:
+    minor = int(value.scaleb(CURRENCY_EXPONENTS[currency]).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if abs(minor) >= _MAX_MINOR:
+        raise ValueError(f"{what} {currency} is out of range")
+    return minor
+
+
+def to_minor_units(amount: object, currency: str) -> int:
+    """An amount in integer minor units, rounded once, half to even.
+
+    >>> to_minor_units("19.99", "EUR"), to_minor_units(5, "JPY"), to_minor_units(0.1, "USD")
+    (1999, 5, 10)
+    >>> to_minor_units("1.005", "EUR"), to_minor_units("1.015", "EUR"), to_minor_units("0.001", "GBP")
+    (100, 102, 0)
+    """
+    value = decimal_amount(amount)
+    return _rounded_minor(value, currency, amount)
+
+
+def line_minor_units(qty: int, unit_price: object, currency: str) -> int:
+    """The money of an order line, ``qty × unit_price`` exact, then rounded once to the minor unit.
+
+    >>> line_minor_units(2, "14.665", "EUR"), line_minor_units(1, "14.665", "EUR")
+    (2933, 1466)
+    >>> line_minor_units(1000, "0.001", "GBP"), line_minor_units(3, 0.1, "USD")
+    (100, 30)
+    """
+    value = decimal_amount(unit_price)
+    with localcontext() as exact:
+        exact.prec = 4 * MAX_MONEY_CHARS  # wide enough that the product is exact: the one rounding is ours
+        return _rounded_minor(value * qty, currency, f"{qty} x {unit_price}")

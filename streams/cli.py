@@ -120,7 +120,7 @@ def _customer_card(p: dict) -> str:
         return "-" if minor is None else f"{minor / 100:,.2f}"
 
     churn, segment, rfm = p["churn"], p["behaviour_segment"], p["rfm"]
-    reasons = ", ".join(f"{f['feature']} {'+' if f['contribution'] > 0 else '-'}" for f in churn["top_features"]) \
+    reasons = ", ".join(f"{f['feature']} {_direction(f.get('contribution'))}" for f in churn["top_features"]) \
         if churn else ""
     lines = [
         ("customer", f"{p['customer_id']}   (as of {day(p['as_of_ms'])}, first seen {day(p['first_seen_ms'])})"),
@@ -138,6 +138,15 @@ def _customer_card(p: dict) -> str:
         ("recent items", ", ".join(f"{i['sku']} ({i['kind']})" for i in p["recent_items"][:8]) or "-"),
     ]
     return "\n".join(f"{name:20} {value}" for name, value in lines)
+
+
+def _direction(contribution: float | None) -> str:
+    """How a feature moved the risk: up, down, or not weighed (scores stored before weights were kept).
+
+    >>> _direction(0.4), _direction(-0.1), _direction(None)
+    ('+', '-', '?')
+    """
+    return "?" if contribution is None else "+" if contribution > 0 else "-"
 
 
 def _top(args: argparse.Namespace) -> int:
