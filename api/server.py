@@ -114,7 +114,7 @@ def _document_security(app: FastAPI, public: set[str]) -> None:
 
 
 def create_api(settings: Settings) -> FastAPI:
-    keys = KeyRing.parse(settings.api_keys, settings.api_keys_file)
+    keys = settings.key_ring()
     if not keys:
         logger.warning("no API keys configured (CRM_API_KEYS, CRM_API_KEYS_FILE): every protected route answers 401")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
-__all__ = ["CURRENCY_EXPONENTS", "MAX_MONEY_CHARS", "decimal_amount", "to_minor_units", "line_minor_units"]
+__all__ = ["CURRENCY_EXPONENTS", "MAX_MONEY_CHARS", "decimal_amount", "decimal_text", "to_minor_units",
+           "line_minor_units"]
 
 #: ISO 4217 minor-unit exponents of the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -81,3 +82,13 @@ def line_minor_units(qty: int, unit_price: object, currency: str) -> int:
     with localcontext() as exact:
         exact.prec = 4 * MAX_MONEY_CHARS  # wide enough that the product is exact: the one rounding is ours
         return _rounded_minor(value * qty, currency, f"{qty} x {unit_price}")
+
+
+def decimal_text(minor: int, currency: str) -> str:
+    """Minor units as the decimal string the contract takes back, exact.
+
+    >>> decimal_text(2933, "EUR"), decimal_text(5, "JPY"), decimal_text(1234, "KWD"), decimal_text(7, "USD")
+    ('29.33', '5', '1.234', '0.07')
+    """
+    exponent = CURRENCY_EXPONENTS[currency]
+    return f"{Decimal(minor).scaleb(-exponent):.{exponent}f}"

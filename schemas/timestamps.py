@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["MIN_TS_MS", "SECONDS_LIKE_MS", "parse_event_ts", "record_timestamp_ms", "seconds_for_millis"]
+__all__ = ["MIN_TS_MS", "SECONDS_LIKE_MS", "contract_ts", "parse_event_ts", "record_timestamp_ms",
+           "seconds_for_millis"]
 
 #: 1970-01-02T00:00:00Z: earlier is a zero or missing time, not history.
 MIN_TS_MS = 86_400_000
@@ -30,6 +31,17 @@ def seconds_for_millis(ts_ms: int) -> bool:
     (True, False, False)
     """
     return SECONDS_LIKE_MS[0] <= ts_ms < SECONDS_LIKE_MS[1]
+
+
+def contract_ts(ts_ms: int) -> int | str:
+    """How to send an event time: epoch milliseconds, or RFC 3339 where the integer would read as seconds.
+
+    >>> contract_ts(852_076_800_000), contract_ts(2_592_000_000)
+    (852076800000, '1970-01-31T00:00:00.000Z')
+    """
+    if not seconds_for_millis(ts_ms):
+        return ts_ms
+    return (_EPOCH + timedelta(milliseconds=ts_ms)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_event_ts(value: object) -> int:

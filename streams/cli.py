@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from streams.config import Settings
+from streams.config import ConfigError, Settings
 
 __all__ = ["main"]
 
@@ -32,13 +32,12 @@ def _with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
     import faust
 
     from streams.app import create_app
-
     from streams.logs import logging_config
 
-    settings = Settings.from_env()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True,
                           logging_config=logging_config(settings.log_format, args.loglevel))
@@ -70,18 +69,30 @@ def _replay(args: argparse.Namespace) -> int:
     import asyncio
 
     from streams.producer import send_to_kafka
-    from streams.replay import ColumnMapping, ReplayReport, progress_bar, read_rows, rows_to_events
+    from streams.replay import ColumnMapping, MissingColumns, ReplayReport, numbered_rows, progress_bar, rows_to_events
 
     settings = Settings.from_env()
-    if not settings.kafka_bootstrap:
+    if not settings.kafka_bootstrap and not args.dry_run:
         print("CRM_KAFKA_BOOTSTRAP is not set", file=sys.stderr)
         return 2
-    mapping = ColumnMapping(customer=args.customer, time=args.time, order=args.order, sku=args.sku, qty=args.qty,
-                            price=args.price, category=args.category, time_format=args.time_format,
-                            timezone=args.timezone, currency=args.currency)
+    mapping = ColumnMapping(customer=args.customer, time=args.time, order=args.order or None, sku=args.sku or None,
+                            qty=args.qty, price=args.price, amount=args.amount, category=args.category,
+                            time_format=args.time_format, timezone=args.timezone, currency=args.currency)
     report = ReplayReport()
-    events = rows_to_events(read_rows(Path(args.file)), mapping, report)
-    print(f"{report.lines:,} lines -> {report.events:,} purchase events; skipped: {report.skipped or {}}")
+    try:
+        events = rows_to_events(numbered_rows(Path(args.file)), mapping, report)
+    except (MissingColumns, OSError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary(args.currency))
+    if report.skipped_lines > args.max_skipped:
+        print(f"replay: {report.skipped_lines:,} lines could not be read (--max-skipped {args.max_skipped}); "
+              "nothing was sent. Fix the file or the column options, or allow them with --max-skipped.",
+              file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print("dry run: nothing sent")
+        return 0
     sent = asyncio.run(send_to_kafka(events, settings, args.rate, progress=progress_bar))
     print(f"sent {sent:,} events with their original event time")
     return 0
@@ -360,13 +371,24 @@ def _api_key(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    settings.key_ring()  # a bad key or keys file stops here, in one line, not in a server's traceback
     from api.server import serve
 
-    serve(Settings.from_env())
+    serve(settings)
     return 0
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from schemas.money import CURRENCY_EXPONENTS
+
     parser = argparse.ArgumentParser(prog="crmstream", description="Live customer intelligence from webshop events.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -395,19 +417,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     demo.set_defaults(run=_demo)
 
-    replay = commands.add_parser("replay", help="backfill history from a CSV/JSONL file of order lines")
+    replay = commands.add_parser(
+        "replay", help="backfill history from a CSV/JSONL file of order lines",
+        description="Backfill history from a CSV/JSONL file of order lines. A line's money is its amount column "
+                    "(--amount) or quantity x unit price, exact, rounded once to the currency's minor unit, half to "
+                    "even. Lines that cannot be read are listed (first example per reason); if there are more than "
+                    "--max-skipped, nothing is sent and the exit status is 1.")
     replay.add_argument("file")
     replay.add_argument("--customer", default="customer_id", help="column of the customer id")
     replay.add_argument("--time", default="ts", help="column of the order time")
-    replay.add_argument("--order", default="order_id", help="column of the order id")
-    replay.add_argument("--sku", default="sku", help="column of the product id")
+    replay.add_argument("--order", default="order_id",
+                        help="column of the order id; '' = one order per customer and time")
+    replay.add_argument("--sku", default="sku", help=f"column of the product id; '' = no product column")
     replay.add_argument("--qty", default="qty", help="column of the quantity (negative = returned)")
-    replay.add_argument("--price", default="unit_price", help="column of the unit price")
+    replay.add_argument("--price", default="unit_price", help="column of the unit price (any number of decimals)")
+    replay.add_argument("--amount", default=None, help="column of the line total (wins over --price)")
     replay.add_argument("--category", default=None, help="column of the product category (optional)")
     replay.add_argument("--time-format", default=None,
-                        help="strptime format, e.g. '%%m/%%d/%%Y %%H:%%M' (default: ISO 8601 or epoch ms)")
+                        help="strptime format of the time column, or epoch_s / epoch_ms for integer times "
+                             "(default: ISO 8601, or epoch milliseconds)")
     replay.add_argument("--timezone", default="UTC", help="zone of times without an offset")
-    replay.add_argument("--currency", default="EUR")
+    replay.add_argument("--currency", default="EUR", choices=sorted(CURRENCY_EXPONENTS), metavar="CURRENCY",
+                        help="ISO 4217 code of the money columns (default EUR)")
+    replay.add_argument("--max-skipped", type=_non_negative_int, default=0,
+                        help="lines that may be skipped before the replay refuses to send (default 0)")
+    replay.add_argument("--dry-run", action="store_true", help="read and check the file, send nothing")
     replay.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     replay.set_defaults(run=_replay)
 
@@ -502,7 +536,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("api", "worker"):  # uvicorn and Faust's worker log as CRM_LOG_FORMAT says
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ConfigError as exc:  # an operator's mistake: one line naming the variable, no traceback
+        print(f"crmstream {args.command}: configuration: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

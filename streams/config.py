@@ -12,12 +12,20 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-__all__ = ["Settings", "SETTINGS_DOC", "settings_table_markdown"]
+__all__ = ["ConfigError", "Settings", "SETTINGS_DOC", "settings_table_markdown"]
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work. The message names the variable and what it needs, in one line."""
 
 
 def _names(text: str) -> tuple[str, ...]:
     """A comma-separated list of names; ``none`` for the empty list."""
     return () if text.strip().lower() == "none" else tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    return tuple(float(w) for w in text.split(","))
 
 
 def _env_field(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
@@ -62,7 +70,7 @@ class Settings:
     engagement_half_life_days: float = _env_field(
         "CRM_ENGAGEMENT_HALF_LIFE_DAYS", 30.0, float, "Half-life of the decayed interaction counts (event time).")
     rfm_weights: tuple = _env_field(
-        "CRM_RFM_WEIGHTS", (1 / 3, 1 / 3, 1 / 3), lambda text: tuple(float(w) for w in text.split(",")),
+        "CRM_RFM_WEIGHTS", (1 / 3, 1 / 3, 1 / 3), _weights,
         "Weights `wR,wF,wM` of the value score `V = wR·R + wF·F + wM·M` (must sum to 1).")
     clv_window_days: float = _env_field(
         "CRM_CLV_WINDOW_DAYS", 365.0, float, "Window of the predicted CLV.")
@@ -266,52 +274,42 @@ class Settings:
             if raw is not None and raw != "":
                 try:
                     values[spec.name] = spec.metadata["cast"](raw)
-                except ValueError as exc:
-                    raise ValueError(f"{spec.metadata['env']}={raw!r}: {exc}") from None
+                except ValueError:
+                    raise ConfigError(f"{spec.metadata['env']}={raw!r}: expected {_KIND.get(spec.metadata['cast'], 'another value')}") \
+                        from None
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        """Reject settings that would make the pipeline misbehave silently."""
-        positive = ("partitions", "batch_size", "batch_latency_ms", "catch_up_batch_size",
-                    "horizon_days", "churn_step_days", "churn_rescore_days", "churn_rescore_near_reorder_days",
-                    "churn_snapshot_every", "dedup_window_days", "max_event_bytes", "session_timeout_ms", "heartbeat_interval_ms",
-                    "segment_count", "segment_warmup", "segment_snapshot_every", "segment_snapshot_interval_s",
-                    "segment_match_distance", "segment_window_days", "segment_sample_days",
-                    "api_rate_per_s", "api_rate_burst", "api_max_body_bytes", "api_workers")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if min(self.lateness_ms, self.future_tolerance_ms, self.purchase_dedup_window_days,
-               self.kpi_retention_days, self.align_max_wait_ms) < 0:
-            raise ValueError("lateness, future tolerance, purchase dedup window, KPI retention and alignment wait "
-                             "must be >= 0")
-        if len(self.rfm_weights) != 3 or min(self.rfm_weights) < 0 or abs(sum(self.rfm_weights) - 1) > 1e-6:
-            raise ValueError(f"rfm_weights must be three non-negative numbers summing to 1, got {self.rfm_weights}")
-        if min(self.item_max_basket, self.item_max_orders_per_customer) < 0:
-            raise ValueError("item caps must be >= 0")
-        if self.item_decay_half_life_days and self.item_decay_half_life_days < 7:
-            # forward-decay weights reach 2**1000 after 1,000 half-lives: at 7 days that is 19 years
-            raise ValueError("item_decay_half_life_days must be 0 (off) or at least 7")
-        if self.item_view_window_hours <= 0 or self.item_recent_items <= 0 or self.item_candidates <= 0:
-            raise ValueError("item view window, recent items and candidates must be > 0")
-        self.item_settings()  # the landmark must parse
-        from online_models.segment_learning import CLUSTERERS
-        if self.segment_algorithm not in CLUSTERERS:
-            raise ValueError(f"segment_algorithm must be one of {', '.join(CLUSTERERS)}, got {self.segment_algorithm!r}")
-        if self.segment_hysteresis < 0:
-            raise ValueError("segment_hysteresis must be >= 0")
-        self.spike_settings()
-        self.customer_alert_rules()
-        self.retention_catalogue()
-        if min(self.alert_stream_length, self.alert_webhook_attempts) < 1 or self.alert_webhook_timeout_s <= 0 \
-                or self.alert_webhook_backoff_s < 0 or not 0 < self.alert_value_rank <= 1:
-            raise ValueError("alert stream length and attempts >= 1, webhook timeout > 0, backoff >= 0, "
-                             "value rank in (0, 1]")
+        """Reject settings that would make the pipeline misbehave silently: :class:`ConfigError` naming the
+        variable and what it needs, one line for an operator."""
+        for names, accepts, need in _RULES:
+            for name in names.split():
+                value = getattr(self, name)
+                if not accepts(value):
+                    raise ConfigError(f"{_ENV_OF[name]}={_env_text(value)!r}: {need}")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
-            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+            raise ConfigError(f"CRM_HEARTBEAT_INTERVAL_MS={self.heartbeat_interval_ms}: must be at most a third of "
+                              f"CRM_SESSION_TIMEOUT_MS ({self.session_timeout_ms})")
+        for derive in (self.item_settings, self.spike_settings, self.customer_alert_rules, self.retention_catalogue):
+            try:
+                derive()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
+    def key_ring(self):
+        """The API's keys (CRM_API_KEYS, CRM_API_KEYS_FILE), checked: only the API reads them, so only it
+        refuses to start over them (a worker need not see the API's keys file)."""
+        from api.auth import KeyRing
+
+        try:
+            return KeyRing.parse(self.api_keys, self.api_keys_file)
+        except OSError as exc:
+            raise ConfigError(f"CRM_API_KEYS_FILE={self.api_keys_file!r}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def to_env(self) -> dict[str, str]:
         """The ``CRM_*`` variables that reproduce these settings in a child process.
@@ -423,6 +421,61 @@ def _env_text(value: Any) -> str:
         return ",".join(v if isinstance(v, str) else repr(v) for v in value) if value else "none"
     return str(value)
 
+
+_ENV_OF = {f.name: f.metadata["env"] for f in fields(Settings)}
+_KIND = {int: "a whole number", float: "a number", _weights: "three comma-separated numbers (wR,wF,wM)"}
+_PORT = range(0, 65536)
+#: online_models.segment_learning.CLUSTERERS, named here so that checking settings does not import river.
+SEGMENT_ALGORITHMS = ("kmeans", "streamkmeans", "denstream", "dbstream")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _host_ports(text: str) -> bool:
+    """``host:port,...`` with real ports (or empty: the embedded broker)."""
+    for server in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or int(port) not in _PORT:
+            return False
+    return True
+
+
+#: (fields, accepts, what they need): every setting is checked before anything starts.
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("partitions batch_size batch_latency_ms catch_up_batch_size horizon_days engagement_half_life_days "
+     "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
+     "churn_rescore_days churn_rescore_near_reorder_days churn_snapshot_every churn_snapshot_interval_s "
+     "kpi_prune_interval_s dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
+     "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
+     "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "
+     "alert_stream_length alert_webhook_attempts alert_webhook_timeout_s max_event_bytes session_timeout_ms "
+     "heartbeat_interval_ms rebalance_timeout_ms api_workers api_rate_per_s api_rate_burst api_max_body_bytes "
+     "api_erase_wait_s", lambda v: v > 0, "must be > 0"),
+    ("align_max_wait_ms lateness_ms clv_annual_discount_rate churn_min_examples kpi_retention_days "
+     "purchase_dedup_window_days item_max_basket item_max_orders_per_customer item_decay_half_life_days "
+     "item_min_support segment_hysteresis alert_grace_minutes alert_warmup_buckets alert_cooldown_hours "
+     "alert_customer_cooldown_days alert_min_value_minor alert_ticket_window_days alert_webhook_backoff_s "
+     "future_tolerance_ms", lambda v: v >= 0, "must be >= 0"),
+    ("item_decay_half_life_days", lambda v: v == 0 or v >= 7,
+     "must be 0 (off) or at least 7 (forward-decay weights overflow after ~1,000 half-lives)"),
+    ("churn_change_threshold", lambda v: 0 < v < 1, "must be between 0 and 1"),
+    ("alert_baseline_alpha alert_value_rank", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("alert_low_csat", lambda v: 1 <= v <= 5, "must be a CSAT score, 1 to 5"),
+    ("rfm_weights", lambda v: len(v) == 3 and min(v) >= 0 and abs(sum(v) - 1) <= 1e-6,
+     "must be three non-negative numbers summing to 1"),
+    ("api_port worker_web_port", lambda v: v in _PORT, "must be a TCP port, 0 to 65535"),
+    ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
+    ("alert_entry_band", lambda v: v in ("medium", "high"), "must be medium or high"),
+    ("segment_algorithm", lambda v: v in SEGMENT_ALGORITHMS, f"must be one of {', '.join(SEGMENT_ALGORITHMS)}"),
+    ("kafka_bootstrap", _host_ports, "must be host:port[,host:port...] (or empty for the embedded broker)"),
+    ("redis_url", lambda v: not v or v.startswith(("redis://", "rediss://", "unix://")),
+     "must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)"),
+    ("alert_webhook_url", lambda v: not v or v.startswith(("http://", "https://")), "must be an http(s):// URL"),
+    ("topic_prefix app_id", lambda v: set(v) <= _NAME_CHARS and len(v) <= 100,
+     "must be at most 100 characters of A-Z a-z 0-9 . _ - (Kafka names)"),
+    ("app_id", bool, "must not be empty"),
+    ("redis_prefix", lambda v: v.isprintable() and " " not in v and "{" not in v and "}" not in v and len(v) <= 64,
+     "must be at most 64 printable characters without spaces or braces (braces are hash tags)"),
+)
 
 SETTINGS_DOC = [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]
 

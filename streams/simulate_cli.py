@@ -40,15 +40,15 @@ def write_jsonl(simulation: Simulation, path: Path) -> Path:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    settings = None if args.out else Settings.from_env()  # checked before a long simulation, not after
+    if settings is not None and not settings.kafka_bootstrap:
+        print("CRM_KAFKA_BOOTSTRAP is not set: give --out FILE, or run `crmstream demo`", file=sys.stderr)
+        return 2
     simulation = simulate(config_from_args(args))
-    if args.out:
+    if settings is None:
         truth = write_jsonl(simulation, Path(args.out))
         print(f"wrote {len(simulation.events)} events to {args.out}, ground truth to {truth}")
         return 0
-    settings = Settings.from_env()
-    if not settings.kafka_bootstrap:
-        print("CRM_KAFKA_BOOTSTRAP is not set: give --out FILE, or run `crmstream demo`", file=sys.stderr)
-        return 2
     truth = Path(settings.data_dir) / f"simulation-seed{args.seed}.truth.json"
     write_truth(simulation, truth)
     sent = asyncio.run(send_to_kafka(simulation.events, settings, args.rate))
