@@ -28,9 +28,10 @@ from agents.metrics import CONSUMER_LAG
 from streams.config import Settings
 from streams.redis_store import RedisStore, tp_name
 
-__all__ = ["consumer_group", "BatchSource", "LAG_KEY"]
+__all__ = ["consumer_group", "BatchSource", "LOG_END_KEY", "lag_of"]
 
-LAG_KEY = "health:lag"
+#: Each partition's log end (the high watermark its worker last fetched): lag = log end - applied offset.
+LOG_END_KEY = "health:log_end"
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,17 @@ logger = logging.getLogger(__name__)
 def consumer_group(settings: Settings) -> str:
     """The input topics' consumer group (the Faust app's own group keeps the trainer's topic)."""
     return f"{settings.app_id}-pipeline"
+
+
+def lag_of(log_end: int, applied_offset: int | None) -> int:
+    """Records of a partition not applied yet: its log end minus the next offset to apply (nothing applied
+    yet: counted from offset 0).
+
+    >>> lag_of(120, 99), lag_of(120, 119), lag_of(120, None), lag_of(120, -1)
+    (20, 0, 120, 120)
+    """
+    applied = -1 if applied_offset is None else applied_offset
+    return max(log_end - (applied + 1), 0)
 
 
 class _Fencing(ConsumerRebalanceListener):
@@ -135,22 +147,27 @@ class BatchSource:
         return len(messages)
 
     async def _report_lag(self, every_s: float = 1.0) -> None:
-        """Consumer lag of the owned partitions, as a gauge and in Redis (``health:lag``: the API reads Redis
-        only), at most once every ``every_s``. Lag = the last fetch's high watermark - the position."""
+        """Consumer lag of the owned partitions, at most once every ``every_s``: the log end (the last
+        fetch's high watermark) minus the last *applied* offset, as a gauge; the log ends go to Redis
+        (``health:log_end``) so the API, which reads Redis only, computes the same lag against the offsets
+        committed with the state. Not the fetch position: records fetched and held by the aligner, or in
+        a batch still being processed, are not done, and a backlog must not look drained."""
         now = time.monotonic()
         if now - self._lag_reported_at < every_s:
             return
         self._lag_reported_at = now
-        lags = {}
+        log_ends = {}
         assignment = self.consumer._subscription.subscription.assignment
         for tp in self.consumer.assignment():
             state = assignment.state_value(tp) if assignment is not None else None
-            if state is not None and state.has_valid_position and state.highwater is not None:
-                lags[tp_name(tp.topic, tp.partition)] = lag = max(state.highwater - state.position, 0)
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        if lags:
+            if state is not None and state.highwater is not None:
+                name = tp_name(tp.topic, tp.partition)
+                log_ends[name] = state.highwater
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    lag_of(state.highwater, self.store.applied_offsets.get(name)))
+        if log_ends:
             try:
-                await self.store.client.hset(self.store.prefix + LAG_KEY, mapping=lags)
+                await self.store.client.hset(self.store.prefix + LOG_END_KEY, mapping=log_ends)
             except Exception as exc:  # lag is a report: a Redis hiccup must not stop the batch
                 logger.info("lag report skipped: %s", exc)
 

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from agents.batch_source import LAG_KEY
+from agents.batch_source import LOG_END_KEY, lag_of
 
 __all__ = ["read_overview", "read_pipeline_health"]
 
 
 async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
-    """Counters, per-partition offsets and watermarks, as the pipeline committed them."""
+    """Counters, per-partition offsets, log ends and watermarks, as the pipeline committed them (one round
+    trip, so a partition's offset and log end are read together)."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(prefix + "stats:ingest")
         pipe.hgetall(prefix + "offsets")
         pipe.hgetall(prefix + "watermark")
-        stats, offsets, watermarks = await pipe.execute()
+        pipe.hgetall(prefix + LOG_END_KEY)
+        stats, offsets, watermarks, log_ends = await pipe.execute()
     counters = {name: int(value) for name, value in stats.items()}
     return {
         "customers": counters.get("customers", 0),
@@ -23,20 +25,23 @@ async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
         "duplicates": counters.get("duplicates", 0),
         "erasures": counters.get("erasures", 0),
         "offsets": {tp: int(offset) for tp, offset in sorted(offsets.items())},
+        "log_ends": {tp: int(end) for tp, end in sorted(log_ends.items())},
         "max_event_ms": {tp: int(ts) for tp, ts in sorted(watermarks.items())},
     }
 
 
 async def read_pipeline_health(client: aioredis.Redis, prefix: str, lateness_ms: int) -> dict:
-    """Per input partition: last applied offset, consumer lag (as its worker last reported it), newest event
-    time and the watermark (newest - allowed lateness); dead-letter counts by reason."""
+    """Per input partition: last applied offset, log end (as its worker last fetched it) and lag = log end -
+    applied offset (what is not applied yet, held or in flight included), newest event time and the watermark
+    (newest - allowed lateness); dead-letter counts by reason."""
     overview = await read_overview(client, prefix)
-    lags = {tp: int(lag) for tp, lag in (await client.hgetall(prefix + LAG_KEY)).items()}
-    partitions = [{"partition": tp, "offset": overview["offsets"].get(tp), "lag": lags.get(tp),
+    offsets, log_ends = overview["offsets"], overview["log_ends"]
+    lags = {tp: lag_of(end, offsets.get(tp)) for tp, end in log_ends.items()}
+    partitions = [{"partition": tp, "offset": offsets.get(tp), "log_end": log_ends.get(tp), "lag": lags.get(tp),
                    "max_event_ms": overview["max_event_ms"].get(tp),
                    "watermark_ms": overview["max_event_ms"][tp] - lateness_ms if tp in overview["max_event_ms"]
                    else None}
-                  for tp in sorted(set(overview["offsets"]) | set(lags) | set(overview["max_event_ms"]))]
+                  for tp in sorted(set(offsets) | set(log_ends) | set(overview["max_event_ms"]))]
     return {"partitions": partitions, "total_lag": sum(lags.values()),
             "deadletter": {"total": sum(overview["rejected"].values()), "by_reason": overview["rejected"]},
             "accepted": overview["accepted"], "duplicates": overview["duplicates"], "erasures": overview["erasures"]}

@@ -152,12 +152,12 @@ def _customer_card(p: dict) -> str:
 
 
 def _direction(contribution: float | None) -> str:
-    """How a feature moved the risk: up, down, or not weighed (scores stored before weights were kept).
+    """How a feature moved the risk: up, down, not at all, or not weighed (scores stored before weights were kept).
 
-    >>> _direction(0.4), _direction(-0.1), _direction(None)
-    ('+', '-', '?')
+    >>> _direction(0.4), _direction(-0.1), _direction(0.0), _direction(None)
+    ('+', '-', '0', '?')
     """
-    return "?" if contribution is None else "+" if contribution > 0 else "-"
+    return "?" if contribution is None else "+" if contribution > 0 else "-" if contribution < 0 else "0"
 
 
 def _top(args: argparse.Namespace) -> int:
@@ -330,13 +330,12 @@ def _items(args: argparse.Namespace) -> int:
 async def _rebuild_items(client, customers, settings: Settings, args: argparse.Namespace) -> dict:
     from online_models.customer_profile import segment_label
     from streams.item_rebuild import count_history, replace_item_keys
-    from streams.replay import ColumnMapping, read_rows, rows_to_events
+    from streams.replay import ColumnMapping, numbered_rows, read_rows, rows_to_events
 
     records = []
     for file in args.files:
-        rows = read_rows(Path(file))
-        records += rows_to_events(rows, ColumnMapping()) if args.order_lines else \
-            [(row["topic"], row["event"]) for row in rows]
+        records += rows_to_events(numbered_rows(Path(file)), ColumnMapping()) if args.order_lines else \
+            [(row["topic"], row["event"]) for row in read_rows(Path(file))]
     sketches, _ = await customers.population()
     counts, invalid = count_history(records, settings, lambda state: segment_label(state, sketches))
     keys = await replace_item_keys(client, settings.redis_prefix, counts, settings)

@@ -26,7 +26,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -45,6 +45,8 @@ NO_SKU = "no-sku"
 EPOCH_FORMATS = ("epoch_s", "epoch_ms")
 _ID_RE = re.compile(ID_PATTERN)
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:@/-]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -209,20 +211,23 @@ def _timestamp_ms(value: object, mapping: ColumnMapping) -> int:
                                                  f"{mapping.time_format or 'ISO 8601 / epoch milliseconds'}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=ZoneInfo(mapping.timezone))
-        ts_ms = int(parsed.astimezone(timezone.utc).timestamp() * 1000)
+        ts_ms = (parsed - _EPOCH) // _ONE_MS  # exact: no float rounding of the milliseconds
     if ts_ms < MIN_TS_MS:
         raise SkippedLine("before_1970_01_02", f"time {text[:40]!r} is before 1970-01-02 (a zero or missing time?)")
     return ts_ms
 
 
 def _is_integer(value: object, text: str) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or text.isdigit()
+    """An integer time: a JSON integer (or a float with nothing after the point) or a string of digits."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or isinstance(value, float) and value.is_integer() or text.isdigit()
 
 
 def _integer_time(value: object, text: str) -> int:
     try:
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else int(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SkippedLine("unreadable_time", f"time {text[:40]!r} is not an integer epoch time") from None
 
 

@@ -40,9 +40,11 @@ ROLES_ALLOWED = {
 class Stack:
     settings: Settings
     simulation: Simulation
+    events: list  # everything produced: the simulated year and the nudge that makes the worker load the model
     client: redis.Redis
     api: ApiThread
     worker: WorkerProcess
+    drain_samples: list[dict]  # GET /pipeline while the backlog drained
 
     def http(self, role: str | None = "admin") -> httpx.Client:
         return httpx.Client(base_url=self.api.url, headers={"X-API-Key": KEYS[role]} if role else {}, timeout=30)
@@ -61,18 +63,40 @@ def stack(broker, redis_server):
     bad = [(settings.topic("purchases"), b"x", b"{not json"), (settings.topic("interactions"), b"y", b"[]")]
     produce(settings.kafka_bootstrap, event_messages(settings, simulation.events) + bad)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    worker = WorkerProcess(settings, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log").start()
     prefix = settings.redis_prefix
-    try:
-        wait_until(lambda: accepted_total(client, settings) >= len(simulation.events), 240, "history not processed",
-                   interval_s=0.5, process=worker.process)
-        wait_until(lambda: client.exists(prefix + "model:churn:metrics") and client.exists(prefix + "seg:latest"),
-                   120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
-        with ApiThread(settings) as api:
-            yield Stack(settings, simulation, client, api, worker)
-    finally:
-        worker.stop()
-        client.close()
+    with ApiThread(settings) as api:
+        worker = WorkerProcess(settings, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log").start()
+        try:
+            samples: list[dict] = []
+
+            def drained() -> bool:
+                samples.append(httpx.get(api.url + "/pipeline", headers={"X-API-Key": KEYS["analyst"]}).json())
+                return accepted_total(client, settings) >= len(simulation.events)
+            wait_until(drained, 240, "history not processed", interval_s=0.25, process=worker.process)
+            wait_until(lambda: client.exists(prefix + "model:churn:latest") and client.exists(prefix + "seg:latest"),
+                       120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
+            nudge = _worker_scores_with_a_trained_model(settings, simulation.events, worker)
+            yield Stack(settings, simulation, simulation.events + [nudge], client, api, worker, samples)
+        finally:
+            worker.stop()
+            client.close()
+
+
+def _worker_scores_with_a_trained_model(settings: Settings, events: list, worker: WorkerProcess) -> tuple:
+    """Arrange what the metrics and shell tests look at rather than race the trainer: the newest buyer logs in
+    once the model is published, and the same login (one event id: repeats are dropped as duplicates) is sent
+    again until the worker reports scoring with a trained version (it re-reads the model at most once a second)."""
+    last = max(e["ts"] for _, e in events)
+    customer_id = next(e["customer_id"] for t, e in reversed(events) if t == "purchases")
+    login = ("interactions", events_factory.interaction(customer_id, ts=last, type="login"))
+
+    def scores_with_a_model() -> bool:
+        produce(settings.kafka_bootstrap, event_messages(settings, [login]))
+        metrics = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
+        return 'crm_model_version{model="churn"}' in metrics
+    wait_until(scores_with_a_model, 60, "the worker does not score with a trained model", interval_s=1.0,
+               process=worker.process)
+    return login
 
 
 def test_profile_agrees_with_pandas_and_the_stored_state(stack):
@@ -194,7 +218,35 @@ def test_aggregate_routes_agree_with_the_events_and_the_broker(stack):
         assert all(p["watermark_ms"] == p["max_event_ms"] - stack.settings.lateness_ms
                    for p in by_tp.values() if p["max_event_ms"] is not None)
         overview = http.get("/overview").json()
-        assert sum(overview["accepted"].values()) == len(stack.simulation.events)
+        assert sum(overview["accepted"].values()) == len(stack.events)
+
+
+def test_pipeline_lag_is_the_log_end_minus_the_applied_offset_while_a_backlog_drains(stack):
+    """Sampled through GET /pipeline while the worker worked through the simulated year: every sample's lag is
+    what the broker holds beyond the offset applied with the state (records fetched and held do not count as
+    done), the backlog showed, and once drained the lag is 0 with every record applied."""
+    nudge = orjson.dumps(stack.events[-1][1])
+    ends_while_draining, ends_now = {}, {}
+    for topic in ("purchases", "interactions", "customers"):
+        for record in read_topic(stack.settings.kafka_bootstrap, stack.settings.topic(topic)):
+            name = f"{record.topic}:{record.partition}"
+            ends_now[name] = max(ends_now.get(name, 0), record.offset + 1)
+            if record.value != nudge:
+                ends_while_draining[name] = max(ends_while_draining.get(name, 0), record.offset + 1)
+    backlog = sum(ends_while_draining.values())
+    seen = [sample["total_lag"] for sample in stack.drain_samples if sample["partitions"]]
+    assert max(seen) > backlog / 10, seen[:20]  # the backlog showed, not "0 while working"
+    for sample in stack.drain_samples:
+        for partition in sample["partitions"]:
+            if partition["log_end"] is None:
+                continue
+            applied = -1 if partition["offset"] is None else partition["offset"]
+            assert partition["log_end"] == ends_while_draining[partition["partition"]]
+            assert partition["lag"] == ends_while_draining[partition["partition"]] - applied - 1, partition
+    with stack.http("analyst") as http:
+        wait_until(lambda: http.get("/pipeline").json()["total_lag"] == 0, 30, "lag does not reach 0")
+        after = http.get("/pipeline").json()["partitions"]
+    assert {p["partition"]: p["offset"] + 1 for p in after if p["offset"] is not None} == ends_now
 
 
 def test_every_protected_route_answers_401_without_a_key_and_403_for_the_wrong_role(stack):
@@ -290,6 +342,14 @@ def test_shell_commands_print_what_the_api_serves(stack, monkeypatch, capsys):
         assert orjson.loads(capsys.readouterr().out) == served, argv
         assert cli_main([a for a in argv if a != "--json"]) == 0
         assert capsys.readouterr().out.strip()
+    # The fixture's login made the trained model score this customer (tests/test_replay.py: prior, non-buyer).
+    churn = answers[("customer", customer_id, "--json")]["churn"]
+    assert isinstance(churn["version"], int) and len(churn["top_features"]) == 3
+    assert cli_main(["customer", customer_id]) == 0
+    churn_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("churn risk"))
+    signs = {True: "+", False: "-"}
+    assert all(f"{f['feature']} {signs[f['contribution'] > 0] if f['contribution'] else '0'}" in churn_line
+               for f in churn["top_features"]), churn_line
     assert cli_main(["customer", "no-such-customer"]) == 1
 
 

@@ -33,7 +33,7 @@ def redis_dump(client, settings) -> dict:
             continue
         # The search index's band, segment and churn entries follow the churn scores and segments above (its
         # value order, idx:value, is compared); consumer lag is a wall-clock report.
-        if name.startswith(("idx:churn", "idx:band:", "idx:segment:", "idx:attrs")) or name == "health:lag":
+        if name.startswith(("idx:churn", "idx:band:", "idx:segment:", "idx:attrs")) or name == "health:log_end":
             continue
         if name.startswith("item:popular:") and name != "item:popular:first_order":
             continue  # a buyer's best-seller segment is ranked against the population of the moment, too
