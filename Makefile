@@ -9,8 +9,10 @@ setup:
 demo: setup
 	$(VENV)/bin/crmstream demo
 
+# Test files run in parallel, one per CPU (each xdist worker starts its own broker and redis-server); a file's
+# tests stay together so its module stacks are built once.
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 bench: setup
 	$(VENV)/bin/python bench/throughput.py

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import orjson
 import pandas as pd
+import pytest
 import redis
 
 from streams.simulator import SimulationConfig, simulate
+from tests.conftest import OUTPUT_DIR
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, read_state,
     unique_settings, wait_until,
@@ -59,18 +61,25 @@ def without_churn(field: str, value: str) -> str | dict:
             "recent_items": items["recent"], "bought": items["bought"]}
 
 
-def run_uninterrupted(broker, redis_server, events, output_dir):
+@pytest.fixture(scope="module")
+def history() -> list:
+    """One simulated history for both tests: each interrupted run is compared with one uninterrupted run."""
+    return simulate(SimulationConfig(customers=400, days=240, seed=11)).events
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(broker, redis_server, history) -> dict:
     settings = unique_settings(broker.bootstrap, redis_server.url, batch_size=200)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    process_history(settings, client, events, output_dir / "logs" / f"worker-{settings.app_id}.log", 120)
+    process_history(settings, client, history, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log", 120)
     return redis_dump(client, settings)
 
 
-def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client, broker, redis_server, output_dir):
+def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client, broker, history, uninterrupted,
+                                                        output_dir):
     settings = settings.with_(batch_size=200)
     prepare_topics(settings)
-    simulation = simulate(SimulationConfig(customers=400, days=240, seed=11))
-    events = simulation.events
+    events = history
     produce(broker.bootstrap, event_messages(settings, events))
     log = output_dir / "logs" / f"worker-{settings.app_id}.log"
 
@@ -89,8 +98,7 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
     finally:
         worker.stop()
 
-    assert redis_dump(redis_client, settings) == run_uninterrupted(broker, redis_server, events,
-                                                                                 output_dir)
+    assert redis_dump(redis_client, settings) == uninterrupted
 
     frame = pd.DataFrame([{"customer_id": e["customer_id"], "topic": t, "ts": e["ts"]} for t, e in events])
     expected = frame.groupby("customer_id").agg(first_seen_ms=("ts", "min"), last_seen_ms=("ts", "max"))
@@ -109,12 +117,12 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
 
 
 def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
-        settings, redis_client, broker, redis_server, output_dir):
+        settings, redis_client, broker, history, uninterrupted, output_dir):
     """A second worker joins while events flow (partitions move to it), then is SIGKILLed (they move back
     after its session times out); the result must equal one uninterrupted worker's, key by key."""
     settings = settings.with_(batch_size=200)
     prepare_topics(settings)
-    events = simulate(SimulationConfig(customers=400, days=240, seed=12)).events
+    events = history
     thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],
               events[2 * len(events) // 3:]]
     logs = output_dir / "logs"
@@ -141,4 +149,4 @@ def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
         first.stop()
 
     assert "duplicates" not in redis_client.hgetall(settings.redis_prefix + "stats:ingest")
-    assert redis_dump(redis_client, settings) == run_uninterrupted(broker, redis_server, events, output_dir)
+    assert redis_dump(redis_client, settings) == uninterrupted

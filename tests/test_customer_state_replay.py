@@ -1,6 +1,6 @@
 """Replay a generated history through the real worker; every customer must equal a pandas recount.
 
-The history has thousands of customers, refunds (partial), arrivals out of order
+The history has over a thousand customers, refunds (partial), arrivals out of order
 within the allowed lateness and duplicate deliveries of the same event ids.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ LATENESS_MS = 6 * 3600 * 1000
 
 def delivered_history(seed: int = 21):
     """Simulated events, thinned to keep the test quick, shuffled within lateness, some sent twice."""
-    simulation = simulate(SimulationConfig(customers=2500, days=300, seed=seed))
+    simulation = simulate(SimulationConfig(customers=1200, days=300, seed=seed))
     rng = np.random.default_rng(seed)
     events = [(topic, event) for topic, event in simulation.events
               if topic != "interactions" or rng.random() < 0.08]

@@ -89,7 +89,7 @@ def read_all_kpis(redis_server, settings) -> dict[str, list[dict]]:
 
 def test_kpis_equal_pandas_for_every_bucket(settings, broker, redis_server, redis_client, output_dir):
     settings = settings.with_(horizon_days=HORIZON_DAYS)
-    events = simulate(SimulationConfig(customers=600, days=240, seed=5)).events
+    events = simulate(SimulationConfig(customers=400, days=240, seed=5)).events
     run_history(settings, broker, redis_client, output_dir, events)
     frame = event_frame(events)
     as_of_day = frame["ts"].max() // DAY_MS

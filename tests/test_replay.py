@@ -254,10 +254,10 @@ def test_the_card_of_a_prior_scored_buyer_and_of_a_visitor_who_never_bought(repl
     churn_line = next(line for line in buyer.stdout.splitlines() if line.startswith("churn risk"))
     assert "because silence_vs_prior_reorder_rate" in churn_line, buyer.stdout
     churn = json.loads(run_cli(settings, "customer", "buyer-1", "--json").stdout)["churn"]
-    assert churn["version"] == "prior" and isinstance(churn["top_features"][0]["contribution"], float)
+    assert churn["is_prior"] and isinstance(churn["top_features"][0]["contribution"], float)
 
     visitor = run_cli(settings, "customer", "visitor-1")
     assert visitor.returncode == 0, visitor.stderr
     lines = {line[:20].strip(): line[20:].strip() for line in visitor.stdout.splitlines()}
     assert lines["churn risk"] == "not scored" and lines["orders"].startswith("0 ")
-    assert lines["recent items"] == "85123A (product_view)" and lines["customer"].startswith("visitor-1")
+    assert lines["recent items"] == "85123A (viewed)" and lines["customer"].startswith("visitor-1")
