@@ -215,9 +215,9 @@ def _item(raw: Any, index: int, currency: str) -> Item:
     qty = _integer(_require(raw, "qty"), f"{where}.qty", 1, MAX_QTY)
     if raw.get("amount") is None and raw.get("unit_price") is None:
         raise InvalidEvent("missing_field", f"'{where}' needs 'unit_price' or 'amount' (the line total)")
-    unit_price = _money(raw.get("unit_price"), f"{where}.unit_price", lambda price: line_minor_units(qty, price, currency))
-    amount = _money(raw.get("amount"), f"{where}.amount", lambda total: to_minor_units(total, currency))
-    return Item(sku, qty, unit_price if amount is None else amount, _label(raw.get("category"), f"{where}.category"))
+    priced = _money(raw.get("unit_price"), f"{where}.unit_price", lambda price: line_minor_units(qty, price, currency))
+    total = _money(raw.get("amount"), f"{where}.amount", lambda amount: to_minor_units(amount, currency))
+    return Item(sku, qty, priced if total is None else total, _label(raw.get("category"), f"{where}.category"))
 
 
 def _money(value: Any, name: str, to_minor: Callable[[Any], int]) -> int | None:

@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--time", default="ts", help="column of the order time")
     replay.add_argument("--order", default="order_id",
                         help="column of the order id; '' = one order per customer and time")
-    replay.add_argument("--sku", default="sku", help=f"column of the product id; '' = no product column")
+    replay.add_argument("--sku", default="sku", help="column of the product id; '' = no product column")
     replay.add_argument("--qty", default="qty", help="column of the quantity (negative = returned)")
     replay.add_argument("--price", default="unit_price", help="column of the unit price (any number of decimals)")
     replay.add_argument("--amount", default=None, help="column of the line total (wins over --price)")

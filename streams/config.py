@@ -111,7 +111,8 @@ class Settings:
     kpi_retention_days: int = _env_field(
         "CRM_KPI_RETENTION_DAYS", 730, int, "KPI buckets older than this (event time) are dropped; 0 = keep all.")
     kpi_prune_interval_s: float = _env_field(
-        "CRM_KPI_PRUNE_INTERVAL_S", 60.0, float, "How often (wall clock) a worker drops expired KPI buckets; 0 = after every batch.")
+        "CRM_KPI_PRUNE_INTERVAL_S", 60.0, float,
+        "How often (wall clock) a worker drops expired KPI buckets; 0 = after every batch.")
     dedup_window_days: int = _env_field(
         "CRM_DEDUP_WINDOW_DAYS", 30, int,
         "Interaction and customer event ids are remembered this long (event time) to drop producer duplicates.")
@@ -451,7 +452,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "heartbeat_interval_ms rebalance_timeout_ms api_workers api_rate_per_s api_rate_burst api_max_body_bytes "
      "api_erase_wait_s", lambda v: v > 0, "must be > 0"),
     ("align_max_wait_ms lateness_ms clv_annual_discount_rate churn_min_examples kpi_retention_days "
-     "kpi_prune_interval_s purchase_dedup_window_days item_max_basket item_max_orders_per_customer item_decay_half_life_days "
+     "kpi_prune_interval_s purchase_dedup_window_days item_max_basket item_max_orders_per_customer "
+     "item_decay_half_life_days "
      "item_min_support segment_hysteresis alert_grace_minutes alert_warmup_buckets alert_cooldown_hours "
      "alert_customer_cooldown_days alert_min_value_minor alert_ticket_window_days alert_webhook_backoff_s "
      "future_tolerance_ms", lambda v: v >= 0, "must be >= 0"),

@@ -217,7 +217,7 @@ def test_replaying_the_same_file_twice_changes_nothing(replay_stack, tmp_path):
 
 
 def test_a_cd_retailer_history_of_1997_keeps_every_line_and_its_money_to_the_cent(replay_stack, tmp_path):
-    settings, client = replay_stack.settings, replay_stack.client
+    settings = replay_stack.settings
     path = write_cd_retailer_csv(tmp_path / "cdnow.csv")
     lines = pd.read_csv(path, dtype={"customer": str, "date": str, "dollars": str})
     lines["cents"] = [int(Decimal(d) * 100) for d in lines.dollars]
