@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 
 import orjson
 
+from agents.metrics import CHURN_SCORINGS
 from agents.snapshots import SnapshotView
 from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
@@ -169,6 +170,7 @@ class ChurnStage:
                 self._report_ticks(customer_id, state, partition, tick_bounds[partition])
         self._score_ticks()
         fresh = [state for state, _, touched in self._seen.values() if touched]
+        CHURN_SCORINGS.labels("event").inc(sum(state.purchases.orders > 0 for state in fresh))
         reported = [(state.churn_score or {}).get("reported") for state in fresh]
         churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,
                                   self.churn)
@@ -209,6 +211,7 @@ class ChurnStage:
         """Score every noted tick in one model evaluation; report, per customer in tick order, those that moved
         the band or more than the threshold since the last report."""
         pending, self._pending = self._pending, []
+        CHURN_SCORINGS.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
         scored = churn_tracking.score_many([(as_of, ticks) for _, _, _, as_of, ticks in pending], self.scorer,
                                            self.churn)
         threshold = self.settings.churn_change_threshold

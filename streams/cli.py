@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     simulate.add_argument("--out", default=None, help="write JSONL here instead of sending to Kafka")
     simulate.add_argument("--start", default=None, help="first day (YYYY-MM-DD, default: DAYS days ago)")
+    simulate.add_argument("--profile", choices=("dense", "sparse"), default="dense",
+                          help="dense: every customer shops regularly; sparse: a real shop's history (most buy once "
+                               "or twice, arrive in cohorts, browse little)")
     simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="embedded broker + Redis + worker + API + simulator on this machine")

@@ -12,7 +12,7 @@ import orjson
 
 from streams.config import Settings
 from streams.producer import send_to_kafka
-from streams.simulator import Simulation, SimulationConfig, iter_jsonl_records, simulate
+from streams.simulator import PROFILES, Simulation, SimulationConfig, iter_jsonl_records, simulate
 
 __all__ = ["run_simulate", "write_jsonl", "config_from_args"]
 
@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     start = date.fromisoformat(args.start) if getattr(args, "start", None) else SimulationConfig.start
-    return SimulationConfig(customers=args.customers, days=args.days, seed=args.seed, start=start)
+    profile = PROFILES[getattr(args, "profile", None) or "dense"]
+    return profile(customers=args.customers, days=args.days, seed=args.seed, start=start)
 
 
 def write_truth(simulation: Simulation, path: Path) -> None:

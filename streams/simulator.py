@@ -19,8 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SegmentDrift", "ChurnShock", "SimulationConfig",
-           "Simulation", "simulate"]
+__all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SPARSE_SEGMENTS", "ArrivalCohort", "SPARSE_COHORTS",
+           "SegmentDrift", "ChurnShock", "SimulationConfig", "sparse_config", "PROFILES", "Simulation", "simulate"]
 
 DAY_MS = 86_400_000
 
@@ -54,6 +54,34 @@ DISTINCT_SEGMENTS = (
     SegmentProfile("regular", 0.35, 1.2, 2.5, 1.0, 3000, 1.5, 0.45),
     SegmentProfile("bargain_hunter", 0.30, 1.5, 4.0, 0.3, 3000, 4.0, 0.15),
     SegmentProfile("occasional", 0.20, 0.3, 1.2, 1.2, 3000, 2.0, 0.02),
+)
+
+
+#: A real shop's history (public order histories: a CD retailer, a UK online retailer): most buyers order once or
+#: twice and stay silent for months, a few come back for years, and browsing is thin. Order rates are spread
+#: wide within a segment (a low gamma shape: heavy-tailed gaps across customers).
+SPARSE_SEGMENTS = (
+    SegmentProfile("one_off", 0.55, 0.02, 1.3, 1.0, 60, 0.3, 0.01),
+    SegmentProfile("occasional", 0.30, 0.08, 1.8, 1.1, 400, 0.5, 0.03),
+    SegmentProfile("repeat", 0.12, 0.3, 2.5, 1.2, 700, 0.8, 0.06),
+    SegmentProfile("loyal", 0.03, 0.6, 3.0, 1.6, 1500, 1.0, 0.12),
+)
+
+
+@dataclass(frozen=True)
+class ArrivalCohort:
+    """A burst of first visits (a launch, a campaign, Christmas): a ``share`` of the customers arrives from
+    ``at`` (a fraction of the period) on, spread over the following days (exponential, mean ``spread_days``)."""
+
+    at: float
+    share: float
+    spread_days: float
+
+
+#: Cohorts of a shop's two years: the launch, a spring campaign, two Christmases, a summer sale.
+SPARSE_COHORTS = (
+    ArrivalCohort(0.0, 0.35, 21.0), ArrivalCohort(0.17, 0.12, 10.0), ArrivalCohort(0.45, 0.25, 20.0),
+    ArrivalCohort(0.62, 0.08, 10.0), ArrivalCohort(0.95, 0.20, 12.0),
 )
 
 
@@ -112,6 +140,8 @@ class SimulationConfig:
     rate_shape: float = 4.0  # gamma shape of a customer's order rate around the segment's (higher: tighter)
     drift: SegmentDrift | None = None
     shock: ChurnShock | None = None
+    arrival_cohorts: tuple[ArrivalCohort, ...] = ()  # empty: arrivals uniform over ``arrival_share`` of the period
+    order_session_share: float = 1.0  # share of orders that come with a browsing session (views, cart) before
 
     @property
     def start_ms(self) -> int:
@@ -178,7 +208,8 @@ class _Generator:
         shares = np.array([s.share for s in segments])
         segment = segments[rng.choice(len(segments), p=shares / shares.sum())]
         customer_id = f"cust-{index:06d}"
-        signup_ms = self.start_ms + rng.uniform(0, config.arrival_share) * config.days * DAY_MS
+        signup_ms = self._cohort_arrival() if config.arrival_cohorts else \
+            self.start_ms + rng.uniform(0, config.arrival_share) * config.days * DAY_MS
         lifetime_ms = rng.exponential(segment.mean_lifetime_days) * DAY_MS
         dropout_ms = signup_ms + lifetime_ms
         rate_per_ms = rng.gamma(config.rate_shape, segment.orders_per_month / config.rate_shape) / (30 * DAY_MS)
@@ -223,6 +254,14 @@ class _Generator:
             events = self._shocked(truth, events, config.shock, index)
         return truth, events
 
+    def _cohort_arrival(self) -> float:
+        """A first visit in one of the cohorts, drawn by their shares."""
+        rng, cohorts = self.rng, self.config.arrival_cohorts
+        shares = np.array([c.share for c in cohorts])
+        cohort = cohorts[rng.choice(len(cohorts), p=shares / shares.sum())]
+        at_ms = self.start_ms + cohort.at * self.config.days * DAY_MS + rng.exponential(cohort.spread_days) * DAY_MS
+        return min(at_ms, self.end_ms - DAY_MS)
+
     def _shocked(self, truth: CustomerTruth, events: list[tuple[str, dict]], shock: ChurnShock,
                  index: int) -> list[tuple[str, dict]]:
         """The customer's history cut at the shock, plus the complaint (draws of its own generator)."""
@@ -262,11 +301,13 @@ class _Generator:
         rng = self.rng
         session_id = self._event_id("s")
         basket = self._basket(segment, preferred)
-        events = [self._interaction(customer_id, t - 20 * 60_000, "page_view", session_id=session_id)]
-        minute = 60_000
-        for i, sku in enumerate(basket):
-            events.append(self._interaction(customer_id, t - (15 - i) * minute, "product_view", sku, session_id))
-            events.append(self._interaction(customer_id, t - (14 - i) * minute, "add_to_cart", sku, session_id))
+        events = []
+        if self.config.order_session_share >= 1.0 or rng.random() < self.config.order_session_share:
+            events.append(self._interaction(customer_id, t - 20 * 60_000, "page_view", session_id=session_id))
+            minute = 60_000
+            for i, sku in enumerate(basket):
+                events.append(self._interaction(customer_id, t - (15 - i) * minute, "product_view", sku, session_id))
+                events.append(self._interaction(customer_id, t - (14 - i) * minute, "add_to_cart", sku, session_id))
         items = [{"sku": sku, "qty": int(1 + rng.poisson(0.3)),
                   "unit_price": f"{self.price_minor[sku] * segment.price_level / 100:.2f}"} for sku in basket]
         order_id = self._event_id("o")
@@ -343,6 +384,23 @@ class _Generator:
         if session_id is not None:
             event["session_id"] = session_id
         return "interactions", event
+
+
+def sparse_config(customers: int = 1000, days: int = 730, seed: int = 1, start: date = date(2024, 1, 1),
+                  ) -> SimulationConfig:
+    """The sparse, cohort-shaped profile: a real shop's backfill (bench/backfill.py), not the dense simulator.
+
+    >>> sim = simulate(sparse_config(customers=400, seed=3))
+    >>> orders = [c.orders for c in sim.customers if c.orders]
+    >>> sum(n <= 2 for n in orders) / len(orders) > 0.6, max(orders) > 10
+    (True, True)
+    """
+    return SimulationConfig(customers=customers, days=days, seed=seed, start=start, segments=SPARSE_SEGMENTS,
+                            rate_shape=0.8, arrival_cohorts=SPARSE_COHORTS, order_session_share=0.2)
+
+
+#: ``crmstream simulate --profile``: the dense default (every customer active, even arrivals) or a real shop's.
+PROFILES = {"dense": SimulationConfig, "sparse": sparse_config}
 
 
 def simulate(config: SimulationConfig) -> Simulation:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from schemas.events import validate_payload
 from streams.simulate_cli import write_jsonl
-from streams.simulator import DAY_MS, SimulationConfig, simulate
+from streams.simulator import DAY_MS, SimulationConfig, simulate, sparse_config
 
 
 def test_same_seed_same_bytes_other_seed_other_history(tmp_path):
@@ -77,3 +77,20 @@ def test_truth_file_is_plain_json(tmp_path):
     truth = orjson.loads(truth_path.read_bytes())
     assert set(truth) == {"config", "segments", "affinity_groups", "customers"}
     assert len(truth["customers"]) == 10
+
+
+def test_the_sparse_profile_is_a_real_shops_history():
+    """Most buyers order once or twice and arrive in the cohorts' bursts; browsing is thin; events stay valid."""
+    config = sparse_config(customers=3000, seed=4)
+    simulation = simulate(config)
+    for topic, event in simulation.events[::50]:
+        validate_payload(topic, event)
+    orders = pd.Series([c.orders for c in simulation.customers if c.orders])
+    assert (orders <= 2).mean() >= 0.7 and orders.median() == 1 and orders.max() >= 10
+    signup_day = pd.Series([(c.signup_ms - config.start_ms) // DAY_MS for c in simulation.customers])
+    in_bursts = sum(signup_day.between(c.at * config.days, c.at * config.days + 3 * c.spread_days).sum()
+                    for c in config.arrival_cohorts)
+    assert in_bursts / len(signup_day) >= 0.9  # a uniform arrival would put ~20% there
+    topics = Counter(topic for topic, _ in simulation.events)
+    dense = Counter(topic for topic, _ in simulate(SimulationConfig(customers=300, days=730, seed=4)).events)
+    assert topics["interactions"] / topics["purchases"] < dense["interactions"] / dense["purchases"] / 2

@@ -1,0 +1,160 @@
+"""Backfill a shop's history through one worker, as a new user would: the whole history is produced first, then
+one worker drains it. Printed per size: orders/s and events/s drained (first to last applied event), churn
+scorings per purchase event and per event (the worker's ``crm_churn_scorings_total``), worker CPU µs per event
+(/proc), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
+
+The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
+twice, arrive in cohorts and stay silent for months; the dense profile is the simulator's default traffic.
+
+With ``--py-spy DIR`` the worker is sampled by py-spy (``pip install py-spy``) while it drains; the collapsed
+stacks and a text summary (the functions taking most samples, self and inclusive) go to DIR.
+
+Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile sparse] [--days 730]
+                                [--timeout-s 3600] [--py-spy bench/profiles]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port  # noqa: E402
+from streams.simulator import SimulationConfig, simulate, sparse_config  # noqa: E402
+from tests.stack import (  # noqa: E402
+    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, unique_settings,
+)
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def worker_scorings(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("crm_churn_scorings_total{")}
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw",
+                             "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def summarise_profile(collapsed: Path, top: int = 40) -> str:
+    """The functions most samples were in (inclusive) and on top of (self), from py-spy's collapsed stacks."""
+    inclusive, own, total = Counter(), Counter(), 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames, samples = stack.split(";"), int(count)
+        total += samples
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+    lines = [f"{total:,} samples at 50 Hz", "", "inclusive  self  function (file:line)"]
+    lines += [f"{inclusive[f] / total:8.1%} {own[f] / total:6.1%}  {f}" for f, _ in inclusive.most_common(top)]
+    lines += ["", "self      function (file:line)"]
+    lines += [f"{n / total:6.1%}  {f}" for f, n in own.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, profile: str, days: int,
+        timeout_s: float, logs: Path, py_spy_dir: Path | None = None) -> dict:
+    config = sparse_config(customers=customers, days=days) if profile == "sparse" else \
+        SimulationConfig(customers=customers, days=days)
+    events = simulate(config).events
+    topics = Counter(topic for topic, _ in events)
+    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port())
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    prepare_topics(settings)
+    produce(settings.kafka_bootstrap, event_messages(settings, events))
+    memory_before = int(client.info("memory")["used_memory"])
+    worker = WorkerProcess(settings, logs / f"backfill-{profile}-{customers}.log").start()
+    sampler = None
+    if py_spy_dir is not None:
+        py_spy_dir.mkdir(parents=True, exist_ok=True)
+        sampler = start_py_spy(worker.process.pid, py_spy_dir / f"worker-{profile}-{customers}.collapsed")
+    try:
+        first_at = cpu_first = redis_first = None
+        deadline = time.monotonic() + timeout_s
+        while (done := accepted_total(client, settings)) < len(events):
+            if worker.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker stopped or timed out at {done:,}/{len(events):,} events")
+            if first_at is None and done > 0:
+                first_at, first_done = time.monotonic(), done
+                cpu_first, redis_first = process_cpu_s(worker.process.pid), redis_cpu_s(client)
+            time.sleep(0.2)
+        drained_s = time.monotonic() - first_at
+        drained = len(events) - first_done
+        worker_cpu = process_cpu_s(worker.process.pid) - cpu_first
+        redis_cpu = redis_cpu_s(client) - redis_first
+        scorings = worker_scorings(settings.worker_web_port)
+    finally:
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(60)
+        worker.stop()
+    if py_spy_dir is not None:
+        collapsed = py_spy_dir / f"worker-{profile}-{customers}.collapsed"
+        (py_spy_dir / f"worker-{profile}-{customers}.txt").write_text(summarise_profile(collapsed))
+    memory_after = int(client.info("memory")["used_memory"])
+    purchases_share = topics["purchases"] / len(events)
+    total_scorings = sum(scorings.values())
+    return {
+        "profile": profile, "customers": customers, "events": len(events), "purchases": topics["purchases"],
+        "drained_s": drained_s, "events_per_s": drained / drained_s,
+        "orders_per_s": drained * purchases_share / drained_s,
+        "scorings_per_purchase": total_scorings / topics["purchases"],
+        "scorings_per_event": total_scorings / len(events),
+        "tick_share": scorings.get("tick", 0) / max(total_scorings, 1),
+        "worker_cpu_us_per_event": worker_cpu / drained * 1e6, "redis_cpu_us_per_event": redis_cpu / drained * 1e6,
+        "bytes_per_customer": (memory_after - memory_before) / customers,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    parser.add_argument("--profile", choices=("sparse", "dense"), default="sparse")
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--timeout-s", type=float, default=3600.0, help="give up on a size after this long")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="sample the worker with py-spy")
+    args = parser.parse_args()
+    logs = ROOT / "bench" / "out"
+    with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
+        print(f"{'profile':>7} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} {'events/s':>9} "
+              f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'ticks':>6} {'worker us/ev':>12} "
+              f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
+        for customers in args.customers:
+            r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy)
+            print(f"{r['profile']:>7} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
+                  f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
+                  f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['tick_share']:>6.0%} "
+                  f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "
+                  f"{r['bytes_per_customer']:>10,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
