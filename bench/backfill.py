@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from tests.stack import (  # noqa: E402
 )
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_LINE = re.compile(r":\d+\)$")
 
 
 def process_cpu_s(pid: int) -> float:
@@ -68,14 +70,14 @@ def summarise_profile(collapsed: Path, top: int = 40) -> str:
     inclusive, own, total = Counter(), Counter(), 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames, samples = stack.split(";"), int(count)
+        frames, samples = [_LINE.sub(")", frame) for frame in stack.split(";")], int(count)
         total += samples
         own[frames[-1]] += samples
         for frame in set(frames):
             inclusive[frame] += samples
-    lines = [f"{total:,} samples at 50 Hz", "", "inclusive  self  function (file:line)"]
+    lines = [f"{total:,} samples at 50 Hz (functions, their lines summed)", "", "inclusive  self  function (file)"]
     lines += [f"{inclusive[f] / total:8.1%} {own[f] / total:6.1%}  {f}" for f, _ in inclusive.most_common(top)]
-    lines += ["", "self      function (file:line)"]
+    lines += ["", "self      function (file)"]
     lines += [f"{n / total:6.1%}  {f}" for f, n in own.most_common(top)]
     return "\n".join(lines) + "\n"
 
