@@ -85,10 +85,12 @@ class KeyRing:
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                scheme, digest, role, *name = (line.split(":") + ["", "", ""])[:max(3, line.count(":") + 1)]
-                if scheme != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                parts = line.split(":")
+                digest = parts[1] if len(parts) >= 3 else ""
+                if parts[0] != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                     raise ValueError(f"CRM_API_KEYS_FILE {hashed_file}:{number}: expected "
                                      "sha256:<64 hex digits>:<role>[:<name>]")
+                _, _, role, *name = parts
                 keys[f"sha256:{digest}"] = ApiKey(name[0] if name else f"file-{number}",
                                                   _role(role, f"CRM_API_KEYS_FILE {hashed_file}:{number}"))
         return cls(keys)

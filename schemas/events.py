@@ -224,15 +224,17 @@ def _money(value: Any, name: str, to_minor: Callable[[Any], int]) -> int | None:
     if value is None:
         return None
     try:
-        negative = decimal_amount(value) < 0
-        minor = None if negative else to_minor(value)
+        amount = decimal_amount(value)
     except TypeError as exc:
         raise InvalidEvent("wrong_type", f"'{name}': {exc}") from None
     except ValueError as exc:
         raise InvalidEvent("invalid_value", f"'{name}': {exc}") from None
-    if minor is None:
+    if amount < 0:
         raise InvalidEvent("invalid_value", f"'{name}' must be >= 0 (refunds use kind='refund')")
-    return minor
+    try:
+        return to_minor(amount)
+    except ValueError as exc:  # out of range once rounded
+        raise InvalidEvent("invalid_value", f"'{name}': {exc}") from None
 
 
 def _purchase(payload: dict) -> Purchase:

@@ -31,11 +31,14 @@ _MAX_MINOR = 10**15  # far above any basket, far below float/int64 trouble
 
 
 def decimal_amount(amount: object) -> Decimal:
-    """A decimal string or JSON number as an exact, finite :class:`~decimal.Decimal`.
+    """A decimal string or JSON number as an exact, finite :class:`~decimal.Decimal` (one already read is
+    passed through, so callers that checked its sign do not parse it again).
 
-    >>> decimal_amount("14.665"), decimal_amount(0.1), decimal_amount(3)
-    (Decimal('14.665'), Decimal('0.1'), Decimal('3'))
+    >>> decimal_amount("14.665"), decimal_amount(0.1), decimal_amount(3), decimal_amount(Decimal("2.5"))
+    (Decimal('14.665'), Decimal('0.1'), Decimal('3'), Decimal('2.5'))
     """
+    if isinstance(amount, Decimal) and amount.is_finite():
+        return amount
     if isinstance(amount, bool) or not isinstance(amount, (str, int, float)):
         raise TypeError(f"amount must be a decimal string or number, got {type(amount).__name__}")
     # str(float) is the shortest repr, so 0.1 -> "0.1", not 0.1000000000000000055...

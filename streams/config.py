@@ -370,31 +370,23 @@ class Settings:
                                sample_days=self.segment_sample_days)
 
     def spike_settings(self):
-        """How aggregate alerts count and judge entries into high risk."""
+        """How aggregate alerts count and judge entries into high risk (ranges checked by :meth:`validate`)."""
         from online_models.spike_alerts import SpikeSettings
 
         minute_ms = 60_000
-        if self.alert_bucket_minutes <= 0 or self.alert_grace_minutes < 0 or self.alert_cooldown_hours < 0:
-            raise ValueError("alert bucket must be > 0, grace and cool-down >= 0")
         settings = SpikeSettings(
             bucket_ms=int(self.alert_bucket_minutes * minute_ms),
             delay_ms=int(self.alert_grace_minutes * minute_ms), partitions=self.partitions,
             cooldown_ms=int(self.alert_cooldown_hours * 60 * minute_ms), alpha=self.alert_baseline_alpha,
             warmup=self.alert_warmup_buckets, shift=self.alert_shift, threshold=self.alert_threshold,
             min_rate=self.alert_min_rate, entry_band=self.alert_entry_band)
-        if self.alert_entry_band not in ("medium", "high"):
-            raise ValueError(f"alert_entry_band must be medium or high, got {self.alert_entry_band!r}")
         settings.detector()  # validates the detector's parameters
         return settings
 
     def customer_alert_rules(self):
-        """Which score changes and survey answers of a customer raise an alert."""
+        """Which score changes and survey answers of a customer raise an alert (ranges: :meth:`validate`)."""
         from online_models.customer_alerts import CustomerAlertRules
 
-        if self.alert_jump <= 0 or self.alert_ticket_window_days < 0 or self.alert_customer_cooldown_days < 0:
-            raise ValueError("alert jump must be > 0, ticket window and customer cool-down >= 0")
-        if self.alert_min_value_minor < 0:
-            raise ValueError("alert_min_value_minor must be >= 0")
         return CustomerAlertRules(watched_segments=frozenset(self.alert_watched_segments), jump=self.alert_jump,
                                   value_rank=self.alert_value_rank, min_value_minor=self.alert_min_value_minor,
                                   low_csat=self.alert_low_csat, ticket_window_days=self.alert_ticket_window_days,

@@ -33,7 +33,7 @@ from pathlib import Path
 import orjson
 
 from schemas.events import ID_PATTERN, MAX_QTY, InvalidEvent, validate_payload
-from schemas.money import CURRENCY_EXPONENTS, decimal_amount, decimal_text, line_minor_units, to_minor_units
+from schemas.money import decimal_amount, decimal_text, line_minor_units, to_minor_units
 from schemas.timestamps import MIN_TS_MS, contract_ts, seconds_for_millis
 
 __all__ = ["ColumnMapping", "ReplayReport", "MissingColumns", "numbered_rows", "read_rows", "rows_to_events",
@@ -133,7 +133,9 @@ class ReplayReport:
         skipped 1 line:
           unreadable_time: 1 line, first at line 4: 'yesterday' is not a date
         """
-        money = _money_text(currency)
+        def money(minor: int) -> str:  # the contract's exact decimal, with thousands separators
+            return f"{Decimal(decimal_text(minor, currency)):,}"
+
         lines = [f"{self.lines:,} lines -> {self.events:,} purchase events ({self.orders:,} orders, "
                  f"{self.refunds:,} refunds); ordered {money(self.ordered_minor)} {currency}, refunded "
                  f"{money(self.refunded_minor)}, net {money(self.ordered_minor - self.refunded_minor)}"]
@@ -149,11 +151,6 @@ class ReplayReport:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
-
-
-def _money_text(currency: str):
-    exponent = CURRENCY_EXPONENTS[currency]
-    return lambda minor: f"{Decimal(minor).scaleb(-exponent):,.{exponent}f}"
 
 
 def numbered_rows(path: Path) -> Iterator[tuple[int, dict | None]]:
@@ -251,13 +248,15 @@ def _line_minor(row: dict, qty: int, mapping: ColumnMapping) -> tuple[int, str |
     column = mapping.amount or mapping.price
     text = _cell(row, column, "money")
     try:
-        value = abs(decimal_amount(text))
-        minor = to_minor_units(str(value), mapping.currency) if mapping.amount else \
-            line_minor_units(abs(qty), str(value), mapping.currency)
-    except (TypeError, ValueError) as exc:
+        value = decimal_amount(text)
+        if value < 0 and qty > 0:
+            raise SkippedLine("negative_money", f"{column} {text[:40]} is negative on a line that is not a return")
+        minor = to_minor_units(abs(value), mapping.currency) if mapping.amount else \
+            line_minor_units(abs(qty), abs(value), mapping.currency)
+    except SkippedLine:
+        raise
+    except ValueError as exc:
         raise SkippedLine("unreadable_money", f"{column} {text[:40]!r}: {exc}") from None
-    if text.startswith("-") and qty > 0:
-        raise SkippedLine("negative_money", f"{column} {text[:40]} is negative on a line that is not a return")
     return minor, None if mapping.amount else text.lstrip("-")
 
 

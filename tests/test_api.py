@@ -84,19 +84,23 @@ def stack(broker, redis_server):
 
 def _worker_scores_with_a_trained_model(settings: Settings, events: list, worker: WorkerProcess) -> tuple:
     """Arrange what the metrics and shell tests look at rather than race the trainer: the newest buyer logs in
-    once the model is published, and the same login (one event id: repeats are dropped as duplicates) is sent
-    again until the worker reports scoring with a trained version (it re-reads the model at most once a second)."""
+    once the model is published, until the worker reports scoring with a trained version."""
     last = max(e["ts"] for _, e in events)
     customer_id = next(e["customer_id"] for t, e in reversed(events) if t == "purchases")
     login = ("interactions", events_factory.interaction(customer_id, ts=last, type="login"))
-
-    def scores_with_a_model() -> bool:
-        produce(settings.kafka_bootstrap, event_messages(settings, [login]))
-        metrics = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
-        return 'crm_model_version{model="churn"}' in metrics
-    wait_until(scores_with_a_model, 60, "the worker does not score with a trained model", interval_s=1.0,
-               process=worker.process)
+    _resend_until_the_worker_reports(settings, worker, login, 'crm_model_version{model="churn"}',
+                                     "the worker does not score with a trained model")
     return login
+
+
+def _resend_until_the_worker_reports(settings: Settings, worker: WorkerProcess, event: tuple, sample: str,
+                                     message: str) -> None:
+    """Send ``event`` (one event id: repeats are dropped as duplicates) until the worker's /metrics holds
+    ``sample``: each send is a batch, which re-reads the served model (at most once a second)."""
+    def reported() -> bool:
+        produce(settings.kafka_bootstrap, event_messages(settings, [event]))
+        return sample in httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
+    wait_until(reported, 60, message, interval_s=1.0, process=worker.process)
 
 
 def test_profile_agrees_with_pandas_and_the_stored_state(stack):
@@ -413,17 +417,13 @@ def test_admin_holds_the_served_churn_model_and_the_worker_scores_with_it(stack)
         assert orjson.loads(stack.client.get(prefix + "model:churn:latest"))["version"] == retained[0]
         assert http.get("/models").json()["churn"]["serving"]["version"] == retained[0]
 
-        # The worker follows once it works again: each new event is a batch that reads the served model.
+        # The worker follows once it works again: each send is a batch that reads the served model.
         last = max(e["ts"] for _, e in stack.simulation.events)
         customer_id = next(e["customer_id"] for t, e in reversed(stack.simulation.events) if t == "purchases")
-
-        def worker_scores_with_held_version() -> bool:
-            view = events_factory.interaction(customer_id, ts=last, type="product_view", sku="sku-01-001")
-            produce(stack.settings.kafka_bootstrap, event_messages(stack.settings, [("interactions", view)]))
-            metrics = httpx.get(f"http://127.0.0.1:{stack.settings.worker_web_port}/metrics").text
-            return f'crm_model_version{{model="churn"}} {float(retained[0])}' in metrics
-        wait_until(worker_scores_with_held_version, 60, "the worker does not score with the held version",
-                   interval_s=1.0, process=stack.worker.process)
+        view = events_factory.interaction(customer_id, ts=last, type="product_view", sku="sku-01-001")
+        _resend_until_the_worker_reports(stack.settings, stack.worker, ("interactions", view),
+                                         f'crm_model_version{{model="churn"}} {float(retained[0])}',
+                                         "the worker does not score with the held version")
 
         # The trainer may have published meanwhile: retained and reported, still not served.
         during = http.get("/models").json()["churn"]
