@@ -112,8 +112,8 @@ class AlertStage:
         churn_p of the ticks scored in this batch; an older tick is the one reported before the batch)."""
         for alert, state, value, segment_id, tick_ms, reported_tick in self._deferred:
             churn_p = tick_scores.get((alert["customer_id"], tick_ms))
-            if churn_p is None and reported_tick.get("as_of_ms") == tick_ms:
-                churn_p = reported_tick["churn_p"]
+            if churn_p is None:  # the tick was reported before the batch, or skipped as quiet (carried score)
+                churn_p = reported_tick.get("churn_p")
             self._raise(alert, state, churn_p, value, segment_id)
         self._deferred.clear()
 

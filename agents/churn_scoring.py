@@ -55,6 +55,7 @@ class WheelClock:
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
         self.tick_bounds: dict[int, int] = {}   # partition -> report ticks up to this are decided in this batch
+        self.purchase_watermarks: dict[int, int] = {}  # partition -> purchases watermark of this batch
 
     async def due(self, accepted) -> dict[str, tuple[int, int]]:
         """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
@@ -74,6 +75,7 @@ class WheelClock:
         newest = {key: max(self.newest_ms[key], batch.get(key, -1)) for key in self.newest_ms}
         watermarks = {partition: purchases - self.settings.lateness_ms for partition in partitions
                       if (purchases := newest.get(("purchases", partition), -1)) >= 0}
+        self.purchase_watermarks = watermarks
         self._wheel_bound = dict(watermarks)
         self.tick_bounds = {partition: min(watermark, interactions - self.settings.lateness_ms)
                             if (interactions := newest.get(("interactions", partition), -1)) >= 0 else watermark
@@ -116,11 +118,19 @@ class ChurnStage:
     risk never falls between ticks under one model; so a replay reports what the live run reported, whatever
     the batches. *Fresh scores* at a customer's newest event keep the stored score (what support sees)
     current between ticks; they report nothing.
+
+    A silent customer is not visited at every tick: after each visit a look-ahead
+    (:func:`~online_models.churn_tracking.plan_silence`) finds the first future tick whose report would change,
+    and the wheel wakes the customer then, or when ``label_steps`` examples have ended. The plan is stored with
+    the score; its quiet ticks are skipped (never loaded or scored) while the model version is the one it was
+    made with. Under a new version the plan is void and the customer is re-scored lazily at its next visit, at
+    its newest tick only: a change found there is marked ``model_change`` (the detector does not count it).
     """
 
     settings: Settings
     scorer: HazardScorer | None = None
     describe: Callable[[str, CustomerState, int], dict] | None = None  # enrichment of a change, as of its tick
+    purchase_watermarks: Mapping[int, int] = field(default_factory=dict)  # partition -> purchases watermark
     examples: list[tuple[str, Example]] = field(default_factory=list)
     score_changes: list[dict] = field(default_factory=list)
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
@@ -128,10 +138,12 @@ class ChurnStage:
     _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
     _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks
     _ticked: dict[str, int] = field(default_factory=dict)  # customer -> newest tick noted in this batch
+    _planned: set[str] = field(default_factory=set)  # customers whose stored plan this batch has consulted
     tick_scores: dict[tuple[str, int], float] = field(default_factory=dict)  # (customer, tick) -> churn_p
 
     def __post_init__(self) -> None:
         self.churn = self.settings.churn_settings()
+        self.version = churn_tracking.PRIOR_VERSION if self.scorer is None else self.scorer.version
 
     def before_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
         closed, self._opens[customer_id] = churn_tracking.on_order(state, ts_ms, self.churn)
@@ -141,7 +153,12 @@ class ChurnStage:
         churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id), self.churn)
 
     def before_event(self, customer_id: str, state: CustomerState, ts_ms: int, partition: int) -> None:
-        """An event at ``ts_ms`` is about to be applied: report the ticks the customer passed before it."""
+        """An event at ``ts_ms`` is about to be applied: close the examples the purchases watermark has decided
+        (their successors' features must not see this event) and report the ticks the customer passed."""
+        watermark = self.purchase_watermarks.get(partition)
+        if watermark is not None:
+            self.examples += [(customer_id, e)
+                              for e in churn_tracking.on_clock(state, min(watermark, ts_ms - 1), self.churn)]
         self._report_ticks(customer_id, state, partition, ts_ms - 1)
         self._seen[customer_id] = (state, partition, True)
 
@@ -164,7 +181,8 @@ class ChurnStage:
     def finish(self, tick_bounds: Mapping[int, int]) -> None:
         """End of the batch: ticks up to each partition's bound for the customers with events (their newest
         event is older); every tick of the batch scored in one model evaluation and reported in order; fresh
-        scores as of the newest event (one more evaluation); wheel entries."""
+        scores as of the newest event (one more evaluation); a look-ahead for every customer visited (one more)
+        and their wheel entries."""
         for customer_id, (state, partition, touched) in self._seen.items():
             if touched and partition in tick_bounds:
                 self._report_ticks(customer_id, state, partition, tick_bounds[partition])
@@ -177,11 +195,35 @@ class ChurnStage:
         for state, kept in zip(fresh, reported):
             if state.churn_score is not None:
                 state.churn_score["reported"] = kept
-        for customer_id, (state, partition, _) in self._seen.items():
-            self.wheel[customer_id] = (partition, churn_tracking.next_wake_ms(
-                state, self.churn, self.last_tick(customer_id, state), churn_tracking.tick_phase_ms(customer_id)))
+        self._plan()
         self._seen.clear()
         self._ticked.clear()
+
+    def _plan(self) -> None:
+        """Look ahead along each visited customer's ticks up to its next label wake-up; wake it at the first
+        tick whose report would change, or for its labels, whichever comes first."""
+        windows = []
+        for customer_id, (state, partition, _) in self._seen.items():
+            label_wake = churn_tracking.label_wake_ms(state, self.churn)
+            after = self.last_tick(customer_id, state)
+            until = label_wake if label_wake is not None else after + self.churn.label_steps * self.churn.hazard.step_ms
+            ticks = churn_tracking.ticks_between(state, self.churn, after, until,
+                                                 churn_tracking.tick_phase_ms(customer_id))
+            windows.append((customer_id, partition, state, label_wake, ticks))
+        planned = [(state, ticks) for _, _, state, _, ticks in windows if state.churn_score is not None and ticks]
+        CHURN_SCORINGS.labels("plan").inc(len(planned))
+        scores = iter(churn_tracking.raw_scores(planned, self.scorer, self.churn)[0])
+        for customer_id, partition, state, label_wake, ticks in windows:
+            wake = ticks[0] if ticks else None  # never scored: its first tick is reported
+            if state.churn_score is not None and ticks:
+                reported = state.churn_score.get("reported")
+                plan = churn_tracking.plan_silence(reported, state.activity.last_seen_ms or 0, ticks, next(scores),
+                                                   self.version, self.churn.change_threshold)
+                state.churn_score["reported"] = {**(reported or {}), "tick_ms": self.last_tick(customer_id, state),
+                                                 "plan": plan.to_dict()}
+                wake = plan.reports_at_ms
+            candidates = [t for t in (wake, label_wake) if t is not None]
+            self.wheel[customer_id] = (partition, min(candidates) if candidates else None)
 
     def last_tick(self, customer_id: str, state: CustomerState) -> int:
         """The customer's newest report tick so far (noted in this batch, or reported before it)."""
@@ -193,44 +235,63 @@ class ChurnStage:
 
     def _report_ticks(self, customer_id: str, state: CustomerState, partition: int, until_ms: int) -> None:
         """Note the customer's ticks up to ``until_ms`` with a copy of its state as it is now (as of them):
-        they are scored together at the end of the batch, after later events changed the state."""
+        they are scored together at the end of the batch, after later events changed the state. The first
+        time a batch meets a customer, its stored plan skips the quiet ticks once all have passed (or, made
+        under another model version, all ticks but the newest)."""
         if state.purchases.orders == 0:
             return
-        phase = churn_tracking.tick_phase_ms(customer_id)
-        ticks, tick = [], churn_tracking.next_tick_ms(state, self.churn, self.last_tick(customer_id, state), phase)
-        while tick is not None and tick <= until_ms:
-            ticks.append(tick)
-            tick = churn_tracking.next_tick_ms(state, self.churn, tick, phase)
+        after = self.last_tick(customer_id, state)
+        plan = self._stored_plan(customer_id, state)
+        carrier = (plan or {}).get("carrier")
+        if plan is not None and plan["version"] == self.version and carrier and after < carrier["as_of_ms"] <= until_ms:
+            # The whole quiet stretch has passed: skip it and carry its last tick's score into the next tick (a
+            # stretch only partly passed is scored, so every tick score and carrier is exact; the grid goes on
+            # from that tick as it would have).
+            state.churn_score["reported"]["tick"] = carrier
+            after = carrier["as_of_ms"]
+            self._ticked[customer_id] = after
+        ticks = churn_tracking.ticks_between(state, self.churn, after, until_ms, churn_tracking.tick_phase_ms(customer_id))
+        if plan is not None and plan["version"] != self.version:
+            ticks = ticks[-1:]  # re-scored lazily under the new model: as of the newest tick only
         if ticks:
             as_of_ticks = CustomerState.from_dict(state.to_dict())
             as_of_ticks.churn_score = None  # raw scores: the monotone rule of _score_ticks uses ticks only
             self._pending.append((customer_id, partition, state, as_of_ticks, ticks))
             self._ticked[customer_id] = ticks[-1]
 
+    def _stored_plan(self, customer_id: str, state: CustomerState) -> dict | None:
+        """The plan stored with the score, the first time this batch meets the customer (after that the
+        customer's ticks are scored or re-planned in the batch)."""
+        if customer_id in self._planned:
+            return None
+        self._planned.add(customer_id)
+        plan = ((state.churn_score or {}).get("reported") or {}).pop("plan", None)
+        return plan
+
     def _score_ticks(self) -> None:
         """Score every noted tick in one model evaluation; report, per customer in tick order, those that moved
         the band or more than the threshold since the last report."""
         pending, self._pending = self._pending, []
-        CHURN_SCORINGS.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
+        CHURN_SCORINGS.labels("tick").inc(len(pending))
         scored = churn_tracking.score_many([(as_of, ticks) for _, _, _, as_of, ticks in pending], self.scorer,
                                            self.churn)
-        threshold = self.settings.churn_change_threshold
+        threshold = self.churn.change_threshold
         for (customer_id, partition, state, as_of, _), scores in zip(pending, scored):
             stored = state.churn_score
             reported = (stored or {}).get("reported")
             last_seen = as_of.activity.last_seen_ms or 0
             for new in scores:
                 previous = (reported or {}).get("tick")
-                if previous and previous["version"] == new["version"] and last_seen <= previous["as_of_ms"]:
-                    new["churn_p"] = max(new["churn_p"], previous["churn_p"])  # silent since: risk does not fall
-                    new["band"] = band_of(new["churn_p"])
-                last = reported and reported.get("churn_p") is not None
-                if not last or reported["band"] != new["band"] or abs(new["churn_p"] - reported["churn_p"]) > threshold:
+                new["churn_p"], new["band"] = churn_tracking.ratchet(previous, new["churn_p"], new["version"], last_seen)
+                if churn_tracking.changes_report(reported, new["churn_p"], new["band"], threshold):
+                    last = reported and reported.get("churn_p") is not None
                     change = {"customer_id": customer_id, "partition": partition, "as_of_ms": new["as_of_ms"],
                               "churn_p": new["churn_p"], "band": new["band"],
                               "previous_churn_p": reported["churn_p"] if last else None,
                               "previous_band": reported["band"] if last else None,
                               "model_version": new["version"], "top_features": new["top_features"]}
+                    if previous and previous["version"] != new["version"] and last_seen <= previous["as_of_ms"]:
+                        change |= {"model_change": True, "previous_model_version": previous["version"]}
                     if self.describe is not None:
                         change |= self.describe(customer_id, as_of, new["as_of_ms"])
                     self.score_changes.append(change)

@@ -156,18 +156,20 @@ def _forget_ids_before(settings: Settings, topic: str, newest_event_ms: int) -> 
 def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages: Sequence[SourceMessage],
                settings: Settings, population: Mapping[str, FrozenRanks] | None = None,
                scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None,
-               segment_model: SegmentModel | None = None, watermarks: Mapping[int, int] | None = None) -> AppliedBatch:
+               segment_model: SegmentModel | None = None, watermarks: Mapping[int, int] | None = None,
+               purchase_watermarks: Mapping[int, int] | None = None) -> AppliedBatch:
     """Fold a triaged batch into customer states and build the atomic Redis write.
 
     ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
     ``watermarks``: per partition, the event time up to which report ticks are decided in this batch (the
     watermark of purchases and interactions, the topics that change a score).
+    ``purchase_watermarks``: per partition, the purchases watermark (examples it has decided close before an event).
     ``segment_model``: the newest segment snapshot (None: none published yet; customers are still sampled).
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     horizon_ms = settings.horizon_days * DAY_MS
     kpis = KpiDeltas()
-    churn = ChurnStage(settings, scorer)
+    churn = ChurnStage(settings, scorer, purchase_watermarks=purchase_watermarks or {})
     items = ItemStage(settings.item_settings(), settings.lateness_ms)
     segments = SegmentStage(settings.segment_settings(), segment_model)
     partition_of: dict[str, int] = {}

@@ -97,7 +97,8 @@ class BatchProcessor:
             snapshots = await self.store.load_batch(wanted)
         model = await self.models.current()
         applied = fold_batch(triaged, snapshots, fresh, self.settings, await self.population.ranks(),
-                             model, due, await self.segments.current(), self.wheel.tick_bounds)
+                             model, due, await self.segments.current(), self.wheel.tick_bounds,
+                             self.wheel.purchase_watermarks)
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))

@@ -13,8 +13,12 @@ customer through these functions, so what is benchmarked is what runs.
 * :func:`score` composes the served model's hazards along the customer's
   silence path into ``churn_p``; before a model exists it serves the CLV prior,
   marked ``"version": "prior"``. While a customer sends no event at all, the
-  score never goes down under the same model version: risk rises with silence
-  even where a learned hazard wiggles between checkpoints.
+  score never goes down under the same model version (:func:`ratchet`): risk
+  rises with silence even where a learned hazard wiggles between checkpoints.
+* :func:`plan_silence` looks ahead along the customer's future report ticks and
+  finds the first at which the report would change if they stay silent, so the
+  wheel wakes them then (or for their labels, :func:`label_wake_ms`) instead of
+  at every tick.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from online_models.churn_features import example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
@@ -30,8 +36,9 @@ from online_models.customer_state import CustomerState
 from online_models.hazard import Example, HazardConfig, band_of
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "tick_phase_ms",
-           "next_tick_ms", "next_wake_ms", "PRIOR_VERSION"]
+__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "raw_scores", "ratchet",
+           "changes_report", "plan_silence", "SilencePlan", "tick_phase_ms", "next_tick_ms", "ticks_between",
+           "label_wake_ms", "PRIOR_VERSION"]
 
 PRIOR_VERSION = "prior"
 
@@ -42,6 +49,8 @@ class ChurnSettings:
     rescore_days: float = 1.0  # a silent customer is re-scored at least this often (event time)
     prior: ClvPrior = ClvPrior()
     near_reorder_rescore_days: float = 0.5  # ... and this often while an order is most expected (silence 0.5-1.5x gap)
+    change_threshold: float = 0.1  # a report changes when churn_p moves more than this (or the band changes)
+    label_steps: int = 4  # a silent customer's examples are closed this many steps at a time
 
 
 def on_order(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> tuple[list[Example], bool]:
@@ -97,20 +106,15 @@ def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
     """Score each customer at each of its as-of times (ascending), with one model evaluation over all
     their silence paths; returns the scores in that order (none for non-buyers) and leaves the last one
     in ``state.churn_score``."""
-    hazard = settings.hazard
-    buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and times]
+    buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and len(times)]
+    probabilities, version, paths = _evaluate(buyers, scorer, settings)
     if scorer is None:
         scored = [(state, at_ms) for state, times in buyers for at_ms in times]
-        probabilities = [_prior(state, at_ms, settings) for state, at_ms in scored]
         explanations = [_prior_explanation(state, at_ms, churn_p, settings)
                         for (state, at_ms), churn_p in zip(scored, probabilities)]
-        version = PRIOR_VERSION
-    elif buyers:
-        paths = silence_paths(buyers, hazard.step_ms, hazard.steps)
-        probabilities = churn_probabilities(scorer, paths, hazard).tolist()
-        explanations = top_contributions(scorer.contributions(paths[:, 0, :]))
-        version = scorer.version
-    scores = iter(zip(probabilities, explanations)) if buyers else iter(())
+    else:
+        explanations = top_contributions(scorer.contributions(paths[:, 0, :])) if buyers else []
+    scores = iter(zip(probabilities, explanations))
     results: list[list[dict]] = []
     for state, times in customers:
         results.append([])
@@ -126,6 +130,96 @@ def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
                                  "as_of_ms": at_ms, "top_features": top}
             results[-1].append(state.churn_score)
     return results
+
+
+def raw_scores(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer: HazardScorer | None,
+               settings: ChurnSettings) -> tuple[list[list[float]], int | str]:
+    """``churn_p`` of each customer at each of its as-of times, as :func:`score_many` would round it, without
+    explanations and without touching the states (what a look-ahead needs); and the version scored with."""
+    buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and len(times)]
+    probabilities, version, _ = _evaluate(buyers, scorer, settings)
+    values = iter(probabilities)
+    return [[next(values) for _ in times] if state.purchases.orders > 0 else [] for state, times in customers], version
+
+
+def _evaluate(buyers: Sequence[tuple[CustomerState, Sequence[int]]], scorer: HazardScorer | None,
+              settings: ChurnSettings) -> tuple[list[float], int | str, np.ndarray | None]:
+    """Unrounded ``churn_p`` of every (buyer, as-of time), in order, with one model evaluation."""
+    if scorer is None:
+        return [_prior(state, at_ms, settings) for state, times in buyers for at_ms in times], PRIOR_VERSION, None
+    if not buyers:
+        return [], scorer.version, None
+    hazard = settings.hazard
+    paths = silence_paths(buyers, hazard.step_ms, hazard.steps)
+    return churn_probabilities(scorer, paths, hazard).tolist(), scorer.version, paths
+
+
+def ratchet(carrier: dict | None, churn_p: float, version: int | str, last_seen_ms: int) -> tuple[float, str]:
+    """A report tick's ``churn_p`` and band: the raw score, raised to the last tick's (``carrier``) when the
+    customer has been silent since it under the same model version (risk does not fall while silent).
+
+    >>> carrier = {"churn_p": 0.5, "version": 3, "as_of_ms": 100}
+    >>> ratchet(carrier, 0.4, 3, 90), ratchet(carrier, 0.4, 3, 120), ratchet(carrier, 0.4, 4, 90)
+    ((0.5, 'medium'), (0.4, 'medium'), (0.4, 'medium'))
+    """
+    rounded, band = round(churn_p, 6), band_of(churn_p)
+    if carrier and carrier["version"] == version and last_seen_ms <= carrier["as_of_ms"]:
+        rounded = max(rounded, carrier["churn_p"])
+        band = band_of(rounded)
+    return rounded, band
+
+
+def changes_report(reported: dict | None, churn_p: float, band: str, threshold: float) -> bool:
+    """Whether a tick's score is reported: the first one, a new band, or a move beyond ``threshold``.
+
+    >>> last = {"churn_p": 0.30, "band": "low"}
+    >>> changes_report(last, 0.35, "medium", 0.1), changes_report(last, 0.32, "low", 0.1), changes_report(None, 0.1, "low", 0.1)
+    (True, False, True)
+    """
+    if not reported or reported.get("churn_p") is None:
+        return True
+    return reported["band"] != band or abs(churn_p - reported["churn_p"]) > threshold
+
+
+@dataclass(frozen=True)
+class SilencePlan:
+    """What a look-ahead found for a silent customer under one model version: the ticks up to ``carrier``'s
+    (its ``as_of_ms``: the tick the grid goes on from) change no report, and its score is carried into the
+    next; ``reports_at_ms`` is the first tick whose report changes (None: none up to the window's end)."""
+
+    version: int | str
+    carrier: dict | None
+    reports_at_ms: int | None
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "carrier": self.carrier}
+
+
+def plan_silence(reported: dict | None, last_seen_ms: int, ticks: Sequence[int], churn_ps: Sequence[float],
+                 version: int | str, threshold: float) -> SilencePlan | None:
+    """Run the report rule over a silent customer's future ``ticks`` (with their raw ``churn_ps``) and find the
+    first that would be reported. None without ticks.
+
+    The rule is the one the ticks are scored with (:func:`ratchet`, :func:`changes_report`), so skipping the
+    quiet ticks and carrying ``carrier`` into the first one not skipped reports exactly what scoring every
+    tick would (under the same version, while the customer stays silent).
+
+    >>> reported = {"churn_p": 0.2, "band": "low", "tick": {"churn_p": 0.2, "version": 1, "as_of_ms": 0}}
+    >>> plan = plan_silence(reported, 0, [1, 2, 3, 4], [0.21, 0.25, 0.2, 0.34], 1, 0.1)
+    >>> plan.reports_at_ms, plan.carrier                   # 0.34 is a new band; quiet up to tick 3
+    (4, {'churn_p': 0.25, 'version': 1, 'as_of_ms': 3})
+    >>> plan_silence(reported, 0, [1, 2], [0.21, 0.25], 1, 0.1)   # nothing up to tick 2
+    SilencePlan(version=1, carrier={'churn_p': 0.25, 'version': 1, 'as_of_ms': 2}, reports_at_ms=None)
+    """
+    if not ticks:
+        return None
+    carrier = (reported or {}).get("tick")
+    for tick, raw in zip(ticks, churn_ps):
+        churn_p, band = ratchet(carrier, raw, version, last_seen_ms)
+        if changes_report(reported, churn_p, band, threshold):
+            return SilencePlan(version, carrier, tick)
+        carrier = {"churn_p": churn_p, "version": version, "as_of_ms": tick}
+    return SilencePlan(version, carrier, None)
 
 
 def _prior(state: CustomerState, at_ms: int, settings: ChurnSettings) -> float:
@@ -186,11 +280,32 @@ def next_tick_ms(state: CustomerState, settings: ChurnSettings, after_ms: int, p
     return tick
 
 
-def next_wake_ms(state: CustomerState, settings: ChurnSettings, last_tick_ms: int, phase_ms: int = 0) -> int | None:
-    """When the wheel must next visit the customer: the open example's end or the next report tick after
-    ``last_tick_ms``, whichever is first (None: neither)."""
-    candidates = [t for t in (next_tick_ms(state, settings, last_tick_ms, phase_ms),
-                              state.churn_clock.due_ms(settings.hazard)) if t is not None]
-    return min(candidates) if candidates else None
+def ticks_between(state: CustomerState, settings: ChurnSettings, after_ms: int, until_ms: int,
+                  phase_ms: int = 0) -> list[int]:
+    """The customer's report ticks in (``after_ms``, ``until_ms``]."""
+    ticks, tick = [], next_tick_ms(state, settings, after_ms, phase_ms)
+    while tick is not None and tick <= until_ms:
+        ticks.append(tick)
+        tick = next_tick_ms(state, settings, tick, phase_ms)
+    return ticks
 
 
+def label_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:
+    """When the wheel must visit a silent customer for their labels: once ``label_steps`` open examples
+    have ended (or the last one the silence allows), not at each one; their features were fixed when
+    they opened, so closing several at once closes the same examples.
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> opens = on_order(state, 0, ChurnSettings())[1]; state.apply_order(0, 900, 1)
+    >>> after_order(state, 0, opens, ChurnSettings())
+    >>> label_wake_ms(state, ChurnSettings()) / DAY_MS, label_wake_ms(state, ChurnSettings(label_steps=1)) / DAY_MS
+    (28.0, 7.0)
+    """
+    clock, hazard = state.churn_clock, settings.hazard
+    if clock.pending is None:
+        return None
+    steps = max(settings.label_steps, 1)
+    if clock.last_order_ms is not None:
+        left = (clock.last_order_ms + int(hazard.max_silence_days * DAY_MS) - clock.pending.checkpoint_ms) // hazard.step_ms
+        steps = max(1, min(steps, left + 1))
+    return clock.pending.checkpoint_ms + steps * hazard.step_ms

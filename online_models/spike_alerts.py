@@ -54,15 +54,19 @@ _BAND_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
 def is_entry(change: dict, band: str = "high") -> bool:
-    """A score change that moves a customer into ``band`` (or above) from below it.
+    """A score change that moves a customer into ``band`` (or above) from below it. A change a new model
+    version made (``model_change``: the customer was silent, only the model moved) is not an entry: a new
+    snapshot moves many scores at once and is not a shift in the customers.
 
     >>> is_entry({"band": "high", "previous_band": "medium"}), is_entry({"band": "high", "previous_band": "high"})
     (True, False)
     >>> is_entry({"band": "high", "previous_band": "low"}, band="medium"), is_entry({"band": "medium"}, "high")
     (True, False)
+    >>> is_entry({"band": "high", "previous_band": "low", "model_change": True})
+    False
     """
     floor = _BAND_ORDER[band]
-    return (_BAND_ORDER.get(change.get("band"), -1) >= floor
+    return (not change.get("model_change") and _BAND_ORDER.get(change.get("band"), -1) >= floor
             and _BAND_ORDER.get(change.get("previous_band"), -1) < floor)
 
 
