@@ -13,11 +13,11 @@ deterministic keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import orjson
 
-from agents.metrics import CHURN_SCORINGS
+from agents.metrics import CHURN_SCORED_TIMES, CHURN_SCORINGS
 from agents.snapshots import SnapshotView
 from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
@@ -26,7 +26,7 @@ from online_models.hazard import Example, band_of
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
-__all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_message"]
+__all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages", "EXAMPLES_PER_MESSAGE"]
 
 #: Redis key (under the prefix) of the newest churn model snapshot (JSON).
 MODEL_KEY = "model:churn:latest"
@@ -188,7 +188,9 @@ class ChurnStage:
                 self._report_ticks(customer_id, state, partition, tick_bounds[partition])
         self._score_ticks()
         fresh = [state for state, _, touched in self._seen.values() if touched]
-        CHURN_SCORINGS.labels("event").inc(sum(state.purchases.orders > 0 for state in fresh))
+        buyers = sum(state.purchases.orders > 0 for state in fresh)
+        CHURN_SCORINGS.labels("event").inc(buyers)
+        CHURN_SCORED_TIMES.labels("event").inc(buyers)
         reported = [(state.churn_score or {}).get("reported") for state in fresh]
         churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,
                                   self.churn)
@@ -209,9 +211,11 @@ class ChurnStage:
             until = label_wake if label_wake is not None else after + self.churn.label_steps * self.churn.hazard.step_ms
             ticks = churn_tracking.ticks_between(state, self.churn, after, until,
                                                  churn_tracking.tick_phase_ms(customer_id))
-            windows.append((customer_id, partition, state, label_wake, ticks))
+            windows.append((customer_id, partition, state, label_wake if label_wake is not None or not ticks else until,
+                            ticks))
         planned = [(state, ticks) for _, _, state, _, ticks in windows if state.churn_score is not None and ticks]
         CHURN_SCORINGS.labels("plan").inc(len(planned))
+        CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned))
         scores = iter(churn_tracking.raw_scores(planned, self.scorer, self.churn)[0])
         for customer_id, partition, state, label_wake, ticks in windows:
             wake = ticks[0] if ticks else None  # never scored: its first tick is reported
@@ -273,6 +277,7 @@ class ChurnStage:
         the band or more than the threshold since the last report."""
         pending, self._pending = self._pending, []
         CHURN_SCORINGS.labels("tick").inc(len(pending))
+        CHURN_SCORED_TIMES.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
         scored = churn_tracking.score_many([(as_of, ticks) for _, _, _, as_of, ticks in pending], self.scorer,
                                            self.churn)
         threshold = self.churn.change_threshold
@@ -305,9 +310,24 @@ class ChurnStage:
             state.churn_score = {**newest, "reported": reported}
 
 
-def example_message(customer_id: str, example: Example) -> tuple[bytes, bytes]:
-    """Key (the example's id: customer and checkpoint, so a re-sent example is recognised) and value."""
-    example_id = f"{customer_id}:{example.checkpoint_ms}"
-    return example_id.encode(), orjson.dumps({
-        "example_id": example_id, "checkpoint_ms": example.checkpoint_ms, "features": example.features,
-        "purchased": example.purchased})
+#: Examples per ``training-examples`` message: a batch closes thousands of silent customers' examples, and one
+#: message each cost more in the producer and the trainer's consumer than learning them (bench/backfill.py).
+EXAMPLES_PER_MESSAGE = 500
+
+
+def example_messages(examples: Sequence[tuple[str, Example]], batch_key: str) -> list[tuple[bytes, bytes]]:
+    """The batch's closed examples in messages of up to :data:`EXAMPLES_PER_MESSAGE` (keys: the batch and chunk,
+    so a batch re-processed after a crash sends the same messages; each example keeps its id, customer and
+    checkpoint, by which the trainer drops one it has learned).
+
+    >>> key, value = example_messages([("c1", Example(7, [0.5], False))], "purchases-0:41")[0]
+    >>> key, orjson.loads(value)["examples"]
+    (b'purchases-0:41:0', [{'example_id': 'c1:7', 'checkpoint_ms': 7, 'features': [0.5], 'purchased': False}])
+    """
+    messages = []
+    for chunk, start in enumerate(range(0, len(examples), EXAMPLES_PER_MESSAGE)):
+        payload = [{"example_id": f"{customer_id}:{example.checkpoint_ms}", "checkpoint_ms": example.checkpoint_ms,
+                    "features": example.features, "purchased": example.purchased}
+                   for customer_id, example in examples[start:start + EXAMPLES_PER_MESSAGE]]
+        messages.append((f"{batch_key}:{chunk}".encode(), orjson.dumps({"examples": payload})))
+    return messages

@@ -78,17 +78,27 @@ class TrainerProcess:
             self.learn(offset, value)
 
     def learn(self, offset: int, value: bytes | None) -> None:
+        """One ``training-examples`` message: a batch's examples (``{"examples": [...]}``), or one example."""
         if offset <= self.offset:
             return  # learned before the last checkpoint
         self.offset = offset
         try:
-            example = orjson.loads(value)
+            payload = orjson.loads(value)
+        except (TypeError, orjson.JSONDecodeError):
+            self.rejected += 1
+            return
+        examples = payload.get("examples") if isinstance(payload, dict) else None
+        for example in examples if isinstance(examples, list) else [payload]:
+            self._learn_one(example)
+
+    def _learn_one(self, example: object) -> None:
+        try:
             features = example["features"]
             if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool):
                 raise ValueError("wrong shape")
             example_id = str(example["example_id"])
             x = {name: float(v) for name, v in zip(FEATURES, features)}
-        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError):
             self.rejected += 1
             return
         if example_id in self.seen:

@@ -9,7 +9,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS",
-           "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "register_metrics_page"]
+           "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES", "register_metrics_page"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -25,8 +25,11 @@ REDIS_SECONDS = Histogram("crm_redis_seconds", "Redis round trips of the batch p
                           ["operation"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 CONSUMER_LAG = Gauge("crm_consumer_lag", "Records not applied yet: the partition's log end minus the applied offset",
                      ["topic", "partition"], registry=REGISTRY)
-CHURN_SCORINGS = Counter("crm_churn_scorings_total", "Churn scores computed (one per customer and as-of time), "
-                         "at report ticks or as of a customer's newest event", ["at"], registry=REGISTRY)
+CHURN_SCORINGS = Counter("crm_churn_scorings_total", "Customers scored (a customer's as-of times in one evaluation): "
+                         "their report ticks (tick), as of their newest event (event), a look-ahead over their future "
+                         "ticks (plan)", ["at"], registry=REGISTRY)
+CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored (silence paths evaluated), by the "
+                             "same kinds as crm_churn_scorings_total", ["at"], registry=REGISTRY)
 MODEL_VERSION = Gauge("crm_model_version", "Version of the model snapshot this worker scores with",
                       ["model"], registry=REGISTRY)
 

@@ -13,7 +13,7 @@ import orjson
 
 from agents.alert_delivery import erasure_record
 from agents.batch_source import BatchSource
-from agents.churn_scoring import WheelClock, example_message, model_view
+from agents.churn_scoring import WheelClock, example_messages, model_view
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
@@ -105,8 +105,8 @@ class BatchProcessor:
                       for r in triaged.rejected]
         deliveries += [await self._send("erasures", key=e.customer_id.encode(),
                                         value=_erasure_confirmation(e, now_ms)) for e in applied.erasures]
-        for customer_id, example in applied.churn.examples:
-            key, value = example_message(customer_id, example)
+        first = min(fresh, key=lambda m: (m.tp, m.offset))
+        for key, value in example_messages(applied.churn.examples, f"{first.tp}:{first.offset}"):
             deliveries.append(await self._send("training-examples", key=key, value=value))
         deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]

@@ -9,6 +9,12 @@ are fed to other detectors: the EWMA + Poisson CUSUM of online_models/spike_dete
 parameters, river's ADWIN and Page-Hinkley (upward changes only).
 
     .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 4 5
+    .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 --live-models
+
+With ``--live-models`` the churn model is not frozen: the worker's trainer learns the backlog as it drains and
+publishes snapshots, each moving many scores at once. Score changes a new version made are marked
+``model_change`` and the served detector does not count them; the scenario's detector is also run on the
+series that counts them, to print the false alarms with and without that rule side by side.
 
 An alert is *true* when it names the shocked segment (its series, or the top contributor of an overall
 alert) within --max-delay-days after the shock; recall = seeds with a true segment alert; precision = true
@@ -41,10 +47,12 @@ WARMUP_DAYS, SHOCK_DAY = 120, 240
 
 
 def run_seed(seed: int, broker, redis_url: str, models: dict[str, bytes], args, logs: Path) -> dict:
-    settings = unique_settings(broker.bootstrap, redis_url, **SCENARIO_SETTINGS, **FROZEN)
+    frozen = {**FROZEN, "churn_min_examples": 2000} if args.live_models else FROZEN
+    settings = unique_settings(broker.bootstrap, redis_url, **SCENARIO_SETTINGS, **frozen)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for key, blob in models.items():
-        client.set(settings.redis_prefix + key, blob)
+        if not (args.live_models and key.startswith("model:churn")):
+            client.set(settings.redis_prefix + key, blob)
     simulation = scenario(seed, args.customers, args.days, SHOCK_DAY)
     took = run_worker_over(settings, client, [simulation.events], logs / f"alert-scenario-{seed}.log")
     outcome = judge(settings, simulation, stored_alerts(settings, client), args.max_delay_days,
@@ -55,8 +63,12 @@ def run_seed(seed: int, broker, redis_url: str, models: dict[str, bytes], args, 
             "band": settings.alert_entry_band}
 
 
-def daily_series(changes: list[dict], start_ms: int, days: int, band: str) -> dict[str, list[int]]:
-    """Distinct customers entering ``band`` per day, overall and per behaviour segment (what the monitor counts)."""
+def daily_series(changes: list[dict], start_ms: int, days: int, band: str,
+                 count_model_changes: bool = False) -> dict[str, list[int]]:
+    """Distinct customers entering ``band`` per day, overall and per behaviour segment (what the monitor counts;
+    with ``count_model_changes``, also the entries a new model version made)."""
+    if count_model_changes:
+        changes = [{**c, "model_change": False} for c in changes]
     entries = pd.DataFrame([c for c in changes if is_entry(c, band)])
     entries["day"] = (entries.as_of_ms - start_ms) // DAY_MS
     entries = entries.drop_duplicates(["day", "customer_id"])
@@ -164,6 +176,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=800)
     parser.add_argument("--days", type=int, default=330)
     parser.add_argument("--max-delay-days", type=float, default=60.0)
+    parser.add_argument("--live-models", action="store_true",
+                        help="churn model learnt live by the worker's trainer (segments stay frozen)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "alert_scenario.json"))
     parser.add_argument("--evaluate-only", action="store_true",
                         help="compare the detectors on the series saved in --out by an earlier run")
@@ -175,7 +189,8 @@ def main() -> None:
     logs = ROOT / "bench" / "out" / "logs"
     started = time.perf_counter()
     models = frozen_models()
-    print(f"frozen churn and segment models learnt from another shop in {time.perf_counter() - started:.1f} s")
+    print(f"frozen churn and segment models learnt from another shop in {time.perf_counter() - started:.1f} s"
+          + (" (the churn model is not published: it is learnt live)" if args.live_models else ""))
     runs = []
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
         for seed in args.seeds:
@@ -186,6 +201,9 @@ def main() -> None:
                   f"delay={outcome.delay_days} days, calm-period alerts={len(outcome.calm_alerts)}, "
                   f"true={len(outcome.true_alerts)} false={len(outcome.false_alerts)}")
             run["series"] = daily_series(run["changes"], run["start_ms"], args.days, run["band"])
+            run["series_counting_model_changes"] = daily_series(run["changes"], run["start_ms"], args.days,
+                                                                run["band"], count_model_changes=True)
+            run["model_changes"] = sum(bool(c.get("model_change")) for c in run["changes"])
             run["shocked_segment"] = outcome.shocked_segment
             runs.append(run)
     served_true = sum(len(r["outcome"].true_alerts) for r in runs)
@@ -196,6 +214,14 @@ def main() -> None:
           f"{sum(len(r['outcome'].calm_alerts) for r in runs)}, delays (days after the shock) {delays}")
     rows = evaluate(runs, args)
     print_detectors(rows, runs[0]["band"])
+    if args.live_models:
+        scenario_detector = next(iter(detectors()))
+        counting = evaluate([{**r, "series": r["series_counting_model_changes"]} for r in runs], args)
+        print(f"\nmodels learning live: {sum(r['model_changes'] for r in runs)} score changes marked model_change; "
+              f"{scenario_detector}:")
+        for label, row in (("model changes not counted (served)", rows[0]), ("model changes counted", counting[0])):
+            print(f"  {label:<36} false alarms {row['false_alarms']}, calm-period alarms {row['calm_alarms']}, "
+                  f"recall {row['recall']:.2f}, delays {row['delays_days']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(orjson.dumps(
         {"served": {"delays": delays, "true": served_true, "all": served_all}, "detectors": rows,

@@ -1,6 +1,7 @@
 """Backfill a shop's history through one worker, as a new user would: the whole history is produced first, then
 one worker drains it. Printed per size: orders/s and events/s drained (first to last applied event), churn
-scorings per purchase event and per event (the worker's ``crm_churn_scorings_total``), worker CPU µs per event
+scorings per purchase event and per event (customers scored: the worker's ``crm_churn_scorings_total``; by kind,
+with the as-of times those evaluations covered, ``crm_churn_scored_times_total``), worker CPU µs per event
 (/proc), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
 
 The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
@@ -52,10 +53,10 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def worker_scorings(port: int) -> dict[str, float]:
+def worker_scorings(port: int, metric: str = "crm_churn_scorings_total") -> dict[str, float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     return {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("crm_churn_scorings_total{")}
+            if line.startswith(metric + "{")}
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
@@ -113,6 +114,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         worker_cpu = process_cpu_s(worker.process.pid) - cpu_first
         redis_cpu = redis_cpu_s(client) - redis_first
         scorings = worker_scorings(settings.worker_web_port)
+        scored_times = worker_scorings(settings.worker_web_port, "crm_churn_scored_times_total")
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
@@ -131,6 +133,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "scorings_per_purchase": total_scorings / topics["purchases"],
         "scorings_per_event": total_scorings / len(events),
         "tick_share": scorings.get("tick", 0) / max(total_scorings, 1),
+        "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
+        "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
         "worker_cpu_us_per_event": worker_cpu / drained * 1e6, "redis_cpu_us_per_event": redis_cpu / drained * 1e6,
         "bytes_per_customer": (memory_after - memory_before) / customers,
     }
@@ -156,6 +160,9 @@ def main() -> None:
                   f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['tick_share']:>6.0%} "
                   f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "
                   f"{r['bytes_per_customer']:>10,.0f}", flush=True)
+            print("          per purchase: customers scored " + ", ".join(
+                f"{at} {value:.2f}" for at, value in r["per_purchase"].items()) + "; as-of times scored " + ", ".join(
+                f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,79 @@ def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
     assert abs(state.churn_score["churn_p"] - changes[-1]["churn_p"]) <= settings.churn_change_threshold
 
 
+def _drive_silence(scorer, visit_every_tick: bool, view_day: int | None = None) -> tuple[list[dict], int]:
+    """A buyer through a year of silence (a product view on ``view_day``), one batch per half day of
+    watermark, as the pipeline does: a new stage per batch, the customer visited when the wheel says so (or,
+    as before issue 23, at every batch, its look-ahead plan thrown away). The changes and the visits."""
+    from agents.churn_scoring import ChurnStage
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    state = CustomerState.new(30 * DAY_MS)
+    for day in (0, 20, 40):
+        stage = ChurnStage(settings, scorer)
+        stage.before_order("c1", state, day * DAY_MS)
+        state.apply_order(day * DAY_MS, 4000, 1)
+        stage.after_order("c1", state, day * DAY_MS)
+    changes, visits, wake = [], 0, 0
+    for half_day in range(82, 2 * 420):
+        watermark = half_day * DAY_MS // 2
+        stage = ChurnStage(settings, scorer)
+        if visit_every_tick and state.churn_score:
+            state.churn_score.get("reported", {}).pop("plan", None)
+        touched = view_day is not None and (half_day - 1) * DAY_MS // 2 < view_day * DAY_MS + 1 <= watermark
+        if touched:
+            stage.before_event("c1", state, view_day * DAY_MS + 1, 0)
+            state.apply_interaction("product_view", view_day * DAY_MS + 1)
+        if visit_every_tick or touched or (wake is not None and wake <= watermark):
+            visits += 1
+            stage.wake("c1", state, 0, watermark)
+            stage.finish({0: watermark})
+            changes += stage.score_changes
+            wake = stage.wheel["c1"][1]
+    return [{k: c[k] for k in ("as_of_ms", "churn_p", "band", "previous_churn_p")} for c in changes], visits
+
+
+@pytest.mark.parametrize("view_day", [None, 75])
+@pytest.mark.parametrize("model", ["prior", "linear"])
+def test_waking_a_silent_customer_only_when_its_report_can_change_reports_what_every_tick_reports(model, view_day):
+    scorer = None if model == "prior" else scorer_from_snapshot(trained_snapshot("logistic"))
+    every_tick, visits_before = _drive_silence(scorer, visit_every_tick=True, view_day=view_day)
+    planned, visits = _drive_silence(scorer, visit_every_tick=False, view_day=view_day)
+    assert len(every_tick) >= 3 and planned == every_tick
+    assert visits < visits_before / 5  # (one visit per report or four weeks of labels, not per tick)
+
+
+def test_a_new_model_rescores_a_silent_customer_lazily_and_marks_the_change():
+    import dataclasses
+
+    from agents.churn_scoring import ChurnStage
+    from online_models.spike_alerts import is_entry
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    old = scorer_from_snapshot(trained_snapshot("logistic"))
+    new = dataclasses.replace(old, version=2, intercept=old.intercept - 3.0)  # far lower hazards: higher risk
+    state = CustomerState.new(30 * DAY_MS)
+    stage = ChurnStage(settings, old)
+    for day in (0, 20, 40):
+        stage.before_order("c1", state, day * DAY_MS)
+        state.apply_order(day * DAY_MS, 4000, 1)
+        stage.after_order("c1", state, day * DAY_MS)
+    stage.wake("c1", state, 0, 41 * DAY_MS)
+    stage.finish({0: 41 * DAY_MS})
+    wake = stage.wheel["c1"][1]
+    assert wake > 42 * DAY_MS  # quiet for a while under the old model
+    stage = ChurnStage(settings, new)
+    stage.wake("c1", state, 0, wake)
+    stage.finish({0: wake})
+    assert len(stage.score_changes) == 1  # the newest tick only: nothing re-scored in the past
+    change = stage.score_changes[0]
+    assert change["model_change"] and change["previous_model_version"] == 1 and change["model_version"] == 2
+    assert change["as_of_ms"] <= wake and change["churn_p"] > change["previous_churn_p"]
+    assert change["band"] != change["previous_band"] and not is_entry(change, "medium")
+
+
 def test_a_checkpoint_from_before_calibration_resumes():
     import pickle
 

@@ -29,7 +29,7 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
         wait_until(lambda: accepted_total(redis_client, settings) >= len(simulation.events), 180,
                    "history not processed", interval_s=0.5, process=worker.process)
         examples = read_topic(settings.kafka_bootstrap, settings.topic("training-examples"))
-        distinct = {orjson.loads(m.value)["example_id"] for m in examples}
+        distinct = {e["example_id"] for m in examples for e in orjson.loads(m.value)["examples"]}
 
         def learned() -> int:
             return orjson.loads(redis_client.get(prefix + "model:churn:metrics"))["examples"]
