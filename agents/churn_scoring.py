@@ -186,24 +186,28 @@ class ChurnStage:
         for customer_id, (state, partition, touched) in self._seen.items():
             if touched and partition in tick_bounds:
                 self._report_ticks(customer_id, state, partition, tick_bounds[partition])
+        scored = {customer_id for customer_id, *_ in self._pending}
         self._score_ticks()
         fresh = [state for state, _, touched in self._seen.values() if touched]
-        buyers = sum(state.purchases.orders > 0 for state in fresh)
-        CHURN_SCORINGS.labels("event").inc(buyers)
-        CHURN_SCORED_TIMES.labels("event").inc(buyers)
+        CHURN_SCORED_TIMES.labels("event").inc(sum(state.purchases.orders > 0 for state in fresh))
         reported = [(state.churn_score or {}).get("reported") for state in fresh]
         churn_tracking.score_many([(state, [state.activity.last_seen_ms]) for state in fresh], self.scorer,
                                   self.churn)
         for state, kept in zip(fresh, reported):
             if state.churn_score is not None:
                 state.churn_score["reported"] = kept
-        self._plan()
+        scored |= self._plan()
+        scored |= {customer_id for customer_id, (state, _, touched) in self._seen.items()
+                   if touched and state.purchases.orders > 0}
+        by_event = sum(self._seen[customer_id][2] for customer_id in scored)
+        CHURN_SCORINGS.labels("event").inc(by_event)
+        CHURN_SCORINGS.labels("wake").inc(len(scored) - by_event)
         self._seen.clear()
         self._ticked.clear()
 
-    def _plan(self) -> None:
+    def _plan(self) -> set[str]:
         """Look ahead along each visited customer's ticks up to its next label wake-up; wake it at the first
-        tick whose report would change, or for its labels, whichever comes first."""
+        tick whose report would change, or for its labels, whichever comes first. The customers planned."""
         windows = []
         for customer_id, (state, partition, _) in self._seen.items():
             label_wake = churn_tracking.label_wake_ms(state, self.churn)
@@ -214,7 +218,6 @@ class ChurnStage:
             windows.append((customer_id, partition, state, label_wake if label_wake is not None or not ticks else until,
                             ticks))
         planned = [(state, ticks) for _, _, state, _, ticks in windows if state.churn_score is not None and ticks]
-        CHURN_SCORINGS.labels("plan").inc(len(planned))
         CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned))
         scores = iter(churn_tracking.raw_scores(planned, self.scorer, self.churn)[0])
         for customer_id, partition, state, label_wake, ticks in windows:
@@ -228,6 +231,7 @@ class ChurnStage:
                 wake = plan.reports_at_ms
             candidates = [t for t in (wake, label_wake) if t is not None]
             self.wheel[customer_id] = (partition, min(candidates) if candidates else None)
+        return {customer_id for customer_id, _, state, _, ticks in windows if state.churn_score is not None and ticks}
 
     def last_tick(self, customer_id: str, state: CustomerState) -> int:
         """The customer's newest report tick so far (noted in this batch, or reported before it)."""
@@ -274,38 +278,54 @@ class ChurnStage:
 
     def _score_ticks(self) -> None:
         """Score every noted tick in one model evaluation; report, per customer in tick order, those that moved
-        the band or more than the threshold since the last report."""
+        the band or more than the threshold since the last report. Only reported ticks and each customer's
+        newest (its stored score) are explained."""
         pending, self._pending = self._pending, []
-        CHURN_SCORINGS.labels("tick").inc(len(pending))
         CHURN_SCORED_TIMES.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
-        scored = churn_tracking.score_many([(as_of, ticks) for _, _, _, as_of, ticks in pending], self.scorer,
-                                           self.churn)
-        threshold = self.churn.change_threshold
-        for (customer_id, partition, state, as_of, _), scores in zip(pending, scored):
-            stored = state.churn_score
-            reported = (stored or {}).get("reported")
+        raw, version = churn_tracking.raw_scores([(as_of, ticks) for *_, as_of, ticks in pending], self.scorer,
+                                                 self.churn)
+        decided = []  # per noted stretch: [(tick, raw, churn_p, band, change or None)], the reported dict after
+        reported_of: dict[str, dict | None] = {}  # a customer's later stretch goes on from its earlier one
+        for (customer_id, partition, state, as_of, ticks), churn_ps in zip(pending, raw):
+            reported = reported_of.get(customer_id, (state.churn_score or {}).get("reported"))
             last_seen = as_of.activity.last_seen_ms or 0
-            for new in scores:
+            rows = []
+            for tick, raw_p in zip(ticks, churn_ps):
                 previous = (reported or {}).get("tick")
-                new["churn_p"], new["band"] = churn_tracking.ratchet(previous, new["churn_p"], new["version"], last_seen)
-                if churn_tracking.changes_report(reported, new["churn_p"], new["band"], threshold):
+                churn_p, band = churn_tracking.ratchet(previous, raw_p, version, last_seen)
+                change = None
+                if churn_tracking.changes_report(reported, churn_p, band, self.churn.change_threshold):
                     last = reported and reported.get("churn_p") is not None
-                    change = {"customer_id": customer_id, "partition": partition, "as_of_ms": new["as_of_ms"],
-                              "churn_p": new["churn_p"], "band": new["band"],
+                    change = {"customer_id": customer_id, "partition": partition, "as_of_ms": tick,
+                              "churn_p": churn_p, "band": band,
                               "previous_churn_p": reported["churn_p"] if last else None,
-                              "previous_band": reported["band"] if last else None,
-                              "model_version": new["version"], "top_features": new["top_features"]}
-                    if previous and previous["version"] != new["version"] and last_seen <= previous["as_of_ms"]:
+                              "previous_band": reported["band"] if last else None, "model_version": version}
+                    if previous and previous["version"] != version and last_seen <= previous["as_of_ms"]:
                         change |= {"model_change": True, "previous_model_version": previous["version"]}
+                    reported = {"churn_p": churn_p, "band": band}
+                rows.append((tick, raw_p, churn_p, band, change))
+                reported = {**(reported or {}), "tick_ms": tick,
+                            "tick": {"churn_p": churn_p, "version": version, "as_of_ms": tick}}
+            decided.append((rows, reported))
+            reported_of[customer_id] = reported
+        explained = [[row for i, row in enumerate(rows) if row[4] is not None or i == len(rows) - 1]
+                     for rows, _ in decided]
+        tops = churn_tracking.explain([(as_of, [row[0] for row in rows], [row[1] for row in rows])
+                                       for (*_, as_of, _), rows in zip(pending, explained)], self.scorer, self.churn)
+        for (customer_id, _, state, as_of, _), (rows, reported), shown, top in zip(pending, decided, explained, tops):
+            top_of = {row[0]: features for row, features in zip(shown, top)}
+            for tick, _, churn_p, _, change in rows:
+                self.tick_scores[customer_id, tick] = churn_p
+                if change is not None:
+                    change["top_features"] = top_of[tick]
                     if self.describe is not None:
-                        change |= self.describe(customer_id, as_of, new["as_of_ms"])
+                        change |= self.describe(customer_id, as_of, tick)
                     self.score_changes.append(change)
-                    reported = {"churn_p": new["churn_p"], "band": new["band"]}
-                self.tick_scores[customer_id, new["as_of_ms"]] = new["churn_p"]
-                reported = {**(reported or {}), "tick_ms": new["as_of_ms"],
-                            "tick": {"churn_p": new["churn_p"], "version": new["version"], "as_of_ms": new["as_of_ms"]}}
-            newest = scores[-1]
-            if stored is not None and stored["as_of_ms"] > newest["as_of_ms"]:
+            tick, _, churn_p, band, _ = rows[-1]
+            newest = {"churn_p": churn_p, "band": band, "version": version, "as_of_ms": tick,
+                      "top_features": top_of[tick]}
+            stored = state.churn_score
+            if stored is not None and stored["as_of_ms"] > tick:
                 newest = stored  # the stored score is newer than the ticks (an event's fresh score)
             state.churn_score = {**newest, "reported": reported}
 

@@ -25,11 +25,12 @@ REDIS_SECONDS = Histogram("crm_redis_seconds", "Redis round trips of the batch p
                           ["operation"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 CONSUMER_LAG = Gauge("crm_consumer_lag", "Records not applied yet: the partition's log end minus the applied offset",
                      ["topic", "partition"], registry=REGISTRY)
-CHURN_SCORINGS = Counter("crm_churn_scorings_total", "Customers scored (a customer's as-of times in one evaluation): "
-                         "their report ticks (tick), as of their newest event (event), a look-ahead over their future "
-                         "ticks (plan)", ["at"], registry=REGISTRY)
-CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored (silence paths evaluated), by the "
-                             "same kinds as crm_churn_scorings_total", ["at"], registry=REGISTRY)
+CHURN_SCORINGS = Counter("crm_churn_scorings_total", "Customers scored in a batch, each counted once however many "
+                         "as-of times it was scored at: visited for an event of theirs (event) or by the event-time "
+                         "wheel (wake)", ["at"], registry=REGISTRY)
+CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored (silence paths evaluated): report "
+                             "ticks (tick), as of a customer's newest event (event), a look-ahead over future ticks "
+                             "(plan)", ["at"], registry=REGISTRY)
 MODEL_VERSION = Gauge("crm_model_version", "Version of the model snapshot this worker scores with",
                       ["model"], registry=REGISTRY)
 

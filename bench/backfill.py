@@ -1,7 +1,8 @@
 """Backfill a shop's history through one worker, as a new user would: the whole history is produced first, then
 one worker drains it. Printed per size: orders/s and events/s drained (first to last applied event), churn
-scorings per purchase event and per event (customers scored: the worker's ``crm_churn_scorings_total``; by kind,
-with the as-of times those evaluations covered, ``crm_churn_scored_times_total``), worker CPU µs per event
+scorings per purchase event and per event (customers scored in a batch, once each: the worker's
+``crm_churn_scorings_total``; the share visited by the wheel, not by an event of theirs; and the as-of times scored,
+``crm_churn_scored_times_total``, by kind), worker CPU µs per event
 (/proc), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
 
 The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
@@ -132,7 +133,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "orders_per_s": drained * purchases_share / drained_s,
         "scorings_per_purchase": total_scorings / topics["purchases"],
         "scorings_per_event": total_scorings / len(events),
-        "tick_share": scorings.get("tick", 0) / max(total_scorings, 1),
+        "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
         "worker_cpu_us_per_event": worker_cpu / drained * 1e6, "redis_cpu_us_per_event": redis_cpu / drained * 1e6,
@@ -151,16 +152,16 @@ def main() -> None:
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
         print(f"{'profile':>7} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} {'events/s':>9} "
-              f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'ticks':>6} {'worker us/ev':>12} "
+              f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
         for customers in args.customers:
             r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy)
             print(f"{r['profile']:>7} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
-                  f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['tick_share']:>6.0%} "
+                  f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['wake_share']:>6.0%} "
                   f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "
                   f"{r['bytes_per_customer']:>10,.0f}", flush=True)
-            print("          per purchase: customers scored " + ", ".join(
+            print("          per purchase: customers scored, by what visited them " + ", ".join(
                 f"{at} {value:.2f}" for at, value in r["per_purchase"].items()) + "; as-of times scored " + ", ".join(
                 f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items()), flush=True)
 

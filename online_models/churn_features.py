@@ -90,7 +90,7 @@ def engagement_anchor(state: CustomerState, at_ms: int) -> list[float]:
     return _anchor_of(_base_row(state, at_ms))
 
 
-def _anchor_of(base: np.ndarray) -> list[float]:
+def _anchor_of(base: list[float]) -> list[float]:
     return [round(float(v), 4) for v in base[_ENGAGEMENT]]
 
 
@@ -134,17 +134,19 @@ def example_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None
     return _full_row(state, base, anchor, lag_steps, step_ms), _anchor_of(base)
 
 
-def _full_row(state: CustomerState, base: np.ndarray, anchor: Sequence[float] | None, lag_steps: int,
+def _full_row(state: CustomerState, base: list[float], anchor: Sequence[float] | None, lag_steps: int,
               step_ms: int) -> list[float]:
-    row = np.zeros(len(FEATURES))
-    row[:_AGE] = base
+    """One row in plain Python (a checkpoint builds one at a time; numpy's per-call cost was most of it)."""
+    row = base + [0.0] * (len(FEATURES) - len(base))
     if anchor is not None:
         row[_ENGAGEMENT] = anchor
         fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)
-        row[list(_DECAYED)] = np.log1p(np.expm1(row[list(_DECAYED)]) * fade)
-    row[_AGE] = lag_steps
-    _fill_hinges(row)
-    return row.tolist()
+        for column in _DECAYED:
+            row[column] = math.log1p(math.expm1(row[column]) * fade)
+    row[_AGE] = float(lag_steps)
+    for i, (column, knot) in enumerate(_HINGE_COLUMNS):
+        row[len(_BASE_FEATURES) + i] = max(row[column] - knot, 0.0)
+    return row
 
 
 def _fill_hinges(rows: np.ndarray) -> None:
@@ -153,7 +155,7 @@ def _fill_hinges(rows: np.ndarray) -> None:
         rows[..., len(_BASE_FEATURES) + i] = np.maximum(rows[..., column] - knot, 0.0)
 
 
-def _base_row(state: CustomerState, at_ms: int) -> np.ndarray:
+def _base_row(state: CustomerState, at_ms: int) -> list[float]:
     history, engagement = state.purchases, state.engagement
     silence_days = max(at_ms - history.last_order_ms, 0) / DAY_MS
     mean_gap = history.mean_gap_days or PRIOR_GAP_DAYS
@@ -166,7 +168,7 @@ def _base_row(state: CustomerState, at_ms: int) -> np.ndarray:
     csat, nps = engagement.last_csat, engagement.last_nps
     recent_spend = sum(amount for ts, amount in zip(history.recent_order_ms, history.recent_order_minor)
                        if window_start < ts <= at_ms)
-    return np.array([
+    return [
         math.log1p(silence_days),
         min(silence_days / max(mean_gap, 1.0), 10.0),
         math.log1p(history.orders),
@@ -183,7 +185,7 @@ def _base_row(state: CustomerState, at_ms: int) -> np.ndarray:
         0.0 if csat is None else csat - 3.0,
         0.0 if nps is None else (nps - 5.0) / 5.0,
         float(_spend_trend(recent_spend, history.gross_minor, history.orders, expected_recent)),
-    ])
+    ]
 
 
 def _spend_trend(recent_spend_minor, gross_minor, orders, expected_orders):

@@ -302,8 +302,13 @@ class LinearHazardScorer:
         safe = np.where(self.stds > 0, self.stds, 1.0)
         return np.where(self.stds > 0, (rows - self.means) / safe, 0.0)
 
+    def __post_init__(self) -> None:
+        # The scaling folded into the weights: hazards of a whole batch of paths are one matrix product.
+        self._weights = np.where(self.stds > 0, self.weights / np.where(self.stds > 0, self.stds, 1.0), 0.0)
+        self._intercept = self.intercept - float(self.means @ self._weights)
+
     def hazards(self, rows: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self._scaled(rows) @ self.weights + self.intercept)))
+        return 1.0 / (1.0 + np.exp(-(rows @ self._weights + self._intercept)))
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Each feature's push on the churn log-odds now (positive raises churn risk), i.e. minus its

@@ -27,8 +27,6 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from online_models.churn_features import example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
@@ -36,7 +34,7 @@ from online_models.customer_state import CustomerState
 from online_models.hazard import Example, HazardConfig, band_of
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "raw_scores", "ratchet",
+__all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "raw_scores", "explain", "ratchet",
            "changes_report", "plan_silence", "SilencePlan", "tick_phase_ms", "next_tick_ms", "ticks_between",
            "label_wake_ms", "PRIOR_VERSION"]
 
@@ -106,22 +104,13 @@ def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
     """Score each customer at each of its as-of times (ascending), with one model evaluation over all
     their silence paths; returns the scores in that order (none for non-buyers) and leaves the last one
     in ``state.churn_score``."""
-    buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and len(times)]
-    probabilities, version, paths = _evaluate(buyers, scorer, settings)
-    if scorer is None:
-        scored = [(state, at_ms) for state, times in buyers for at_ms in times]
-        explanations = [_prior_explanation(state, at_ms, churn_p, settings)
-                        for (state, at_ms), churn_p in zip(scored, probabilities)]
-    else:
-        explanations = top_contributions(scorer.contributions(paths[:, 0, :])) if buyers else []
-    scores = iter(zip(probabilities, explanations))
+    probabilities, version = raw_scores(customers, scorer, settings)
+    explanations = explain([(state, times if ps else [], ps) for (state, times), ps in zip(customers, probabilities)],
+                           scorer, settings)
     results: list[list[dict]] = []
-    for state, times in customers:
+    for (state, times), churn_ps, tops in zip(customers, probabilities, explanations):
         results.append([])
-        if state.purchases.orders == 0:
-            continue
-        for at_ms in times:
-            churn_p, top = next(scores)
+        for at_ms, churn_p, top in zip(times, churn_ps, tops):
             previous = state.churn_score
             if (previous is not None and previous["version"] == version and previous["as_of_ms"] <= at_ms
                     and (state.activity.last_seen_ms or 0) <= previous["as_of_ms"]):
@@ -134,24 +123,34 @@ def score_many(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
 
 def raw_scores(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer: HazardScorer | None,
                settings: ChurnSettings) -> tuple[list[list[float]], int | str]:
-    """``churn_p`` of each customer at each of its as-of times, as :func:`score_many` would round it, without
-    explanations and without touching the states (what a look-ahead needs); and the version scored with."""
+    """Unrounded ``churn_p`` of each customer at each of its as-of times (none for non-buyers), with one model
+    evaluation over all their silence paths, without explanations and without touching the states; and the
+    version scored with."""
     buyers = [(state, times) for state, times in customers if state.purchases.orders > 0 and len(times)]
-    probabilities, version, _ = _evaluate(buyers, scorer, settings)
-    values = iter(probabilities)
-    return [[next(values) for _ in times] if state.purchases.orders > 0 else [] for state, times in customers], version
-
-
-def _evaluate(buyers: Sequence[tuple[CustomerState, Sequence[int]]], scorer: HazardScorer | None,
-              settings: ChurnSettings) -> tuple[list[float], int | str, np.ndarray | None]:
-    """Unrounded ``churn_p`` of every (buyer, as-of time), in order, with one model evaluation."""
     if scorer is None:
-        return [_prior(state, at_ms, settings) for state, times in buyers for at_ms in times], PRIOR_VERSION, None
-    if not buyers:
-        return [], scorer.version, None
-    hazard = settings.hazard
-    paths = silence_paths(buyers, hazard.step_ms, hazard.steps)
-    return churn_probabilities(scorer, paths, hazard).tolist(), scorer.version, paths
+        values = [_prior(state, at_ms, settings) for state, times in buyers for at_ms in times]
+        version = PRIOR_VERSION
+    else:
+        hazard = settings.hazard
+        values = (churn_probabilities(scorer, silence_paths(buyers, hazard.step_ms, hazard.steps), hazard).tolist()
+                  if buyers else [])
+        version = scorer.version
+    it = iter(values)
+    return [[next(it) for _ in times] if state.purchases.orders > 0 else [] for state, times in customers], version
+
+
+def explain(customers: Sequence[tuple[CustomerState, Sequence[int], Sequence[float]]], scorer: HazardScorer | None,
+            settings: ChurnSettings) -> list[list[list[dict]]]:
+    """The top signed contributions behind each customer's score at each of its as-of times (``churn_ps``: the
+    raw scores there, which the prior's one reason is computed from). Only scores that are shown or reported
+    need one, so the pipeline asks for those alone."""
+    if scorer is None:
+        return [[_prior_explanation(state, at_ms, churn_p, settings) for at_ms, churn_p in zip(times, churn_ps)]
+                for state, times, churn_ps in customers]
+    asked = [(state, times) for state, times, _ in customers if len(times)]
+    tops = iter(top_contributions(scorer.contributions(silence_paths(asked, settings.hazard.step_ms, 1)[:, 0, :]))
+                if asked else [])
+    return [[next(tops) for _ in times] for _, times, _ in customers]
 
 
 def ratchet(carrier: dict | None, churn_p: float, version: int | str, last_seen_ms: int) -> tuple[float, str]:
