@@ -15,18 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-import orjson
-
+from agents.chunked import chunked_messages
 from agents.metrics import CHURN_SCORED_TIMES, CHURN_SCORINGS
 from agents.snapshots import SnapshotView
 from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
-from online_models.hazard import Example, band_of
+from online_models.hazard import Example
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
-__all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages", "EXAMPLES_PER_MESSAGE"]
+__all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
 
 #: Redis key (under the prefix) of the newest churn model snapshot (JSON).
 MODEL_KEY = "model:churn:latest"
@@ -330,24 +329,16 @@ class ChurnStage:
             state.churn_score = {**newest, "reported": reported}
 
 
-#: Examples per ``training-examples`` message: a batch closes thousands of silent customers' examples, and one
-#: message each cost more in the producer and the trainer's consumer than learning them (bench/backfill.py).
-EXAMPLES_PER_MESSAGE = 500
-
-
 def example_messages(examples: Sequence[tuple[str, Example]], batch_key: str) -> list[tuple[bytes, bytes]]:
-    """The batch's closed examples in messages of up to :data:`EXAMPLES_PER_MESSAGE` (keys: the batch and chunk,
-    so a batch re-processed after a crash sends the same messages; each example keeps its id, customer and
-    checkpoint, by which the trainer drops one it has learned).
+    """The batch's closed examples as ``training-examples`` messages (:func:`agents.chunked.chunked_messages`); an
+    example's id is its customer and checkpoint.
 
+    >>> import orjson
     >>> key, value = example_messages([("c1", Example(7, [0.5], False))], "purchases-0:41")[0]
     >>> key, orjson.loads(value)["examples"]
     (b'purchases-0:41:0', [{'example_id': 'c1:7', 'checkpoint_ms': 7, 'features': [0.5], 'purchased': False}])
     """
-    messages = []
-    for chunk, start in enumerate(range(0, len(examples), EXAMPLES_PER_MESSAGE)):
-        payload = [{"example_id": f"{customer_id}:{example.checkpoint_ms}", "checkpoint_ms": example.checkpoint_ms,
-                    "features": example.features, "purchased": example.purchased}
-                   for customer_id, example in examples[start:start + EXAMPLES_PER_MESSAGE]]
-        messages.append((f"{batch_key}:{chunk}".encode(), orjson.dumps({"examples": payload})))
-    return messages
+    return chunked_messages([{"example_id": f"{customer_id}:{example.checkpoint_ms}",
+                              "checkpoint_ms": example.checkpoint_ms, "features": example.features,
+                              "purchased": example.purchased} for customer_id, example in examples],
+                            "examples", batch_key)

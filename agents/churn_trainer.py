@@ -23,6 +23,7 @@ from collections import OrderedDict
 import faust
 import orjson
 
+from agents.chunked import records_of
 from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
@@ -82,13 +83,11 @@ class TrainerProcess:
         if offset <= self.offset:
             return  # learned before the last checkpoint
         self.offset = offset
-        try:
-            payload = orjson.loads(value)
-        except (TypeError, orjson.JSONDecodeError):
+        examples = records_of(value, "examples")
+        if examples is None:
             self.rejected += 1
             return
-        examples = payload.get("examples") if isinstance(payload, dict) else None
-        for example in examples if isinstance(examples, list) else [payload]:
+        for example in examples:
             self._learn_one(example)
 
     def _learn_one(self, example: object) -> None:

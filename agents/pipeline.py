@@ -19,7 +19,7 @@ from agents.ingest import SourceMessage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
 from agents.metrics import BATCH_SECONDS, DEADLETTERED, EVENTS_IN, EVENTS_OUT, MODEL_VERSION, REDIS_SECONDS
 from agents.population import PopulationView
-from agents.segment_stage import sample_message, segment_view
+from agents.segment_stage import sample_messages, segment_view
 from schemas.events import CustomerEvent
 from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore
@@ -106,7 +106,8 @@ class BatchProcessor:
         deliveries += [await self._send("erasures", key=e.customer_id.encode(),
                                         value=_erasure_confirmation(e, now_ms)) for e in applied.erasures]
         first = min(fresh, key=lambda m: (m.tp, m.offset))
-        for key, value in example_messages(applied.churn.examples, f"{first.tp}:{first.offset}"):
+        batch_key = f"{first.tp}:{first.offset}"
+        for key, value in example_messages(applied.churn.examples, batch_key):
             deliveries.append(await self._send("training-examples", key=key, value=value))
         deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]
@@ -118,8 +119,7 @@ class BatchProcessor:
         for erased in applied.erasures:
             key, value = erasure_record(erased.customer_id, erased.ts_ms)
             deliveries.append(await self._send("alerts", key=key, value=value))
-        for sample in applied.segments.samples:
-            key, value = sample_message(*sample)
+        for key, value in sample_messages(applied.segments.samples, batch_key):
             deliveries.append(await self._send("segment-features", key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)

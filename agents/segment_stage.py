@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Sequence
 
-import orjson
-
+from agents.chunked import chunked_messages
 from agents.snapshots import SnapshotView
 from online_models.customer_state import CustomerState
 from online_models.kpis import bucket_of, day_of
@@ -33,7 +33,7 @@ from online_models.segment_training import SegmentSettings
 from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "CHURN_SCALE", "segment_view", "SegmentStage",
-           "migrations_key", "pseudonym", "sample_message"]
+           "migrations_key", "pseudonym", "sample_messages"]
 
 #: Redis keys (under the prefix): newest snapshot (JSON), per-segment totals, birth/death/rename stream.
 SNAPSHOT_KEY = "seg:latest"
@@ -147,8 +147,8 @@ def _totals(state: CustomerState) -> tuple:
             int(churn_p is not None))
 
 
-def sample_message(key: str, as_of_ms: int, features: list[float]) -> tuple[bytes, bytes]:
-    """Key (pseudonym and time: a re-sent sample is recognised) and value of a trainer sample."""
-    sample_id = f"{key}:{as_of_ms}"
-    return sample_id.encode(), orjson.dumps({"sample_id": sample_id, "key": key, "as_of_ms": as_of_ms,
-                                             "features": features})
+def sample_messages(samples: Sequence[tuple[str, int, list[float]]], batch_key: str) -> list[tuple[bytes, bytes]]:
+    """The batch's samples as ``segment-features`` messages (:func:`agents.chunked.chunked_messages`); a sample's
+    id is its pseudonym and time, by which a re-sent one is recognised."""
+    return chunked_messages([{"sample_id": f"{key}:{as_of_ms}", "key": key, "as_of_ms": as_of_ms, "features": features}
+                             for key, as_of_ms, features in samples], "samples", batch_key)

@@ -21,6 +21,7 @@ from typing import Awaitable, Callable
 import faust
 import orjson
 
+from agents.chunked import records_of
 from agents.segment_stage import EVENTS_KEY, SNAPSHOT_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.segment_features import FEATURE_NAMES
@@ -76,24 +77,28 @@ class SegmentTrainerProcess:
             if offset <= self.offset:
                 continue  # learnt before the last checkpoint
             self.offset = offset
-            sample = self._parse(value)
-            if sample is not None and sample[0] not in self.seen:
-                self.seen[sample[0]] = None
-                fresh.append(sample)
+            records = records_of(value, "samples")
+            if records is None:
+                self.rejected += 1
+                continue
+            for record in records:
+                sample = self._parse(record)
+                if sample is not None and sample[0] not in self.seen:
+                    self.seen[sample[0]] = None
+                    fresh.append(sample)
         while len(self.seen) > _REMEMBERED_IDS:
             self.seen.popitem(last=False)
         random.Random(self.offset).shuffle(fresh)
         for _, key, features in fresh:
             self.training.learn(key, features)
 
-    def _parse(self, value: bytes | None) -> tuple[str, str, list[float]] | None:
+    def _parse(self, sample: object) -> tuple[str, str, list[float]] | None:
         try:
-            sample = orjson.loads(value)
             features = [float(v) for v in sample["features"]]
             if len(features) != len(FEATURE_NAMES):
                 raise ValueError("wrong shape")
             return str(sample["sample_id"]), str(sample["key"]), features
-        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        except (ValueError, TypeError, KeyError):
             self.rejected += 1
             return None
 

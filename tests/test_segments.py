@@ -25,7 +25,7 @@ def trainer_caught_up(settings, client) -> bool:
     """The newest snapshot has learnt every distinct sample the workers sent."""
     blob = client.get(settings.redis_prefix + "seg:latest")
     samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
-    distinct = {orjson.loads(m.value)["sample_id"] for m in samples}
+    distinct = {s["sample_id"] for m in samples for s in orjson.loads(m.value)["samples"]}
     return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
 
 
