@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+from agents.batch_stage import BatchStage
+from agents.churn_scoring import ChurnStage
 from online_models.clv import ClvPrior, value_if_retained
 from online_models.customer_alerts import (
     CooldownGate, CustomerAlertRules, customer_alerts, is_valuable, unhappy_after_ticket,
@@ -22,6 +24,7 @@ from online_models.quantiles import FrozenRanks
 from online_models.retention_actions import RetentionAction, rank_actions
 from online_models.segment_features import segment_features
 from online_models.segment_snapshot import SegmentModel
+from schemas.events import Event, Interaction
 
 __all__ = ["VALUE_SKETCH", "value_inputs", "value_of", "customer_value", "AlertStage"]
 
@@ -51,7 +54,7 @@ def customer_value(state: CustomerState, prior: ClvPrior) -> float | None:
 
 
 @dataclass
-class AlertStage:
+class AlertStage(BatchStage):
     """Customer alerts of one batch (ids ``rule:customer:event time``), with ranked retention actions."""
 
     rules: CustomerAlertRules
@@ -61,7 +64,7 @@ class AlertStage:
     segment_of: Callable[[CustomerState], str]
     segment_model: SegmentModel | None = None
     segment_window_days: float = 180.0
-    last_tick_of: Callable[[str, CustomerState], int] = lambda customer_id, state: 0
+    churn: ChurnStage | None = None  # whose ticks and score changes the alerts read
     alerts: list[dict] = field(default_factory=list)
     _deferred: list[tuple] = field(default_factory=list)
 
@@ -87,6 +90,20 @@ class AlertStage:
         raw = segment_features(state, at_ms, self.segment_window_days)
         return None if raw is None else self.segment_model.assign(raw)[0]
 
+    def after_event(self, customer_id: str, state: CustomerState, event: Event) -> None:
+        if isinstance(event, Interaction) and event.survey == "csat" and event.score is not None:
+            self.survey(customer_id, state, event.ts_ms, event.score)
+
+    def finish(self, states: Mapping[str, CustomerState]) -> None:
+        """Once the churn stage has scored the batch: the deferred survey alerts, then each score change
+        described as of its tick and put to the customer rules."""
+        if self.churn is None:
+            return
+        self.resolve(self.churn.tick_scores)
+        for change, as_of in zip(self.churn.score_changes, self.churn.change_states):
+            change |= self.describe(change["customer_id"], as_of, change["as_of_ms"])
+            self.score_change(change, states[change["customer_id"]])
+
     def score_change(self, change: dict, state: CustomerState) -> None:
         """Raise the customer rules a (described) score change triggers."""
         for alert in customer_alerts(change, change.get("value_minor"), change.get("value_rank"),
@@ -104,8 +121,8 @@ class AlertStage:
             # Ranked with the risk of the customer's last report tick (replayable, unlike a fresh score),
             # which may still be waiting to be scored with the batch's other ticks: see resolve().
             tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
-            self._deferred.append((alert, state, value, self._nearest_segment(state, ts_ms),
-                                   self.last_tick_of(customer_id, state), tick))
+            last_tick = self.churn.last_tick(customer_id, state) if self.churn is not None else 0
+            self._deferred.append((alert, state, value, self._nearest_segment(state, ts_ms), last_tick, tick))
 
     def resolve(self, tick_scores: Mapping[tuple[str, int], float]) -> None:
         """Raise the survey alerts of the batch once its ticks are scored (``tick_scores``: (customer, tick) ->

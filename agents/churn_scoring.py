@@ -13,8 +13,9 @@ deterministic keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from agents.batch_stage import BatchStage
 from agents.chunked import chunked_messages
 from agents.metrics import CHURN_SCORED_TIMES, CHURN_SCORINGS
 from agents.snapshots import SnapshotView
@@ -23,7 +24,8 @@ from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
 from streams.config import Settings
-from streams.redis_store import RedisStore
+from schemas.events import Event, Purchase
+from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
 
@@ -108,7 +110,7 @@ class WheelClock:
 
 
 @dataclass
-class ChurnStage:
+class ChurnStage(BatchStage):
     """What the churn stage decided in one batch.
 
     Two kinds of scores. *Report ticks* (a fixed event-time grid per customer, daily or twice daily:
@@ -128,10 +130,11 @@ class ChurnStage:
 
     settings: Settings
     scorer: HazardScorer | None = None
-    describe: Callable[[str, CustomerState, int], dict] | None = None  # enrichment of a change, as of its tick
     purchase_watermarks: Mapping[int, int] = field(default_factory=dict)  # partition -> purchases watermark
+    tick_bounds: Mapping[int, int] = field(default_factory=dict)  # partition -> ticks decided up to (finish)
     examples: list[tuple[str, Example]] = field(default_factory=list)
     score_changes: list[dict] = field(default_factory=list)
+    change_states: list[CustomerState] = field(default_factory=list)  # each change's customer as of its tick
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
     _opens: dict[str, bool] = field(default_factory=dict)
     _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
@@ -144,6 +147,15 @@ class ChurnStage:
         self.churn = self.settings.churn_settings()
         self.version = churn_tracking.PRIOR_VERSION if self.scorer is None else self.scorer.version
 
+    def before_event(self, customer_id: str, state: CustomerState, event: Event, partition: int) -> None:
+        self.before_any_event(customer_id, state, event.ts_ms, partition)
+        if isinstance(event, Purchase) and event.kind == "order":
+            self.before_order(customer_id, state, event.ts_ms)
+
+    def after_event(self, customer_id: str, state: CustomerState, event: Event) -> None:
+        if isinstance(event, Purchase) and event.kind == "order":
+            self.after_order(customer_id, state, event.ts_ms)
+
     def before_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
         closed, self._opens[customer_id] = churn_tracking.on_order(state, ts_ms, self.churn)
         self.examples += [(customer_id, example) for example in closed]
@@ -151,7 +163,7 @@ class ChurnStage:
     def after_order(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
         churn_tracking.after_order(state, ts_ms, self._opens.pop(customer_id), self.churn)
 
-    def before_event(self, customer_id: str, state: CustomerState, ts_ms: int, partition: int) -> None:
+    def before_any_event(self, customer_id: str, state: CustomerState, ts_ms: int, partition: int) -> None:
         """An event at ``ts_ms`` is about to be applied: close the examples the purchases watermark has decided
         (their successors' features must not see this event) and report the ticks the customer passed."""
         watermark = self.purchase_watermarks.get(partition)
@@ -168,8 +180,8 @@ class ChurnStage:
         self._ticked.pop(customer_id, None)
         self._pending = [p for p in self._pending if p[0] != customer_id]
 
-    def wake(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
-             tick_until_ms: int | None = None) -> None:
+    def woken(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
+              tick_until_ms: int | None = None) -> None:
         """A customer due on the wheel: close the examples the purchases watermark decides, report the ticks
         up to ``tick_until_ms`` (the watermark of every topic that changes a score; default: the purchases')."""
         self.examples += [(customer_id, e) for e in churn_tracking.on_clock(state, watermark_ms, self.churn)]
@@ -177,14 +189,14 @@ class ChurnStage:
         touched = self._seen.get(customer_id, (None, None, False))[2]
         self._seen[customer_id] = (state, partition, touched)
 
-    def finish(self, tick_bounds: Mapping[int, int]) -> None:
+    def finish(self, states: Mapping[str, CustomerState] | None = None) -> None:
         """End of the batch: ticks up to each partition's bound for the customers with events (their newest
         event is older); every tick of the batch scored in one model evaluation and reported in order; fresh
         scores as of the newest event (one more evaluation); a look-ahead for every customer visited (one more)
         and their wheel entries."""
         for customer_id, (state, partition, touched) in self._seen.items():
-            if touched and partition in tick_bounds:
-                self._report_ticks(customer_id, state, partition, tick_bounds[partition])
+            if touched and partition in self.tick_bounds:
+                self._report_ticks(customer_id, state, partition, self.tick_bounds[partition])
         scored = {customer_id for customer_id, *_ in self._pending}
         self._score_ticks()
         fresh = [state for state, _, touched in self._seen.values() if touched]
@@ -203,6 +215,10 @@ class ChurnStage:
         CHURN_SCORINGS.labels("wake").inc(len(scored) - by_event)
         self._seen.clear()
         self._ticked.clear()
+
+    def write_into(self, write: BatchWrite, states: Mapping[str, CustomerState] | None = None) -> None:
+        for customer_id, (partition, wake_ms) in self.wheel.items():
+            write.schedule(partition, customer_id, wake_ms)
 
     def _plan(self) -> set[str]:
         """Look ahead along each visited customer's ticks up to its next label wake-up; wake it at the first
@@ -317,9 +333,8 @@ class ChurnStage:
                 self.tick_scores[customer_id, tick] = churn_p
                 if change is not None:
                     change["top_features"] = top_of[tick]
-                    if self.describe is not None:
-                        change |= self.describe(customer_id, as_of, tick)
                     self.score_changes.append(change)
+                    self.change_states.append(as_of)
             tick, _, churn_p, band, _ = rows[-1]
             newest = {"churn_p": churn_p, "band": band, "version": version, "as_of_ms": tick,
                       "top_features": top_of[tick]}

@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from agents.batch_stage import BatchStage
 from agents.chunked import chunked_messages
 from agents.snapshots import SnapshotView
 from online_models.customer_state import CustomerState
@@ -30,6 +31,7 @@ from online_models.purchase_history import DAY_MS
 from online_models.segment_features import segment_features
 from online_models.segment_snapshot import SegmentModel
 from online_models.segment_training import SegmentSettings
+from schemas.events import Event
 from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "CHURN_SCALE", "segment_view", "SegmentStage",
@@ -61,8 +63,9 @@ def segment_view(store: RedisStore) -> SnapshotView[SegmentModel]:
 
 
 @dataclass
-class SegmentStage:
-    """What the segment stage decided in one batch."""
+class SegmentStage(BatchStage):
+    """What the segment stage decided in one batch: samples for the trainer (at events, and through a silence
+    as of the customer's newest score), each customer's nearest segment, migrations and totals."""
 
     settings: SegmentSettings
     model: SegmentModel | None = None
@@ -70,15 +73,19 @@ class SegmentStage:
     migrations: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> "from>to" -> count
     _counted: dict[str, tuple] = field(default_factory=dict)  # customer -> totals it was counted in before
 
-    def remember(self, customer_id: str, state: CustomerState) -> None:
+    def loaded(self, customer_id: str, state: CustomerState) -> None:
         """Note the totals a customer is counted in as loaded (before the batch)."""
         self._counted.setdefault(customer_id, _totals(state))
 
-    def touch(self, customer_id: str, state: CustomerState, ts_ms: int) -> None:
-        """An event at ``ts_ms`` is about to be applied: sample the customer as of then if a sample is due."""
+    def before_event(self, customer_id: str, state: CustomerState, event: Event, partition: int) -> None:
+        """Sample the customer as of the event, before it is applied, if a sample is due."""
         sampled = (state.segment or {}).get("sampled_ms")
-        if sampled is None or ts_ms - sampled >= self._period_ms:
-            self._sample(customer_id, state, ts_ms)
+        if sampled is None or event.ts_ms - sampled >= self._period_ms:
+            self._sample(customer_id, state, event.ts_ms)
+
+    def finish(self, states: dict[str, CustomerState]) -> None:
+        for customer_id, state in states.items():
+            self.assign(customer_id, state)
 
     def _sample(self, customer_id: str, state: CustomerState, at_ms: int) -> None:
         raw = segment_features(state, at_ms, self.settings.window_days)

@@ -2,7 +2,7 @@
 
 A simulated history (known dropouts) is replayed in event-time order up to a
 cutoff through the same validation and dispatch the pipeline runs
-(agents.customer_state.apply_event, online_models.churn_tracking): hazard examples open at orders and every step of
+(agents.customer_state.apply_to_state, the churn stage's order hooks, online_models.churn_tracking): hazard examples open at orders and every step of
 silence, close late, and train the online learners prequentially. At the cutoff
 every buyer is scored; the truth is whether they bought in the following horizon.
 
@@ -31,9 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.churn_scoring import ChurnStage  # noqa: E402
-from agents.customer_state import SegmentOf, apply_event  # noqa: E402
+from agents.customer_state import apply_to_state  # noqa: E402
 from online_models import churn_tracking  # noqa: E402
-from online_models.kpis import KpiDeltas  # noqa: E402
 from online_models.churn_features import FEATURES, silence_paths  # noqa: E402
 from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
@@ -47,7 +46,7 @@ from streams.simulator import SEGMENTS, SimulationConfig, simulate  # noqa: E402
 
 class Replay:
     """Customers, their wheel and the trainer, driven in event-time order through the pipeline's own
-    event validation and dispatch (``agents.customer_state.apply_event`` with its churn stage)."""
+    event validation and dispatch (``agents.customer_state.apply_to_state``, the churn stage around orders)."""
 
     def __init__(self, settings: Settings, warmup: int) -> None:
         self.app_settings, self.settings = settings, settings.churn_settings()
@@ -57,7 +56,7 @@ class Replay:
         self.examples: list[tuple[list[float], bool]] = []
         self.warmup = warmup
         self.train_s = 0.0
-        self.stage, self.kpis, self.segment_of = ChurnStage(settings), KpiDeltas(), SegmentOf({})
+        self.stage = ChurnStage(settings)
 
     def learn(self, closed) -> None:
         for example in closed:
@@ -85,7 +84,12 @@ class Replay:
         half_life_ms = self.app_settings.engagement_half_life_days * DAY_MS
         state = self.states.setdefault(event.customer_id, CustomerState.new(half_life_ms))
         self.advance(event.ts_ms)
-        apply_event(state, event, self.kpis, self.app_settings.horizon_days * DAY_MS, self.segment_of, self.stage)
+        order = isinstance(event, Purchase) and event.kind == "order"
+        if order:
+            self.stage.before_order(event.customer_id, state, event.ts_ms)
+        apply_to_state(state, event)
+        if order:
+            self.stage.after_order(event.customer_id, state, event.ts_ms)
         self.learn(example for _, example in self.stage.examples)
         self.stage.examples.clear()
         if isinstance(event, Purchase) and event.kind == "order":

@@ -15,7 +15,6 @@ from typing import Callable, Iterable
 
 import redis.asyncio as aioredis
 
-from agents.customer_state import best_sellers_segment
 from agents.ingest import dedup_identity
 from agents.item_stage import ItemStage
 from online_models.cooccurrence import ItemCounts
@@ -38,7 +37,7 @@ def count_history(records: Iterable[tuple[str, dict]], settings: Settings,
         except InvalidEvent:
             invalid += 1
     events.sort(key=lambda event: event.ts_ms)  # the join is order-insensitive; this is one valid order
-    stage = ItemStage(settings.item_settings(), settings.lateness_ms)
+    stage = ItemStage(settings.item_settings(), settings.lateness_ms, segment_of)
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     states: dict[str, CustomerState] = {}
     seen: set[tuple[str, str, str]] = set()
@@ -55,11 +54,11 @@ def count_history(records: Iterable[tuple[str, dict]], settings: Settings,
         if state is None:
             state = states[event.customer_id] = CustomerState.new(half_life_ms)
         if isinstance(event, Purchase) and event.kind == "order":
-            segment_before = best_sellers_segment(state, segment_of)
+            stage.before_event(event.customer_id, state, event, 0)
             state.apply_order(event.ts_ms, event.amount_minor, sum(item.qty for item in event.items))
-            stage.order(state, event, segment_before)
+            stage.after_event(event.customer_id, state, event)
         elif isinstance(event, Interaction):
-            stage.view(state, event)
+            stage.after_event(event.customer_id, state, event)
     return stage.counts, invalid
 
 

@@ -140,8 +140,9 @@ def test_score_changes_report_a_slow_climb_once_it_adds_up_to_the_threshold():
         state.apply_order(day * DAY_MS, 4000, 1)
     stage = ChurnStage(settings, scorer)
     for day in range(41, 380):  # the watermark passes a day at a time: a report tick or two each, small steps
-        stage.wake("c1", state, 0, day * DAY_MS)
-        stage.finish({0: day * DAY_MS})
+        stage.woken("c1", state, 0, day * DAY_MS)
+        stage.tick_bounds = {0: day * DAY_MS}
+        stage.finish()
     changes = stage.score_changes
     steps = [abs(b["churn_p"] - a["churn_p"]) for a, b in zip(changes, changes[1:])]
     assert len(changes) >= 3 and changes[0]["previous_churn_p"] is None
@@ -173,12 +174,13 @@ def _drive_silence(scorer, visit_every_tick: bool, view_day: int | None = None) 
             state.churn_score.get("reported", {}).pop("plan", None)
         touched = view_day is not None and (half_day - 1) * DAY_MS // 2 < view_day * DAY_MS + 1 <= watermark
         if touched:
-            stage.before_event("c1", state, view_day * DAY_MS + 1, 0)
+            stage.before_any_event("c1", state, view_day * DAY_MS + 1, 0)
             state.apply_interaction("product_view", view_day * DAY_MS + 1)
         if visit_every_tick or touched or (wake is not None and wake <= watermark):
             visits += 1
-            stage.wake("c1", state, 0, watermark)
-            stage.finish({0: watermark})
+            stage.woken("c1", state, 0, watermark)
+            stage.tick_bounds = {0: watermark}
+            stage.finish()
             changes += stage.score_changes
             wake = stage.wheel["c1"][1]
     return [{k: c[k] for k in ("as_of_ms", "churn_p", "band", "previous_churn_p")} for c in changes], visits
@@ -210,13 +212,15 @@ def test_a_new_model_rescores_a_silent_customer_lazily_and_marks_the_change():
         stage.before_order("c1", state, day * DAY_MS)
         state.apply_order(day * DAY_MS, 4000, 1)
         stage.after_order("c1", state, day * DAY_MS)
-    stage.wake("c1", state, 0, 41 * DAY_MS)
-    stage.finish({0: 41 * DAY_MS})
+    stage.woken("c1", state, 0, 41 * DAY_MS)
+    stage.tick_bounds = {0: 41 * DAY_MS}
+    stage.finish()
     wake = stage.wheel["c1"][1]
     assert wake > 42 * DAY_MS  # quiet for a while under the old model
     stage = ChurnStage(settings, new)
-    stage.wake("c1", state, 0, wake)
-    stage.finish({0: wake})
+    stage.woken("c1", state, 0, wake)
+    stage.tick_bounds = {0: wake}
+    stage.finish()
     assert len(stage.score_changes) == 1  # the newest tick only: nothing re-scored in the past
     change = stage.score_changes[0]
     assert change["model_change"] and change["previous_model_version"] == 1 and change["model_version"] == 2
