@@ -33,8 +33,10 @@ def records_of(value: bytes | None, field: str) -> list | None:
     """The records of one message: a batch's (``{field: [...]}``) or a single record (the format before
     batching); None when it is not JSON.
 
-    >>> records_of(b'{"examples": [{"id": 1}]}', "examples"), records_of(b'{"id": 1}', "examples"), records_of(b"x", "e")
-    ([{'id': 1}], [{'id': 1}], None)
+    >>> records_of(b'{"examples": [{"id": 1}]}', "examples"), records_of(b'{"id": 1}', "examples")
+    ([{'id': 1}], [{'id': 1}])
+    >>> records_of(b"not json", "examples") is None
+    True
     """
     try:
         payload = orjson.loads(value)

@@ -23,8 +23,8 @@ from online_models import churn_tracking
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
-from streams.config import Settings
 from schemas.events import Event, Purchase
+from streams.config import Settings
 from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
@@ -227,15 +227,17 @@ class ChurnStage(BatchStage):
         for customer_id, (state, partition, _) in self._seen.items():
             label_wake = churn_tracking.label_wake_ms(state, self.churn)
             after = self.last_tick(customer_id, state)
-            until = label_wake if label_wake is not None else after + self.churn.label_steps * self.churn.hazard.step_ms
-            ticks = churn_tracking.ticks_between(state, self.churn, after, until,
+            window_end = (label_wake if label_wake is not None
+                          else after + self.churn.label_steps * self.churn.hazard.step_ms)
+            ticks = churn_tracking.ticks_between(state, self.churn, after, window_end,
                                                  churn_tracking.tick_phase_ms(customer_id))
-            windows.append((customer_id, partition, state, label_wake if label_wake is not None or not ticks else until,
-                            ticks))
+            # No labels due: come back at the window's end to look further (while there are ticks at all).
+            revisit = label_wake if label_wake is not None or not ticks else window_end
+            windows.append((customer_id, partition, state, revisit, ticks))
         planned = [(state, ticks) for _, _, state, _, ticks in windows if state.churn_score is not None and ticks]
         CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned))
         scores = iter(churn_tracking.raw_scores(planned, self.scorer, self.churn)[0])
-        for customer_id, partition, state, label_wake, ticks in windows:
+        for customer_id, partition, state, revisit, ticks in windows:
             wake = ticks[0] if ticks else None  # never scored: its first tick is reported
             if state.churn_score is not None and ticks:
                 reported = state.churn_score.get("reported")
@@ -244,7 +246,7 @@ class ChurnStage(BatchStage):
                 state.churn_score["reported"] = {**(reported or {}), "tick_ms": self.last_tick(customer_id, state),
                                                  "plan": plan.to_dict()}
                 wake = plan.reports_at_ms
-            candidates = [t for t in (wake, label_wake) if t is not None]
+            candidates = [t for t in (wake, revisit) if t is not None]
             self.wheel[customer_id] = (partition, min(candidates) if candidates else None)
         return {customer_id for customer_id, _, state, _, ticks in windows if state.churn_score is not None and ticks}
 
@@ -273,7 +275,8 @@ class ChurnStage(BatchStage):
             state.churn_score["reported"]["tick"] = carrier
             after = carrier["as_of_ms"]
             self._ticked[customer_id] = after
-        ticks = churn_tracking.ticks_between(state, self.churn, after, until_ms, churn_tracking.tick_phase_ms(customer_id))
+        ticks = churn_tracking.ticks_between(state, self.churn, after, until_ms,
+                                             churn_tracking.tick_phase_ms(customer_id))
         if plan is not None and plan["version"] != self.version:
             ticks = ticks[-1:]  # re-scored lazily under the new model: as of the newest tick only
         if ticks:
@@ -288,8 +291,7 @@ class ChurnStage(BatchStage):
         if customer_id in self._planned:
             return None
         self._planned.add(customer_id)
-        plan = ((state.churn_score or {}).get("reported") or {}).pop("plan", None)
-        return plan
+        return ((state.churn_score or {}).get("reported") or {}).pop("plan", None)
 
     def _score_ticks(self) -> None:
         """Score every noted tick in one model evaluation; report, per customer in tick order, those that moved

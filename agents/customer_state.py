@@ -194,9 +194,9 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
             continue
         snapshot = snapshots.get(customer_id)
         if customer_id in partition_of or (snapshot is not None and snapshot.state is not None):
-            state = state_of(customer_id)
+            state, tick_until = state_of(customer_id), (watermarks or {}).get(partition, watermark_ms)
             for stage in stages:
-                stage.woken(customer_id, state, partition, watermark_ms, (watermarks or {}).get(partition, watermark_ms))
+                stage.woken(customer_id, state, partition, watermark_ms, tick_until)
         else:
             write.schedule(partition, customer_id, None)  # nothing left of this customer
     for stage in stages:

@@ -2,7 +2,8 @@
 
 A simulated history (known dropouts) is replayed in event-time order up to a
 cutoff through the same validation and dispatch the pipeline runs
-(agents.customer_state.apply_to_state, the churn stage's order hooks, online_models.churn_tracking): hazard examples open at orders and every step of
+(agents.customer_state.apply_to_state, the churn stage's order hooks,
+online_models.churn_tracking): hazard examples open at orders and every step of
 silence, close late, and train the online learners prequentially. At the cutoff
 every buyer is scored; the truth is whether they bought in the following horizon.
 
