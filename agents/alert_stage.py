@@ -57,6 +57,7 @@ def customer_value(state: CustomerState, prior: ClvPrior) -> float | None:
 class AlertStage(BatchStage):
     """Customer alerts of one batch (ids ``rule:customer:event time``), with ranked retention actions."""
 
+    churn: ChurnStage  # whose ticks and score changes the alerts read
     rules: CustomerAlertRules
     catalogue: Sequence[RetentionAction]
     prior: ClvPrior
@@ -64,7 +65,6 @@ class AlertStage(BatchStage):
     segment_of: Callable[[CustomerState], str]
     segment_model: SegmentModel | None = None
     segment_window_days: float = 180.0
-    churn: ChurnStage | None = None  # whose ticks and score changes the alerts read
     alerts: list[dict] = field(default_factory=list)
     _deferred: list[tuple] = field(default_factory=list)
 
@@ -97,8 +97,6 @@ class AlertStage(BatchStage):
     def finish(self, states: Mapping[str, CustomerState]) -> None:
         """Once the churn stage has scored the batch: the deferred survey alerts, then each score change
         described as of its tick and put to the customer rules."""
-        if self.churn is None:
-            return
         self.resolve(self.churn.tick_scores)
         for change, as_of in zip(self.churn.score_changes, self.churn.change_states):
             change |= self.describe(change["customer_id"], as_of, change["as_of_ms"])
@@ -121,8 +119,8 @@ class AlertStage(BatchStage):
             # Ranked with the risk of the customer's last report tick (replayable, unlike a fresh score),
             # which may still be waiting to be scored with the batch's other ticks: see resolve().
             tick = ((state.churn_score or {}).get("reported") or {}).get("tick") or {}
-            last_tick = self.churn.last_tick(customer_id, state) if self.churn is not None else 0
-            self._deferred.append((alert, state, value, self._nearest_segment(state, ts_ms), last_tick, tick))
+            self._deferred.append((alert, state, value, self._nearest_segment(state, ts_ms),
+                                   self.churn.last_tick(customer_id, state), tick))
 
     def resolve(self, tick_scores: Mapping[tuple[str, int], float]) -> None:
         """Raise the survey alerts of the batch once its ticks are scored (``tick_scores``: (customer, tick) ->

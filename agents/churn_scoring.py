@@ -234,12 +234,13 @@ class ChurnStage(BatchStage):
             # No labels due: come back at the window's end to look further (while there are ticks at all).
             revisit = label_wake if label_wake is not None or not ticks else window_end
             windows.append((customer_id, partition, state, revisit, ticks))
-        planned = [(state, ticks) for _, _, state, _, ticks in windows if state.churn_score is not None and ticks]
-        CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned))
-        scores = iter(churn_tracking.raw_scores(planned, self.scorer, self.churn)[0])
+        planned = {customer_id: (state, ticks) for customer_id, _, state, _, ticks in windows
+                   if state.churn_score is not None and ticks}
+        CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned.values()))
+        scores = iter(churn_tracking.raw_scores(list(planned.values()), self.scorer, self.churn)[0])
         for customer_id, partition, state, revisit, ticks in windows:
             wake = ticks[0] if ticks else None  # never scored: its first tick is reported
-            if state.churn_score is not None and ticks:
+            if customer_id in planned:
                 reported = state.churn_score.get("reported")
                 plan = churn_tracking.plan_silence(reported, state.activity.last_seen_ms or 0, ticks, next(scores),
                                                    self.version, self.churn.change_threshold)
@@ -248,7 +249,7 @@ class ChurnStage(BatchStage):
                 wake = plan.reports_at_ms
             candidates = [t for t in (wake, revisit) if t is not None]
             self.wheel[customer_id] = (partition, min(candidates) if candidates else None)
-        return {customer_id for customer_id, _, state, _, ticks in windows if state.churn_score is not None and ticks}
+        return set(planned)
 
     def last_tick(self, customer_id: str, state: CustomerState) -> int:
         """The customer's newest report tick so far (noted in this batch, or reported before it)."""

@@ -101,8 +101,8 @@ def batch_stages(settings: Settings, population: Mapping[str, FrozenRanks], scor
     churn = ChurnStage(settings, scorer, purchase_watermarks=purchase_watermarks, tick_bounds=tick_bounds)
     return BatchStages(
         churn=churn,
-        alerts=AlertStage(settings.customer_alert_rules(), settings.retention_catalogue(), prior, population,
-                          segment_of, segment_model, settings.segment_window_days, churn),
+        alerts=AlertStage(churn, settings.customer_alert_rules(), settings.retention_catalogue(), prior, population,
+                          segment_of, segment_model, settings.segment_window_days),
         kpis=KpiStage(settings.horizon_days * DAY_MS, segment_of),
         segments=SegmentStage(settings.segment_settings(), segment_model),
         items=ItemStage(settings.item_settings(), settings.lateness_ms, segment_of),

@@ -34,8 +34,7 @@ def best_sellers_segment(state: CustomerState, segment_of: Callable[[CustomerSta
 
 
 class ItemStage(BatchStage):
-    def __init__(self, settings: ItemSettings, lateness_ms: int,
-                 segment_of: Callable[[CustomerState], str] = lambda state: NO_SEGMENT) -> None:
+    def __init__(self, settings: ItemSettings, lateness_ms: int, segment_of: Callable[[CustomerState], str]) -> None:
         self.settings = settings
         self.lateness_ms = lateness_ms
         self.segment_of = segment_of
