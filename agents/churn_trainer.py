@@ -92,8 +92,9 @@ class TrainerProcess:
 
     def _learn_one(self, example: object) -> None:
         try:
-            features = example["features"]
-            if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool):
+            features, weight = example["features"], example.get("weight", 1)
+            if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool) \
+                    or type(weight) is not int or weight < 1:
                 raise ValueError("wrong shape")
             example_id = str(example["example_id"])
             x = {name: float(v) for name, v in zip(FEATURES, features)}
@@ -106,7 +107,7 @@ class TrainerProcess:
         self.seen[example_id] = None
         if len(self.seen) > _REMEMBERED_IDS:
             self.seen.popitem(last=False)
-        self.trainer.learn(x, example["purchased"])
+        self.trainer.learn(x, example["purchased"], weight)
 
     async def publish_if_due(self) -> None:
         """Publish a snapshot if enough examples or time have passed since the last one. Called after every

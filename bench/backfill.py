@@ -3,12 +3,13 @@ one worker drains it. Printed per size: orders/s and events/s drained (first to 
 scorings per purchase event and per event (customers scored in a batch, once each: the worker's
 ``crm_churn_scorings_total``; the share visited by the wheel, not by an event of theirs; and the as-of times scored,
 ``crm_churn_scored_times_total``, by kind), worker CPU µs per event
-(/proc), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
+(/proc; its trainers' child process included), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
 
 The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
 twice, arrive in cohorts and stay silent for months; the dense profile is the simulator's default traffic.
 
-With ``--py-spy DIR`` the worker is sampled by py-spy (``pip install py-spy``) while it drains; the collapsed
+``--trainers process inline`` runs each size with the trainers in a child process (the default) and in the
+worker's event loop, side by side. With ``--py-spy DIR`` the worker (not its trainers' process) is sampled by py-spy (``pip install py-spy``) while it drains; the collapsed
 stacks and a text summary (the functions taking most samples, self and inclusive) go to DIR.
 
 Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile sparse] [--days 730]
@@ -44,9 +45,10 @@ _LINE = re.compile(r":\d+\)$")
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
+    """User + system CPU seconds of a process so far, its running child processes' included (the trainers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS + sum(process_cpu_s(int(child)) for child in children)
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
@@ -70,8 +72,10 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
 def summarise_profile(collapsed: Path, top: int = 40) -> str:
     """The functions most samples were in (inclusive) and on top of (self), from py-spy's collapsed stacks."""
     inclusive, own, total = Counter(), Counter(), 0
-    for line in collapsed.read_text().splitlines():
+    for line in collapsed.read_text(errors="replace").split("\n"):
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a stack py-spy read torn (--nonblocking): not a sample
+            continue
         frames, samples = [_LINE.sub(")", frame) for frame in stack.split(";")], int(count)
         total += samples
         own[frames[-1]] += samples
@@ -85,12 +89,12 @@ def summarise_profile(collapsed: Path, top: int = 40) -> str:
 
 
 def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, profile: str, days: int,
-        timeout_s: float, logs: Path, py_spy_dir: Path | None = None) -> dict:
+        timeout_s: float, logs: Path, py_spy_dir: Path | None = None, trainers: str = "process") -> dict:
     config = sparse_config(customers=customers, days=days) if profile == "sparse" else \
         SimulationConfig(customers=customers, days=days)
     events = simulate(config).events
     topics = Counter(topic for topic, _ in events)
-    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port())
+    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port(), trainers=trainers)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     prepare_topics(settings)
     produce(settings.kafka_bootstrap, event_messages(settings, events))
@@ -128,7 +132,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
-        "profile": profile, "customers": customers, "events": len(events), "purchases": topics["purchases"],
+        "profile": profile, "trainers": trainers, "customers": customers, "events": len(events), "purchases": topics["purchases"],
         "drained_s": drained_s, "events_per_s": drained / drained_s,
         "orders_per_s": drained * purchases_share / drained_s,
         "scorings_per_purchase": total_scorings / topics["purchases"],
@@ -148,15 +152,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="give up on a size after this long")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="sample the worker with py-spy")
+    parser.add_argument("--trainers", nargs="+", choices=("process", "inline"), default=["process"],
+                        help="CRM_TRAINERS of the worker; several: each size is run with each, side by side")
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
-        print(f"{'profile':>7} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} {'events/s':>9} "
+        print(f"{'profile':>7} {'trainers':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} {'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
-        for customers in args.customers:
-            r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy)
-            print(f"{r['profile']:>7} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
+        for customers, trainers in ((c, t) for c in args.customers for t in args.trainers):
+            r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy,
+                    trainers)
+            print(f"{r['profile']:>7} {r['trainers']:>8} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
                   f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['wake_share']:>6.0%} "
                   f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "

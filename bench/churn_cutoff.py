@@ -61,9 +61,9 @@ class Replay:
 
     def learn(self, closed) -> None:
         for example in closed:
-            self.examples.append((example.features, example.purchased))
+            self.examples.append((example.features, example.purchased, example.weight))
             started = time.perf_counter()
-            self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased)
+            self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased, example.weight)
             self.train_s += time.perf_counter() - started
 
     def advance(self, watermark_ms: int) -> None:
@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=540)
     parser.add_argument("--cutoff-day", type=int, default=420)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--thin-every", type=int, default=None,
+                        help="CRM_CHURN_THIN_EVERY for this run (default: the setting's default)")
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
     run(parser.parse_args(), echo=print)
 
@@ -113,7 +115,8 @@ def run(args, echo=lambda *_: None) -> dict:
     config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed)
     simulation = simulate(config)
     start_ms = int(time.mktime(config.start.timetuple())) * 1000
-    app_settings = Settings.from_env({})
+    thin_every = getattr(args, "thin_every", None)
+    app_settings = Settings.from_env({} if thin_every is None else {"CRM_CHURN_THIN_EVERY": str(thin_every)})
     settings = app_settings.churn_settings()
     horizon_ms = int(settings.hazard.horizon_days * DAY_MS)
     cutoff_ms = start_ms + args.cutoff_day * DAY_MS
@@ -199,17 +202,18 @@ def run(args, echo=lambda *_: None) -> dict:
 
 
 def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
-    """Batch logistic regression on the examples closed by the cutoff (same features, same labels), composed
+    """Batch logistic regression on the examples closed by the cutoff (same features, labels and weights), composed
     the same way, and the cold-start prior."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     paths = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
                           settings.hazard.steps)
-    features = np.array([f for f, _ in replay.examples])
-    labels = np.array([y for _, y in replay.examples], dtype=int)
-    scaler = StandardScaler().fit(features)
-    batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
+    features = np.array([f for f, _, _ in replay.examples])
+    labels = np.array([y for _, y, _ in replay.examples], dtype=int)
+    weights = np.array([w for _, _, w in replay.examples], dtype=float)  # thinned deep silence stands for more
+    scaler = StandardScaler().fit(features, sample_weight=weights)
+    batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels, sample_weight=weights)
     batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
     prior = np.array([churn_tracking.score(_fresh(replay.states[cid]), replay.as_of_ms, None, settings)["churn_p"]
                       for cid in buyers])

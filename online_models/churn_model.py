@@ -44,7 +44,7 @@ class HazardLearner(Protocol):
 
     def predict_proba_one(self, x: dict) -> dict: ...
 
-    def learn_one(self, x: dict, y: bool) -> None: ...
+    def learn_one(self, x: dict, y: bool, w: float = 1.0) -> None: ...
 
 
 def make_learners(seed: int = 42) -> dict[str, HazardLearner]:
@@ -100,9 +100,9 @@ class PlattCalibrator:
         p = np.clip(p, _EDGE, 1 - _EDGE)
         return 1.0 / (1.0 + np.exp(-(self.slope * np.log(p / (1 - p)) + self.offset)))
 
-    def learn(self, p: float, purchased: bool) -> None:
+    def learn(self, p: float, purchased: bool, weight: float = 1.0) -> None:
         z = _logit(p)
-        error = 1.0 / (1.0 + math.exp(-(self.slope * z + self.offset))) - purchased
+        error = (1.0 / (1.0 + math.exp(-(self.slope * z + self.offset))) - purchased) * weight
         self.slope -= self.learning_rate * error * z
         self.offset -= self.learning_rate * error
 
@@ -112,36 +112,43 @@ REHEARSAL_SIZE = 5000
 
 
 class Rehearsal:
-    """A uniform sample of the examples seen so far (reservoir sampling), drawn from at random; seeded,
-    so a replay of the same examples trains the same model.
+    """A uniform sample of the examples seen so far (reservoir sampling), drawn from at random with the weight
+    each was learned with; seeded, so a replay of the same examples trains the same model.
 
     >>> memory = Rehearsal(size=3, seed=1)
     >>> for i in range(100):
     ...     memory.remember([float(i)], i % 2 == 0)
-    >>> memory.filled, memory.seen, memory.draw()[0] in memory.rows.tolist()
-    (3, 100, True)
+    >>> row, label, weight = memory.draw()
+    >>> memory.filled, memory.seen, row in memory.rows.tolist(), weight
+    (3, 100, True, 1.0)
     """
 
     def __init__(self, size: int, seed: int) -> None:
         self.size, self.seen, self.filled = size, 0, 0
         self.rows = np.empty((0, 0), dtype=np.float32)
         self.labels = np.zeros(size, dtype=bool)
+        self.weights = np.ones(size, dtype=np.float32)
         self._rng = random.Random(seed)
 
-    def remember(self, row: list[float], label: bool) -> None:
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints from before weighted examples resume with every remembered example weighing 1."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("weights", np.ones(self.size, dtype=np.float32))
+
+    def remember(self, row: list[float], label: bool, weight: float = 1.0) -> None:
         if self.filled == 0:
             self.rows = np.zeros((self.size, len(row)), dtype=np.float32)
         self.seen += 1
         slot = self.filled if self.filled < self.size else self._rng.randrange(self.seen)
         if slot < self.size:
-            self.rows[slot], self.labels[slot] = row, label
+            self.rows[slot], self.labels[slot], self.weights[slot] = row, label, weight
             self.filled = min(self.filled + 1, self.size)
 
-    def draw(self) -> tuple[list[float], bool] | None:
+    def draw(self) -> tuple[list[float], bool, float] | None:
         if self.filled == 0:
             return None
         slot = self._rng.randrange(self.filled)
-        return self.rows[slot].tolist(), bool(self.labels[slot])
+        return self.rows[slot].tolist(), bool(self.labels[slot]), float(self.weights[slot])
 
 
 class ChurnTrainer:
@@ -188,18 +195,20 @@ class ChurnTrainer:
         """Learner ``name``'s calibrated probability of an order within the step."""
         return self.calibrators[name](_positive(self.learners[name].predict_proba_one(x)))
 
-    def learn(self, x: dict[str, float], purchased: bool) -> dict[str, float]:
-        """Predict the example with every learner (calibrated), then learn it; returns the predictions."""
+    def learn(self, x: dict[str, float], purchased: bool, weight: float = 1.0) -> dict[str, float]:
+        """Predict the example with every learner (calibrated), then learn it, counting ``weight`` times (a
+        thinned example stands for several: :meth:`~online_models.hazard.HazardConfig.thinning_weight`);
+        returns the predictions."""
         served = self.served()
         predictions = {}
         for name, learner in self.learners.items():
             raw = _positive(learner.predict_proba_one(x))
             predictions[name] = p = self.calibrators[name](raw)
-            self.metrics[name].update(p, int(purchased))
-            self.calibrators[name].learn(raw, purchased)
-            learner.learn_one(x, purchased)
+            self.metrics[name].update(p, int(purchased), weight)
+            self.calibrators[name].learn(raw, purchased, weight)
+            learner.learn_one(x, purchased, w=weight)
         row = [x[name] for name in FEATURES]
-        self._rehearse(row, purchased)
+        self._rehearse(row, purchased, weight)
         self.drift.update(abs(int(purchased) - predictions[served]))
         if self.drift.drift_detected:
             self.drifts.append(self.examples)
@@ -208,7 +217,7 @@ class ChurnTrainer:
         self.feature_sums += row
         return predictions
 
-    def _rehearse(self, row: list[float], purchased: bool) -> None:
+    def _rehearse(self, row: list[float], purchased: bool, weight: float) -> None:
         """The linear learner also relearns one remembered example per new one (experience replay), then
         the new one is remembered. Why: one stochastic pass is far from the batch optimum on rare columns (the
         hinges), and its error compounds over 13 composed steps; measured, four cutoffs pooled: worst
@@ -216,8 +225,10 @@ class ChurnTrainer:
         its Hoeffding bound assumes each example is seen once. Metrics and calibration stay prequential."""
         remembered = self.rehearsal.draw()
         if remembered is not None and "logistic" in self.learners:
-            self.learners["logistic"].learn_one(dict(zip(FEATURES, remembered[0])), remembered[1])
-        self.rehearsal.remember(row, purchased)
+            remembered_row, remembered_label, remembered_weight = remembered
+            self.learners["logistic"].learn_one(dict(zip(FEATURES, remembered_row)), remembered_label,
+                                                w=remembered_weight)
+        self.rehearsal.remember(row, purchased, weight)
 
     def served(self) -> str:
         """The learner with the lower recent log loss (the linear one until both have a window)."""

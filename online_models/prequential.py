@@ -3,7 +3,8 @@
 Overall figures come from a fixed 1,000-bin histogram of predictions per class
 (bounded memory for an endless stream; ROC AUC and decile calibration are exact up
 to ties within a bin of width 0.001); the recent window keeps the last N pairs
-and is exact.
+and is exact. An example may carry a weight (a thinned example stands for several):
+every figure is then of the population the examples stand for.
 """
 from __future__ import annotations
 
@@ -18,33 +19,51 @@ _BINS = 1000
 _EPS = 1e-15
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Exact ROC AUC (ties count half), None when one class is missing.
+def roc_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float | None:
+    """Exact ROC AUC (ties count half), each example counting ``weights`` times; None when one class is missing.
 
     >>> roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
     0.75
+    >>> repeated = roc_auc(np.array([0.1, 0.4, 0.4, 0.35, 0.8]), np.array([0, 0, 0, 1, 1]))
+    >>> repeated == roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.array([1, 2, 1, 1]))
+    True
     """
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
+    labels = np.asarray(labels).astype(bool)
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
+    positives, negatives = weights[labels].sum(), weights[~labels].sum()
     if positives == 0 or negatives == 0:
         return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(average, counts)
-    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    values, group = np.unique(scores, return_inverse=True)
+    positive_weight = np.bincount(group, weights * labels, minlength=len(values))
+    negative_weight = np.bincount(group, weights * ~labels, minlength=len(values))
+    below = np.concatenate(([0.0], np.cumsum(negative_weight)[:-1]))  # negatives scored lower
+    wins = (positive_weight * (below + negative_weight / 2.0)).sum()
+    return float(wins / (positives * negatives))
 
 
-def calibration_by_decile(scores: np.ndarray, labels: np.ndarray) -> list[dict]:
-    """Mean predicted vs observed rate per decile of the predictions (sorted by prediction)."""
+def calibration_by_decile(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> list[dict]:
+    """Mean predicted vs observed rate per decile of the predictions (sorted by prediction; deciles of the
+    total weight when examples carry ``weights``); ``count``: the examples in the decile.
+
+    >>> rows = calibration_by_decile(np.arange(20) / 20, np.arange(20) % 2)
+    >>> len(rows), rows[0]["predicted"], rows[0]["observed"], rows[0]["count"]
+    (10, 0.025, 0.5, 2)
+    """
     if len(scores) < 10:
         return []
+    weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
     order = np.argsort(scores, kind="mergesort")
-    return [{"decile": i + 1, "predicted": float(scores[part].mean()), "observed": float(labels[part].mean()),
-             "count": int(len(part))} for i, part in enumerate(np.array_split(order, 10))]
+    scores, labels, weights = scores[order], labels[order], weights[order]
+    cumulative = np.cumsum(weights)
+    decile = np.minimum((cumulative - weights / 2) * 10 // cumulative[-1], 9).astype(int)
+    rows = []
+    for i in range(10):
+        part = decile == i
+        total = weights[part].sum()
+        if total:
+            rows.append({"decile": i + 1, "predicted": float((scores[part] * weights[part]).sum() / total),
+                         "observed": float((labels[part] * weights[part]).sum() / total), "count": int(part.sum())})
+    return rows
 
 
 class PrequentialMetrics:
@@ -60,32 +79,47 @@ class PrequentialMetrics:
 
     def __init__(self, window: int = 5000) -> None:
         self.count = 0
+        self.weight_sum = 0.0
         self.log_loss_sum = 0.0
         self.brier_sum = 0.0
-        self.histogram = np.zeros((2, _BINS), dtype=np.int64)
+        self.histogram = np.zeros((2, _BINS))  # weight of the predictions per class and bin
         self.predicted_sum = np.zeros(_BINS)
-        self.recent: deque[tuple[float, int]] = deque(maxlen=window)
-        self._recent_losses: deque[float] = deque(maxlen=window)
+        self.recent: deque[tuple[float, int, float]] = deque(maxlen=window)
+        self._recent_losses: deque[tuple[float, float]] = deque(maxlen=window)  # (weighted loss, weight)
         self._recent_loss_sum = 0.0
+        self._recent_weight_sum = 0.0
 
-    def update(self, p: float, y: int) -> None:
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints from before weighted examples resume, each example they counted weighing 1."""
+        self.__dict__.update(state)
+        if "weight_sum" not in state:
+            self.weight_sum, self.histogram = float(self.count), self.histogram.astype(float)
+            self.recent = deque(((p, y, 1.0) for p, y in self.recent), maxlen=self.recent.maxlen)
+            self._recent_losses = deque(((loss, 1.0) for loss in self._recent_losses), maxlen=self.recent.maxlen)
+            self._recent_weight_sum = float(len(self._recent_losses))
+
+    def update(self, p: float, y: int, weight: float = 1.0) -> None:
         p_clipped = min(max(p, _EPS), 1 - _EPS)
-        loss = -math.log(p_clipped) if y else -math.log(1 - p_clipped)
+        loss = (-math.log(p_clipped) if y else -math.log(1 - p_clipped)) * weight
         self.count += 1
+        self.weight_sum += weight
         self.log_loss_sum += loss
         if len(self._recent_losses) == self._recent_losses.maxlen:
-            self._recent_loss_sum -= self._recent_losses[0]
-        self._recent_losses.append(loss)
+            dropped_loss, dropped_weight = self._recent_losses[0]
+            self._recent_loss_sum -= dropped_loss
+            self._recent_weight_sum -= dropped_weight
+        self._recent_losses.append((loss, weight))
         self._recent_loss_sum += loss
-        self.brier_sum += (p - y) ** 2
+        self._recent_weight_sum += weight
+        self.brier_sum += (p - y) ** 2 * weight
         index = min(int(p * _BINS), _BINS - 1)
-        self.histogram[y, index] += 1
-        self.predicted_sum[index] += p
-        self.recent.append((p, y))
+        self.histogram[y, index] += weight
+        self.predicted_sum[index] += p * weight
+        self.recent.append((p, y, weight))
 
     def recent_log_loss(self) -> float | None:
         """Mean log loss over the window, kept as a running sum (the trainer asks for it per example)."""
-        return self._recent_loss_sum / len(self._recent_losses) if self._recent_losses else None
+        return self._recent_loss_sum / self._recent_weight_sum if self._recent_losses else None
 
     def _overall_auc(self) -> float | None:
         negatives, positives = self.histogram
@@ -107,16 +141,16 @@ class PrequentialMetrics:
             n = counts[bins].sum()
             if n:
                 rows.append({"decile": decile + 1, "predicted": float(self.predicted_sum[bins].sum() / n),
-                             "observed": float(self.histogram[1, bins].sum() / n), "count": int(n)})
+                             "observed": float(self.histogram[1, bins].sum() / n), "count": round(float(n), 1)})
         return rows
 
     def report(self) -> dict:
         window: dict = {"count": len(self.recent), "log_loss": self.recent_log_loss()}
         if self.recent:
-            p, y = np.array(self.recent).T
-            window.update(brier=float(np.mean((p - y) ** 2)), roc_auc=roc_auc(p, y.astype(int)),
-                          calibration=calibration_by_decile(p, y))
-        overall = {"log_loss": self.log_loss_sum / self.count if self.count else None,
-                   "brier": self.brier_sum / self.count if self.count else None,
+            p, y, w = np.array(self.recent).T
+            window.update(brier=float(np.average((p - y) ** 2, weights=w)), roc_auc=roc_auc(p, y.astype(int), w),
+                          calibration=calibration_by_decile(p, y, w))
+        overall = {"log_loss": self.log_loss_sum / self.weight_sum if self.count else None,
+                   "brier": self.brier_sum / self.weight_sum if self.count else None,
                    "roc_auc": self._overall_auc(), "calibration": self._overall_calibration()}
         return {"count": self.count, "overall": overall, "window": window}

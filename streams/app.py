@@ -14,19 +14,18 @@ import faust
 from streams.config import Settings
 from streams.topics import INPUT_TOPICS
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_trainer_app"]
 
 
-def create_app(settings: Settings) -> faust.App:
-    """A Faust app for ``settings`` with the pipeline agent registered."""
+def _faust_app(settings: Settings, app_id: str, web_port: int) -> faust.App:
     if not settings.kafka_bootstrap:
         raise ValueError("CRM_KAFKA_BOOTSTRAP is not set (use `crmstream demo` for an embedded broker)")
-    app = faust.App(
-        settings.app_id,
+    return faust.App(
+        app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
         # Faust makes an (empty: tables are in memory) data folder; keep it out of the working directory.
-        datadir=Path(tempfile.gettempdir()) / f"crmstream-faust-{settings.app_id}",
+        datadir=Path(tempfile.gettempdir()) / f"crmstream-faust-{app_id}",
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
@@ -39,21 +38,45 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_recovery_delay=0.0,
         producer_acks=-1,
-        web_enabled=settings.worker_web_port > 0,
-        web_port=settings.worker_web_port or 6066,
+        web_enabled=web_port > 0,
+        web_port=web_port or 6066,
         web_host="127.0.0.1",
     )
+
+
+def create_app(settings: Settings, loglevel: str = "info") -> faust.App:
+    """A worker's Faust app for ``settings``: the pipeline, alerting and the metrics page; the trainers too with
+    ``CRM_TRAINERS=inline``, else in a child process the worker starts (agents/trainer_process.py)."""
     from agents.alert_delivery import register_alert_delivery
     from agents.alert_detector import register_alert_detector
-    from agents.churn_trainer import register_trainer
     from agents.metrics import register_metrics_page
     from agents.pipeline import register_pipeline
-    from agents.segment_trainer import register_segment_trainer
+    from agents.trainer_process import register_trainer_process
 
+    app = _faust_app(settings, settings.app_id, settings.worker_web_port)
     register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
-    register_trainer(app, settings, app.crm_store)
-    register_segment_trainer(app, settings, app.crm_store)
+    if settings.trainers == "inline":
+        _register_trainers(app, settings, app.crm_store)
+    else:
+        register_trainer_process(app, loglevel)
     register_alert_detector(app, settings, app.crm_store)
     register_alert_delivery(app, settings, app.crm_store)
     register_metrics_page(app)
     return app
+
+
+def create_trainer_app(settings: Settings) -> faust.App:
+    """The trainers' own Faust app (``crmstream trainers``), a consumer group of its own."""
+    from streams.redis_store import RedisStore
+
+    app = _faust_app(settings, f"{settings.app_id}-trainers", 0)
+    _register_trainers(app, settings, RedisStore.from_url(settings.redis_url, settings.redis_prefix))
+    return app
+
+
+def _register_trainers(app: faust.App, settings: Settings, store) -> None:
+    from agents.churn_trainer import register_trainer
+    from agents.segment_trainer import register_segment_trainer
+
+    register_trainer(app, settings, store)
+    register_segment_trainer(app, settings, store)

@@ -35,10 +35,10 @@ def _worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     import faust
 
-    from streams.app import create_app
+    from streams.app import create_app, create_trainer_app
     from streams.logs import logging_config
 
-    app = create_app(settings)
+    app = create_trainer_app(settings) if args.trainers_only else create_app(settings, args.loglevel)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True,
                           logging_config=logging_config(settings.log_format, args.loglevel))
     worker.execute_from_commandline()  # returns only via SystemExit
@@ -393,7 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a stream worker (scale by starting more)")
     worker.add_argument("--loglevel", default="info")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, trainers_only=False)
+
+    trainers = commands.add_parser("trainers", help="run the churn and segment trainers only (a worker starts "
+                                                    "them itself unless CRM_TRAINERS=inline)")
+    trainers.add_argument("--loglevel", default="info")
+    trainers.set_defaults(run=_worker, trainers_only=True)
 
     api = commands.add_parser("api", help="serve the HTTP API (reads Redis only)")
     api.set_defaults(run=_api)

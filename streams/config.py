@@ -88,6 +88,9 @@ class Settings:
     churn_max_silence_days: float = _env_field(
         "CRM_CHURN_MAX_SILENCE_DAYS", 365.0, float,
         "Customers silent longer get no further examples and no re-scoring.")
+    churn_thin_every: int = _env_field(
+        "CRM_CHURN_THIN_EVERY", 1, int,
+        "Past 26 steps of silence, one example in this many is learned, weighted by it (1: all).")
     churn_rescore_days: float = _env_field(
         "CRM_CHURN_RESCORE_DAYS", 1.0, float, "A silent customer is re-scored at least this often (event time).")
     churn_rescore_near_reorder_days: float = _env_field(
@@ -260,6 +263,10 @@ class Settings:
     api_erase_wait_s: float = _env_field(
         "CRM_API_ERASE_WAIT_S", 10.0, float,
         "How long `DELETE /customers/{id}` waits for the pipeline to confirm the erasure before answering 202.")
+    trainers: str = _env_field(
+        "CRM_TRAINERS", "process", str,
+        "Where a worker runs the churn and segment trainers: `process` (a child process, `crmstream trainers`: "
+        "learning on another core) or `inline` (in the worker's event loop).")
     log_format: str = _env_field(
         "CRM_LOG_FORMAT", "json", str, "Log lines of the worker and API: `json` (one object a line) or `text`.")
     data_dir: str = _env_field(
@@ -343,7 +350,7 @@ class Settings:
         from online_models.hazard import HazardConfig
 
         hazard = HazardConfig(step_days=self.churn_step_days, horizon_days=float(self.horizon_days),
-                              max_silence_days=self.churn_max_silence_days)
+                              max_silence_days=self.churn_max_silence_days, thin_every=self.churn_thin_every)
         return ChurnSettings(hazard=hazard, rescore_days=self.churn_rescore_days, prior=self.profile_settings().clv,
                              near_reorder_rescore_days=self.churn_rescore_near_reorder_days,
                              change_threshold=self.churn_change_threshold, label_steps=self.churn_label_steps)
@@ -440,7 +447,7 @@ def _host_ports(text: str) -> bool:
 #: (fields, accepts, what they need): every setting is checked before anything starts.
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("partitions batch_size batch_latency_ms catch_up_batch_size horizon_days engagement_half_life_days "
-     "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
+     "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days churn_thin_every "
      "churn_rescore_days churn_rescore_near_reorder_days churn_label_steps churn_snapshot_every "
      "churn_snapshot_interval_s "
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
@@ -464,6 +471,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "must be three non-negative numbers summing to 1"),
     ("api_port worker_web_port", lambda v: v in _PORT, "must be a TCP port, 0 to 65535"),
     ("log_format", lambda v: v in ("json", "text"), "must be json or text"),
+    ("trainers", lambda v: v in ("process", "inline"), "must be process or inline"),
     ("alert_entry_band", lambda v: v in ("medium", "high"), "must be medium or high"),
     ("segment_algorithm", lambda v: v in SEGMENT_ALGORITHMS, f"must be one of {', '.join(SEGMENT_ALGORITHMS)}"),
     ("kafka_bootstrap", _host_ports, "must be host:port[,host:port...] (or empty for the embedded broker)"),
