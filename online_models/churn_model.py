@@ -107,6 +107,15 @@ class PlattCalibrator:
         self.offset -= self.learning_rate * error
 
 
+def _learn(learner: HazardLearner, x: dict, purchased: bool, weight: float) -> None:
+    """``learn_one``, naming the weight only when it is not 1: a river pipeline routes named arguments to its
+    steps on every call, a cost the unweighted (common) case need not pay."""
+    if weight == 1:
+        learner.learn_one(x, purchased)
+    else:
+        learner.learn_one(x, purchased, w=weight)
+
+
 #: Examples the trainer keeps for rehearsal (a uniform sample of all it has learned).
 REHEARSAL_SIZE = 5000
 
@@ -206,7 +215,7 @@ class ChurnTrainer:
             predictions[name] = p = self.calibrators[name](raw)
             self.metrics[name].update(p, int(purchased), weight)
             self.calibrators[name].learn(raw, purchased, weight)
-            learner.learn_one(x, purchased, w=weight)
+            _learn(learner, x, purchased, weight)
         row = [x[name] for name in FEATURES]
         self._rehearse(row, purchased, weight)
         self.drift.update(abs(int(purchased) - predictions[served]))
@@ -226,8 +235,8 @@ class ChurnTrainer:
         remembered = self.rehearsal.draw()
         if remembered is not None and "logistic" in self.learners:
             remembered_row, remembered_label, remembered_weight = remembered
-            self.learners["logistic"].learn_one(dict(zip(FEATURES, remembered_row)), remembered_label,
-                                                w=remembered_weight)
+            _learn(self.learners["logistic"], dict(zip(FEATURES, remembered_row)), remembered_label,
+                   remembered_weight)
         self.rehearsal.remember(row, purchased, weight)
 
     def served(self) -> str:
