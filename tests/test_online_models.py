@@ -164,3 +164,46 @@ def test_rfm_scores_are_quintiles_of_the_population():
     for orders in range(1, 101):
         sketch.add(orders)
     assert [score_from_rank(sketch.midrank(x)) for x in (1, 20, 21, 50, 80, 81, 100)] == [1, 1, 2, 3, 4, 5, 5]
+
+
+def test_weighted_prequential_figures_match_scikit_learn_and_pandas_on_the_population_they_stand_for():
+    """A thinned example of weight w counts as w examples: ROC AUC against scikit-learn's sample weights,
+    decile calibration against pandas on the examples repeated w times, log loss against scikit-learn."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from online_models.prequential import PrequentialMetrics, calibration_by_decile
+
+    rng = np.random.default_rng(3)
+    p = np.round(rng.uniform(0.01, 0.99, 400), 2)  # rounded: ties, counted half
+    y = (rng.random(400) < p).astype(int)
+    w = rng.choice([1, 4], 400)
+    metrics = PrequentialMetrics(window=1000)
+    for pi, yi, wi in zip(p, y, w):
+        metrics.update(float(pi), int(yi), float(wi))
+    window = metrics.report()["window"]
+    assert window["roc_auc"] == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12)
+    assert metrics.recent_log_loss() == pytest.approx(log_loss(y, p, sample_weight=w), abs=1e-12)
+    repeated = pd.DataFrame({"p": np.repeat(p, w), "y": np.repeat(y, w)}).sort_values("p", kind="mergesort")
+    weighted = calibration_by_decile(p, y, w)
+    unrolled = calibration_by_decile(repeated["p"].to_numpy(), repeated["y"].to_numpy())
+    for ours, theirs in zip(weighted, unrolled):  # same deciles up to examples straddling a decile border
+        assert ours["predicted"] == pytest.approx(theirs["predicted"], abs=0.02)
+        assert ours["observed"] == pytest.approx(theirs["observed"], abs=0.06)
+
+
+def test_thinned_examples_stand_for_every_checkpoint_of_a_silent_spell():
+    from online_models.hazard import ExampleClock, HazardConfig
+
+    config = HazardConfig(thin_every=4, thin_after_steps=13)
+    step = config.step_ms
+    at = lambda t, anchors: ([t / DAY_MS], None)  # noqa: E731 - features: the day; no anchor
+    for start in (0, 1_000, 2_000, 3_000):  # four phases
+        thinned, full = ExampleClock(), ExampleClock()
+        thinned.open(start, at, config)
+        full.open(start, at, HazardConfig())
+        kept = thinned.advance(start + 52 * step, at, config)
+        every = full.advance(start + 52 * step, at, HazardConfig())
+        assert len(every) == 52 and [e.weight for e in every] == [1] * 52
+        assert all(e.weight == 1 for e in kept[:13]) and {e.weight for e in kept[13:]} == {4}
+        assert abs(sum(e.weight for e in kept) - 52) < 4  # the 39 deep checkpoints, one in four, each counting 4
+        assert {e.checkpoint_ms for e in kept} <= {e.checkpoint_ms for e in every}
