@@ -262,8 +262,10 @@ class ChurnStage(BatchStage):
     def _report_ticks(self, customer_id: str, state: CustomerState, partition: int, until_ms: int) -> None:
         """Note the customer's ticks up to ``until_ms`` with a copy of its state as it is now (as of them):
         they are scored together at the end of the batch, after later events changed the state. The first
-        time a batch meets a customer, its stored plan skips the quiet ticks once all have passed (or, made
-        under another model version, all ticks but the newest)."""
+        time a batch meets a customer, its stored plan skips the quiet ticks once all have passed; when an
+        event comes before they have, all but the newest (the plan says they are quiet; the newest is
+        scored for what reads it, the survey alerts). Made under another model version, the plan leaves
+        the newest tick only, too."""
         if state.purchases.orders == 0:
             return
         after = self.last_tick(customer_id, state)
@@ -278,8 +280,11 @@ class ChurnStage(BatchStage):
             self._ticked[customer_id] = after
         ticks = churn_tracking.ticks_between(state, self.churn, after, until_ms,
                                              churn_tracking.tick_phase_ms(customer_id))
-        if plan is not None and plan["version"] != self.version:
-            ticks = ticks[-1:]  # re-scored lazily under the new model: as of the newest tick only
+        if plan is not None and (plan["version"] != self.version or _quiet_until(plan, until_ms)):
+            # Re-scored lazily under the new model, or quiet by the plan up to the event: as of the newest tick
+            # only. Its score is ratcheted to the carrier of the last report, not of the skipped ticks: within
+            # the same quiet interval, so it reports nothing either, and after the event no tick reads it.
+            ticks = ticks[-1:]
         if ticks:
             as_of_ticks = CustomerState.from_dict(state.to_dict())
             as_of_ticks.churn_score = None  # raw scores: the monotone rule of _score_ticks uses ticks only
@@ -345,6 +350,13 @@ class ChurnStage(BatchStage):
             if stored is not None and stored["as_of_ms"] > tick:
                 newest = stored  # the stored score is newer than the ticks (an event's fresh score)
             state.churn_score = {**newest, "reported": reported}
+
+
+def _quiet_until(plan: dict, until_ms: int) -> bool:
+    """Whether a plan says every tick up to ``until_ms`` is quiet: its carrier is its last quiet tick (the one
+    before the tick that reports, or the window's last)."""
+    carrier = plan.get("carrier")
+    return bool(carrier) and until_ms < carrier["as_of_ms"]
 
 
 def example_messages(examples: Sequence[tuple[str, Example]], batch_key: str) -> list[tuple[bytes, bytes]]:

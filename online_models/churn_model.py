@@ -30,7 +30,7 @@ from river.tree.base import Branch
 from river.tree.nodes.branch import NumericBinaryBranch
 
 from online_models.churn_features import EXPLAINED, FEATURES
-from online_models.clv import ClvPrior, estimate_clv
+from online_models.clv import ClvPrior, rate_and_alive
 from online_models.hazard import HazardConfig, no_order_probability
 from online_models.prequential import PrequentialMetrics
 
@@ -408,8 +408,7 @@ def prior_churn_probability(orders: int, days_since_first_order: float, days_fir
     >>> 0 < fresh < silent < 1
     True
     """
-    estimate = estimate_clv(orders, days_since_first_order, days_first_to_last, 0.0, prior)
-    rate, alive = estimate.purchase_rate_per_day, estimate.probability_alive
+    rate, alive = rate_and_alive(orders, days_since_first_order, days_first_to_last, prior)
     dropout = 1.0 / prior.mean_lifetime_days
     total = rate + dropout
     no_order_if_alive = (dropout + rate * math.exp(-total * horizon_days)) / total

@@ -267,28 +267,48 @@ def next_tick_ms(state: CustomerState, settings: ChurnSettings, after_ms: int, p
     >>> [next_tick_ms(state, settings, after_ms=int(day * DAY_MS)) / DAY_MS for day in (41, 41.2, 52, 52.7, 75)]
     [42.0, 42.0, 52.5, 53.0, 76.0]
     """
-    history = state.purchases
-    if history.orders == 0:
-        return None
-    interval_days = settings.rescore_days
-    mean_gap = history.mean_gap_days
-    if mean_gap is not None and 0.5 * mean_gap <= (after_ms - history.last_order_ms) / DAY_MS <= 1.5 * mean_gap:
-        interval_days = min(interval_days, settings.near_reorder_rescore_days)
-    interval = max(int(interval_days * DAY_MS), 1)
-    tick = phase_ms + ((after_ms - phase_ms) // interval + 1) * interval
-    if tick - history.last_order_ms > settings.hazard.max_silence_days * DAY_MS:
-        return None
-    return tick
+    return None if state.purchases.orders == 0 else _TickGrid(state, settings, phase_ms).after(after_ms)
 
 
 def ticks_between(state: CustomerState, settings: ChurnSettings, after_ms: int, until_ms: int,
                   phase_ms: int = 0) -> list[int]:
     """The customer's report ticks in (``after_ms``, ``until_ms``]."""
-    ticks, tick = [], next_tick_ms(state, settings, after_ms, phase_ms)
+    if state.purchases.orders == 0:
+        return []
+    grid = _TickGrid(state, settings, phase_ms)
+    ticks, tick = [], grid.after(after_ms)
     while tick is not None and tick <= until_ms:
         ticks.append(tick)
-        tick = next_tick_ms(state, settings, tick, phase_ms)
+        tick = grid.after(tick)
     return ticks
+
+
+class _TickGrid:
+    """:func:`next_tick_ms`'s rule with what it reads of the customer looked up once (a look-ahead walks
+    dozens of ticks)."""
+
+    __slots__ = ("last_order_ms", "near_from_days", "near_until_days", "daily", "near", "phase_ms",
+                 "longest_silence_ms")
+
+    def __init__(self, state: CustomerState, settings: ChurnSettings, phase_ms: int) -> None:
+        history = state.purchases
+        self.last_order_ms, self.phase_ms = history.last_order_ms, phase_ms
+        self.daily = max(int(settings.rescore_days * DAY_MS), 1)
+        self.near = max(int(min(settings.rescore_days, settings.near_reorder_rescore_days) * DAY_MS), 1)
+        mean_gap = history.mean_gap_days
+        # The silence window (in days, as next_tick_ms compares it) where ticks come twice as often.
+        self.near_from_days = self.near_until_days = None
+        if mean_gap is not None:
+            self.near_from_days, self.near_until_days = 0.5 * mean_gap, 1.5 * mean_gap
+        self.longest_silence_ms = settings.hazard.max_silence_days * DAY_MS
+
+    def after(self, after_ms: int) -> int | None:
+        interval = self.daily
+        if self.near_from_days is not None and \
+                self.near_from_days <= (after_ms - self.last_order_ms) / DAY_MS <= self.near_until_days:
+            interval = self.near
+        tick = self.phase_ms + ((after_ms - self.phase_ms) // interval + 1) * interval
+        return None if tick - self.last_order_ms > self.longest_silence_ms else tick
 
 
 def label_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:

@@ -55,13 +55,8 @@ def estimate_clv(orders: int, days_since_first_order: float, days_between_first_
     >>> round(recent.predicted_clv_minor) > round(silent.predicted_clv_minor)
     True
     """
-    repeat_orders = max(orders - 1, 0)
-    observed_days = max(days_since_first_order, 0.0)
-    silence_days = max(observed_days - days_between_first_and_last, 0.0)
-    rate = (repeat_orders + prior.prior_orders) / (observed_days + prior.prior_days)
+    rate, alive = rate_and_alive(orders, days_since_first_order, days_between_first_and_last, prior)
     dropout = 1.0 / prior.mean_lifetime_days
-    exponent = min((rate + dropout) * silence_days, 700.0)  # exp() overflow guard: P(alive) ~ 0 anyway
-    alive = 1.0 / (1.0 + dropout / (rate + dropout) * math.expm1(exponent))
     months = max(1, round(prior.window_days / _MONTH_DAYS))
     expected_orders = value = 0.0
     for month in range(1, months + 1):
@@ -70,6 +65,24 @@ def estimate_clv(orders: int, days_since_first_order: float, days_between_first_
         expected_orders += orders_in_month
         value += orders_in_month * average_order_minor / (1 + prior.annual_discount_rate) ** (end / 365.25)
     return ClvEstimate(rate, alive, expected_orders, value, 1.0 / rate)
+
+
+def rate_and_alive(orders: int, days_since_first_order: float, days_between_first_and_last: float,
+                   prior: ClvPrior = ClvPrior()) -> tuple[float, float]:
+    """The purchase rate per day while alive (the prior's orders and days added) and P(alive) after the
+    silence since the last order: what :func:`estimate_clv` and the cold-start churn prior share.
+
+    >>> rate, alive = rate_and_alive(1, 0, 0)
+    >>> round(1 / rate), alive
+    (90, 1.0)
+    """
+    repeat_orders = max(orders - 1, 0)
+    observed_days = max(days_since_first_order, 0.0)
+    silence_days = max(observed_days - days_between_first_and_last, 0.0)
+    rate = (repeat_orders + prior.prior_orders) / (observed_days + prior.prior_days)
+    dropout = 1.0 / prior.mean_lifetime_days
+    exponent = min((rate + dropout) * silence_days, 700.0)  # exp() overflow guard: P(alive) ~ 0 anyway
+    return rate, 1.0 / (1.0 + dropout / (rate + dropout) * math.expm1(exponent))
 
 
 def value_if_retained(orders: int, days_between_first_and_last: float, average_order_minor: float,
