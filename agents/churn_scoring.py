@@ -365,8 +365,9 @@ def example_messages(examples: Sequence[tuple[str, Example]], batch_key: str) ->
 
     >>> import orjson
     >>> key, value = example_messages([("c1", Example(7, [0.5], False))], "purchases-0:41")[0]
-    >>> key, orjson.loads(value)["examples"]
-    (b'purchases-0:41:0', [{'example_id': 'c1:7', 'checkpoint_ms': 7, 'features': [0.5], 'purchased': False, 'weight': 1}])
+    >>> key, [sorted(example.items()) for example in orjson.loads(value)["examples"]]   # doctest: +NORMALIZE_WHITESPACE
+    (b'purchases-0:41:0', [[('checkpoint_ms', 7), ('example_id', 'c1:7'), ('features', [0.5]), ('purchased', False),
+                           ('weight', 1)]])
     """
     return chunked_messages([{"example_id": f"{customer_id}:{example.checkpoint_ms}",
                               "checkpoint_ms": example.checkpoint_ms, "features": example.features,

@@ -12,6 +12,7 @@ outlives its worker; if the child dies, the worker starts another.
 """
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import signal
@@ -56,7 +57,7 @@ class TrainerChild(mode.Service):
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(20)
+                await asyncio.to_thread(self.process.wait, 20)  # a Faust worker's own shutdown takes seconds
             except subprocess.TimeoutExpired:
                 self.process.kill()
 

@@ -2,15 +2,16 @@
 one worker drains it. Printed per size: orders/s and events/s drained (first to last applied event), churn
 scorings per purchase event and per event (customers scored in a batch, once each: the worker's
 ``crm_churn_scorings_total``; the share visited by the wheel, not by an event of theirs; and the as-of times scored,
-``crm_churn_scored_times_total``, by kind), worker CPU µs per event
-(/proc; its trainers' child process included), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
+``crm_churn_scored_times_total``, by kind), worker CPU µs per event (/proc; its trainers' child process
+included), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
 
 The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
 twice, arrive in cohorts and stay silent for months; the dense profile is the simulator's default traffic.
 
 ``--trainers process inline`` runs each size with the trainers in a child process (the default) and in the
-worker's event loop, side by side. With ``--py-spy DIR`` the worker (not its trainers' process) is sampled by py-spy (``pip install py-spy``) while it drains; the collapsed
-stacks and a text summary (the functions taking most samples, self and inclusive) go to DIR.
+worker's event loop, side by side. With ``--py-spy DIR`` the worker (not its trainers' process) is sampled
+by py-spy (``pip install py-spy``) while it drains; the collapsed stacks and a text summary (the functions
+taking most samples, self and inclusive) go to DIR.
 
 Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile sparse] [--days 730]
                                 [--timeout-s 3600] [--py-spy bench/profiles]
@@ -132,7 +133,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
-        "profile": profile, "trainers": trainers, "customers": customers, "events": len(events), "purchases": topics["purchases"],
+        "profile": profile, "trainers": trainers, "customers": customers, "events": len(events),
+        "purchases": topics["purchases"],
         "drained_s": drained_s, "events_per_s": drained / drained_s,
         "orders_per_s": drained * purchases_share / drained_s,
         "scorings_per_purchase": total_scorings / topics["purchases"],
@@ -157,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
-        print(f"{'profile':>7} {'trainers':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} {'events/s':>9} "
+        print(f"{'profile':>7} {'trainers':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} "
+              f"{'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
         for customers, trainers in ((c, t) for c in args.customers for t in args.trainers):

@@ -8,7 +8,7 @@ import redis
 import redis.asyncio as aioredis
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis
-from tests.stack import unique_settings
+from tests.stack import suite_settings
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -42,7 +42,7 @@ async def redis_async(redis_server) -> aioredis.Redis:
 
 @pytest.fixture()
 def settings(broker, redis_server):
-    return unique_settings(broker.bootstrap, redis_server.url)
+    return suite_settings(broker.bootstrap, redis_server.url)
 
 
 @pytest.fixture()

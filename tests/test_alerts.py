@@ -32,7 +32,7 @@ from tests.events_factory import customer
 from tests.alert_scenario import (
     FROZEN, SCENARIO_SETTINGS, frozen_models, judge, run_worker_over, scenario, stored_alerts,
 )
-from tests.stack import WorkerProcess, prepare_topics, produce, read_topic, unique_settings, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_topic, suite_settings, wait_until
 
 MAX_DELAY_DAYS = 60   # a VIP who stops buying reaches medium risk after ~3 weeks of silence with this model
 SEED = 1
@@ -47,7 +47,7 @@ def _run(broker, redis_server, models, chunks: int, name: str):
     # Each slice is 41 days of history produced within a second: the producer's per-partition batches put
     # one topic hours of event time ahead of the other, far more than live traffic does, so the allowed
     # lateness (what the watermarks wait for) is two days here.
-    settings = unique_settings(broker.bootstrap, redis_server.url, **SCENARIO_SETTINGS, **FROZEN,
+    settings = suite_settings(broker.bootstrap, redis_server.url, **SCENARIO_SETTINGS, **FROZEN,
                                lateness_ms=2 * DAY_MS)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     for key, blob in models.items():
@@ -215,7 +215,7 @@ def produce_alerts(settings, alerts: list[dict], extra: list[bytes] = ()) -> Non
 def test_webhooks_deliver_each_alert_exactly_once_signed_and_alerts_can_be_acknowledged(
         broker, redis_server, redis_client, output_dir, monkeypatch, capsys):
     receiver = Receiver(failures=2)
-    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
+    settings = suite_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
                                alert_webhook_secret="s3cret", alert_webhook_attempts=4, alert_webhook_backoff_s=0.2)
     prepare_topics(settings)
     worker = WorkerProcess(settings, output_dir / "logs" / f"webhook-{settings.app_id}.log").start()
@@ -273,7 +273,7 @@ def test_an_unreachable_webhook_leaves_the_alert_in_the_dead_letter_after_the_re
     closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = closed.server_port
     closed.server_close()  # nothing listens there any more
-    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=f"http://127.0.0.1:{port}/x",
+    settings = suite_settings(broker.bootstrap, redis_server.url, alert_webhook_url=f"http://127.0.0.1:{port}/x",
                                alert_webhook_attempts=3, alert_webhook_backoff_s=0.1)
     prepare_topics(settings)
     worker = WorkerProcess(settings, output_dir / "logs" / f"webhook-dead-{settings.app_id}.log").start()
@@ -310,7 +310,7 @@ def test_an_acknowledgement_never_brings_back_an_alert_that_expired(redis_server
 def test_erasing_a_customer_deletes_their_alerts_from_redis_and_tells_the_webhook(
         broker, redis_server, redis_client, output_dir):
     receiver = Receiver(failures=0)
-    settings = unique_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
+    settings = suite_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
                                alert_webhook_secret="s3cret")
     prepare_topics(settings)
     customer_alert, aggregate = sample_alerts()

@@ -24,7 +24,7 @@ from tests.conftest import OUTPUT_DIR
 from tests.reference import purchases_frame
 from tests.stack import (
     ApiThread, WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic,
-    unique_settings, wait_until,
+    suite_settings, wait_until,
 )
 
 KEYS = {"admin": "admin-" + "a" * 24, "support": "support-" + "s" * 24, "analyst": "analyst-" + "n" * 24}
@@ -52,7 +52,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(broker, redis_server):
-    settings = unique_settings(
+    settings = suite_settings(
         broker.bootstrap, redis_server.url, churn_min_examples=1500, churn_snapshot_every=1500,
         churn_snapshot_interval_s=1.0, churn_rescore_days=7.0, segment_warmup=500, segment_snapshot_every=1000,
         segment_snapshot_interval_s=1.0, model_signing_key="test-key", worker_web_port=free_port(),

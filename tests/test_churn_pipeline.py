@@ -14,7 +14,8 @@ from tests.stack import (
 
 
 def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, output_dir):
-    settings = settings.with_(churn_min_examples=1500, churn_snapshot_every=1500, churn_rescore_days=7.0,
+    settings = settings.with_(trainers="process",  # the default: snapshots come from the worker's child process
+                              churn_min_examples=1500, churn_snapshot_every=1500, churn_rescore_days=7.0,
                               model_signing_key="test-key", churn_snapshot_interval_s=1.0)
     prepare_topics(settings)
     simulation = simulate(SimulationConfig(customers=300, days=365, seed=4))

@@ -77,7 +77,7 @@ def uninterrupted(broker, redis_server, history) -> dict:
 
 def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client, broker, history, uninterrupted,
                                                         output_dir):
-    settings = settings.with_(batch_size=200)
+    settings = settings.with_(batch_size=200, trainers="process")  # the trainers' child is SIGKILLed with it
     prepare_topics(settings)
     events = history
     produce(broker.bootstrap, event_messages(settings, events))
@@ -120,7 +120,7 @@ def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
         settings, redis_client, broker, history, uninterrupted, output_dir):
     """A second worker joins while events flow (partitions move to it), then is SIGKILLed (they move back
     after its session times out); the result must equal one uninterrupted worker's, key by key."""
-    settings = settings.with_(batch_size=200)
+    settings = settings.with_(batch_size=200, trainers="process")  # the trainers' child is SIGKILLed with it
     prepare_topics(settings)
     events = history
     thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],

@@ -8,13 +8,13 @@ import redis
 
 from streams.embedded import EmbeddedRedis
 from tests.events_factory import interaction
-from tests.stack import WorkerProcess, prepare_topics, produce, read_state, unique_settings, wait_until
+from tests.stack import WorkerProcess, prepare_topics, produce, read_state, suite_settings, wait_until
 
 
 def test_worker_survives_a_redis_restart_without_losing_events(broker, output_dir):
     logs = output_dir / "logs"
     server = EmbeddedRedis(logs).start()
-    settings = unique_settings(broker.bootstrap, server.url)
+    settings = suite_settings(broker.bootstrap, server.url)
     prepare_topics(settings)
     client = redis.Redis.from_url(server.url, decode_responses=True)
     worker = WorkerProcess(settings, logs / f"worker-{settings.app_id}.log").start()

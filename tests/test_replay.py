@@ -23,7 +23,7 @@ from streams.config import Settings
 from streams.replay import NO_SKU, ColumnMapping, MissingColumns, ReplayReport, numbered_rows, rows_to_events
 from tests import events_factory
 from tests.conftest import OUTPUT_DIR
-from tests.stack import WorkerProcess, event_messages, prepare_topics, produce, read_state, unique_settings, wait_until
+from tests.stack import WorkerProcess, event_messages, prepare_topics, produce, read_state, suite_settings, wait_until
 
 ONLINE_RETAIL_STYLE = [
     # InvoiceNo, StockCode, Quantity, InvoiceDate, UnitPrice, CustomerID
@@ -173,7 +173,7 @@ class ReplayStack:
 
 @pytest.fixture(scope="module")
 def replay_stack(broker, redis_server):
-    settings = unique_settings(broker.bootstrap, redis_server.url)
+    settings = suite_settings(broker.bootstrap, redis_server.url)
     prepare_topics(settings)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     worker = WorkerProcess(settings, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log").start()

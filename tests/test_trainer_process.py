@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import OUTPUT_DIR
-from tests.stack import WorkerProcess, prepare_topics, unique_settings, wait_until
+from tests.stack import WorkerProcess, prepare_topics, wait_until
 
 
 def trainer_children(worker_pid: int) -> list[int]:
@@ -29,6 +29,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture()
 def worker(settings):
+    settings = settings.with_(trainers="process")
     prepare_topics(settings)
     running = WorkerProcess(settings, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log").start()
     yield running
@@ -53,8 +54,8 @@ def test_a_worker_restarts_its_trainers_and_takes_them_down_with_it(worker):
     wait_until(lambda: not alive(second), 30, "the trainers' process outlived its SIGKILLed worker")
 
 
-def test_inline_trainers_start_no_process(broker, redis_server):
-    settings = unique_settings(broker.bootstrap, redis_server.url, trainers="inline")
+def test_inline_trainers_start_no_process(settings, redis_server):
+    settings = settings.with_(trainers="inline")
     prepare_topics(settings)
     running = WorkerProcess(settings, OUTPUT_DIR / "logs" / f"worker-{settings.app_id}.log").start()
     try:
