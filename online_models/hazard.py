@@ -43,8 +43,9 @@ class HazardConfig:
         them past the horizon), where the hazard hardly moves from one week to the next. Past
         ``thin_after_steps`` one checkpoint in ``thin_every`` is kept, weighted by ``thin_every``: an unbiased
         sample (it ignores the label), deterministic (the same replay keeps the same ones), its phase moving
-        with the spell so that not every customer is learned at the same silence. Off by default: measured in
-        docs/performance.md, it costs calibration that the trainer process makes unnecessary to pay.
+        with the spell so that not every customer is learned at the same silence. Off by default: it cost
+        calibration (docs/churn.md), and with the trainers in a process of their own learning no longer
+        holds up the worker.
 
         >>> config, week = HazardConfig(thin_every=4, thin_after_steps=13), 7 * 86_400_000
         >>> [config.thinning_weight(k * week, 0) for k in (0, 12, 13, 14, 15, 16, 17)]
