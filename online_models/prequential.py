@@ -30,15 +30,24 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None =
     """
     labels = np.asarray(labels).astype(bool)
     weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
-    positives, negatives = weights[labels].sum(), weights[~labels].sum()
-    if positives == 0 or negatives == 0:
-        return None
     values, group = np.unique(scores, return_inverse=True)
-    positive_weight = np.bincount(group, weights * labels, minlength=len(values))
-    negative_weight = np.bincount(group, weights * ~labels, minlength=len(values))
-    below = np.concatenate(([0.0], np.cumsum(negative_weight)[:-1]))  # negatives scored lower
-    wins = (positive_weight * (below + negative_weight / 2.0)).sum()
-    return float(wins / (positives * negatives))
+    return _auc_of_groups(np.bincount(group, weights * labels, minlength=len(values)),
+                          np.bincount(group, weights * ~labels, minlength=len(values)))
+
+
+def _auc_of_groups(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    """ROC AUC from the weight of each class per group of equal scores (ascending): ties count half."""
+    if positives.sum() == 0 or negatives.sum() == 0:
+        return None
+    below = np.concatenate(([0.0], np.cumsum(negatives)[:-1]))  # negatives scored lower
+    wins = (positives * (below + negatives / 2.0)).sum()
+    return float(wins / (positives.sum() * negatives.sum()))
+
+
+def _deciles_of(weights: np.ndarray) -> np.ndarray:
+    """The decile (0-9) of each of ``weights`` in their order: where the middle of its weight falls."""
+    cumulative = np.cumsum(weights)
+    return np.minimum((cumulative - weights / 2) * 10 // cumulative[-1], 9).astype(int)
 
 
 def calibration_by_decile(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> list[dict]:
@@ -54,8 +63,7 @@ def calibration_by_decile(scores: np.ndarray, labels: np.ndarray, weights: np.nd
     weights = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
     order = np.argsort(scores, kind="mergesort")
     scores, labels, weights = scores[order], labels[order], weights[order]
-    cumulative = np.cumsum(weights)
-    decile = np.minimum((cumulative - weights / 2) * 10 // cumulative[-1], 9).astype(int)
+    decile = _deciles_of(weights)
     rows = []
     for i in range(10):
         part = decile == i
@@ -123,18 +131,13 @@ class PrequentialMetrics:
 
     def _overall_auc(self) -> float | None:
         negatives, positives = self.histogram
-        if positives.sum() == 0 or negatives.sum() == 0:
-            return None
-        below = np.concatenate(([0], np.cumsum(negatives)[:-1]))  # negatives in lower bins
-        wins = (positives * (below + negatives / 2.0)).sum()
-        return float(wins / (positives.sum() * negatives.sum()))
+        return _auc_of_groups(positives, negatives)  # bins are the groups: ties within a bin count half
 
     def _overall_calibration(self) -> list[dict]:
         counts = self.histogram.sum(axis=0)
         if counts.sum() < 10:
             return []
-        cumulative = np.cumsum(counts)
-        decile_of_bin = np.minimum((cumulative - counts / 2) * 10 // counts.sum(), 9).astype(int)
+        decile_of_bin = _deciles_of(counts)
         rows = []
         for decile in range(10):
             bins = decile_of_bin == decile
