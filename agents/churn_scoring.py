@@ -229,10 +229,12 @@ class ChurnStage(BatchStage):
             after = self.last_tick(customer_id, state)
             window_end = (label_wake if label_wake is not None
                           else after + self.churn.label_steps * self.churn.hazard.step_ms)
-            ticks = churn_tracking.ticks_between(state, self.churn, after, window_end,
+            reach = churn_tracking.look_ahead_until(state, after, window_end, self.churn)
+            ticks = churn_tracking.ticks_between(state, self.churn, after, reach,
                                                  churn_tracking.tick_phase_ms(customer_id))
-            # No labels due: come back at the window's end to look further (while there are ticks at all).
-            revisit = label_wake if label_wake is not None or not ticks else window_end
+            # Looked short of the labels, or no labels due: come back at the reach to look further (while there
+            # are ticks at all).
+            revisit = label_wake if not ticks or label_wake is not None and reach == label_wake else reach
             windows.append((customer_id, partition, state, revisit, ticks))
         planned = {customer_id: (state, ticks) for customer_id, _, state, _, ticks in windows
                    if state.churn_score is not None and ticks}
