@@ -288,8 +288,7 @@ class ChurnStage(BatchStage):
             # the same quiet interval, so it reports nothing either, and after the event no tick reads it.
             ticks = ticks[-1:]
         if ticks:
-            as_of_ticks = CustomerState.from_dict(state.to_dict())
-            as_of_ticks.churn_score = None  # raw scores: the monotone rule of _score_ticks uses ticks only
+            as_of_ticks = state.scoring_copy()  # no churn_score: the monotone rule of _score_ticks uses ticks only
             self._pending.append((customer_id, partition, state, as_of_ticks, ticks))
             self._ticked[customer_id] = ticks[-1]
 

@@ -34,6 +34,14 @@ class RfmInputs:
     net_minor: int | None
 
 
+def _clone(record, **fields):
+    """A copy of a plain dataclass with ``fields`` replaced (its mutable fields are the caller's to copy):
+    a fifth of the cost of a round trip through its dict form."""
+    twin = object.__new__(type(record))
+    twin.__dict__.update(record.__dict__, **fields)
+    return twin
+
+
 @dataclass
 class CustomerState:
     """One customer's state.
@@ -91,6 +99,24 @@ class CustomerState:
         if history.orders == 0:
             return RfmInputs(None, None, None)
         return RfmInputs(history.last_order_ms // DAY_MS, history.orders, history.net_minor)
+
+    def scoring_copy(self) -> "CustomerState":
+        """A copy of what a churn score and its description read (activity, orders, engagement), to score
+        ticks as of now after later events of the batch have changed the state. Items, KPI memory, the open
+        example and alert cool-downs are left out: on a busy customer they are most of a whole copy.
+
+        >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+        >>> state.apply_order(DAY_MS, 2500, 1); state.apply_interaction("product_view", 2 * DAY_MS)
+        >>> copy = state.scoring_copy(); state.apply_order(3 * DAY_MS, 900, 1)
+        >>> copy.purchases.orders, copy.activity.last_seen_ms // DAY_MS, copy.engagement.counts.keys()
+        (1, 2, dict_keys(['product_view']))
+        """
+        activity, history, engagement = self.activity, self.purchases, self.engagement
+        return CustomerState(
+            _clone(activity, events=dict(activity.events)),
+            _clone(history, recent_order_ms=list(history.recent_order_ms),
+                   recent_order_minor=list(history.recent_order_minor), recent_days=list(history.recent_days)),
+            _clone(engagement, counts={name: _clone(count) for name, count in engagement.counts.items()}))
 
     # -- storage ----------------------------------------------------------------------------------
 
