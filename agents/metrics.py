@@ -12,7 +12,7 @@ __all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS
            "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES", "register_metrics_page"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 EVENTS_IN = Counter("crm_events_in_total", "Input records processed (applied batches), by input topic",
                     ["topic"], registry=REGISTRY)

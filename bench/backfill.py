@@ -2,7 +2,8 @@
 one worker drains it. Printed per size: orders/s and events/s drained (first to last applied event), churn
 scorings per purchase event and per event (customers scored in a batch, once each: the worker's
 ``crm_churn_scorings_total``; the share visited by the wheel, not by an event of theirs; and the as-of times scored,
-``crm_churn_scored_times_total``, by kind), worker CPU µs per event (/proc; its trainers' child process
+``crm_churn_scored_times_total``, by kind; the score changes reported: each one of a silent customer is a visit of
+the wheel), worker CPU µs per event (/proc; its trainers' child process
 included), Redis CPU µs per event (``INFO cpu`` before/after), bytes per customer (``INFO memory``).
 
 The sparse profile (streams.simulator.sparse_config) is a real shop's history: most buyers order once or
@@ -14,11 +15,12 @@ by py-spy (``pip install py-spy``) while it drains; the collapsed stacks and a t
 taking most samples, self and inclusive) go to DIR.
 
 Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile sparse] [--days 730]
-                                [--timeout-s 3600] [--py-spy bench/profiles]
+                                [--timeout-s 3600] [--py-spy bench/profiles] [--catch-up-batch-size 2000 8000]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -63,6 +65,35 @@ def worker_scorings(port: int, metric: str = "crm_churn_scorings_total") -> dict
             if line.startswith(metric + "{")}
 
 
+def batch_seconds(port: int) -> tuple[int, float, float]:
+    """The worker's batches (``crm_batch_seconds``): how many, their mean and their p99 (a bucket's upper bound:
+    a batch holds the event loop, so the consumer's heartbeats wait for it)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    buckets = [(float(line.split('le="')[1].split('"')[0]), float(line.rsplit(" ", 1)[1]))
+               for line in text.splitlines() if line.startswith("crm_batch_seconds_bucket{")]
+    count = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_batch_seconds_count"))
+    total = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_batch_seconds_sum"))
+    p99 = next(bound for bound, cumulative in sorted(buckets) if cumulative >= 0.99 * count)
+    return int(count), total / max(count, 1), p99
+
+
+def records_in(bootstrap: str, topic: str) -> int:
+    """Records written to ``topic`` (the sum of its partitions' end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def count() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            await consumer.topics()  # fetches the metadata partitions_for_topic reads
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            return sum((await consumer.end_offsets(partitions)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw",
@@ -90,12 +121,14 @@ def summarise_profile(collapsed: Path, top: int = 40) -> str:
 
 
 def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, profile: str, days: int,
-        timeout_s: float, logs: Path, py_spy_dir: Path | None = None, trainers: str = "process") -> dict:
+        timeout_s: float, logs: Path, py_spy_dir: Path | None = None, trainers: str = "process",
+        catch_up: int | None = None) -> dict:
     config = sparse_config(customers=customers, days=days) if profile == "sparse" else \
         SimulationConfig(customers=customers, days=days)
     events = simulate(config).events
     topics = Counter(topic for topic, _ in events)
-    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port(), trainers=trainers)
+    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port(), trainers=trainers,
+                               **({} if catch_up is None else {"catch_up_batch_size": catch_up}))
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     prepare_topics(settings)
     produce(settings.kafka_bootstrap, event_messages(settings, events))
@@ -121,6 +154,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         redis_cpu = redis_cpu_s(client) - redis_first
         scorings = worker_scorings(settings.worker_web_port)
         scored_times = worker_scorings(settings.worker_web_port, "crm_churn_scored_times_total")
+        changes = records_in(settings.kafka_bootstrap, settings.topic("score-changes"))
+        batches = batch_seconds(settings.worker_web_port)
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
@@ -133,12 +168,15 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
-        "profile": profile, "trainers": trainers, "customers": customers, "events": len(events),
+        "profile": profile, "trainers": trainers, "catch_up": settings.catch_up_batch_size, "customers": customers,
+        "events": len(events),
         "purchases": topics["purchases"],
         "drained_s": drained_s, "events_per_s": drained / drained_s,
         "orders_per_s": drained * purchases_share / drained_s,
         "scorings_per_purchase": total_scorings / topics["purchases"],
         "scorings_per_event": total_scorings / len(events),
+        "changes_per_purchase": changes / topics["purchases"],
+        "batches": batches,
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
@@ -156,24 +194,30 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="sample the worker with py-spy")
     parser.add_argument("--trainers", nargs="+", choices=("process", "inline"), default=["process"],
                         help="CRM_TRAINERS of the worker; several: each size is run with each, side by side")
+    parser.add_argument("--catch-up-batch-size", type=int, nargs="+", default=[None], metavar="N",
+                        help="CRM_CATCH_UP_BATCH_SIZE of the worker (default: the setting's); several: side by side")
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
-        print(f"{'profile':>7} {'trainers':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} "
+        print(f"{'profile':>7} {'trainers':>8} {'catch-up':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} "
               f"{'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
-        for customers, trainers in ((c, t) for c in args.customers for t in args.trainers):
+        runs = ((c, t, b) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size)
+        for customers, trainers, catch_up in runs:
             r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy,
-                    trainers)
-            print(f"{r['profile']:>7} {r['trainers']:>8} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
+                    trainers, catch_up)
+            print(f"{r['profile']:>7} {r['trainers']:>8} {r['catch_up']:>8,} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
                   f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['wake_share']:>6.0%} "
                   f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "
                   f"{r['bytes_per_customer']:>10,.0f}", flush=True)
             print("          per purchase: customers scored, by what visited them " + ", ".join(
                 f"{at} {value:.2f}" for at, value in r["per_purchase"].items()) + "; as-of times scored " + ", ".join(
-                f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items()), flush=True)
+                f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items())
+                + f"; score changes reported {r['changes_per_purchase']:.2f}", flush=True)
+            count, mean_s, p99_s = r["batches"]
+            print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s", flush=True)
 
 
 if __name__ == "__main__":
