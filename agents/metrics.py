@@ -8,7 +8,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS",
+__all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS", "LOOP_LAG_SECONDS",
            "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES", "register_metrics_page"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -21,6 +21,9 @@ DEADLETTERED = Counter("crm_deadletter_total", "Records sent to the dead-letter 
                        registry=REGISTRY)
 BATCH_SECONDS = Histogram("crm_batch_seconds", "Wall time of one batch, fetch excluded, commit included",
                           buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+LOOP_LAG_SECONDS = Histogram("crm_event_loop_lag_seconds", "How late a timer of the worker's event loop fired: what the "
+                             "consumer's heartbeats waited (over the session timeout, the group evicts the worker)",
+                             buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 REDIS_SECONDS = Histogram("crm_redis_seconds", "Redis round trips of the batch path, by operation",
                           ["operation"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 CONSUMER_LAG = Gauge("crm_consumer_lag", "Records not applied yet: the partition's log end minus the applied offset",

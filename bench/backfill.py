@@ -65,15 +65,16 @@ def worker_scorings(port: int, metric: str = "crm_churn_scorings_total") -> dict
             if line.startswith(metric + "{")}
 
 
-def batch_seconds(port: int) -> tuple[int, float, float]:
-    """The worker's batches (``crm_batch_seconds``): how many, their mean and their p99 (a bucket's upper bound:
-    a batch holds the event loop, so the consumer's heartbeats wait for it)."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    buckets = [(float(line.split('le="')[1].split('"')[0]), float(line.rsplit(" ", 1)[1]))
-               for line in text.splitlines() if line.startswith("crm_batch_seconds_bucket{")]
-    count = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_batch_seconds_count"))
-    total = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_batch_seconds_sum"))
-    p99 = next(bound for bound, cumulative in sorted(buckets) if cumulative >= 0.99 * count)
+def histogram(port: int, metric: str) -> tuple[int, float, float]:
+    """A histogram of the worker's ``/metrics``: how many observations, their mean and their p99 (a bucket's
+    upper bound)."""
+    lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines()
+    value = lambda line: float(line.rsplit(" ", 1)[1])  # noqa: E731
+    buckets = sorted((float(line.split('le="')[1].split('"')[0]), value(line))
+                     for line in lines if line.startswith(metric + "_bucket{"))
+    count = next(value(line) for line in lines if line.startswith(metric + "_count"))
+    total = next(value(line) for line in lines if line.startswith(metric + "_sum"))
+    p99 = next((bound for bound, cumulative in buckets if cumulative >= 0.99 * count), 0.0)
     return int(count), total / max(count, 1), p99
 
 
@@ -155,7 +156,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         scorings = worker_scorings(settings.worker_web_port)
         scored_times = worker_scorings(settings.worker_web_port, "crm_churn_scored_times_total")
         changes = records_in(settings.kafka_bootstrap, settings.topic("score-changes"))
-        batches = batch_seconds(settings.worker_web_port)
+        batches = histogram(settings.worker_web_port, "crm_batch_seconds")
+        loop_lag = histogram(settings.worker_web_port, "crm_event_loop_lag_seconds")
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
@@ -176,7 +178,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "scorings_per_purchase": total_scorings / topics["purchases"],
         "scorings_per_event": total_scorings / len(events),
         "changes_per_purchase": changes / topics["purchases"],
-        "batches": batches,
+        "batches": batches, "loop_lag": loop_lag,
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
@@ -217,7 +219,8 @@ def main() -> None:
                 f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items())
                 + f"; score changes reported {r['changes_per_purchase']:.2f}", flush=True)
             count, mean_s, p99_s = r["batches"]
-            print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s", flush=True)
+            print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s; event loop lag p99 <= "
+                  f"{r['loop_lag'][2]:g} s (the consumer's heartbeats wait that long)", flush=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class Settings:
     batch_latency_ms: int = _env_field(
         "CRM_BATCH_LATENCY_MS", 100, int, "Max time a partial batch waits before it is processed.")
     catch_up_batch_size: int = _env_field(
-        "CRM_CATCH_UP_BATCH_SIZE", 2000, int,
+        "CRM_CATCH_UP_BATCH_SIZE", 8000, int,
         "Max events per batch while the worker is behind (full fetches): fewer state round trips per event.")
     align_max_wait_ms: int = _env_field(
         "CRM_ALIGN_MAX_WAIT_MS", 5000, int,
