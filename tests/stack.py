@@ -21,7 +21,7 @@ from streams.embedded import create_topics
 from streams.topics import topic_specs
 
 __all__ = ["ApiThread", "WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics", "event_messages",
-           "accepted_total", "process_history", "read_state"]
+           "accepted_total", "process_history", "read_state", "segment_trainer_caught_up"]
 
 
 def unique_settings(bootstrap: str, redis_url: str, **overrides) -> Settings:
@@ -139,6 +139,15 @@ def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float =
         return records
 
     return asyncio.run(run())
+
+
+def segment_trainer_caught_up(settings: Settings, client: redis.Redis) -> bool:
+    """The newest segment snapshot has learnt every distinct sample the workers sent (no newer one is coming
+    unless they send more)."""
+    blob = client.get(settings.redis_prefix + "seg:latest")
+    samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
+    distinct = {s["sample_id"] for m in samples for s in orjson.loads(m.value)["samples"]}
+    return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
 
 
 def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes, int | None]]:

@@ -24,7 +24,7 @@ from tests.conftest import OUTPUT_DIR
 from tests.reference import purchases_frame
 from tests.stack import (
     ApiThread, WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic,
-    suite_settings, wait_until,
+    segment_trainer_caught_up, suite_settings, wait_until,
 )
 
 KEYS = {"admin": "admin-" + "a" * 24, "support": "support-" + "s" * 24, "analyst": "analyst-" + "n" * 24}
@@ -76,6 +76,9 @@ def stack(broker, redis_server):
             wait_until(lambda: client.exists(prefix + "model:churn:latest") and client.exists(prefix + "seg:latest"),
                        120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
             nudge = _worker_scores_with_a_trained_model(settings, simulation.events, worker)
+            # Segment names change between snapshots: the cards are compared with the last one to come.
+            wait_until(lambda: segment_trainer_caught_up(settings, client), 120, "segment trainer did not catch up",
+                       interval_s=1.0, process=worker.process)
             yield Stack(settings, simulation, simulation.events + [nudge], client, api, worker, samples)
         finally:
             worker.stop()

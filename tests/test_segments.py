@@ -17,16 +17,9 @@ from streams.cli import main as cli_main
 from online_models.purchase_history import DAY_MS
 from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, SimulationConfig, simulate
 from tests.stack import (
-    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, read_topic, wait_until,
+    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_state, segment_trainer_caught_up,
+    wait_until,
 )
-
-
-def trainer_caught_up(settings, client) -> bool:
-    """The newest snapshot has learnt every distinct sample the workers sent."""
-    blob = client.get(settings.redis_prefix + "seg:latest")
-    samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
-    distinct = {s["sample_id"] for m in samples for s in orjson.loads(m.value)["samples"]}
-    return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
 
 
 def read_overview_via_cli(settings, monkeypatch, capsys) -> dict:
@@ -64,7 +57,7 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
             produced += len(events)
             wait_until(lambda: accepted_total(redis_client, settings) >= produced, 240, "history not processed",
                        interval_s=0.5, process=worker.process)
-            wait_until(lambda: trainer_caught_up(settings, redis_client), 120, "segment trainer did not catch up",
+            wait_until(lambda: segment_trainer_caught_up(settings, redis_client), 120, "segment trainer did not catch up",
                        interval_s=1.0, process=worker.process)
     finally:
         worker.stop()
