@@ -10,9 +10,9 @@ demo: setup
 	$(VENV)/bin/crmstream demo
 
 # Test files run in parallel, one per CPU (each xdist worker starts its own broker and redis-server); a file's
-# tests stay together so its module stacks are built once.
+# tests stay together so its module stacks are built once; the slowest files start first (tests/conftest.py).
 test: setup
-	$(VENV)/bin/python -m pytest -n auto --dist loadfile
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(VENV)/bin/python bench/throughput.py
