@@ -21,8 +21,8 @@ DEADLETTERED = Counter("crm_deadletter_total", "Records sent to the dead-letter 
                        registry=REGISTRY)
 BATCH_SECONDS = Histogram("crm_batch_seconds", "Wall time of one batch, fetch excluded, commit included",
                           buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-LOOP_LAG_SECONDS = Histogram("crm_event_loop_lag_seconds", "How late a timer of the worker's event loop fired: what the "
-                             "consumer's heartbeats waited (over the session timeout, the group evicts the worker)",
+LOOP_LAG_SECONDS = Histogram("crm_event_loop_lag_seconds", "How late a timer of the worker's event loop fired: what "
+                             "the consumer's heartbeats waited (over the session timeout, the group evicts the worker)",
                              buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 REDIS_SECONDS = Histogram("crm_redis_seconds", "Redis round trips of the batch path, by operation",
                           ["operation"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)

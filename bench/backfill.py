@@ -201,15 +201,16 @@ def main() -> None:
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
-        print(f"{'profile':>7} {'trainers':>8} {'catch-up':>8} {'customers':>9} {'events':>9} {'purchases':>9} {'drained s':>9} "
-              f"{'events/s':>9} "
+        print(f"{'profile':>7} {'trainers':>8} {'catch-up':>8} {'customers':>9} {'events':>9} {'purchases':>9} "
+              f"{'drained s':>9} {'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
         runs = ((c, t, b) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size)
         for customers, trainers, catch_up in runs:
             r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy,
                     trainers, catch_up)
-            print(f"{r['profile']:>7} {r['trainers']:>8} {r['catch_up']:>8,} {r['customers']:>9,} {r['events']:>9,} {r['purchases']:>9,} "
+            print(f"{r['profile']:>7} {r['trainers']:>8} {r['catch_up']:>8,} {r['customers']:>9,} {r['events']:>9,} "
+                  f"{r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
                   f"{r['scorings_per_purchase']:>10.1f} {r['scorings_per_event']:>7.2f} {r['wake_share']:>6.0%} "
                   f"{r['worker_cpu_us_per_event']:>12,.0f} {r['redis_cpu_us_per_event']:>11,.0f} "

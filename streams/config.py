@@ -447,7 +447,8 @@ def _host_ports(text: str) -> bool:
 #: (fields, accepts, what they need): every setting is checked before anything starts.
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("partitions batch_size batch_latency_ms catch_up_batch_size horizon_days engagement_half_life_days "
-     "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days churn_thin_every "
+     "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
+     "churn_thin_every "
      "churn_rescore_days churn_rescore_near_reorder_days churn_label_steps churn_snapshot_every "
      "churn_snapshot_interval_s "
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "

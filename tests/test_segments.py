@@ -57,8 +57,8 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
             produced += len(events)
             wait_until(lambda: accepted_total(redis_client, settings) >= produced, 240, "history not processed",
                        interval_s=0.5, process=worker.process)
-            wait_until(lambda: segment_trainer_caught_up(settings, redis_client), 120, "segment trainer did not catch up",
-                       interval_s=1.0, process=worker.process)
+            wait_until(lambda: segment_trainer_caught_up(settings, redis_client), 120,
+                       "segment trainer did not catch up", interval_s=1.0, process=worker.process)
     finally:
         worker.stop()
 
