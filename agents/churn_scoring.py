@@ -122,10 +122,12 @@ class ChurnStage(BatchStage):
 
     A silent customer is not visited at every tick: after each visit a look-ahead
     (:func:`~online_models.churn_tracking.plan_silence`) finds the first future tick whose report would change,
-    and the wheel wakes the customer then, or when ``label_steps`` examples have ended. The plan is stored with
-    the score; its quiet ticks are skipped (never loaded or scored) while the model version is the one it was
-    made with. Under a new version the plan is void and the customer is re-scored lazily at its next visit, at
-    its newest tick only: a change found there is marked ``model_change`` (the detector does not count it).
+    and the wheel wakes the customer then, or when ``label_steps`` examples have ended (a busy customer's
+    look-ahead reaches less far, :func:`~online_models.churn_tracking.look_ahead_until`, and it is woken
+    there). The plan is stored with the score; its quiet ticks are skipped (never loaded or scored) while the
+    model version is the one it was made with. Under a new version the plan is void and the customer is
+    re-scored lazily at its next visit, at its newest tick only: a change found there is marked
+    ``model_change`` (the detector does not count it).
     """
 
     settings: Settings
