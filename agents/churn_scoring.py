@@ -236,7 +236,7 @@ class ChurnStage(BatchStage):
                                                  churn_tracking.tick_phase_ms(customer_id))
             # Looked short of the labels, or no labels due: come back at the reach to look further (while there
             # are ticks at all).
-            revisit = label_wake if not ticks or label_wake is not None and reach == label_wake else reach
+            revisit = label_wake if not ticks or reach == label_wake else reach
             windows.append((customer_id, partition, state, revisit, ticks))
         planned = {customer_id: (state, ticks) for customer_id, _, state, _, ticks in windows
                    if state.churn_score is not None and ticks}

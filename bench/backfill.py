@@ -20,7 +20,6 @@ Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile spar
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port  # noqa: E402
 from streams.simulator import SimulationConfig, simulate, sparse_config  # noqa: E402
 from tests.stack import (  # noqa: E402
-    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, unique_settings,
+    WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_topic, unique_settings,
 )
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,40 +58,34 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def worker_scorings(port: int, metric: str = "crm_churn_scorings_total") -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith(metric + "{")}
+def metrics_page(port: int) -> list[str]:
+    """The lines of the worker's ``/metrics``."""
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines()
 
 
-def histogram(port: int, metric: str) -> tuple[int, float, float]:
-    """A histogram of the worker's ``/metrics``: how many observations, their mean and their p99 (a bucket's
-    upper bound)."""
-    lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines()
-    value = lambda line: float(line.rsplit(" ", 1)[1])  # noqa: E731
-    buckets = sorted((float(line.split('le="')[1].split('"')[0]), value(line))
+def _value(line: str) -> float:
+    return float(line.rsplit(" ", 1)[1])
+
+
+def labelled(lines: list[str], metric: str) -> dict[str, float]:
+    """A metric with one label: label value -> sample."""
+    return {line.split('"')[1]: _value(line) for line in lines if line.startswith(metric + "{")}
+
+
+def histogram(lines: list[str], metric: str) -> tuple[int, float, float]:
+    """A histogram: how many observations, their mean and their p99 (a bucket's upper bound)."""
+    buckets = sorted((float(line.split('le="')[1].split('"')[0]), _value(line))
                      for line in lines if line.startswith(metric + "_bucket{"))
-    count = next(value(line) for line in lines if line.startswith(metric + "_count"))
-    total = next(value(line) for line in lines if line.startswith(metric + "_sum"))
+    count = next(_value(line) for line in lines if line.startswith(metric + "_count"))
+    total = next(_value(line) for line in lines if line.startswith(metric + "_sum"))
     p99 = next((bound for bound, cumulative in buckets if cumulative >= 0.99 * count), 0.0)
     return int(count), total / max(count, 1), p99
 
 
-def records_in(bootstrap: str, topic: str) -> int:
-    """Records written to ``topic`` (the sum of its partitions' end offsets)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def count() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            await consumer.topics()  # fetches the metadata partitions_for_topic reads
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            return sum((await consumer.end_offsets(partitions)).values())
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(count())
+def score_changes(settings) -> int:
+    """Score changes the worker reported (the topic also carries a progress record per partition and batch)."""
+    return sum(not (record.key or b"").startswith(b"progress:")
+               for record in read_topic(settings.kafka_bootstrap, settings.topic("score-changes")))
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
@@ -153,11 +146,12 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         drained = len(events) - first_done
         worker_cpu = process_cpu_s(worker.process.pid) - cpu_first
         redis_cpu = redis_cpu_s(client) - redis_first
-        scorings = worker_scorings(settings.worker_web_port)
-        scored_times = worker_scorings(settings.worker_web_port, "crm_churn_scored_times_total")
-        changes = records_in(settings.kafka_bootstrap, settings.topic("score-changes"))
-        batches = histogram(settings.worker_web_port, "crm_batch_seconds")
-        loop_lag = histogram(settings.worker_web_port, "crm_event_loop_lag_seconds")
+        metrics = metrics_page(settings.worker_web_port)
+        scorings = labelled(metrics, "crm_churn_scorings_total")
+        scored_times = labelled(metrics, "crm_churn_scored_times_total")
+        batches = histogram(metrics, "crm_batch_seconds")
+        loop_lag = histogram(metrics, "crm_event_loop_lag_seconds")
+        changes = score_changes(settings)
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
