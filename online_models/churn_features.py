@@ -38,7 +38,7 @@ from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
 __all__ = ["FEATURES", "HINGES", "EXPLAINED", "feature_row", "features_at", "engagement_anchor", "example_row",
-           "landmark_lag", "silence_paths", "PRIOR_GAP_DAYS"]
+           "landmark_lag", "silence_paths", "BaseRows", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
@@ -127,25 +127,24 @@ def feature_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None
 
 
 def example_row(state: CustomerState, at_ms: int, anchor: Sequence[float] | None, lag_steps: int,
-                step_ms: int) -> tuple[list[float], list[float]]:
+                step_ms: int, rows: "BaseRows | None" = None) -> tuple[list[float], list[float]]:
     """:func:`feature_row` and :func:`engagement_anchor` at ``at_ms`` from one reading of the state (what
-    a checkpoint needs: its example's features and what it remembers)."""
-    base = _base_row(state, at_ms)
+    a checkpoint needs: its example's features and what it remembers); ``rows``: the state's
+    :class:`BaseRows`, when several checkpoints of one unchanged state are asked for."""
+    base = (rows or BaseRows(state))(at_ms)
     return _full_row(state, base, anchor, lag_steps, step_ms), _anchor_of(base)
 
 
 def _full_row(state: CustomerState, base: list[float], anchor: Sequence[float] | None, lag_steps: int,
               step_ms: int) -> list[float]:
     """One row in plain Python (a checkpoint builds one at a time; numpy's per-call cost was most of it)."""
-    row = base + [0.0] * (len(FEATURES) - len(base))
+    row = base + [float(lag_steps)]   # the engagement age closes the base columns
     if anchor is not None:
         row[_ENGAGEMENT] = anchor
         fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)
         for column in _DECAYED:
             row[column] = math.log1p(math.expm1(row[column]) * fade)
-    row[_AGE] = float(lag_steps)
-    for i, (column, knot) in enumerate(_HINGE_COLUMNS):
-        row[len(_BASE_FEATURES) + i] = max(row[column] - knot, 0.0)
+    row += [value if value > 0.0 else 0.0 for value in (row[column] - knot for column, knot in _HINGE_COLUMNS)]
     return row
 
 
@@ -156,36 +155,66 @@ def _fill_hinges(rows: np.ndarray) -> None:
 
 
 def _base_row(state: CustomerState, at_ms: int) -> list[float]:
-    history, engagement = state.purchases, state.engagement
-    silence_days = max(at_ms - history.last_order_ms, 0) / DAY_MS
-    mean_gap = history.mean_gap_days or PRIOR_GAP_DAYS
-    std_gap = history.gap_std_days or 0.0
-    tenure_days = max(at_ms - history.first_order_ms, 0) / DAY_MS
-    window_start = at_ms - _TREND_WINDOW_DAYS * DAY_MS
-    recent_orders = sum(1 for ts in history.recent_order_ms if window_start < ts <= at_ms)
-    expected_recent = history.orders * _TREND_WINDOW_DAYS / max(tenure_days, _TREND_WINDOW_DAYS)
-    decayed = engagement.decayed
-    csat, nps = engagement.last_csat, engagement.last_nps
-    recent_spend = sum(amount for ts, amount in zip(history.recent_order_ms, history.recent_order_minor)
-                       if window_start < ts <= at_ms)
-    return [
-        math.log1p(silence_days),
-        min(silence_days / max(mean_gap, 1.0), 10.0),
-        math.log1p(history.orders),
-        math.log1p(mean_gap),
-        std_gap / max(mean_gap, 1.0),
-        math.log((recent_orders + 0.5) / (expected_recent + 0.5)),
-        math.log1p(max(history.average_order_minor or 0.0, 0.0) / 100),
-        history.refunded_minor / history.gross_minor if history.gross_minor > 0 else 0.0,
-        math.log1p(tenure_days),
-        math.log1p(decayed("product_view", at_ms) + decayed("page_view", at_ms)),
-        math.log1p(decayed("add_to_cart", at_ms)),
-        math.log1p(decayed("email_click", at_ms)),
-        float(engagement.open_tickets),
-        0.0 if csat is None else csat - 3.0,
-        0.0 if nps is None else (nps - 5.0) / 5.0,
-        float(_spend_trend(recent_spend, history.gross_minor, history.orders, expected_recent)),
-    ]
+    return BaseRows(state)(at_ms)
+
+
+class BaseRows:
+    """The base columns of one customer's rows at any event time: what does not depend on the time is read
+    from the state once (a silent spell's checkpoints are many rows of one unchanged state).
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> state.apply_order(0, 5000, 1); state.apply_order(20 * DAY_MS, 3000, 1)
+    >>> rows = BaseRows(state)
+    >>> [round(math.expm1(rows(day * DAY_MS)[0])) for day in (20, 50)]   # days of silence
+    [0, 30]
+    """
+
+    __slots__ = ("decayed", "last_order_ms", "first_order_ms", "recent", "orders", "gross_minor", "per_order",
+                 "mean_gap", "orders_columns", "spend_columns", "engagement_columns")
+
+    def __init__(self, state: CustomerState) -> None:
+        history, engagement = state.purchases, state.engagement
+        self.decayed = engagement.decayed
+        self.last_order_ms, self.first_order_ms = history.last_order_ms, history.first_order_ms
+        self.recent = list(zip(history.recent_order_ms, history.recent_order_minor))
+        self.orders, self.gross_minor = history.orders, history.gross_minor
+        self.per_order = history.gross_minor / max(history.orders, 1) if history.gross_minor > 0 else 1.0
+        mean_gap = history.mean_gap_days or PRIOR_GAP_DAYS
+        self.mean_gap = max(mean_gap, 1.0)
+        self.orders_columns = [math.log1p(history.orders), math.log1p(mean_gap),
+                               (history.gap_std_days or 0.0) / self.mean_gap]
+        self.spend_columns = [math.log1p(max(history.average_order_minor or 0.0, 0.0) / 100),
+                              history.refunded_minor / history.gross_minor if history.gross_minor > 0 else 0.0]
+        csat, nps = engagement.last_csat, engagement.last_nps
+        self.engagement_columns = [float(engagement.open_tickets), 0.0 if csat is None else csat - 3.0,
+                                   0.0 if nps is None else (nps - 5.0) / 5.0]
+
+    def __call__(self, at_ms: int) -> list[float]:
+        silence_days = max(at_ms - self.last_order_ms, 0) / DAY_MS
+        tenure_days = max(at_ms - self.first_order_ms, 0) / DAY_MS
+        window_start = at_ms - _TREND_WINDOW_DAYS * DAY_MS
+        recent_orders, recent_spend = 0, 0
+        for ts, amount in self.recent:
+            if window_start < ts <= at_ms:
+                recent_orders += 1
+                recent_spend += amount
+        expected_recent = self.orders * _TREND_WINDOW_DAYS / max(tenure_days, _TREND_WINDOW_DAYS)
+        decayed = self.decayed
+        spend_trend = (math.log((recent_spend / self.per_order + 0.5) / (expected_recent + 0.5))
+                       if self.gross_minor > 0 else 0.0)
+        return [
+            math.log1p(silence_days),
+            min(silence_days / self.mean_gap, 10.0),
+            *self.orders_columns,
+            math.log((recent_orders + 0.5) / (expected_recent + 0.5)),
+            *self.spend_columns,
+            math.log1p(tenure_days),
+            math.log1p(decayed("product_view", at_ms) + decayed("page_view", at_ms)),
+            math.log1p(decayed("add_to_cart", at_ms)),
+            math.log1p(decayed("email_click", at_ms)),
+            *self.engagement_columns,
+            spend_trend,
+        ]
 
 
 def _spend_trend(recent_spend_minor, gross_minor, orders, expected_orders):

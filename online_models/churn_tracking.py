@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from online_models.churn_features import example_row, landmark_lag, silence_paths
+from online_models.churn_features import BaseRows, example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
@@ -76,11 +76,14 @@ def _example_at(state: CustomerState, settings: ChurnSettings):
     checkpoint :func:`landmark_lag` steps earlier in this silent spell (what a score ``lag`` steps
     along its path knows); the checkpoint remembers its own engagement."""
     hazard = settings.hazard
+    rows: BaseRows | None = None  # read once, at the first checkpoint (the state does not change meanwhile)
 
     def example_at(checkpoint_ms: int, anchors: list) -> tuple[list[float], list[float]]:
+        nonlocal rows
+        rows = rows or BaseRows(state)
         lag = landmark_lag(checkpoint_ms, min(len(anchors), hazard.steps - 1))
         anchor = anchors[-lag] if lag else None
-        return example_row(state, checkpoint_ms, anchor, lag, hazard.step_ms)
+        return example_row(state, checkpoint_ms, anchor, lag, hazard.step_ms, rows)
     return example_at
 
 
