@@ -228,12 +228,16 @@ class ChurnStage(BatchStage):
         windows = []
         for customer_id, (state, partition, _) in self._seen.items():
             label_wake = churn_tracking.label_wake_ms(state, self.churn)
-            after = self.last_tick(customer_id, state)
+            after = _chain_from(self.last_tick(customer_id, state), state)
+            phase = churn_tracking.tick_phase_ms(customer_id)
             window_end = (label_wake if label_wake is not None
                           else after + self.churn.label_steps * self.churn.hazard.step_ms)
             reach = churn_tracking.look_ahead_until(state, after, window_end, self.churn)
-            ticks = churn_tracking.ticks_between(state, self.churn, after, reach,
-                                                 churn_tracking.tick_phase_ms(customer_id))
+            ticks = churn_tracking.ticks_between(state, self.churn, after, reach, phase)
+            if not ticks:  # a window shorter than the grid's interval here: look at least at the next tick
+                following = churn_tracking.next_tick_ms(state, self.churn, after, phase)
+                if following is not None and following <= window_end:
+                    ticks, reach = [following], following
             # Looked short of the labels, or no labels due: come back at the reach to look further (while there
             # are ticks at all).
             revisit = label_wake if not ticks or reach == label_wake else reach
@@ -282,7 +286,7 @@ class ChurnStage(BatchStage):
             state.churn_score["reported"]["tick"] = carrier
             after = carrier["as_of_ms"]
             self._ticked[customer_id] = after
-        ticks = churn_tracking.ticks_between(state, self.churn, after, until_ms,
+        ticks = churn_tracking.ticks_between(state, self.churn, _chain_from(after, state), until_ms,
                                              churn_tracking.tick_phase_ms(customer_id))
         if plan is not None and (plan["version"] != self.version or _quiet_until(plan, until_ms)):
             # Re-scored lazily under the new model, or quiet by the plan up to the event: as of the newest tick
@@ -353,6 +357,15 @@ class ChurnStage(BatchStage):
             if stored is not None and stored["as_of_ms"] > tick:
                 newest = stored  # the stored score is newer than the ticks (an event's fresh score)
             state.churn_score = {**newest, "reported": reported}
+
+
+def _chain_from(last_tick_ms: int, state: CustomerState) -> int:
+    """Where the customer's next ticks are counted from: its last tick, or just before its newest event when
+    that is later. The ticks before an event were decided before it was applied, on the grid of the state
+    then; an order changes the grid (the interval follows the silence), and counting on from an older tick
+    would put ticks before the event, scored with the state after it, behind what was already judged."""
+    seen = state.activity.last_seen_ms
+    return last_tick_ms if seen is None else max(last_tick_ms, seen - 1)
 
 
 def _quiet_until(plan: dict, until_ms: int) -> bool:

@@ -47,6 +47,7 @@ class ChurnSettings:
     rescore_days: float = 1.0  # a silent customer is re-scored at least this often (event time)
     prior: ClvPrior = ClvPrior()
     near_reorder_rescore_days: float = 0.5  # ... and this often while an order is most expected (silence 0.5-1.5x gap)
+    slowest_rescore_days: float = 4.0  # deep in a silence the interval doubles (≤ 1/14 of the silence) up to this
     change_threshold: float = 0.1  # a report changes when churn_p moves more than this (or the band changes)
     label_steps: int = 4  # a silent customer's examples are closed this many steps at a time
     look_ahead_gaps: float = 3.0  # a busy customer's look-ahead spans this many of their mean gaps between events
@@ -247,22 +248,36 @@ def _log_odds(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def tick_phase_ms(customer_id: str) -> int:
-    """Where in the day the customer's report ticks fall: spread over the day (a stable hash of the id), so
-    that a midnight does not re-score every customer at once.
+#: Ticks' phases are spread over this period: every re-scoring interval (half a day to a few days) divides it,
+#: so the grid of each interval is the phase modulo it, and customers deep in silence do not all tick on one day.
+_PHASE_PERIOD_MS = 64 * DAY_MS
 
-    >>> tick_phase_ms("cust-000001") == tick_phase_ms("cust-000001"), 0 <= tick_phase_ms("x") < DAY_MS
+#: A tick's interval is at most this fraction of the silence so far: about 14 ticks each time the silence doubles.
+_TICKS_PER_DOUBLING = 14
+
+
+def tick_phase_ms(customer_id: str) -> int:
+    """Where the customer's report ticks fall: spread over the day and over the days of the slowest interval
+    (a stable hash of the id), so that neither a midnight nor a fourth day re-scores every customer at once.
+
+    >>> tick_phase_ms("cust-000001") == tick_phase_ms("cust-000001"), 0 <= tick_phase_ms("x") < 64 * DAY_MS
     (True, True)
     """
     digest = hashlib.blake2b(customer_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % DAY_MS
+    return int.from_bytes(digest, "big") % _PHASE_PERIOD_MS
 
 
 def next_tick_ms(state: CustomerState, settings: ChurnSettings, after_ms: int, phase_ms: int = 0) -> int | None:
     """The customer's first report tick strictly after ``after_ms``: ticks lie on a fixed event-time grid
-    (``phase_ms`` + k · interval), daily, and twice a day while the silence is around the customer's own
-    reorder interval (where the risk moves fastest), so a replay ticks where the live run ticked whatever
-    the batches were. None once the customer has been silent too long to matter.
+    (``phase_ms`` + k · interval), daily, twice a day while the silence is around the customer's own reorder
+    interval (where the risk moves fastest), and sparser deep in a silence: the interval doubles while it is at
+    most 1/14 of the silence, up to ``slowest_rescore_days`` (4 days: a customer silent for two months is
+    re-scored every 4 days, one silent for 10 days every day). A replay ticks where the live run ticked
+    whatever the batches were. None once the customer has been silent too long to matter.
+
+    Why sparser: the work of a silent customer is one scoring per tick, and a year of daily ticks made the work
+    follow customers × days; with the interval growing with the silence a silent year is ~120 ticks, not
+    365, while a risk that moves within days of an order is still seen within a day.
 
     >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
     >>> for day in (0, 20, 40):
@@ -270,6 +285,8 @@ def next_tick_ms(state: CustomerState, settings: ChurnSettings, after_ms: int, p
     >>> settings = ChurnSettings()
     >>> [next_tick_ms(state, settings, after_ms=int(day * DAY_MS)) / DAY_MS for day in (41, 41.2, 52, 52.7, 75)]
     [42.0, 42.0, 52.5, 53.0, 76.0]
+    >>> [next_tick_ms(state, settings, after_ms=int(day * DAY_MS)) / DAY_MS for day in (69, 101, 200)]
+    [70.0, 104.0, 204.0]
     """
     return None if state.purchases.orders == 0 else _TickGrid(state, settings, phase_ms).after(after_ms)
 
@@ -291,26 +308,31 @@ class _TickGrid:
     """:func:`next_tick_ms`'s rule with what it reads of the customer looked up once (a look-ahead walks
     dozens of ticks)."""
 
-    __slots__ = ("last_order_ms", "near_from_days", "near_until_days", "daily", "near", "phase_ms",
+    __slots__ = ("last_order_ms", "near_from_ms", "near_until_ms", "daily", "near_ratio", "slowest", "phase_ms",
                  "longest_silence_ms")
 
     def __init__(self, state: CustomerState, settings: ChurnSettings, phase_ms: int) -> None:
         history = state.purchases
         self.last_order_ms, self.phase_ms = history.last_order_ms, phase_ms
         self.daily = max(int(settings.rescore_days * DAY_MS), 1)
-        self.near = max(int(min(settings.rescore_days, settings.near_reorder_rescore_days) * DAY_MS), 1)
+        self.near_ratio = min(settings.near_reorder_rescore_days / settings.rescore_days, 1.0)
+        self.slowest = self.daily  # the daily interval doubled while it fits in the slowest one
+        while self.slowest * 2 <= settings.slowest_rescore_days * DAY_MS:
+            self.slowest *= 2
         mean_gap = history.mean_gap_days
-        # The silence window (in days, as next_tick_ms compares it) where ticks come twice as often.
-        self.near_from_days = self.near_until_days = None
+        # The silence window where ticks come more often.
+        self.near_from_ms = self.near_until_ms = None
         if mean_gap is not None:
-            self.near_from_days, self.near_until_days = 0.5 * mean_gap, 1.5 * mean_gap
+            self.near_from_ms, self.near_until_ms = 0.5 * mean_gap * DAY_MS, 1.5 * mean_gap * DAY_MS
         self.longest_silence_ms = settings.hazard.max_silence_days * DAY_MS
 
     def after(self, after_ms: int) -> int | None:
+        silence = after_ms - self.last_order_ms
         interval = self.daily
-        if self.near_from_days is not None and \
-                self.near_from_days <= (after_ms - self.last_order_ms) / DAY_MS <= self.near_until_days:
-            interval = self.near
+        while interval < self.slowest and interval * 2 * _TICKS_PER_DOUBLING <= silence:
+            interval *= 2
+        if self.near_from_ms is not None and self.near_from_ms <= silence <= self.near_until_ms:
+            interval = max(int(interval * self.near_ratio), 1)
         tick = self.phase_ms + ((after_ms - self.phase_ms) // interval + 1) * interval
         return None if tick - self.last_order_ms > self.longest_silence_ms else tick
 

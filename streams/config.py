@@ -96,6 +96,9 @@ class Settings:
     churn_rescore_near_reorder_days: float = _env_field(
         "CRM_CHURN_RESCORE_NEAR_REORDER_DAYS", 0.5, float,
         "Re-scoring interval while a customer's silence is within 0.5-1.5x their mean gap between orders.")
+    churn_rescore_slowest_days: float = _env_field(
+        "CRM_CHURN_RESCORE_SLOWEST_DAYS", 4.0, float,
+        "Deep in a silence the re-scoring interval doubles (at most 1/14 of the silence) up to this.")
     churn_label_steps: int = _env_field(
         "CRM_CHURN_LABEL_STEPS", 4, int,
         "A silent customer's examples are closed this many steps at a time (one wake-up, not one per step): "
@@ -353,7 +356,8 @@ class Settings:
                               max_silence_days=self.churn_max_silence_days, thin_every=self.churn_thin_every)
         return ChurnSettings(hazard=hazard, rescore_days=self.churn_rescore_days, prior=self.profile_settings().clv,
                              near_reorder_rescore_days=self.churn_rescore_near_reorder_days,
-                             change_threshold=self.churn_change_threshold, label_steps=self.churn_label_steps)
+                             change_threshold=self.churn_change_threshold, label_steps=self.churn_label_steps,
+                             slowest_rescore_days=self.churn_rescore_slowest_days)
 
     def item_settings(self):
         """What co-occurrence counting and item queries need (caps, view window, decay, defaults)."""
@@ -449,7 +453,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("partitions batch_size batch_latency_ms catch_up_batch_size horizon_days engagement_half_life_days "
      "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
      "churn_thin_every "
-     "churn_rescore_days churn_rescore_near_reorder_days churn_label_steps churn_snapshot_every "
+     "churn_rescore_days churn_rescore_near_reorder_days churn_rescore_slowest_days churn_label_steps "
+     "churn_snapshot_every "
      "churn_snapshot_interval_s "
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
