@@ -320,8 +320,8 @@ class ChurnStage(BatchStage):
             reported = reported_of.get(customer_id, (state.churn_score or {}).get("reported"))
             last_seen = as_of.activity.last_seen_ms or 0
             rows = []
+            previous = (reported or {}).get("tick")  # the carrier: the last tick's score
             for tick, raw_p in zip(ticks, churn_ps):
-                previous = (reported or {}).get("tick")
                 churn_p, band = churn_tracking.ratchet(previous, raw_p, version, last_seen)
                 change = None
                 if churn_tracking.changes_report(reported, churn_p, band, self.churn.change_threshold):
@@ -334,8 +334,9 @@ class ChurnStage(BatchStage):
                         change |= {"model_change": True, "previous_model_version": previous["version"]}
                     reported = {"churn_p": churn_p, "band": band}
                 rows.append((tick, raw_p, churn_p, band, change))
-                reported = {**(reported or {}), "tick_ms": tick,
-                            "tick": {"churn_p": churn_p, "version": version, "as_of_ms": tick}}
+                previous = {"churn_p": churn_p, "version": version, "as_of_ms": tick}
+            if rows:  # the dict is rebuilt once per stretch, not per tick
+                reported = {**(reported or {}), "tick_ms": rows[-1][0], "tick": previous}
             decided.append((rows, reported))
             reported_of[customer_id] = reported
         explained = [[row for i, row in enumerate(rows) if row[4] is not None or i == len(rows) - 1]

@@ -67,8 +67,9 @@ def after_order(state: CustomerState, ts_ms: int, opens: bool, settings: ChurnSe
 
 def on_clock(state: CustomerState, watermark_ms: int, settings: ChurnSettings) -> list[Example]:
     """Examples whose step ended by ``watermark_ms`` without an order."""
-    if state.purchases.orders == 0:
-        return []
+    due = state.churn_clock.due_ms(settings.hazard)
+    if state.purchases.orders == 0 or due is None or due > watermark_ms:
+        return []  # nothing ends yet (most events of a batch): no reader of the state built
     return state.churn_clock.advance(watermark_ms, _example_at(state, settings), settings.hazard)
 
 
