@@ -48,9 +48,18 @@ _LINE = re.compile(r":\d+\)$")
 
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far, its running child processes' included (the trainers)."""
+    return own_cpu_s(pid) + children_cpu_s(pid)
+
+
+def own_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu_s(pid: int) -> float:
+    """The running child processes' CPU seconds (the trainers' process: it shares the 2 cores with the batch)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS + sum(process_cpu_s(int(child)) for child in children)
+    return sum(process_cpu_s(int(child)) for child in children)
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
@@ -133,7 +142,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         py_spy_dir.mkdir(parents=True, exist_ok=True)
         sampler = start_py_spy(worker.process.pid, py_spy_dir / f"worker-{profile}-{customers}.collapsed")
     try:
-        first_at = cpu_first = redis_first = None
+        first_at = cpu_first = redis_first = children_first = None
         deadline = time.monotonic() + timeout_s
         while (done := accepted_total(client, settings)) < len(events):
             if worker.process.poll() is not None or time.monotonic() > deadline:
@@ -141,10 +150,12 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
             if first_at is None and done > 0:
                 first_at, first_done = time.monotonic(), done
                 cpu_first, redis_first = process_cpu_s(worker.process.pid), redis_cpu_s(client)
+                children_first = children_cpu_s(worker.process.pid)
             time.sleep(0.2)
         drained_s = time.monotonic() - first_at
         drained = len(events) - first_done
         worker_cpu = process_cpu_s(worker.process.pid) - cpu_first
+        trainers_cpu = children_cpu_s(worker.process.pid) - children_first
         redis_cpu = redis_cpu_s(client) - redis_first
         metrics = metrics_page(settings.worker_web_port)
         scorings = labelled(metrics, "crm_churn_scorings_total")
@@ -176,7 +187,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
-        "worker_cpu_us_per_event": worker_cpu / drained * 1e6, "redis_cpu_us_per_event": redis_cpu / drained * 1e6,
+        "worker_cpu_us_per_event": worker_cpu / drained * 1e6,
+        "trainers_cpu_us_per_event": trainers_cpu / drained * 1e6, "redis_cpu_us_per_event": redis_cpu / drained * 1e6,
         "bytes_per_customer": (memory_after - memory_before) / customers,
     }
 
@@ -212,7 +224,8 @@ def main() -> None:
             print("          per purchase: customers scored, by what visited them " + ", ".join(
                 f"{at} {value:.2f}" for at, value in r["per_purchase"].items()) + "; as-of times scored " + ", ".join(
                 f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items())
-                + f"; score changes reported {r['changes_per_purchase']:.2f}", flush=True)
+                + f"; score changes reported {r['changes_per_purchase']:.2f}; worker CPU of which trainers' process "
+                f"{r['trainers_cpu_us_per_event']:,.0f} us/event", flush=True)
             count, mean_s, p99_s = r["batches"]
             print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s; event loop lag p99 <= "
                   f"{r['loop_lag'][2]:g} s (the consumer's heartbeats wait that long)", flush=True)
