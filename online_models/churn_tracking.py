@@ -253,7 +253,7 @@ def _log_odds(p: float) -> float:
 #: so the grid of each interval is the phase modulo it, and customers deep in silence do not all tick on one day.
 _PHASE_PERIOD_MS = 64 * DAY_MS
 
-#: A tick's interval is at most this fraction of the silence so far: about 14 ticks each time the silence doubles.
+#: A tick's interval is at most 1/this of the silence so far: about 14 ticks each time the silence doubles.
 _TICKS_PER_DOUBLING = 14
 
 
@@ -263,6 +263,8 @@ def tick_phase_ms(customer_id: str) -> int:
 
     >>> tick_phase_ms("cust-000001") == tick_phase_ms("cust-000001"), 0 <= tick_phase_ms("x") < 64 * DAY_MS
     (True, True)
+    >>> sorted({tick_phase_ms(f"cust-{i:06d}") // DAY_MS % 4 for i in range(100)})  # the 4-day grid's days
+    [0, 1, 2, 3]
     """
     digest = hashlib.blake2b(customer_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % _PHASE_PERIOD_MS
