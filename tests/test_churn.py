@@ -196,6 +196,65 @@ def test_waking_a_silent_customer_only_when_its_report_can_change_reports_what_e
     assert visits < visits_before / 5  # (one visit per report or four weeks of labels, not per tick)
 
 
+def test_ticks_after_an_order_follow_it_on_the_grid_of_the_new_state():
+    """Deep in a silence ticks are 4 days apart; an order between two of them starts a daily grid again, from the
+    order: no tick before it is scored with the state after it (the spike detector may have judged those
+    days already)."""
+    from agents.churn_scoring import ChurnStage
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    state = CustomerState.new(30 * DAY_MS)
+    stage = ChurnStage(settings, None)
+    stage.before_order("c1", state, 0)
+    state.apply_order(0, 4000, 1)
+    stage.after_order("c1", state, 0)
+    ticks = churn_tracking.ticks_between(state, settings.churn_settings(), 0, 100 * DAY_MS,
+                                         churn_tracking.tick_phase_ms("c1"))
+    assert ticks[-1] - ticks[-2] == 4 * DAY_MS and len(ticks) < 60  # not 100 daily ticks
+    stage.woken("c1", state, 0, ticks[-1])
+    stage.tick_bounds = {0: ticks[-1]}
+    stage.finish()
+    order_ms = ticks[-1] + int(3.5 * DAY_MS)  # before the next tick of the old grid
+    stage = ChurnStage(settings, None)
+    stage.before_any_event("c1", state, order_ms, 0)
+    stage.before_order("c1", state, order_ms)
+    state.apply_order(order_ms, 4000, 1)
+    stage.after_order("c1", state, order_ms)
+    stage.tick_bounds = {0: order_ms + 3 * DAY_MS}
+    stage.finish()
+    scored = sorted(tick for _, tick in stage.tick_scores)
+    assert scored and scored[0] >= order_ms and scored[0] - order_ms <= DAY_MS
+    assert all(b - a <= DAY_MS for a, b in zip(scored, scored[1:]))  # daily again after the order
+
+
+def test_a_busy_customer_whose_look_ahead_is_shorter_than_its_tick_interval_is_woken_at_its_next_tick():
+    """A buyer silent for 80 days (4-day ticks) who browses for hours looks ahead about a day; the wheel must
+    still wake it at its next tick, not weeks later at its label wake-up (its reports would come late)."""
+    from agents.churn_scoring import ChurnStage
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    churn = settings.churn_settings()
+    state = CustomerState.new(30 * DAY_MS)
+    stage = ChurnStage(settings, None)
+    stage.before_order("c1", state, 0)
+    state.apply_order(0, 4000, 1)
+    stage.after_order("c1", state, 0)
+    phase = churn_tracking.tick_phase_ms("c1")
+    tick = next(t for t in churn_tracking.ticks_between(state, churn, 0, 100 * DAY_MS, phase) if t >= 80 * DAY_MS)
+    stage = ChurnStage(settings, None)
+    for minute in range(300, 0, -1):  # views every minute for five hours, up to a minute before a tick
+        stage.before_any_event("c1", state, tick - minute * 60_000, 0)
+        state.apply_interaction("product_view", tick - minute * 60_000)
+    stage.woken("c1", state, 0, tick + 60_000)  # its labels were due, too
+    stage.tick_bounds = {0: tick + 60_000}
+    stage.finish()
+    assert churn_tracking.next_tick_ms(state, churn, tick, phase) == tick + 4 * DAY_MS
+    assert churn_tracking.label_wake_ms(state, churn) > tick + 11 * DAY_MS
+    assert stage.wheel["c1"][1] == tick + 4 * DAY_MS
+
+
 def test_a_new_model_rescores_a_silent_customer_lazily_and_marks_the_change():
     import dataclasses
 
