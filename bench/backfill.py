@@ -142,20 +142,20 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         py_spy_dir.mkdir(parents=True, exist_ok=True)
         sampler = start_py_spy(worker.process.pid, py_spy_dir / f"worker-{profile}-{customers}.collapsed")
     try:
-        first_at = cpu_first = redis_first = children_first = None
+        first_at = own_first = children_first = redis_first = None
         deadline = time.monotonic() + timeout_s
         while (done := accepted_total(client, settings)) < len(events):
             if worker.process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"worker stopped or timed out at {done:,}/{len(events):,} events")
             if first_at is None and done > 0:
                 first_at, first_done = time.monotonic(), done
-                cpu_first, redis_first = process_cpu_s(worker.process.pid), redis_cpu_s(client)
-                children_first = children_cpu_s(worker.process.pid)
+                own_first, children_first = own_cpu_s(worker.process.pid), children_cpu_s(worker.process.pid)
+                redis_first = redis_cpu_s(client)
             time.sleep(0.2)
         drained_s = time.monotonic() - first_at
         drained = len(events) - first_done
-        worker_cpu = process_cpu_s(worker.process.pid) - cpu_first
         trainers_cpu = children_cpu_s(worker.process.pid) - children_first
+        worker_cpu = own_cpu_s(worker.process.pid) - own_first + trainers_cpu  # the trainers' process included
         redis_cpu = redis_cpu_s(client) - redis_first
         metrics = metrics_page(settings.worker_web_port)
         scorings = labelled(metrics, "crm_churn_scorings_total")
