@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import math
 import sys
 import time
-from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from agents.churn_scoring import ChurnStage  # noqa: E402
 from agents.customer_state import apply_to_state  # noqa: E402
-from online_models import churn_tracking  # noqa: E402
+from bench import histories  # noqa: E402
+from bench.histories import CDNOW_CUTOFF_DAY, CDNOW_DAYS, HISTORIES  # noqa: E402
+from online_models import bgnbd, churn_tracking  # noqa: E402
 from online_models.churn_features import FEATURES, silence_paths  # noqa: E402
 from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
@@ -41,7 +41,6 @@ from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E4
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from schemas.events import Purchase, validate_payload  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.simulator import SEGMENTS, SimulationConfig, simulate  # noqa: E402
 
 
 
@@ -97,24 +96,45 @@ class Replay:
             self._schedule(event.customer_id, state)
 
 
+#: Per history: (customers, days, cutoff day) when not given; CDNOW's are fixed by its file (39-week calibration).
+DEFAULTS = {"dense": (2000, 540, 420), "sparse": (5000, 730, 540),
+            "cdnow": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY), "cdnow-master": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--days", type=int, default=540)
-    parser.add_argument("--cutoff-day", type=int, default=420)
+    parser.add_argument("--history", nargs="+", choices=HISTORIES, default=["dense", "sparse", "cdnow"],
+                        help="simulated profiles and the public CDNOW sample (lifetimes), run one after the other")
+    parser.add_argument("--customers", type=int, default=None, help="simulated histories (default per profile)")
+    parser.add_argument("--days", type=int, default=None)
+    parser.add_argument("--cutoff-day", type=int, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--thin-every", type=int, default=None,
                         help="CRM_CHURN_THIN_EVERY for this run (default: the setting's default)")
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
-    run(parser.parse_args(), echo=print)
+    args = parser.parse_args()
+    rows = []
+    for name in args.history:
+        customers, days, cutoff_day = DEFAULTS[name]
+        one = argparse.Namespace(**{**vars(args), "history": name, "customers": args.customers or customers,
+                                    "days": args.days or days, "cutoff_day": args.cutoff_day or cutoff_day})
+        print(f"\n=== {name} ===")
+        rows.append((name, run(one, echo=print)))
+    print("\nside by side (ROC AUC of P(no order within the horizon) at the cutoff; calibration: pooled worst decile):")
+    print(f"{'history':>12} {'buyers':>7} {'streaming':>9} {'batch LR':>8} {'recency':>8} {'BG/NBD':>8} "
+          f"{'stream-rec':>10} {'stream-LR':>9} {'calib':>6} {'BG/NBD cal':>10}")
+    for name, r in rows:
+        print(f"{name:>12} {r['buyers']:>7,} {r['auc_streaming']:>9.4f} {r['auc_batch']:>8.4f} "
+              f"{r['auc_recency']:>8.4f} {r['auc_bgnbd']:>8.4f} {r['auc_streaming'] - r['auc_recency']:>+10.4f} "
+              f"{r['auc_streaming'] - r['auc_batch']:>+9.4f} {r['calibration_gap']:>6.3f} "
+              f"{r['bgnbd_calibration_gap']:>10.3f}")
 
 
 def run(args, echo=lambda *_: None) -> dict:
     """Replay, score at the cutoffs, compare; returns the headline numbers."""
     print = echo  # noqa: A001 - the report goes wherever the caller wants it
-    config = SimulationConfig(customers=args.customers, days=args.days, seed=args.seed)
-    simulation = simulate(config)
-    start_ms = int(time.mktime(config.start.timetuple())) * 1000
+    history = histories.load(getattr(args, "history", "dense"), args.customers, args.days, args.seed)
+    start_ms = history.start_ms
     thin_every = getattr(args, "thin_every", None)
     app_settings = Settings.from_env({} if thin_every is None else {"CRM_CHURN_THIN_EVERY": str(thin_every)})
     settings = app_settings.churn_settings()
@@ -122,15 +142,11 @@ def run(args, echo=lambda *_: None) -> dict:
     cutoff_ms = start_ms + args.cutoff_day * DAY_MS
     calibration_days = sorted({day for day in (args.cutoff_day - 90, args.cutoff_day - 45, args.cutoff_day,
                                                args.cutoff_day + 30)
-                               if 0 < day <= args.days - settings.hazard.horizon_days})
-    orders = defaultdict(list)
-    for topic, event in simulation.events:
-        if topic == "purchases" and event["kind"] == "order":
-            orders[event["customer_id"]].append(event["ts"])
-    oracle = _Oracle(simulation, horizon_ms)
+                               if 0 < day <= history.days - settings.hazard.horizon_days})
+    orders = history.orders()
 
     replay = Replay(app_settings, args.warmup)
-    events, cutoffs, served_at = iter(simulation.events), [start_ms + day * DAY_MS for day in calibration_days], {}
+    events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}
     started, pending = time.perf_counter(), None
     for as_of in cutoffs:
         for topic, event in itertools.chain([pending] if pending else [], events):
@@ -142,7 +158,8 @@ def run(args, echo=lambda *_: None) -> dict:
             pending = None
         replay.advance(as_of)
         buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
-        churned = np.array([not any(as_of < ts <= as_of + horizon_ms for ts in orders[cid]) for cid in buyers], dtype=int)
+        churned = np.array([not any(as_of < ts <= as_of + horizon_ms for ts in orders[cid]) for cid in buyers],
+                           dtype=int)
         snapshot_started = time.perf_counter()
         served = scorer_from_snapshot(replay.trainer.snapshot(1, as_of))
         scores = []
@@ -151,41 +168,51 @@ def run(args, echo=lambda *_: None) -> dict:
                                                 served, settings)
         score_us = (time.perf_counter() - snapshot_started) / max(len(buyers), 1) * 1e6
         served_at[as_of] = (buyers, churned, np.array([s[-1]["churn_p"] for s in scores]),
-                            np.array([oracle(cid, as_of) for cid in buyers]), score_us)
+                            np.array([history.truth(cid, as_of, horizon_ms) if history.truth else np.nan
+                                      for cid in buyers]), score_us)
         if as_of == cutoff_ms:
             at_cutoff = _at_cutoff(replay, buyers, settings)
+            at_cutoff.update(_one_line_rules(buyers, orders, as_of, horizon_ms))
     replay_s = time.perf_counter() - started
 
     buyers, churned, streaming, truth_p, score_us = served_at[cutoff_ms]
     labels = at_cutoff["labels"]
     report = replay.trainer.report()
-    print(f"history: {args.customers} customers, {args.days} days, cutoff day {args.cutoff_day} "
-          f"({(config.start + timedelta(days=args.cutoff_day)).isoformat()}); {len(labels)} hazard examples by then "
+    cutoff_date = datetime.fromtimestamp(cutoff_ms / 1000, timezone.utc).date().isoformat()
+    print(f"history {history.name}: {len(orders):,} buyers in {history.days} days, cutoff day {args.cutoff_day} "
+          f"({cutoff_date}); {len(labels)} hazard examples by then "
           f"({labels.mean():.1%} purchased within {settings.hazard.step_days:g} days); {len(buyers)} buyers scored, "
           f"{churned.mean():.1%} churned in the next {settings.hazard.horizon_days:g} days")
     print(f"served learner: {report['served']}; drifts detected: {report['drifts_detected']}")
     print("\nchurn_p at the cutoff vs who bought in the next horizon (ROC AUC):")
     auc_stream, auc_batch = roc_auc(streaming, churned), roc_auc(at_cutoff["batch_p"], churned)
+    auc_recency, auc_bgnbd = roc_auc(at_cutoff["recency"], churned), roc_auc(at_cutoff["bgnbd_p"], churned)
     print(f"  streaming (served snapshot)   {auc_stream:.4f}")
     print(f"  batch sklearn LR, same data   {auc_batch:.4f}")
+    print(f"  recency alone (days silent)   {auc_recency:.4f}")
+    print(f"  BG/NBD fitted at the cutoff   {auc_bgnbd:.4f}  ({at_cutoff['bgnbd_params']})")
     print(f"  cold-start prior              {roc_auc(at_cutoff['prior'], churned):.4f}")
     print(f"  streaming - batch             {auc_stream - auc_batch:+.4f}")
-    print(f"  (simulator truth: hidden rate and dropout known: {roc_auc(truth_p, churned):.4f})")
+    print(f"  streaming - recency           {auc_stream - auc_recency:+.4f}")
+    if history.truth:
+        print(f"  (simulator truth: hidden rate and dropout known: {roc_auc(truth_p, churned):.4f})")
 
     print("\ncalibration of the served churn_p by decile (predicted / observed), served at each day below "
           "and pooled;\nthe simulator's truth (each customer's hidden rate and dropout) shows the sampling noise:")
     for as_of in cutoffs:
         _, y, p, truth, _ = served_at[as_of]
         batch = f", batch LR {_worst_gap(at_cutoff['batch_p'], y):.3f}" if as_of == cutoff_ms else ""
+        batch += f", BG/NBD {_worst_gap(at_cutoff['bgnbd_p'], y):.3f}" if as_of == cutoff_ms else ""
         print(f"  day {(as_of - start_ms) // DAY_MS:4d} ({len(y)} buyers): max gap {_worst_gap(p, y):.3f} "
-              f"(simulator truth {_worst_gap(truth, y):.3f}{batch})")
+              f"({_truth_gap(truth, y)}{batch})")
     pooled_y = np.concatenate([served_at[t][1] for t in cutoffs])
     pooled_p = np.concatenate([served_at[t][2] for t in cutoffs])
     pooled_truth = np.concatenate([served_at[t][3] for t in cutoffs])
     for row in calibration_by_decile(pooled_p, pooled_y):
         print(f"  {row['decile']:2d}: {row['predicted']:.3f} / {row['observed']:.3f}  (n={row['count']})")
-    worst, truth_worst = _worst_gap(pooled_p, pooled_y), _worst_gap(pooled_truth, pooled_y)
-    print(f"  pooled max |predicted - observed| = {worst:.3f} (simulator truth {truth_worst:.3f})")
+    worst = _worst_gap(pooled_p, pooled_y)
+    truth_worst = _worst_gap(pooled_truth, pooled_y) if history.truth else float("nan")
+    print(f"  pooled max |predicted - observed| = {worst:.3f} ({_truth_gap(pooled_truth, pooled_y)})")
     print("\nprequential, per learner (overall | last 5,000 examples):")
     for name, metrics in report["learners"].items():
         overall, window = metrics["overall"], metrics["window"]
@@ -196,7 +223,9 @@ def run(args, echo=lambda *_: None) -> dict:
           f"(both learners, prequential metrics included); {score_us:.0f} µs per scored customer "
           f"({settings.hazard.steps}-step silence path + explanation, batches of 500); whole replay {replay_s:.1f} s")
     window = report["learners"][report["served"]]["window"]
-    return {"auc_streaming": auc_stream, "auc_batch": auc_batch, "calibration_gap": worst,
+    return {"buyers": len(buyers), "auc_streaming": auc_stream, "auc_batch": auc_batch, "auc_recency": auc_recency,
+            "auc_bgnbd": auc_bgnbd, "bgnbd_calibration_gap": _worst_gap(at_cutoff["bgnbd_p"], churned),
+            "churn_p": dict(zip(buyers, streaming.tolist())), "calibration_gap": worst,
             "truth_calibration_gap": truth_worst, "prequential_auc": window["roc_auc"],
             "prequential_calibration_gap": _worst(window["calibration"])}
 
@@ -220,22 +249,21 @@ def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
     return {"labels": labels, "batch_p": churn_probabilities(batch_scorer, paths, settings.hazard), "prior": prior}
 
 
-class _Oracle:
-    """P(no order within the horizon) known the simulator's hidden truth: 1 after the customer's dropout,
-    else Poisson orders at their own rate racing an exponential dropout (memoryless)."""
+def _one_line_rules(buyers: list[str], orders: dict[str, list[int]], as_of_ms: int, horizon_ms: int) -> dict:
+    """What a shop could rank with instead, recomputed from the raw order times: days since the last order, and
+    BG/NBD fitted on every buyer's (repeat orders, last order's age, age) at the cutoff."""
+    first = np.array([min(t for t in orders[cid] if t <= as_of_ms) for cid in buyers], dtype=float)
+    last = np.array([max(t for t in orders[cid] if t <= as_of_ms) for cid in buyers], dtype=float)
+    repeats = np.array([sum(t <= as_of_ms for t in orders[cid]) - 1 for cid in buyers], dtype=float)
+    t_x, age = (last - first) / DAY_MS, (as_of_ms - first) / DAY_MS
+    params = bgnbd.fit(repeats, t_x, age)
+    rounded = ", ".join(f"{k} {v:.3g}" for k, v in params.to_dict().items())
+    return {"recency": (as_of_ms - last) / DAY_MS, "bgnbd_params": rounded,
+            "bgnbd_p": bgnbd.p_no_order_within(params, repeats, t_x, age, horizon_ms / DAY_MS)}
 
-    def __init__(self, simulation, horizon_ms: int) -> None:
-        lifetimes = {segment.name: segment.mean_lifetime_days * DAY_MS for segment in SEGMENTS}
-        self.truth = {c.customer_id: (c.orders_per_month / (30 * DAY_MS), 1 / lifetimes[c.segment], c.dropout_ms)
-                      for c in simulation.customers}
-        self.horizon_ms = horizon_ms
 
-    def __call__(self, customer_id: str, as_of_ms: int) -> float:
-        rate, dropout_rate, dropout_ms = self.truth[customer_id]
-        if dropout_ms is not None and dropout_ms <= as_of_ms:
-            return 1.0
-        total = rate + dropout_rate
-        return 1.0 - rate / total * (1.0 - math.exp(-total * self.horizon_ms))
+def _truth_gap(truth: np.ndarray, observed: np.ndarray) -> str:
+    return "no hidden truth" if np.isnan(truth).any() else f"simulator truth {_worst_gap(truth, observed):.3f}"
 
 
 def _worst_gap(predicted: np.ndarray, observed: np.ndarray) -> float:
