@@ -50,7 +50,7 @@ class TrainerProcess:
     def __init__(self, store: RedisStore, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.key = settings.model_signing_key.encode()
-        self.trainer = ChurnTrainer()
+        self.trainer = ChurnTrainer(step_days=settings.churn_step_days)
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.offset = -1
         self.version = 0
@@ -64,7 +64,8 @@ class TrainerProcess:
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
         without one, start afresh: what this process learned while another worker held the topic is stale."""
-        self.trainer, self.seen, self.offset = ChurnTrainer(), OrderedDict(), -1
+        self.trainer = ChurnTrainer(step_days=self.settings.churn_step_days)
+        self.seen, self.offset = OrderedDict(), -1
         served, report = await self.store.client.mget(self.store.prefix + MODEL_KEY, self.store.prefix + METRICS_KEY)
         # Served may be an older version an operator holds; the report is always of the newest published.
         self.version = max((orjson.loads(blob)["version"] for blob in (served, report) if blob), default=0)
@@ -98,6 +99,8 @@ class TrainerProcess:
                 raise ValueError("wrong shape")
             example_id = str(example["example_id"])
             x = {name: float(v) for name, v in zip(FEATURES, features)}
+            checkpoint_ms = int(example["checkpoint_ms"])
+            buyer = example_id.rpartition(":")[0]  # "customer:checkpoint"
         except (ValueError, TypeError, KeyError):
             self.rejected += 1
             return
@@ -107,7 +110,7 @@ class TrainerProcess:
         self.seen[example_id] = None
         if len(self.seen) > _REMEMBERED_IDS:
             self.seen.popitem(last=False)
-        self.trainer.learn(x, example["purchased"], weight)
+        self.trainer.learn(x, example["purchased"], weight, buyer, checkpoint_ms)
 
     async def publish_if_due(self) -> None:
         """Publish a snapshot if enough examples or time have passed since the last one. Called after every

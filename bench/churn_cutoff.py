@@ -34,7 +34,7 @@ from agents.customer_state import apply_to_state  # noqa: E402
 from bench import histories  # noqa: E402
 from bench.histories import CDNOW_CUTOFF_DAY, CDNOW_DAYS, HISTORIES  # noqa: E402
 from online_models import bgnbd, churn_tracking  # noqa: E402
-from online_models.churn_features import FEATURES, silence_paths  # noqa: E402
+from online_models.churn_features import FEATURES, silence_paths, with_population_columns  # noqa: E402
 from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
 from online_models.customer_state import CustomerState  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
@@ -52,17 +52,19 @@ class Replay:
         self.app_settings, self.settings = settings, settings.churn_settings()
         self.states: dict[str, CustomerState] = {}
         self.wheel: list[tuple[int, str]] = []
-        self.trainer = ChurnTrainer()
+        self.trainer = ChurnTrainer(step_days=settings.churn_step_days)
         self.examples: list[tuple[list[float], bool]] = []
         self.warmup = warmup
         self.train_s = 0.0
         self.stage = ChurnStage(settings)
 
     def learn(self, closed) -> None:
-        for example in closed:
+        """``closed``: (customer id, example) pairs, as the pipeline sends them to the trainer."""
+        for customer_id, example in closed:
             self.examples.append((example.features, example.purchased, example.weight))
             started = time.perf_counter()
-            self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased, example.weight)
+            self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased, example.weight,
+                               customer_id, example.checkpoint_ms)
             self.train_s += time.perf_counter() - started
 
     def advance(self, watermark_ms: int) -> None:
@@ -71,7 +73,8 @@ class Replay:
             due, customer_id = heapq.heappop(self.wheel)
             state = self.states[customer_id]
             if state.churn_clock.due_ms(self.settings.hazard) == due:
-                self.learn(churn_tracking.on_clock(state, watermark_ms, self.settings))
+                self.learn((customer_id, example) for example in churn_tracking.on_clock(state, watermark_ms,
+                                                                                         self.settings))
                 self._schedule(customer_id, state)
 
     def _schedule(self, customer_id: str, state: CustomerState) -> None:
@@ -90,7 +93,7 @@ class Replay:
         apply_to_state(state, event)
         if order:
             self.stage.after_order(event.customer_id, state, event.ts_ms)
-        self.learn(example for _, example in self.stage.examples)
+        self.learn(self.stage.examples)
         self.stage.examples.clear()
         if isinstance(event, Purchase) and event.kind == "order":
             self._schedule(event.customer_id, state)
@@ -217,7 +220,8 @@ def run(args, echo=lambda *_: None) -> dict:
     for name, metrics in report["learners"].items():
         overall, window = metrics["overall"], metrics["window"]
         print(f"  {name:15s} AUC {overall['roc_auc']:.4f} | {window['roc_auc']:.4f}   log loss "
-              f"{overall['log_loss']:.4f} | {window['log_loss']:.4f}   Brier {overall['brier']:.4f} | {window['brier']:.4f}")
+              f"{overall['log_loss']:.4f} | {window['log_loss']:.4f}   "
+              f"Brier {overall['brier']:.4f} | {window['brier']:.4f}")
         print(f"  {'':15s} window calibration: max decile gap {_worst(window['calibration']):.3f}")
     print(f"\ncost: {replay.train_s / max(len(replay.examples), 1) * 1e6:.0f} µs per trained example "
           f"(both learners, prequential metrics included); {score_us:.0f} µs per scored customer "
@@ -231,14 +235,17 @@ def run(args, echo=lambda *_: None) -> dict:
 
 
 def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
-    """Batch logistic regression on the examples closed by the cutoff (same features, labels and weights), composed
-    the same way, and the cold-start prior."""
+    """Batch logistic regression on the examples closed by the cutoff (same features, labels and weights, the
+    population columns under the trainer's BG/NBD fit of the cutoff), composed the same way, and the cold-start
+    prior."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    paths = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
+    population, step_days = replay.trainer.population, settings.hazard.step_days
+    plain = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
                           settings.hazard.steps)
-    features = np.array([f for f, _, _ in replay.examples])
+    paths = with_population_columns(plain, population, step_days)
+    features = with_population_columns(np.array([f for f, _, _ in replay.examples]), population, step_days)
     labels = np.array([y for _, y, _ in replay.examples], dtype=int)
     weights = np.array([w for _, _, w in replay.examples], dtype=float)  # thinned deep silence stands for more
     scaler = StandardScaler().fit(features, sample_weight=weights)

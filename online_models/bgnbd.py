@@ -20,6 +20,7 @@ True
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln
 
-__all__ = ["BgNbdParams", "fit", "log_likelihood", "p_alive", "p_no_order_within"]
+__all__ = ["BgNbdParams", "fit", "log_likelihood", "p_alive", "p_no_order_within", "BuyerSample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,55 @@ def p_no_order_within(params: BgNbdParams, x, t_x, T, horizon) -> np.ndarray:
     x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
     quiet_if_alive = ((params.alpha + T) / (params.alpha + T + horizon)) ** (params.r + x)
     return 1.0 - p_alive(params, x, t_x, T) * (1.0 - quiet_if_alive)
+
+
+class BuyerSample:
+    """Each sampled buyer's newest (repeat orders, last order's age, age) with the event time it was read at: the
+    population a fit needs, from what the churn trainer sees (each example is a buyer at a checkpoint).
+
+    Which buyers are kept depends only on their ids (a hash below a threshold that halves when the sample
+    outgrows ``capacity``), so every replay of a history keeps the same buyers, whatever the order of examples.
+    A buyer is aged to the fit's time: its silence since the newest row is known (an order would have
+    brought a newer row).
+
+    >>> sample = BuyerSample(capacity=1000)
+    >>> for i in range(3000):
+    ...     sample.observe(f"c{i}", at_days=100.0, repeats=i % 3, last_order_age_days=float(i % 3) * 10, age_days=60.0)
+    >>> 500 <= len(sample) <= 1000, sample.level >= 2
+    (True, True)
+    >>> x, t_x, T = sample.summaries(now_days=130.0)
+    >>> float(T.min()), float(T.max())
+    (90.0, 90.0)
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity, self.level = capacity, 0
+        self.buyers: dict[str, tuple[float, float, float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.buyers)
+
+    def observe(self, buyer: str, at_days: float, repeats: float, last_order_age_days: float,
+                age_days: float) -> None:
+        if not self._kept(buyer):
+            return
+        known = self.buyers.get(buyer)
+        if known is None or known[0] <= at_days:
+            self.buyers[buyer] = (at_days, repeats, last_order_age_days, age_days)
+        while len(self.buyers) > self.capacity:
+            self.level += 1
+            self.buyers = {b: v for b, v in self.buyers.items() if self._kept(b)}
+
+    def _kept(self, buyer: str) -> bool:
+        return _hash64(buyer) >> (64 - self.level) == 0 if self.level else True
+
+    def summaries(self, now_days: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, t_x, T) of every sampled buyer as of ``now_days`` (silent since its newest row)."""
+        rows = np.array(list(self.buyers.values()), dtype=float).reshape(-1, 4)
+        at, x, t_x, age = rows.T
+        return x, t_x, age + np.maximum(now_days - at, 0.0)
+
+
+def _hash64(text: str) -> int:
+    """A stable 64-bit hash (Python's own is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

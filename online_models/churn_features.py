@@ -34,10 +34,12 @@ from typing import Sequence
 
 import numpy as np
 
+from online_models import bgnbd
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
 
-__all__ = ["FEATURES", "HINGES", "EXPLAINED", "feature_row", "features_at", "engagement_anchor", "example_row",
+__all__ = ["FEATURES", "HINGES", "EXPLAINED", "POPULATION_FEATURES", "MODEL_FEATURES", "MODEL_EXPLAINED",
+           "with_population_columns", "population_columns", "feature_row", "features_at", "engagement_anchor", "example_row",
            "landmark_lag", "silence_paths", "BaseRows", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
@@ -81,8 +83,77 @@ EXPLAINED = tuple(
     (name, (column,) + tuple(len(_BASE_FEATURES) + i for i, (c, _) in enumerate(_HINGE_COLUMNS) if c == column))
     for column, name in enumerate(_BASE_FEATURES) if name != "engagement_age_steps")
 
+#: Columns the model adds to a row from the population's BG/NBD fit (:func:`with_population_columns`); rows
+#: on the wire (examples, silence paths) carry :data:`FEATURES` only, the fit's parameters come with the model.
+POPULATION_FEATURES = (
+    "bgnbd_log_p_alive",     # log P(alive) given orders, last order's age and age (BG/NBD, population fit)
+    "bgnbd_log_rate",        # log of the posterior order rate while alive, per day
+    "bgnbd_step_logit",      # logit of P(an order within the next step) under BG/NBD
+)
+MODEL_FEATURES = FEATURES + POPULATION_FEATURES
+MODEL_EXPLAINED = EXPLAINED + (("bgnbd_p_alive", tuple(range(len(FEATURES), len(MODEL_FEATURES)))),)
+
 _ENGAGEMENT = slice(9, 15)   # the engagement columns
 _AGE = _BASE_FEATURES.index("engagement_age_steps")
+
+
+_SILENCE, _ORDERS, _TENURE = (FEATURES.index(name) for name in ("log_silence_days", "log_orders", "log_tenure_days"))
+_P_EDGE = 1e-9
+
+
+def with_population_columns(rows: np.ndarray, params: bgnbd.BgNbdParams | None, step_days: float) -> np.ndarray:
+    """``rows`` (…, :data:`FEATURES`) with the :data:`POPULATION_FEATURES` appended, computed from each row's
+    orders, silence and tenure under the population's BG/NBD ``params`` (zeros before there is a fit).
+
+    Why: on sparse histories (most buyers order once or twice) a hazard linear in silence, orders and tenure
+    cannot express how the three combine; BG/NBD does, in closed form, and fitted on the shop's own buyers.
+    Measured with batch logistic regression on the same examples (docs/churn.md): sparse profile AUC 0.928 →
+    0.933, worst pooled decile 0.053 → 0.014.
+
+    >>> row = np.zeros(len(FEATURES))
+    >>> row[[_SILENCE, _ORDERS, _TENURE]] = np.log1p([100.0, 3.0, 200.0])   # 3 orders, silent 100 of 200 days
+    >>> params = bgnbd.BgNbdParams(r=0.5, alpha=40.0, a=0.8, b=2.5)
+    >>> out = with_population_columns(row[None, :], params, 7.0)
+    >>> alive = bgnbd.p_alive(params, 2, 100.0, 200.0)     # two repeat orders, the last 100 days old
+    >>> out.shape[1] == len(MODEL_FEATURES), bool(np.isclose(np.exp(out[0, len(FEATURES)]), alive))
+    (True, True)
+    >>> float(with_population_columns(row[None, :], None, 7.0)[0, -1])
+    0.0
+    """
+    extra = np.zeros(rows.shape[:-1] + (len(POPULATION_FEATURES),))
+    if params is not None:
+        repeats = np.maximum(np.expm1(rows[..., _ORDERS]) - 1.0, 0.0).round()
+        age = np.maximum(np.expm1(rows[..., _TENURE]), 0.0)
+        last_order_age = np.clip(age - np.expm1(rows[..., _SILENCE]), 0.0, age)
+        alive = bgnbd.p_alive(params, repeats.ravel(), last_order_age.ravel(), age.ravel()).reshape(age.shape)
+        shape, rate = params.r + repeats, params.alpha + age
+        step = np.clip(alive * -np.expm1(shape * np.log(rate / (rate + step_days))), _P_EDGE, 1 - _P_EDGE)
+        extra[..., 0] = np.log(np.maximum(alive, _P_EDGE))
+        extra[..., 1] = np.log(shape / rate)
+        extra[..., 2] = np.log(step / (1 - step))
+    return np.concatenate([rows, extra], axis=-1)
+
+
+def population_columns(row: Sequence[float], params: bgnbd.BgNbdParams | None, step_days: float) -> list[float]:
+    """:func:`with_population_columns`'s extra columns of one row, in plain Python: the trainer computes them
+    for every example it learns and rehearses, where a numpy call per row cost 94 µs (this: a few µs).
+
+    >>> rows = np.abs(np.random.default_rng(4).normal(2.0, 1.5, size=(50, len(FEATURES))))
+    >>> params = bgnbd.BgNbdParams(r=0.5, alpha=40.0, a=0.8, b=2.5)
+    >>> plain = [population_columns(row, params, 7.0) for row in rows.tolist()]
+    >>> bool(np.allclose(plain, with_population_columns(rows, params, 7.0)[:, len(FEATURES):]))
+    True
+    """
+    if params is None:
+        return [0.0] * len(POPULATION_FEATURES)
+    repeats = float(round(max(math.expm1(row[_ORDERS]) - 1.0, 0.0)))
+    age = max(math.expm1(row[_TENURE]), 0.0)
+    last_order_age = min(max(age - math.expm1(row[_SILENCE]), 0.0), age)
+    shape, rate = params.r + repeats, params.alpha + age
+    alive = 1.0 if repeats == 0 else 1.0 / (1.0 + params.a / (params.b + repeats - 1.0)
+                                              * ((params.alpha + age) / (params.alpha + last_order_age)) ** shape)
+    step = min(max(alive * -math.expm1(shape * math.log(rate / (rate + step_days))), _P_EDGE), 1 - _P_EDGE)
+    return [math.log(max(alive, _P_EDGE)), math.log(shape / rate), math.log(step / (1 - step))]
 
 
 def engagement_anchor(state: CustomerState, at_ms: int) -> list[float]:

@@ -29,13 +29,15 @@ from river import drift, linear_model, optim, preprocessing, tree
 from river.tree.base import Branch
 from river.tree.nodes.branch import NumericBinaryBranch
 
-from online_models.churn_features import EXPLAINED, FEATURES
+from online_models import bgnbd
+from online_models.churn_features import (EXPLAINED, FEATURES, MODEL_EXPLAINED, MODEL_FEATURES, population_columns,
+                                          with_population_columns)
 from online_models.clv import ClvPrior, rate_and_alive
 from online_models.hazard import HazardConfig, no_order_probability
 from online_models.prequential import PrequentialMetrics
 
 __all__ = ["HazardLearner", "make_learners", "PlattCalibrator", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
-           "TreeHazardScorer", "scorer_from_snapshot", "prior_churn_probability",
+           "TreeHazardScorer", "PopulationColumnsScorer", "scorer_from_snapshot", "prior_churn_probability",
            "churn_probabilities", "top_contributions"]
 
 
@@ -174,8 +176,13 @@ class ChurnTrainer:
     """
 
     def __init__(self, learners: dict[str, HazardLearner] | None = None, window: int = 5000,
-                 rehearsal: int = REHEARSAL_SIZE, seed: int = 42) -> None:
+                 rehearsal: int = REHEARSAL_SIZE, seed: int = 42, step_days: float = 7.0) -> None:
         self.learners = learners or make_learners()
+        self.step_days = step_days
+        self.buyers = bgnbd.BuyerSample()
+        self.population: bgnbd.BgNbdParams | None = None  # the BG/NBD fit behind the population columns
+        self._fitted_at = (0, 0)  # (examples, sampled buyers) at the last fit
+        self._now_days = 0.0  # the newest checkpoint seen: the population's "now"
         self.rehearsal = Rehearsal(rehearsal, seed)
         self.calibrators = {name: PlattCalibrator() for name in self.learners}
         self.metrics = {name: PrequentialMetrics(window) for name in self.learners}
@@ -183,7 +190,7 @@ class ChurnTrainer:
         self.drifts: list[int] = []
         self.examples = 0
         self.positives = 0
-        self.feature_sums = np.zeros(len(FEATURES))
+        self.feature_sums = np.zeros(len(MODEL_FEATURES))
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from earlier versions resume: fresh calibrators where there were none, a fresh
@@ -192,22 +199,54 @@ class ChurnTrainer:
         self.__dict__.update(state)
         self.__dict__.setdefault("calibrators", {name: PlattCalibrator() for name in self.learners})
         self.__dict__.setdefault("rehearsal", Rehearsal(REHEARSAL_SIZE, 42))
+        for name, value in (("step_days", 7.0), ("buyers", bgnbd.BuyerSample()), ("population", None),
+                            ("_fitted_at", (0, 0)), ("_now_days", 0.0)):
+            self.__dict__.setdefault(name, value)
         for name, learner in make_learners().items():
             if type(self.learners.get(name)) is not type(learner):
                 self.learners[name], self.calibrators[name] = learner, PlattCalibrator()
                 self.metrics[name] = PrequentialMetrics(self.metrics[name].recent.maxlen)
-        missing = len(FEATURES) - len(self.feature_sums)
+        missing = len(MODEL_FEATURES) - len(self.feature_sums)
         if missing > 0:
             self.feature_sums = np.concatenate([self.feature_sums, np.zeros(missing)])
 
     def predict(self, name: str, x: dict[str, float]) -> float:
-        """Learner ``name``'s calibrated probability of an order within the step."""
-        return self.calibrators[name](_positive(self.learners[name].predict_proba_one(x)))
+        """Learner ``name``'s calibrated probability of an order within the step (``x``: :data:`FEATURES`)."""
+        model_x = dict(zip(MODEL_FEATURES, self._model_row([x[f] for f in FEATURES])))
+        return self.calibrators[name](_positive(self.learners[name].predict_proba_one(model_x)))
 
-    def learn(self, x: dict[str, float], purchased: bool, weight: float = 1.0) -> dict[str, float]:
-        """Predict the example with every learner (calibrated), then learn it, counting ``weight`` times (a
-        thinned example stands for several: :meth:`~online_models.hazard.HazardConfig.thinning_weight`);
-        returns the predictions."""
+    def _model_row(self, row: list[float]) -> list[float]:
+        """A row of :data:`FEATURES` with the population columns under the current fit."""
+        return list(row) + population_columns(row, self.population, self.step_days)
+
+    def observe_buyer(self, buyer: str, at_ms: int, x: dict[str, float]) -> None:
+        """Remember the buyer's orders, silence and tenure at ``at_ms`` (an example's checkpoint) for the
+        population fit, and refit BG/NBD when due: first at 200 sampled buyers, then every 10,000 examples or
+        when the sample doubled. Deterministic: a replay of the same examples fits the same parameters."""
+        at_days = at_ms / 86_400_000
+        self._now_days = max(self._now_days, at_days)
+        age = max(math.expm1(x["log_tenure_days"]), 0.0)
+        self.buyers.observe(buyer, at_days, max(round(math.expm1(x["log_orders"])) - 1, 0),
+                            min(max(age - math.expm1(x["log_silence_days"]), 0.0), age), age)
+        fitted_examples, fitted_buyers = self._fitted_at
+        sampled = len(self.buyers)
+        if sampled >= 200 and (self.population is None or self.examples - fitted_examples >= 10_000
+                               or sampled >= 2 * fitted_buyers):
+            repeats, last_order_age, age_now = self.buyers.summaries(self._now_days)
+            self.population = bgnbd.fit(repeats, last_order_age, age_now, start=self.population)
+            self._fitted_at = (self.examples, sampled)
+
+    def learn(self, x: dict[str, float], purchased: bool, weight: float = 1.0, buyer: str | None = None,
+              at_ms: int | None = None) -> dict[str, float]:
+        """Predict the example (``x``: :data:`FEATURES`) with every learner (calibrated), then learn it,
+        counting ``weight`` times (a thinned example stands for several:
+        :meth:`~online_models.hazard.HazardConfig.thinning_weight`); returns the predictions. ``buyer`` and
+        ``at_ms`` (its checkpoint) feed the population fit (:meth:`observe_buyer`)."""
+        if buyer is not None and at_ms is not None:
+            self.observe_buyer(buyer, at_ms, x)
+        wire = [x[name] for name in FEATURES]
+        row = self._model_row(wire)
+        x = dict(zip(MODEL_FEATURES, row))
         served = self.served()
         predictions = {}
         for name, learner in self.learners.items():
@@ -216,8 +255,7 @@ class ChurnTrainer:
             self.metrics[name].update(p, int(purchased), weight)
             self.calibrators[name].learn(raw, purchased, weight)
             _learn(learner, x, purchased, weight)
-        row = [x[name] for name in FEATURES]
-        self._rehearse(row, purchased, weight)
+        self._rehearse(wire, purchased, weight)
         self.drift.update(abs(int(purchased) - predictions[served]))
         if self.drift.drift_detected:
             self.drifts.append(self.examples)
@@ -235,8 +273,8 @@ class ChurnTrainer:
         remembered = self.rehearsal.draw()
         if remembered is not None and "logistic" in self.learners:
             remembered_row, remembered_label, remembered_weight = remembered
-            _learn(self.learners["logistic"], dict(zip(FEATURES, remembered_row)), remembered_label,
-                   remembered_weight)
+            _learn(self.learners["logistic"], dict(zip(MODEL_FEATURES, self._model_row(remembered_row))),
+                   remembered_label, remembered_weight)
         self.rehearsal.remember(row, purchased, weight)
 
     def served(self) -> str:
@@ -260,7 +298,9 @@ class ChurnTrainer:
             model = _linear_form(self.learners["logistic"], calibrator)
         else:
             model = _tree_form(self.learners[served], calibrator)
-        return {"version": version, "created_at_ms": created_at_ms, "served": served, "features": list(FEATURES),
+        population = None if self.population is None else self.population.to_dict()
+        return {"version": version, "created_at_ms": created_at_ms, "served": served,
+                "features": list(MODEL_FEATURES), "population": population, "step_days": self.step_days,
                 "feature_means": means, "model": model, "metrics": self.report()}
 
 
@@ -269,9 +309,9 @@ def _linear_form(pipeline, calibrator: PlattCalibrator) -> dict:
     scaler, regression = pipeline["StandardScaler"], pipeline["LogisticRegression"]
     slope = calibrator.slope
     return {"kind": "linear",
-            "means": [float(scaler.means.get(name, 0.0)) for name in FEATURES],
-            "stds": [math.sqrt(scaler.vars.get(name, 0.0)) for name in FEATURES],
-            "weights": [float(slope * regression.weights.get(name, 0.0)) for name in FEATURES],
+            "means": [float(scaler.means.get(name, 0.0)) for name in MODEL_FEATURES],
+            "stds": [math.sqrt(scaler.vars.get(name, 0.0)) for name in MODEL_FEATURES],
+            "weights": [float(slope * regression.weights.get(name, 0.0)) for name in MODEL_FEATURES],
             "intercept": float(slope * regression.intercept + calibrator.offset)}
 
 
@@ -285,7 +325,7 @@ def _tree_form(model, calibrator: PlattCalibrator) -> dict:
         nodes.append([-1, 0.0, -1, -1, 0.0])
         if isinstance(node, NumericBinaryBranch):
             left, right = visit(node.children[0]), visit(node.children[1])
-            nodes[index] = [FEATURES.index(node.feature), float(node.threshold), left, right, 0.0]
+            nodes[index] = [MODEL_FEATURES.index(node.feature), float(node.threshold), left, right, 0.0]
         elif isinstance(node, Branch):
             raise ValueError(f"no plain form for {type(node).__name__}")
         elif node is not None:
@@ -373,20 +413,50 @@ class TreeHazardScorer:
         return logits[:, 1:] - logits[:, :1]  # hazard falls when the feature is real: churn rises
 
 
+@dataclass
+class PopulationColumnsScorer:
+    """A model learned on :data:`MODEL_FEATURES`, scoring rows of :data:`FEATURES`: the population columns are
+    computed here, under the BG/NBD fit the snapshot was learned with (silence paths carry plain rows)."""
+
+    inner: HazardScorer
+    population: bgnbd.BgNbdParams | None
+    step_days: float
+
+    @property
+    def version(self) -> int:
+        return self.inner.version
+
+    def hazards(self, rows: np.ndarray) -> np.ndarray:
+        return self.inner.hazards(with_population_columns(rows, self.population, self.step_days))
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        return self.inner.contributions(with_population_columns(rows, self.population, self.step_days))
+
+
 def scorer_from_snapshot(snapshot: dict) -> HazardScorer:
-    """A scorer for a snapshot (plain data: nothing is unpickled)."""
-    if snapshot["features"] != list(FEATURES):
+    """A scorer for a snapshot (plain data: nothing is unpickled). Snapshots from before the population columns
+    (``features`` = :data:`FEATURES`) are still served as they are."""
+    features = tuple(snapshot["features"])
+    if features not in (FEATURES, MODEL_FEATURES):
         raise ValueError("snapshot built for other features")
     model = snapshot["model"]
     if model["kind"] == "linear":
-        return LinearHazardScorer(snapshot["version"], np.array(model["means"]), np.array(model["stds"]),
-                                  np.array(model["weights"]), float(model["intercept"]))
-    if model["kind"] == "tree":
-        return TreeHazardScorer(snapshot["version"], *(np.array(model[name]) for name in
-                                                       ("feature", "threshold", "left", "right", "positive")),
-                                int(model["depth"]), PlattCalibrator(*model["calibration"]),
-                                np.array(snapshot["feature_means"]))
-    raise ValueError(f"unknown model kind {model['kind']!r}")
+        inner = LinearHazardScorer(snapshot["version"], np.array(model["means"]), np.array(model["stds"]),
+                                   np.array(model["weights"]), float(model["intercept"]))
+    elif model["kind"] == "tree":
+        inner = TreeHazardScorer(snapshot["version"], *(np.array(model[name]) for name in
+                                                        ("feature", "threshold", "left", "right", "positive")),
+                                 int(model["depth"]), PlattCalibrator(*model["calibration"]),
+                                 np.array(snapshot["feature_means"]))
+    else:
+        raise ValueError(f"unknown model kind {model['kind']!r}")
+    if len(inner.means if model["kind"] == "linear" else inner.feature_means) != len(features):
+        raise ValueError("snapshot's model does not match its features")
+    if features == FEATURES:
+        return inner
+    population = snapshot.get("population")
+    return PopulationColumnsScorer(inner, None if population is None else bgnbd.BgNbdParams.from_dict(population),
+                                   float(snapshot.get("step_days", 7.0)))
 
 
 def churn_probabilities(scorer: HazardScorer, paths: np.ndarray, config: HazardConfig) -> np.ndarray:
@@ -417,20 +487,30 @@ def prior_churn_probability(orders: int, days_since_first_order: float, days_fir
 
 def top_contributions(contributions: np.ndarray, count: int = 3) -> list[list[dict]]:
     """Per row of ``contributions`` (rows × features), the ``count`` largest by magnitude, signed, each
-    base feature with its hinge terms summed (:data:`EXPLAINED`); ties keep the feature order.
+    base feature with its hinge terms summed (:data:`EXPLAINED`, and the population columns as one,
+    :data:`MODEL_EXPLAINED`); ties keep the feature order.
 
     >>> row = np.zeros(len(FEATURES))
     >>> row[[0, 1, FEATURES.index("silence_ratio_over_2"), 2]] = [0.1, -2.5, 0.5, 0.7]
     >>> top_contributions(row[None, :], 2)
     [[{'feature': 'silence_ratio', 'contribution': -2.0}, {'feature': 'log_orders', 'contribution': 0.7}]]
     """
-    grouped = contributions @ _EXPLANATION_MATRIX
+    explained, matrix = _EXPLANATIONS[contributions.shape[1]]
+    grouped = contributions @ matrix
     ranked = np.argsort(-np.abs(grouped), axis=1, kind="stable")[:, :count]
     values = np.take_along_axis(grouped, ranked, axis=1).round(4).tolist()
-    return [[{"feature": EXPLAINED[i][0], "contribution": v} for i, v in zip(row, row_values)]
+    return [[{"feature": explained[i][0], "contribution": v} for i, v in zip(row, row_values)]
             for row, row_values in zip(ranked.tolist(), values)]
 
 
-_EXPLANATION_MATRIX = np.zeros((len(FEATURES), len(EXPLAINED)))
-for _group, (_, _columns) in enumerate(EXPLAINED):
-    _EXPLANATION_MATRIX[list(_columns), _group] = 1.0
+def _explanation_matrix(features: tuple[str, ...], explained: tuple) -> np.ndarray:
+    """Columns × explained groups: 1 where a column counts towards a group."""
+    matrix = np.zeros((len(features), len(explained)))
+    for group, (_, columns) in enumerate(explained):
+        matrix[list(columns), group] = 1.0
+    return matrix
+
+
+#: By row width (snapshots from before the population columns are still served): the groups and their matrix.
+_EXPLANATIONS = {len(names): (explained, _explanation_matrix(names, explained))
+                 for names, explained in ((FEATURES, EXPLAINED), (MODEL_FEATURES, MODEL_EXPLAINED))}

@@ -103,10 +103,11 @@ def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_mode
     rng = np.random.default_rng(5)
     trainer = ChurnTrainer(window=200)
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(500)]
-    for x in rows:
-        trainer.learn(x, bool(x["log_orders"] > 0))
+    for i, x in enumerate(rows):
+        trainer.learn(x, bool(x["log_orders"] > 0), buyer=f"c{i}", at_ms=i * 3_600_000)
     snapshot = trainer.snapshot(2, 0, served="logistic")
     assert snapshot["model"]["kind"] == "linear"
+    assert snapshot["population"] is not None  # the population columns are scored under the trainer's fit
     scorer = scorer_from_snapshot(snapshot)
     assert trainer.calibrators["logistic"].slope != 1.0  # calibration learned, and folded into the weights
     river_p = [trainer.predict("logistic", x) for x in rows[:20]]
@@ -118,10 +119,10 @@ def test_tree_snapshot_is_plain_data_and_scores_like_the_calibrated_tree_in_the_
     rng = np.random.default_rng(8)
     trainer = ChurnTrainer(window=200)
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(1500)]
-    for x in rows:
-        trainer.learn(x, bool(x["log_orders"] + 0.5 * rng.normal() > 0))
+    for i, x in enumerate(rows):
+        trainer.learn(x, bool(x["log_orders"] + 0.5 * rng.normal() > 0), buyer=f"c{i}", at_ms=i * 3_600_000)
     scorer = scorer_from_snapshot(trainer.snapshot(3, 0, served="hoeffding_tree"))
-    assert scorer.depth >= 1, "the tree never split: the test would not compare paths"
+    assert scorer.inner.depth >= 1, "the tree never split: the test would not compare paths"
     tree_p = [trainer.predict("hoeffding_tree", x) for x in rows[:200]]
     matrix = np.array([[x[name] for name in FEATURES] for x in rows[:200]])
     assert np.allclose(tree_p, scorer.hazards(matrix), atol=1e-9)
@@ -264,7 +265,8 @@ def test_a_new_model_rescores_a_silent_customer_lazily_and_marks_the_change():
 
     settings = Settings.from_env({})
     old = scorer_from_snapshot(trained_snapshot("logistic"))
-    new = dataclasses.replace(old, version=2, intercept=old.intercept - 3.0)  # far lower hazards: higher risk
+    lower = dataclasses.replace(old.inner, version=2, intercept=old.inner.intercept - 3.0)
+    new = dataclasses.replace(old, inner=lower)  # far lower hazards: higher risk
     state = CustomerState.new(30 * DAY_MS)
     stage = ChurnStage(settings, old)
     for day in (0, 20, 40):
