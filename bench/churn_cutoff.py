@@ -35,8 +35,10 @@ from bench import histories  # noqa: E402
 from bench.histories import CDNOW_CUTOFF_DAY, CDNOW_DAYS, HISTORIES  # noqa: E402
 from online_models import bgnbd, churn_tracking  # noqa: E402
 from online_models.churn_features import FEATURES, silence_paths, with_population_columns  # noqa: E402
-from online_models.churn_model import ChurnTrainer, LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
+from online_models.churn_model import (AVERAGED_EXAMPLES, ChurnTrainer, LinearHazardScorer,  # noqa: E402
+                                      churn_probabilities, scorer_from_snapshot)
 from online_models.customer_state import CustomerState  # noqa: E402
+from online_models.example_order import ExampleOrder  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from schemas.events import Purchase, validate_payload  # noqa: E402
@@ -48,11 +50,15 @@ class Replay:
     """Customers, their wheel and the trainer, driven in event-time order through the pipeline's own
     event validation and dispatch (``agents.customer_state.apply_to_state``, the churn stage around orders)."""
 
-    def __init__(self, settings: Settings, warmup: int) -> None:
+    def __init__(self, settings: Settings, warmup: int, ordered: bool = False,
+                 order_delay_ms: int | None = None, average_examples: int = AVERAGED_EXAMPLES) -> None:
         self.app_settings, self.settings = settings, settings.churn_settings()
+        self.ordered = ExampleOrder() if ordered else None
+        hazard = self.settings.hazard
+        self.label_delay_ms = self.settings.label_steps * hazard.step_ms if order_delay_ms is None else order_delay_ms
         self.states: dict[str, CustomerState] = {}
         self.wheel: list[tuple[int, str]] = []
-        self.trainer = ChurnTrainer(step_days=settings.churn_step_days)
+        self.trainer = ChurnTrainer(step_days=settings.churn_step_days, average_examples=average_examples)
         self.examples: list[tuple[list[float], bool]] = []
         self.warmup = warmup
         self.train_s = 0.0
@@ -62,10 +68,17 @@ class Replay:
         """``closed``: (customer id, example) pairs, as the pipeline sends them to the trainer."""
         for customer_id, example in closed:
             self.examples.append((example.features, example.purchased, example.weight))
-            started = time.perf_counter()
-            self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased, example.weight,
-                               customer_id, example.checkpoint_ms)
-            self.train_s += time.perf_counter() - started
+            if self.ordered is not None:
+                self.ordered.add(example.checkpoint_ms + self.settings.hazard.step_ms,
+                                 f"{customer_id}:{example.checkpoint_ms}", (customer_id, example))
+            else:
+                self._learn_one(customer_id, example)
+
+    def _learn_one(self, customer_id: str, example) -> None:
+        started = time.perf_counter()
+        self.trainer.learn(dict(zip(FEATURES, example.features)), example.purchased, example.weight,
+                           customer_id, example.checkpoint_ms)
+        self.train_s += time.perf_counter() - started
 
     def advance(self, watermark_ms: int) -> None:
         self.as_of_ms = watermark_ms
@@ -76,6 +89,9 @@ class Replay:
                 self.learn((customer_id, example) for example in churn_tracking.on_clock(state, watermark_ms,
                                                                                          self.settings))
                 self._schedule(customer_id, state)
+        if self.ordered is not None:
+            for customer_id, example in self.ordered.release(watermark_ms - self.label_delay_ms):
+                self._learn_one(customer_id, example)
 
     def _schedule(self, customer_id: str, state: CustomerState) -> None:
         due = state.churn_clock.due_ms(self.settings.hazard)
@@ -114,6 +130,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--thin-every", type=int, default=None,
                         help="CRM_CHURN_THIN_EVERY for this run (default: the setting's default)")
+    parser.add_argument("--average-examples", type=int, default=AVERAGED_EXAMPLES,
+                        help="examples the served linear model is averaged over (0: the last iterate)")
+    parser.add_argument("--ordered", action="store_true", help="learn examples in event-time order")
+    parser.add_argument("--order-delay-days", type=float, default=None,
+                        help="with --ordered: how far behind the watermark examples are released")
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
     args = parser.parse_args()
     rows = []
@@ -148,7 +169,10 @@ def run(args, echo=lambda *_: None) -> dict:
                                if 0 < day <= history.days - settings.hazard.horizon_days})
     orders = history.orders()
 
-    replay = Replay(app_settings, args.warmup)
+    delay_days = getattr(args, "order_delay_days", None)
+    replay = Replay(app_settings, args.warmup, ordered=getattr(args, "ordered", False),
+                    order_delay_ms=None if delay_days is None else int(delay_days * DAY_MS),
+                    average_examples=getattr(args, "average_examples", AVERAGED_EXAMPLES))
     events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}
     started, pending = time.perf_counter(), None
     for as_of in cutoffs:
@@ -208,6 +232,8 @@ def run(args, echo=lambda *_: None) -> dict:
         batch += f", BG/NBD {_worst_gap(at_cutoff['bgnbd_p'], y):.3f}" if as_of == cutoff_ms else ""
         print(f"  day {(as_of - start_ms) // DAY_MS:4d} ({len(y)} buyers): max gap {_worst_gap(p, y):.3f} "
               f"({_truth_gap(truth, y)}{batch})")
+        deciles = calibration_by_decile(p, y)
+        print("      " + " ".join(f"{row['predicted']:.2f}/{row['observed']:.2f}" for row in deciles))
     pooled_y = np.concatenate([served_at[t][1] for t in cutoffs])
     pooled_p = np.concatenate([served_at[t][2] for t in cutoffs])
     pooled_truth = np.concatenate([served_at[t][3] for t in cutoffs])

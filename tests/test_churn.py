@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from online_models import churn_tracking
-from online_models.churn_features import FEATURES
+from online_models.churn_features import FEATURES, MODEL_FEATURES
 from online_models.churn_model import ChurnTrainer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
@@ -105,6 +105,7 @@ def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_mode
     rows = [dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) for _ in range(500)]
     for i, x in enumerate(rows):
         trainer.learn(x, bool(x["log_orders"] > 0), buyer=f"c{i}", at_ms=i * 3_600_000)
+    trainer.averaged = None  # the model as it is now, not its average (next test)
     snapshot = trainer.snapshot(2, 0, served="logistic")
     assert snapshot["model"]["kind"] == "linear"
     assert snapshot["population"] is not None  # the population columns are scored under the trainer's fit
@@ -113,6 +114,26 @@ def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_mode
     river_p = [trainer.predict("logistic", x) for x in rows[:20]]
     plain_p = scorer.hazards(np.array([[x[name] for name in FEATURES] for x in rows[:20]]))
     assert np.allclose(river_p, plain_p, atol=1e-6)
+
+
+def test_the_served_linear_model_is_the_average_of_the_learners_iterates():
+    from online_models.churn_model import AVERAGED_EXAMPLES
+
+    rng = np.random.default_rng(6)
+    trainer = ChurnTrainer(window=200)
+    iterates = []
+    for i in range(300):
+        x = dict(zip(FEATURES, rng.normal(size=len(FEATURES))))
+        trainer.learn(x, bool(x["log_orders"] > 0))
+        pipeline, calibrator = trainer.learners["logistic"], trainer.calibrators["logistic"]
+        regression = pipeline["LogisticRegression"]
+        iterates.append([calibrator.slope * regression.weights.get(name, 0.0) for name in MODEL_FEATURES]
+                        + [calibrator.slope * regression.intercept + calibrator.offset])
+    assert len(iterates) < AVERAGED_EXAMPLES  # a plain mean so far
+    model = trainer.snapshot(1, 0, served="logistic")["model"]
+    expected = np.mean(iterates, axis=0)
+    assert np.allclose(model["weights"], expected[:-1]) and np.isclose(model["intercept"], expected[-1])
+    assert not np.allclose(model["weights"], iterates[-1][:-1])  # not the last iterate
 
 
 def test_tree_snapshot_is_plain_data_and_scores_like_the_calibrated_tree_in_the_trainer():
