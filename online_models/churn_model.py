@@ -288,11 +288,12 @@ class ChurnTrainer:
 
     def _average_linear(self) -> None:
         """Keep a moving average (over the last ~:data:`AVERAGED_EXAMPLES`) of the calibrated logistic learner's
-        weights and intercept (on its scaled features, the calibration folded in). Why:
-        a stochastic learner's weights, its intercept above all (plain SGD), wander from example to example,
-        and any one moment's snapshot carries that noise into every composed ``churn_p``: measured on the
-        sparse profile, the 90-day calibration of single snapshots varied from 0.02 to 0.11 between cutoffs a
-        few weeks apart (averaged over 2,500 examples: 0.023 to 0.040; docs/churn.md). Averaging the iterates (Polyak) keeps the signal and cancels the wander."""
+        weights and intercept (on its scaled features, the calibration folded in). Why: a stochastic learner's
+        weights, its intercept above all (plain SGD), wander from example to example, and any one moment's
+        snapshot carries that noise into every composed ``churn_p``: measured on the sparse profile, the 90-day
+        calibration of single snapshots varied from 0.02 to 0.11 between cutoffs a few weeks apart (averaged
+        over 2,500 examples: 0.023 to 0.040; docs/churn.md). Averaging the iterates (Polyak) keeps the signal
+        and cancels the wander."""
         current = _calibrated_linear(self.learners["logistic"], self.calibrators["logistic"])
         if self.averaged is None or len(self.averaged) != len(current):
             self.averaged = current

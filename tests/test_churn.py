@@ -99,6 +99,18 @@ def test_snapshots_are_plain_json_data_for_both_learners():
         scorer_from_snapshot(dict(snapshot, features=list(FEATURES)[:-1]))
 
 
+def test_a_snapshot_from_before_the_population_columns_is_still_served():
+    width = len(FEATURES)
+    legacy = {"version": 7, "features": list(FEATURES), "feature_means": [0.0] * width,
+              "model": {"kind": "linear", "means": [0.0] * width, "stds": [1.0] * width,
+                        "weights": [0.5] + [0.0] * (width - 1), "intercept": -1.0}}
+    scorer = scorer_from_snapshot(legacy)
+    rows = np.zeros((2, width))
+    rows[1, 0] = 2.0
+    assert np.allclose(scorer.hazards(rows), 1 / (1 + np.exp([1.0, 0.0])))
+    assert scorer.version == 7 and scorer.contributions(rows).shape == (2, width)
+
+
 def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_model():
     rng = np.random.default_rng(5)
     trainer = ChurnTrainer(window=200)
