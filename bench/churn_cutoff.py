@@ -1,6 +1,7 @@
-"""Replay-to-cutoff: streaming churn risk vs scikit-learn batch logistic regression.
+"""Replay-to-cutoff: streaming churn risk vs batch logistic regression, recency alone and BG/NBD.
 
-A simulated history (known dropouts) is replayed in event-time order up to a
+A history (the simulator's dense or sparse profile, whose hidden truth is known, or the public CDNOW orders:
+bench/histories.py) is replayed in event-time order up to a
 cutoff through the same validation and dispatch the pipeline runs
 (agents.customer_state.apply_to_state, the churn stage's order hooks,
 online_models.churn_tracking): hazard examples open at orders and every step of
@@ -9,10 +10,13 @@ every buyer is scored; the truth is whether they bought in the following horizon
 
 The batch baseline is scikit-learn ``LogisticRegression`` fitted on the same
 closed examples (same features, same labels) and composed into churn risk the
-same way. Also printed: prequential metrics after warm-up, calibration of the
-served churn_p by decile, and µs per scored customer and per trained example.
+same way; days since the last order and BG/NBD fitted at the cutoff are the
+one-line rules a shop could use instead. Also printed: prequential metrics after
+warm-up, calibration of the served churn_p by decile (per cutoff and pooled), and
+µs per scored customer and per trained example; the histories side by side.
 
-Usage: python bench/churn_cutoff.py [--customers 3000] [--days 540] [--cutoff-day 420] [--seed 7]
+Usage: python bench/churn_cutoff.py [--history dense sparse cdnow cdnow-master] [--customers N] [--days D]
+                                    [--cutoff-day C] [--seed 7] [--average-examples N] [--ordered]
 """
 from __future__ import annotations
 
