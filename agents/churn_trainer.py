@@ -139,8 +139,9 @@ class TrainerProcess:
             keys=[prefix + MODEL_KEY, prefix + RETAINED_KEY, prefix + HOLD_KEY, prefix + METRICS_KEY],
             args=[self.version, orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
         self._published_at_examples, self._published_at = self.trainer.examples, time.monotonic()
-        logger.info("published churn model v%d (%s, %d examples)%s", self.version, snapshot["served"],
-                    self.trainer.examples, "" if served else "; not served: an operator holds an older version")
+        logger.info("published churn model v%d (%s, %d examples to offset %d)%s", self.version, snapshot["served"],
+                    self.trainer.examples, self.offset,
+                    "" if served else "; not served: an operator holds an older version")
         return snapshot
 
 

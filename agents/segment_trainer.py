@@ -132,8 +132,8 @@ class SegmentTrainerProcess:
             for event in events:
                 await self.announce(event)
         self._published_at_samples, self._published_at = self.training.learner.samples, time.monotonic()
-        logger.info("published segments v%d (%d segments, %d samples, changed %s)", snapshot["version"],
-                    len(snapshot["segments"]), snapshot["samples"], snapshot["changed_share"])
+        logger.info("published segments v%d (%d segments, %d samples to offset %d, changed %s)", snapshot["version"],
+                    len(snapshot["segments"]), snapshot["samples"], self.offset, snapshot["changed_share"])
         return snapshot, events
 
 
