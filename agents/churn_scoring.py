@@ -103,6 +103,17 @@ class WheelClock:
                 progress[partition] = min(progress[partition], wake_ms)
         return progress
 
+    def example_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+        """Per partition of the batch :meth:`due` saw: the event time before which it will close no further
+        example once the batch commits (the churn trainer's frontier, agents/churn_trainer.py): the wake-ups
+        replayed, less the customers the batch schedules before that. A silent customer's open example ends
+        ``label_steps - 1`` steps before its label wake-up; the trainer allows for that."""
+        progress = dict(self._wheel_bound)
+        for partition, wake_ms in scheduled.values():
+            if wake_ms is not None and partition in progress:
+                progress[partition] = min(progress[partition], wake_ms)
+        return progress
+
     def follow(self) -> None:
         """Remember the newest event times of the batch :meth:`due` saw, now that it has been committed."""
         for key, newest in self._batch_newest.items():

@@ -1,24 +1,29 @@
 """The global churn trainer: one consumer of the single-partition ``training-examples`` topic.
 
-It learns every closed hazard example once (prequentially, both learners), drops
-re-sent examples by id (the pipeline re-sends after a crash), and publishes the
-served model as a versioned snapshot to Redis every ``CRM_CHURN_SNAPSHOT_EVERY``
-examples or ``CRM_CHURN_SNAPSHOT_INTERVAL_S`` seconds, once it has seen
-``CRM_CHURN_MIN_EXAMPLES`` (before that, scorers serve the prior). Scorers on
-every worker pick new versions up within a second (agents/churn_scoring.py).
-The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold
-the served model at one of them (api/models.py); while held, new versions are
-retained but not served.
+It learns every closed hazard example once (prequentially, both learners), in event-time order: examples wait
+(:class:`~online_models.example_order.ExampleOrder`) until every input partition's progress, reported by the
+workers with each batch, has passed their window's end (less the label delay: a silent customer's labels are
+closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same sequence of models, whatever
+the batches, workers and timing that carried it (issue 24). It drops re-sent examples by id (the pipeline
+re-sends after a crash).
 
-With ``CRM_MODEL_SIGNING_KEY`` set, the trainer also checkpoints itself (its
-learners, metrics, recent example ids and the last offset learned) after every
-batch, signed; a restarted trainer resumes from it and skips what it has learned.
+A version is cut each time the frontier passes a multiple of ``CRM_CHURN_VERSION_DAYS`` (event time) with new
+examples learned, once ``CRM_CHURN_MIN_EXAMPLES`` have been (before that, scorers serve the prior), stamped with
+``trained_until_ms``: it has learned exactly the examples whose windows ended by then. Versions are published to
+Redis after the batch that cut them; scorers on every worker pick new versions up within a second
+(agents/churn_scoring.py). The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold
+the served model at one of them (api/models.py); while held, new versions are retained but not served.
+
+With ``CRM_MODEL_SIGNING_KEY`` set, the trainer also checkpoints itself (its learners, metrics, the examples it
+holds, the partitions' progress, recent example ids and the last offset learned) after every batch, signed; a
+restarted trainer resumes from it and skips what it has learned.
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 import faust
 import orjson
@@ -28,16 +33,18 @@ from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
 from online_models.churn_model import ChurnTrainer
+from online_models.example_order import ExampleOrder, PartitionFrontier
 from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
-__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "RETAINED_KEY", "HOLD_KEY",
+__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "PROGRESS_KEY", "RETAINED_KEY", "HOLD_KEY",
            "RETAINED_VERSIONS"]
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "model:churn:trainer"
 METRICS_KEY = "model:churn:metrics"  # the trainer's report on its newest version, served or held back
+PROGRESS_KEY = "model:churn:progress"  # what the trainer has learned and holds, after every batch
 RETAINED_KEY = "model:churn:versions"  # hash: version -> snapshot, the newest RETAINED_VERSIONS and a held one
 HOLD_KEY = "model:churn:hold"  # the version an operator holds the served model at
 RETAINED_VERSIONS = 10
@@ -56,42 +63,107 @@ class TrainerProcess:
         self.version = 0
         self.rejected = 0
         self.duplicates = 0
-        self._published_at_examples = 0
-        self._published_at = time.monotonic()
+        self._reset_order()
+        self.unpublished: list[dict] = []  # versions cut, published after the batch
         self.owns_topic = False  # only the owner of the training partition publishes
         self._publish = store.client.register_script(lua_script("publish_model.lua"))
+
+    def _reset_order(self) -> None:
+        settings = self.settings
+        self.order: ExampleOrder[tuple] = ExampleOrder()
+        self.frontier = PartitionFrontier(settings.partitions, settings.churn_idle_partition_s)
+        self.trained_until_ms: int | None = None  # the last version boundary passed
+        self._learned_since_cut = 0
+
+    @property
+    def label_delay_ms(self) -> int:
+        """How long after its window ends an example may still be closed: a silent customer's labels are closed
+        ``label_steps`` at a time, the first of them ``label_steps - 1`` steps after it ended."""
+        return (max(self.settings.churn_label_steps, 1) - 1) * int(self.settings.churn_step_days * 86_400_000)
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
         without one, start afresh: what this process learned while another worker held the topic is stale."""
         self.trainer = ChurnTrainer(step_days=self.settings.churn_step_days)
         self.seen, self.offset = OrderedDict(), -1
+        self._reset_order()
+        self.unpublished = []
         served, report = await self.store.client.mget(self.store.prefix + MODEL_KEY, self.store.prefix + METRICS_KEY)
         # Served may be an older version an operator holds; the report is always of the newest published.
         self.version = max((orjson.loads(blob)["version"] for blob in (served, report) if blob), default=0)
         checkpoint = await load_checkpoint(self.store, CHECKPOINT_KEY, self.key, "churn trainer")
         if checkpoint is None:
             return
-        self.trainer, self.seen, self.offset, self.version = checkpoint
-        logger.info("trainer resumed at offset %d, %d examples", self.offset, self.trainer.examples)
+        if len(checkpoint) != 8:
+            logger.warning("churn trainer checkpoint of an older release; starting from scratch")
+            return
+        (self.trainer, self.seen, self.offset, self.version, self.order, self.frontier, self.trained_until_ms,
+         self._learned_since_cut) = checkpoint
+        logger.info("trainer resumed at offset %d, %d examples learned, %d held", self.offset, self.trainer.examples,
+                    len(self.order))
 
     def learn_batch(self, messages: list[tuple[int, bytes | None]]) -> None:
         for offset, value in messages:
             self.learn(offset, value)
 
     def learn(self, offset: int, value: bytes | None) -> None:
-        """One ``training-examples`` message: a batch's examples (``{"examples": [...]}``), or one example."""
+        """One ``training-examples`` message: a batch's examples (``{"examples": [...]}``), or one example, or
+        the progress of the batch's partitions (``{"progress": {"3": ms, ...}}``), which may release examples."""
         if offset <= self.offset:
             return  # learned before the last checkpoint
         self.offset = offset
+        progress = _progress_of(value)
+        if progress is not None:
+            for partition, progress_ms in progress.items():
+                self.frontier.advance(partition, progress_ms)
+            self._release()
+            return
         examples = records_of(value, "examples")
         if examples is None:
             self.rejected += 1
             return
         for example in examples:
-            self._learn_one(example)
+            self._hold(example)
 
-    def _learn_one(self, example: object) -> None:
+    def _release(self) -> None:
+        """Learn, in order, the held examples the frontier has passed, cutting a version at each multiple of
+        ``churn_version_days`` passed with examples learned since the last one."""
+        frontier = self.frontier.frontier_ms()
+        if frontier is None:
+            return
+        frontier -= self.label_delay_ms + 1  # the window ending at a partition's progress may still close
+        period = int(self.settings.churn_version_days * 86_400_000)
+        while (boundary := self._next_boundary(period)) is not None and boundary <= frontier:
+            for args in self.order.release(boundary):
+                self._learn(*args)
+            self._cut(boundary)
+        for args in self.order.release(frontier):
+            self._learn(*args)
+
+    def _next_boundary(self, period: int) -> int | None:
+        """The next version boundary: after the last one, skipping those with nothing to learn before them."""
+        held = self.order.next_end_ms()
+        if self._learned_since_cut:
+            return (self.trained_until_ms // period + 1) * period if self.trained_until_ms is not None else \
+                (self.order.frontier_ms // period + 1) * period
+        if held is None:
+            return None
+        return -(-held // period) * period  # the boundary at or after the next example's end
+
+    def _cut(self, boundary: int) -> None:
+        self.trained_until_ms = boundary
+        if self._learned_since_cut and self.trainer.examples >= self.settings.churn_min_examples:
+            self.version += 1
+            snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000))
+            snapshot["trained_until_ms"] = boundary
+            self.unpublished.append(snapshot)
+            self._learned_since_cut = 0
+
+    def _learn(self, x: dict, purchased: bool, weight: int, buyer: str, checkpoint_ms: int) -> None:
+        self.trainer.learn(x, purchased, weight, buyer, checkpoint_ms)
+        self._learned_since_cut += 1
+
+    def _hold(self, example: object) -> None:
         try:
             features, weight = example["features"], example.get("weight", 1)
             if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool) \
@@ -110,42 +182,63 @@ class TrainerProcess:
         self.seen[example_id] = None
         if len(self.seen) > _REMEMBERED_IDS:
             self.seen.popitem(last=False)
-        self.trainer.learn(x, example["purchased"], weight, buyer, checkpoint_ms)
+        end_ms = checkpoint_ms + int(self.settings.churn_step_days * 86_400_000)
+        self.order.add(end_ms, example_id, (x, example["purchased"], weight, buyer, checkpoint_ms))
 
     async def publish_if_due(self) -> None:
-        """Publish a snapshot if enough examples or time have passed since the last one. Called after every
-        batch and by a timer: without the timer, the last examples before a lull would wait for the next batch."""
-        examples = self.trainer.examples
-        due = (examples - self._published_at_examples >= self.settings.churn_snapshot_every
-               or time.monotonic() - self._published_at >= self.settings.churn_snapshot_interval_s)
-        if self.owns_topic and examples >= self.settings.churn_min_examples and due \
-                and examples > self._published_at_examples:
-            await self.publish()
+        """Publish the versions cut since the last call, oldest first (only while owning the topic)."""
+        unpublished, self.unpublished = self.unpublished, []
+        if self.owns_topic:
+            for snapshot in unpublished:
+                await self.publish(snapshot)
 
     async def after_batch(self) -> None:
-        """Publish a snapshot when due, then checkpoint (signed) if a key is configured."""
+        """Publish the versions the batch cut and report progress, then checkpoint (signed) if a key is
+        configured."""
         await self.publish_if_due()
+        if self.owns_topic:
+            await self.store.client.set(self.store.prefix + PROGRESS_KEY, orjson.dumps(self.report()))
         if self.key:
-            await save_checkpoint(self.store, CHECKPOINT_KEY, self.key, (self.trainer, self.seen, self.offset,
-                                                                        self.version))
+            await save_checkpoint(self.store, CHECKPOINT_KEY, self.key, (
+                self.trainer, self.seen, self.offset, self.version, self.order, self.frontier, self.trained_until_ms,
+                self._learned_since_cut))
 
-    async def publish(self) -> dict:
-        self.version += 1
-        snapshot = self.trainer.snapshot(self.version, int(time.time() * 1000))
-        report = snapshot["metrics"] | {"rejected": self.rejected, "duplicates": self.duplicates,
-                                        "version": self.version, "created_at_ms": snapshot["created_at_ms"]}
+    def report(self) -> dict:
+        """The trainer's figures beside its newest version's: what it holds back and why."""
+        return {"rejected": self.rejected, "duplicates": self.duplicates, "held": len(self.order),
+                "late": self.order.late, "frontier_ms": self.frontier.frontier_ms(),
+                "idle_partitions": sorted(self.frontier.idle()), "learned": self.trainer.examples}
+
+    async def publish(self, snapshot: dict) -> dict:
+        report = snapshot["metrics"] | self.report() | {
+            "version": snapshot["version"], "created_at_ms": snapshot["created_at_ms"],
+            "trained_until_ms": snapshot["trained_until_ms"]}
         prefix = self.store.prefix
         served = await self._publish(
             keys=[prefix + MODEL_KEY, prefix + RETAINED_KEY, prefix + HOLD_KEY, prefix + METRICS_KEY],
-            args=[self.version, orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
-        self._published_at_examples, self._published_at = self.trainer.examples, time.monotonic()
-        logger.info("published churn model v%d (%s, %d examples to offset %d)%s", self.version, snapshot["served"],
-                    self.trainer.examples, self.offset,
-                    "" if served else "; not served: an operator holds an older version")
+            args=[snapshot["version"], orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
+        logger.info("published churn model v%d (%s, %d examples to offset %d, trained until %s)%s",
+                    snapshot["version"], snapshot["served"], snapshot["metrics"]["examples"], self.offset,
+                    _iso(snapshot["trained_until_ms"]), "" if served else "; not served: an operator holds an older version")
         return snapshot
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+
+
+def _progress_of(value: bytes | None) -> dict[int, int] | None:
+    """A progress message's partitions and event times, or None when the message is not one."""
+    try:
+        message = orjson.loads(value) if value else None
+        if not isinstance(message, dict) or not isinstance(message.get("progress"), dict):
+            return None
+        return {int(partition): int(progress_ms) for partition, progress_ms in message["progress"].items()}
+    except (orjson.JSONDecodeError, ValueError, TypeError):
+        return None
 
 
 def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
     process = TrainerProcess(store, settings)
     register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process,
-                                      settings.churn_snapshot_interval_s)
+                                      1.0)

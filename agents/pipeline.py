@@ -45,6 +45,7 @@ class BatchProcessor:
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
         self._progress_sent: dict[int, int] = {}
+        self._example_progress_sent: dict[int, int] = {}
 
     def _progress_to_send(self, scheduled: dict[str, tuple[int, int | None]]) -> list[tuple[int, int]]:
         """Score progress of this batch's partitions, after its score changes (agents/alert_detector.py
@@ -53,6 +54,13 @@ class BatchProcessor:
                if watermark >= self._progress_sent.get(partition, -(2**62)) + 60_000]
         self._progress_sent.update(due)
         return due
+
+    def _example_progress_moved(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+        """The batch's partitions whose example progress moved since last sent: one ``training-examples`` record
+        after the batch's examples (the trainer learns what every partition's progress has passed). Noted as
+        sent once the batch commits: a batch retried sends it again."""
+        return {partition: progress for partition, progress in self.wheel.example_progress(scheduled).items()
+                if progress > self._example_progress_sent.get(partition, -(2**62))}
 
     async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
         """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
@@ -113,6 +121,10 @@ class BatchProcessor:
         batch_key = f"{first.tp}:{first.offset}"
         for key, value in example_messages(applied.churn.examples, batch_key):
             deliveries.append(await self._send("training-examples", key=key, value=value))
+        if progress := self._example_progress_moved(applied.churn.wheel):
+            deliveries.append(await self._send("training-examples", key=f"{batch_key}:progress".encode(),
+                                               value=orjson.dumps({"progress": {str(p): ms for p, ms in
+                                                                                progress.items()}})))
         deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
@@ -142,6 +154,7 @@ class BatchProcessor:
                 MODEL_VERSION.labels("churn").set(model.version)
             self.population.follow(applied.write)
             self.wheel.follow()
+            self._example_progress_sent.update(progress)
         await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
         return applied
 

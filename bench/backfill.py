@@ -125,13 +125,14 @@ def summarise_profile(collapsed: Path, top: int = 40) -> str:
 
 def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, profile: str, days: int,
         timeout_s: float, logs: Path, py_spy_dir: Path | None = None, trainers: str = "process",
-        catch_up: int | None = None) -> dict:
+        catch_up: int | None = None, label_steps: int | None = None) -> dict:
     config = sparse_config(customers=customers, days=days) if profile == "sparse" else \
         SimulationConfig(customers=customers, days=days)
     events = simulate(config).events
     topics = Counter(topic for topic, _ in events)
     settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port(), trainers=trainers,
-                               **({} if catch_up is None else {"catch_up_batch_size": catch_up}))
+                               **({} if catch_up is None else {"catch_up_batch_size": catch_up}),
+                               **({} if label_steps is None else {"churn_label_steps": label_steps}))
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     prepare_topics(settings)
     produce(settings.kafka_bootstrap, event_messages(settings, events))
@@ -175,7 +176,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
-        "profile": profile, "trainers": trainers, "catch_up": settings.catch_up_batch_size, "customers": customers,
+        "profile": profile, "trainers": trainers, "label_steps": settings.churn_label_steps, "catch_up": settings.catch_up_batch_size, "customers": customers,
         "events": len(events),
         "purchases": topics["purchases"],
         "drained_s": drained_s, "events_per_s": drained / drained_s,
@@ -204,6 +205,8 @@ def main() -> None:
                         help="CRM_TRAINERS of the worker; several: each size is run with each, side by side")
     parser.add_argument("--catch-up-batch-size", type=int, nargs="+", default=[None], metavar="N",
                         help="CRM_CATCH_UP_BATCH_SIZE of the worker (default: the setting's); several: side by side")
+    parser.add_argument("--label-steps", type=int, nargs="+", default=[None], metavar="N",
+                        help="CRM_CHURN_LABEL_STEPS of the worker (default: the setting's); several: side by side")
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
@@ -211,10 +214,12 @@ def main() -> None:
               f"{'drained s':>9} {'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
-        runs = ((c, t, b) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size)
-        for customers, trainers, catch_up in runs:
+        runs = ((c, t, b, s) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size
+                for s in args.label_steps)
+        for customers, trainers, catch_up, label_steps in runs:
             r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy,
-                    trainers, catch_up)
+                    trainers, catch_up, label_steps)
+            print(f"          CRM_CHURN_LABEL_STEPS={r['label_steps']}", flush=True)
             print(f"{r['profile']:>7} {r['trainers']:>8} {r['catch_up']:>8,} {r['customers']:>9,} {r['events']:>9,} "
                   f"{r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "

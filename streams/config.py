@@ -106,10 +106,14 @@ class Settings:
     churn_min_examples: int = _env_field(
         "CRM_CHURN_MIN_EXAMPLES", 2000, int,
         "Labelled examples the trainer needs before its model replaces the cold-start prior.")
-    churn_snapshot_every: int = _env_field(
-        "CRM_CHURN_SNAPSHOT_EVERY", 1000, int, "The trainer publishes a model snapshot every this many examples...")
-    churn_snapshot_interval_s: float = _env_field(
-        "CRM_CHURN_SNAPSHOT_INTERVAL_S", 10.0, float, "...or this often (wall clock), whichever comes first.")
+    churn_version_days: float = _env_field(
+        "CRM_CHURN_VERSION_DAYS", 1.0, float,
+        "The trainer cuts a model version each time every partition's progress passes a multiple of this many "
+        "days (event time), so a history trains the same versions in every run.")
+    churn_idle_partition_s: float = _env_field(
+        "CRM_CHURN_IDLE_PARTITION_S", 60.0, float,
+        "A partition whose progress has not moved for this long (wall clock) while others' has stops holding "
+        "the trainer back (its later examples are learned as they come).")
     churn_change_threshold: float = _env_field(
         "CRM_CHURN_CHANGE_THRESHOLD", 0.1, float,
         "A `score-changes` event is emitted when churn_p moves more than this from the last reported score "
@@ -454,8 +458,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
      "churn_thin_every "
      "churn_rescore_days churn_rescore_near_reorder_days churn_rescore_slowest_days churn_label_steps "
-     "churn_snapshot_every "
-     "churn_snapshot_interval_s "
+     "churn_version_days churn_idle_partition_s "
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
      "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "

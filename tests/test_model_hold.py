@@ -16,17 +16,21 @@ async def test_a_held_version_is_served_until_released_while_the_trainer_keeps_p
     trainer = TrainerProcess(RedisStore(redis_async, prefix), settings)
     ops = ModelOps(redis_async, prefix)
 
+    async def publish() -> None:
+        trainer.version += 1
+        await trainer.publish(trainer.trainer.snapshot(trainer.version, 0) | {"trained_until_ms": trainer.version})
+
     def served() -> int:
         return orjson.loads(redis_client.get(prefix + "model:churn:latest"))["version"]
 
     assert await ops.release_churn("admin") is None  # nothing published yet
     for _ in range(3):
-        await trainer.publish()
+        await publish()
     assert served() == 3
     assert await ops.hold_churn(7, "admin") is None and served() == 3  # never published
     assert await ops.hold_churn(1, "admin") == 1 and served() == 1
     for _ in range(RETAINED_VERSIONS + 2):  # versions 4..15: retained, reported, not served
-        await trainer.publish()
+        await publish()
     status = (await ops.status())["churn"]
     assert served() == 1 and status["version"] == RETAINED_VERSIONS + 5
     assert status["serving"] == {"version": 1, "held": True,
@@ -35,7 +39,7 @@ async def test_a_held_version_is_served_until_released_while_the_trainer_keeps_p
     await trainer.restore()  # a restarted trainer numbers on from the newest, not from the held one
     assert trainer.version == RETAINED_VERSIONS + 5
     assert await ops.release_churn("admin") == RETAINED_VERSIONS + 5 and served() == RETAINED_VERSIONS + 5
-    await trainer.publish()
+    await publish()
     status = (await ops.status())["churn"]
     assert served() == RETAINED_VERSIONS + 6 and status["serving"]["held"] is False
     assert status["serving"]["retained_versions"] == list(range(7, RETAINED_VERSIONS + 7))  # 1 released
