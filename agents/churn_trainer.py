@@ -37,8 +37,8 @@ from online_models.example_order import ExampleOrder, PartitionFrontier
 from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
-__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "PROGRESS_KEY", "RETAINED_KEY", "HOLD_KEY",
-           "RETAINED_VERSIONS"]
+__all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "PROGRESS_KEY", "RETAINED_KEY",
+           "HOLD_KEY", "RETAINED_VERSIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,8 @@ class TrainerProcess:
             args=[snapshot["version"], orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
         logger.info("published churn model v%d (%s, %d examples to offset %d, trained until %s)%s",
                     snapshot["version"], snapshot["served"], snapshot["metrics"]["examples"], self.offset,
-                    _iso(snapshot["trained_until_ms"]), "" if served else "; not served: an operator holds an older version")
+                    _iso(snapshot["trained_until_ms"]),
+                    "" if served else "; not served: an operator holds an older version")
         return snapshot
 
 

@@ -176,7 +176,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
-        "profile": profile, "trainers": trainers, "label_steps": settings.churn_label_steps, "catch_up": settings.catch_up_batch_size, "customers": customers,
+        "profile": profile, "trainers": trainers, "label_steps": settings.churn_label_steps,
+        "catch_up": settings.catch_up_batch_size, "customers": customers,
         "events": len(events),
         "purchases": topics["purchases"],
         "drained_s": drained_s, "events_per_s": drained / drained_s,

@@ -98,7 +98,8 @@ def compare(a: dict, b: dict) -> None:
     if last_a and last_b:
         ca, cb = coefficients(a["versions"][last_a]), coefficients(b["versions"][last_b])
         if len(ca) == len(cb):
-            print(f"  final models' numbers: {len(ca):,}, largest difference {max(abs(x - y) for x, y in zip(ca, cb)):.6f}")
+            largest = max(abs(x - y) for x, y in zip(ca, cb))
+            print(f"  final models' numbers: {len(ca):,}, largest difference {largest:.6f}")
     buyers = sorted(set(a["scores"]) & set(b["scores"]))
     diffs = [(abs(a["scores"][c].get("churn_p", -1) - b["scores"][c].get("churn_p", -1)), c) for c in buyers]
     same_version = [d for d, c in diffs if a["scores"][c].get("version") == b["scores"][c].get("version")]
