@@ -50,12 +50,12 @@ def run_once(broker: EmbeddedBroker, redis_server: EmbeddedRedis, events, buyers
                                                              settings.topic("training-examples"))
                     for e in orjson.loads(m.value).get("examples", [])}
 
-        def learned() -> int:
-            blob = client.get(prefix + "model:churn:metrics")
-            return -1 if blob is None else orjson.loads(blob)["examples"]
+        def learned() -> int:  # or held: ends after the slowest partition's progress (agents/churn_trainer.py)
+            blob = client.get(prefix + "model:churn:progress")
+            return -1 if blob is None else orjson.loads(blob)["learned"] + orjson.loads(blob)["held"]
         wait_until(lambda: learned() >= len(examples), 600, "trainer did not catch up", interval_s=0.5,
                    process=worker.process)
-        time.sleep(2 * settings.churn_snapshot_interval_s)  # the last version reaches the scorers (none re-scores)
+        time.sleep(2.0)  # the last version reaches the scorers (none re-scores)
     finally:
         worker.stop()
     elapsed = time.monotonic() - started
@@ -63,7 +63,7 @@ def run_once(broker: EmbeddedBroker, redis_server: EmbeddedRedis, events, buyers
     scores = {cid: (state.churn_score or {}) for cid in buyers
               if (state := read_state(client, settings, cid))}
     return {"examples": examples, "versions": versions, "scores": scores, "elapsed_s": elapsed,
-            "learned": learned()}
+            "learned": orjson.loads(client.get(prefix + "model:churn:progress"))["learned"]}
 
 
 def coefficients(snapshot: dict) -> list[float]:
