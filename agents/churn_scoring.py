@@ -389,16 +389,16 @@ def _quiet_until(plan: dict, until_ms: int) -> bool:
 
 def example_messages(examples: Sequence[tuple[str, Example]], batch_key: str) -> list[tuple[bytes, bytes]]:
     """The batch's closed examples as ``training-examples`` messages (:func:`agents.chunked.chunked_messages`); an
-    example's id is its customer and checkpoint.
+    example's id is its customer and checkpoint; ``closed_ms`` orders the trainer's learning.
 
     >>> import orjson
-    >>> key, value = example_messages([("c1", Example(7, [0.5], False))], "purchases-0:41")[0]
+    >>> key, value = example_messages([("c1", Example(7, [0.5], False, 1, 9))], "purchases-0:41")[0]
     >>> key, [sorted(example.items()) for example in orjson.loads(value)["examples"]]   # doctest: +NORMALIZE_WHITESPACE
-    (b'purchases-0:41:0', [[('checkpoint_ms', 7), ('example_id', 'c1:7'), ('features', [0.5]), ('purchased', False),
-                           ('weight', 1)]])
+    (b'purchases-0:41:0', [[('checkpoint_ms', 7), ('closed_ms', 9), ('example_id', 'c1:7'), ('features', [0.5]),
+                           ('purchased', False), ('weight', 1)]])
     """
     return chunked_messages([{"example_id": f"{customer_id}:{example.checkpoint_ms}",
-                              "checkpoint_ms": example.checkpoint_ms, "features": example.features,
-                              "purchased": example.purchased, "weight": example.weight}
+                              "checkpoint_ms": example.checkpoint_ms, "closed_ms": example.closed_ms,
+                              "features": example.features, "purchased": example.purchased, "weight": example.weight}
                              for customer_id, example in examples],
                             "examples", batch_key)

@@ -2,8 +2,8 @@
 
 It learns every closed hazard example once (prequentially, both learners), in event-time order: examples wait
 (:class:`~online_models.example_order.ExampleOrder`) until every input partition's progress, reported by the
-workers with each batch, has passed their window's end (less the label delay: a silent customer's labels are
-closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same sequence of models, whatever
+workers with each batch, has passed the event time their label was decided at (less the label delay: a silent
+customer's labels may be closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same sequence of models, whatever
 the batches, workers and timing that carried it (issue 24). It drops re-sent examples by id (the pipeline
 re-sends after a crash).
 
@@ -131,7 +131,7 @@ class TrainerProcess:
         frontier = self.frontier.frontier_ms()
         if frontier is None:
             return
-        frontier -= self.label_delay_ms + 1  # the window ending at a partition's progress may still close
+        frontier -= self.label_delay_ms + 1  # a window ending at a partition's progress may still close
         period = int(self.settings.churn_version_days * 86_400_000)
         while (boundary := self._next_boundary(period)) is not None and boundary <= frontier:
             for args in self.order.release(boundary):
@@ -142,13 +142,13 @@ class TrainerProcess:
 
     def _next_boundary(self, period: int) -> int | None:
         """The next version boundary: after the last one, skipping those with nothing to learn before them."""
-        held = self.order.next_end_ms()
+        held = self.order.next_decided_ms()
         if self._learned_since_cut:
             return (self.trained_until_ms // period + 1) * period if self.trained_until_ms is not None else \
                 (self.order.frontier_ms // period + 1) * period
         if held is None:
             return None
-        return -(-held // period) * period  # the boundary at or after the next example's end
+        return -(-held // period) * period  # the boundary at or after the next example
 
     def _cut(self, boundary: int) -> None:
         self.trained_until_ms = boundary
@@ -182,8 +182,10 @@ class TrainerProcess:
         self.seen[example_id] = None
         if len(self.seen) > _REMEMBERED_IDS:
             self.seen.popitem(last=False)
-        end_ms = checkpoint_ms + int(self.settings.churn_step_days * 86_400_000)
-        self.order.add(end_ms, example_id, (x, example["purchased"], weight, buyer, checkpoint_ms))
+        closed_ms = example.get("closed_ms")
+        if not isinstance(closed_ms, int):  # sent by an older release: its window's end
+            closed_ms = checkpoint_ms + int(self.settings.churn_step_days * 86_400_000)
+        self.order.add(closed_ms, example_id, (x, example["purchased"], weight, buyer, checkpoint_ms))
 
     async def publish_if_due(self) -> None:
         """Publish the versions cut since the last call, oldest first (only while owning the topic)."""

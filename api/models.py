@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from agents.churn_scoring import MODEL_KEY
-from agents.churn_trainer import HOLD_KEY, METRICS_KEY, RETAINED_KEY
+from agents.churn_trainer import HOLD_KEY, METRICS_KEY, PROGRESS_KEY, RETAINED_KEY
 from agents.segment_stage import SNAPSHOT_KEY
 from agents.segment_trainer import HISTORY_KEY
 from streams.redis_store import lua_script
@@ -32,7 +32,8 @@ class ModelOps:
 
     async def status(self, history: int = 10) -> dict:
         """The churn model: the trainer's newest version with its prequential metrics, the version served, the
-        held version if any and the retained ones; the behaviour-segment snapshot (version, recent history).
+        held version if any and the retained ones, and the trainer's progress (examples learned and held back,
+        its event-time frontier, idle partitions); the behaviour-segment snapshot (version, recent history).
         None where a trainer has not published yet."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.get(self.prefix + METRICS_KEY)
@@ -40,12 +41,14 @@ class ModelOps:
             pipe.hkeys(self.prefix + RETAINED_KEY)
             pipe.get(self.prefix + SNAPSHOT_KEY)
             pipe.lrange(self.prefix + HISTORY_KEY, 0, history - 1)
-            report, held, retained, segments, segment_history = await pipe.execute()
+            pipe.get(self.prefix + PROGRESS_KEY)
+            report, held, retained, segments, segment_history, progress = await pipe.execute()
         churn = None
         if report:
             churn = orjson.loads(report)
             churn["serving"] = {"version": int(held) if held else churn["version"],
                                 "held": held is not None, "retained_versions": sorted(map(int, retained))}
+            churn["trainer"] = orjson.loads(progress) if progress else None
         segment_snapshot = orjson.loads(segments) if segments else None
         return {
             "churn": churn,

@@ -5,7 +5,8 @@ bench/histories.py) is replayed in event-time order up to a
 cutoff through the same validation and dispatch the pipeline runs
 (agents.customer_state.apply_to_state, the churn stage's order hooks,
 online_models.churn_tracking): hazard examples open at orders and every step of
-silence, close late, and train the online learners prequentially. At the cutoff
+silence, close late, and train the online learners prequentially, in event-time order behind the
+watermark as the pipeline's trainer learns them (``--unordered``: as they are closed). At the cutoff
 every buyer is scored; the truth is whether they bought in the following horizon.
 
 The batch baseline is scikit-learn ``LogisticRegression`` fitted on the same
@@ -16,7 +17,7 @@ warm-up, calibration of the served churn_p by decile (per cutoff and pooled), an
 µs per scored customer and per trained example; the histories side by side.
 
 Usage: python bench/churn_cutoff.py [--history dense sparse cdnow cdnow-master] [--customers N] [--days D]
-                                    [--cutoff-day C] [--seed 7] [--average-examples N] [--ordered]
+                                    [--cutoff-day C] [--seed 7] [--average-examples N] [--unordered]
 """
 from __future__ import annotations
 
@@ -54,12 +55,15 @@ class Replay:
     """Customers, their wheel and the trainer, driven in event-time order through the pipeline's own
     event validation and dispatch (``agents.customer_state.apply_to_state``, the churn stage around orders)."""
 
-    def __init__(self, settings: Settings, warmup: int, ordered: bool = False,
+    def __init__(self, settings: Settings, warmup: int, ordered: bool = True,
                  order_delay_ms: int | None = None, average_examples: int = AVERAGED_EXAMPLES) -> None:
         self.app_settings, self.settings = settings, settings.churn_settings()
         self.ordered = ExampleOrder() if ordered else None
         hazard = self.settings.hazard
-        self.label_delay_ms = self.settings.label_steps * hazard.step_ms if order_delay_ms is None else order_delay_ms
+        # The pipeline's trainer (agents/churn_trainer.py) learns an example once every partition's purchases
+        # watermark (newest order less the lateness) has passed its window's end and the label delay.
+        pipeline_delay_ms = (max(self.settings.label_steps, 1) - 1) * hazard.step_ms + settings.lateness_ms
+        self.label_delay_ms = pipeline_delay_ms if order_delay_ms is None else order_delay_ms
         self.states: dict[str, CustomerState] = {}
         self.wheel: list[tuple[int, str]] = []
         self.trainer = ChurnTrainer(step_days=settings.churn_step_days, average_examples=average_examples)
@@ -73,7 +77,7 @@ class Replay:
         for customer_id, example in closed:
             self.examples.append((example.features, example.purchased, example.weight))
             if self.ordered is not None:
-                self.ordered.add(example.checkpoint_ms + self.settings.hazard.step_ms,
+                self.ordered.add(example.closed_ms,
                                  f"{customer_id}:{example.checkpoint_ms}", (customer_id, example))
             else:
                 self._learn_one(customer_id, example)
@@ -136,9 +140,11 @@ def main() -> None:
                         help="CRM_CHURN_THIN_EVERY for this run (default: the setting's default)")
     parser.add_argument("--average-examples", type=int, default=AVERAGED_EXAMPLES,
                         help="examples the served linear model is averaged over (0: the last iterate)")
-    parser.add_argument("--ordered", action="store_true", help="learn examples in event-time order")
+    parser.add_argument("--unordered", action="store_true",
+                        help="learn examples as they are closed (the trainer before it learned in event-time order)")
     parser.add_argument("--order-delay-days", type=float, default=None,
-                        help="with --ordered: how far behind the watermark examples are released")
+                        help="how far behind the watermark examples are released (default: as the pipeline's "
+                             "trainer, the label delay plus the lateness)")
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
     args = parser.parse_args()
     rows = []
@@ -174,7 +180,7 @@ def run(args, echo=lambda *_: None) -> dict:
     orders = history.orders()
 
     delay_days = getattr(args, "order_delay_days", None)
-    replay = Replay(app_settings, args.warmup, ordered=getattr(args, "ordered", False),
+    replay = Replay(app_settings, args.warmup, ordered=not getattr(args, "unordered", False),
                     order_delay_ms=None if delay_days is None else int(delay_days * DAY_MS),
                     average_examples=getattr(args, "average_examples", AVERAGED_EXAMPLES))
     events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}

@@ -49,7 +49,7 @@ class ChurnSettings:
     near_reorder_rescore_days: float = 0.5  # ... and this often while an order is most expected (silence 0.5-1.5x gap)
     slowest_rescore_days: float = 4.0  # deep in a silence the interval doubles (≤ 1/14 of the silence) up to this
     change_threshold: float = 0.1  # a report changes when churn_p moves more than this (or the band changes)
-    label_steps: int = 4  # a silent customer's examples are closed this many steps at a time
+    label_steps: int = 1  # a silent customer's examples are closed this many steps at a time
     look_ahead_gaps: float = 3.0  # a busy customer's look-ahead spans this many of their mean gaps between events
 
 
@@ -348,7 +348,7 @@ def label_wake_ms(state: CustomerState, settings: ChurnSettings) -> int | None:
     >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
     >>> opens = on_order(state, 0, ChurnSettings())[1]; state.apply_order(0, 900, 1)
     >>> after_order(state, 0, opens, ChurnSettings())
-    >>> label_wake_ms(state, ChurnSettings()) / DAY_MS, label_wake_ms(state, ChurnSettings(label_steps=1)) / DAY_MS
+    >>> label_wake_ms(state, ChurnSettings(label_steps=4)) / DAY_MS, label_wake_ms(state, ChurnSettings()) / DAY_MS
     (28.0, 7.0)
     """
     clock, hazard = state.churn_clock, settings.hazard

@@ -100,12 +100,14 @@ def band_of(churn_p: float) -> str:
 @dataclass(frozen=True)
 class Example:
     """A closed example: features at ``checkpoint_ms``; did an order follow within one step? ``weight``: how
-    many checkpoints it stands for (:meth:`HazardConfig.thinning_weight`)."""
+    many checkpoints it stands for (:meth:`HazardConfig.thinning_weight`). ``closed_ms``: when its label was
+    decided, in event time (the order's, or the window's end): the trainer learns examples in that order."""
 
     checkpoint_ms: int
     features: list[float]
     purchased: bool
     weight: int = 1
+    closed_ms: int | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -171,7 +173,7 @@ class ExampleClock:
             return [], False
         closed = self.advance(ts_ms - 1, example_at, config)
         if self.pending is not None:
-            self._close(closed, True, config)
+            self._close(closed, True, config, ts_ms)
             self.pending = None
         return closed, True
 
@@ -181,7 +183,7 @@ class ExampleClock:
         closed = []
         step = config.step_ms
         while self.pending is not None and self.pending.checkpoint_ms + step <= watermark_ms:
-            self._close(closed, False, config)
+            self._close(closed, False, config, self.pending.checkpoint_ms + step)
             following = self.pending.checkpoint_ms + step
             if self.last_order_ms is not None and following - self.last_order_ms > config.max_silence_days * DAY_MS:
                 self.pending, self.anchors = None, []
@@ -189,11 +191,11 @@ class ExampleClock:
                 self._open(following, example_at, config)
         return closed
 
-    def _close(self, closed: list[Example], purchased: bool, config: HazardConfig) -> None:
-        """Add the open example to ``closed`` unless thinning leaves it out."""
+    def _close(self, closed: list[Example], purchased: bool, config: HazardConfig, closed_ms: int) -> None:
+        """Add the open example, decided at ``closed_ms``, to ``closed`` unless thinning leaves it out."""
         weight = config.thinning_weight(self.pending.checkpoint_ms, self.last_order_ms)
         if weight:
-            closed.append(Example(self.pending.checkpoint_ms, self.pending.features, purchased, weight))
+            closed.append(Example(self.pending.checkpoint_ms, self.pending.features, purchased, weight, closed_ms))
 
     def due_ms(self, config: HazardConfig) -> int | None:
         """When the open example closes without an order (the wheel's timer), or None."""

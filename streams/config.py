@@ -100,9 +100,9 @@ class Settings:
         "CRM_CHURN_RESCORE_SLOWEST_DAYS", 4.0, float,
         "Deep in a silence the re-scoring interval doubles (at most 1/14 of the silence) up to this.")
     churn_label_steps: int = _env_field(
-        "CRM_CHURN_LABEL_STEPS", 4, int,
+        "CRM_CHURN_LABEL_STEPS", 1, int,
         "A silent customer's examples are closed this many steps at a time (one wake-up, not one per step): "
-        "labels of silence arrive up to this many steps late.")
+        "labels of silence arrive up to this many steps late, and the trainer learns that much later.")
     churn_min_examples: int = _env_field(
         "CRM_CHURN_MIN_EXAMPLES", 2000, int,
         "Labelled examples the trainer needs before its model replaces the cold-start prior.")

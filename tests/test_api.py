@@ -411,6 +411,7 @@ def test_admin_holds_the_served_churn_model_and_the_worker_scores_with_it(stack)
         retained = churn["serving"]["retained_versions"]
         assert retained[-1] == churn["version"]
         assert churn["serving"] == {"version": churn["version"], "held": False, "retained_versions": retained}
+        assert churn["trainer"]["learned"] >= churn["examples"] and churn["trainer"]["frontier_ms"] is not None
         assert http.post("/models/churn/hold", json={"version": retained[0]}).status_code == 403
     with stack.http("admin") as http:
         assert http.post("/models/churn/hold", json={"version": retained[-1] + 100}).status_code == 404

@@ -268,7 +268,7 @@ def test_a_busy_customer_whose_look_ahead_is_shorter_than_its_tick_interval_is_w
     from agents.churn_scoring import ChurnStage
     from streams.config import Settings
 
-    settings = Settings.from_env({})
+    settings = Settings.from_env({}, churn_label_steps=4)  # label wake-ups four weeks apart
     churn = settings.churn_settings()
     state = CustomerState.new(30 * DAY_MS)
     stage = ChurnStage(settings, None)
