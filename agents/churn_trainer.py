@@ -3,8 +3,8 @@
 It learns every closed hazard example once (prequentially, both learners), in event-time order: examples wait
 (:class:`~online_models.example_order.ExampleOrder`) until every input partition's progress, reported by the
 workers with each batch, has passed the event time their label was decided at (less the label delay: a silent
-customer's labels may be closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same sequence of models, whatever
-the batches, workers and timing that carried it (issue 24). It drops re-sent examples by id (the pipeline
+customer's labels may be closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same
+sequence of models, whatever the batches, workers and timing that carried it (issue 24). It drops re-sent examples by id (the pipeline
 re-sends after a crash).
 
 A version is cut each time the frontier passes a multiple of ``CRM_CHURN_VERSION_DAYS`` (event time) with new

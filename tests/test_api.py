@@ -54,7 +54,8 @@ class Stack:
 def stack(broker, redis_server):
     settings = suite_settings(
         broker.bootstrap, redis_server.url, churn_min_examples=1500, churn_rescore_days=7.0, segment_warmup=500,
-        segment_snapshot_every=1000, segment_snapshot_interval_s=1.0, model_signing_key="test-key", worker_web_port=free_port(),
+        segment_snapshot_every=1000, segment_snapshot_interval_s=1.0, model_signing_key="test-key",
+        worker_web_port=free_port(),
         api_keys=",".join(f"{key}:{role}" for role, key in KEYS.items()), api_rate_per_s=100_000.0,
         api_rate_burst=100_000, api_erase_wait_s=30.0)
     prepare_topics(settings)
