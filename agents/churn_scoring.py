@@ -183,6 +183,7 @@ class ChurnStage(BatchStage):
         if watermark is not None:
             self.examples += [(customer_id, e)
                               for e in churn_tracking.on_clock(state, min(watermark, ts_ms - 1), self.churn)]
+        churn_tracking.before_event(state, ts_ms, self.churn)  # checkpoints the watermark has not reached yet
         self._report_ticks(customer_id, state, partition, ts_ms - 1)
         self._seen[customer_id] = (state, partition, True)
 

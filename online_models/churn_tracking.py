@@ -73,6 +73,17 @@ def on_clock(state: CustomerState, watermark_ms: int, settings: ChurnSettings) -
     return state.churn_clock.advance(watermark_ms, _example_at(state, settings), settings.hazard)
 
 
+def before_event(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> None:
+    """An event at ``ts_ms`` is about to be applied: silence checkpoints before it that are not open yet get their
+    features as of now (:meth:`~online_models.hazard.ExampleClock.remember_before`)."""
+    clock = state.churn_clock
+    if clock.pending is None or state.purchases.orders == 0:
+        return
+    last = clock.early[-1][0] if clock.early else clock.pending.checkpoint_ms
+    if last + settings.hazard.step_ms < ts_ms:  # most events: no checkpoint in between, nothing built
+        clock.remember_before(ts_ms, _example_at(state, settings), settings.hazard)
+
+
 def _example_at(state: CustomerState, settings: ChurnSettings):
     """Features of the example at a checkpoint: the order columns now, the engagement as remembered by the
     checkpoint :func:`landmark_lag` steps earlier in this silent spell (what a score ``lag`` steps

@@ -147,17 +147,53 @@ class ExampleClock:
     pending: OpenExample | None = None
     last_order_ms: int | None = None
     anchors: list = field(default_factory=list)
+    early: list = field(default_factory=list)  # [checkpoint, features, anchor] of checkpoints remembered early
 
     def open(self, checkpoint_ms: int, example_at: ExampleAt, config: HazardConfig = HazardConfig()) -> None:
         """Open the checkpoint of an order: a new silent spell starts."""
-        self.anchors = []
+        self.anchors, self.early = [], []
         self._open(checkpoint_ms, example_at, config)
         self.last_order_ms = checkpoint_ms if self.last_order_ms is None else max(self.last_order_ms, checkpoint_ms)
 
     def _open(self, checkpoint_ms: int, example_at: ExampleAt, config: HazardConfig) -> None:
-        features, anchor = example_at(checkpoint_ms, self.anchors)
+        while self.early and self.early[0][0] < checkpoint_ms:
+            self.early.pop(0)
+        if self.early and self.early[0][0] == checkpoint_ms:
+            _, features, anchor = self.early.pop(0)
+        else:
+            features, anchor = example_at(checkpoint_ms, self.anchors)
         self.pending = OpenExample(checkpoint_ms, features)
         self.anchors = (self.anchors + [anchor])[-max(config.steps - 1, 1):]
+
+    def remember_before(self, ts_ms: int, example_at: ExampleAt, config: HazardConfig = HazardConfig()) -> None:
+        """An event at ``ts_ms`` is about to be applied while silence checkpoints before it are not open yet
+        (the open example cannot close before the purchases watermark passes its end): build their features now,
+        as the state is before the event, and open them with those later. Without this, the features would depend
+        on whether a batch's watermark passed them before the event was applied: on where batches were cut.
+
+        >>> clock = ExampleClock()
+        >>> at_day = lambda t, anchors: ([t / DAY_MS, len(anchors)], t // DAY_MS)
+        >>> clock.open(0, at_day)
+        >>> clock.remember_before(16 * DAY_MS, at_day)          # checkpoints of days 7 and 14, before the event
+        >>> seen_later = lambda t, anchors: ([-1.0, -1], -1)     # the state after the event
+        >>> [(e.checkpoint_ms // DAY_MS, e.features) for e in clock.advance(21 * DAY_MS, seen_later)]
+        [(0, [0.0, 0]), (7, [7.0, 1]), (14, [14.0, 2])]
+        >>> clock.pending.features, clock.early                # day 21: after the event
+        ([-1.0, -1], [])
+        """
+        if self.pending is None:
+            return
+        step, keep = config.step_ms, max(config.steps - 1, 1)
+        anchors = list(self.anchors)
+        for _, _, anchor in self.early:
+            anchors = (anchors + [anchor])[-keep:]
+        following = (self.early[-1][0] if self.early else self.pending.checkpoint_ms) + step
+        while following < ts_ms and (self.last_order_ms is None
+                                     or following - self.last_order_ms <= config.max_silence_days * DAY_MS):
+            features, anchor = example_at(following, anchors)
+            self.early.append([following, features, anchor])
+            anchors = (anchors + [anchor])[-keep:]
+            following += step
 
     def on_order(self, ts_ms: int, example_at: ExampleAt,
                  config: HazardConfig = HazardConfig()) -> tuple[list[Example], bool]:
@@ -186,7 +222,7 @@ class ExampleClock:
             self._close(closed, False, config, self.pending.checkpoint_ms + step)
             following = self.pending.checkpoint_ms + step
             if self.last_order_ms is not None and following - self.last_order_ms > config.max_silence_days * DAY_MS:
-                self.pending, self.anchors = None, []
+                self.pending, self.anchors, self.early = None, [], []
             else:
                 self._open(following, example_at, config)
         return closed
@@ -203,7 +239,10 @@ class ExampleClock:
 
     def to_dict(self) -> dict:
         pending = None if self.pending is None else [self.pending.checkpoint_ms, self.pending.features]
-        return {"pending": pending, "last_order_ms": self.last_order_ms, "anchors": self.anchors}
+        data = {"pending": pending, "last_order_ms": self.last_order_ms, "anchors": self.anchors}
+        if self.early:
+            data["early"] = self.early
+        return data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ExampleClock":
@@ -211,4 +250,4 @@ class ExampleClock:
             return cls()
         pending = data.get("pending")
         return cls(OpenExample(pending[0], pending[1]) if pending else None, data.get("last_order_ms"),
-                   list(data.get("anchors", [])))
+                   list(data.get("anchors", [])), [list(entry) for entry in data.get("early", [])])
