@@ -144,8 +144,10 @@ class TrainerProcess:
         """The next version boundary: after the last one, skipping those with nothing to learn before them."""
         held = self.order.next_decided_ms()
         if self._learned_since_cut:
-            return (self.trained_until_ms // period + 1) * period if self.trained_until_ms is not None else \
-                (self.order.frontier_ms // period + 1) * period
+            # After the last cut; before any, the boundary at or after what was learned (ceil: a frontier that
+            # stopped exactly on a boundary cuts there, as one that jumped past it would).
+            return self.trained_until_ms + period if self.trained_until_ms is not None else \
+                -(-self.order.frontier_ms // period) * period
         if held is None:
             return None
         return -(-held // period) * period  # the boundary at or after the next example
@@ -159,8 +161,8 @@ class TrainerProcess:
             self.unpublished.append(snapshot)
             self._learned_since_cut = 0
 
-    def _learn(self, x: dict, purchased: bool, weight: int, buyer: str, checkpoint_ms: int) -> None:
-        self.trainer.learn(x, purchased, weight, buyer, checkpoint_ms)
+    def _learn(self, features: list[float], purchased: bool, weight: int, buyer: str, checkpoint_ms: int) -> None:
+        self.trainer.learn(dict(zip(FEATURES, features)), purchased, weight, buyer, checkpoint_ms)
         self._learned_since_cut += 1
 
     def _hold(self, example: object) -> None:
@@ -170,7 +172,7 @@ class TrainerProcess:
                     or type(weight) is not int or weight < 1:
                 raise ValueError("wrong shape")
             example_id = str(example["example_id"])
-            x = {name: float(v) for name, v in zip(FEATURES, features)}
+            features = [float(v) for v in features]  # held as a list: a third of a dict's memory
             checkpoint_ms = int(example["checkpoint_ms"])
             buyer = example_id.rpartition(":")[0]  # "customer:checkpoint"
         except (ValueError, TypeError, KeyError):
@@ -185,7 +187,7 @@ class TrainerProcess:
         closed_ms = example.get("closed_ms")
         if not isinstance(closed_ms, int):  # sent by an older release: its window's end
             closed_ms = checkpoint_ms + int(self.settings.churn_step_days * 86_400_000)
-        self.order.add(closed_ms, example_id, (x, example["purchased"], weight, buyer, checkpoint_ms))
+        self.order.add(closed_ms, example_id, (features, example["purchased"], weight, buyer, checkpoint_ms))
 
     async def publish_if_due(self) -> None:
         """Publish the versions cut since the last call, oldest first (only while owning the topic)."""

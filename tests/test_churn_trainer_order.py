@@ -64,8 +64,9 @@ def settings() -> Settings:
                              churn_version_days=7, churn_label_steps=1)
 
 
-def train(redis_async, sent: list[bytes]) -> TrainerProcess:
-    trainer = TrainerProcess(RedisStore(redis_async, settings().redis_prefix), settings())
+def train(redis_async, sent: list[bytes], **overrides) -> TrainerProcess:
+    chosen = settings().with_(**overrides)
+    trainer = TrainerProcess(RedisStore(redis_async, chosen.redis_prefix), chosen)
     trainer.learn_batch(list(enumerate(sent)))
     return trainer
 
@@ -134,3 +135,17 @@ async def test_the_frontier_waits_for_every_partition_and_publishes_in_order(red
     progress = orjson.loads(redis_client.get(prefix + "model:churn:progress"))
     assert progress["learned"] + progress["held"] == sum(len(p) for p in by_partition.values())
     assert progress["learned"] >= report["learned"] and progress["frontier_ms"] >= 60 * DAY_MS
+
+
+async def test_a_frontier_stopping_on_a_boundary_cuts_the_version_one_jumping_past_it_does(redis_async):
+    by_partition = history(customers=60, days=60)
+    examples = [orjson.dumps({"examples": [e for e in p if e["closed_ms"] < 60 * DAY_MS]})
+                for p in by_partition.values()]
+
+    def progress(ms: int) -> bytes:
+        return orjson.dumps({"progress": {str(p): ms for p in range(PARTITIONS)}})
+    sent = [progress(20 * DAY_MS), progress(21 * DAY_MS), progress(60 * DAY_MS)]  # stops on 21 days, then jumps
+    stepwise = train(redis_async, examples + sent, churn_min_examples=10)
+    at_once = train(redis_async, examples + [progress(60 * DAY_MS)], churn_min_examples=10)
+    assert [model_of(s) for s in stepwise.unpublished] == [model_of(s) for s in at_once.unpublished]
+    assert 21 * DAY_MS in [s["trained_until_ms"] for s in at_once.unpublished]
