@@ -91,10 +91,12 @@ def histogram(lines: list[str], metric: str) -> tuple[int, float, float]:
     return int(count), total / max(count, 1), p99
 
 
-def score_changes(settings) -> int:
-    """Score changes the worker reported (the topic also carries a progress record per partition and batch)."""
-    return sum(not (record.key or b"").startswith(b"progress:")
-               for record in read_topic(settings.kafka_bootstrap, settings.topic("score-changes")))
+def score_changes(settings) -> tuple[int, int]:
+    """Score changes the worker reported (the topic also carries a progress record per partition and batch), and
+    how many of them a new model version made (``model_change``: the alert detector does not count those)."""
+    changes = [record.value for record in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))
+               if not (record.key or b"").startswith(b"progress:")]
+    return len(changes), sum(b'"model_change":true' in value for value in changes)
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
@@ -163,7 +165,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         scored_times = labelled(metrics, "crm_churn_scored_times_total")
         batches = histogram(metrics, "crm_batch_seconds")
         loop_lag = histogram(metrics, "crm_event_loop_lag_seconds")
-        changes = score_changes(settings)
+        changes, model_changes = score_changes(settings)
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
@@ -185,6 +187,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "scorings_per_purchase": total_scorings / topics["purchases"],
         "scorings_per_event": total_scorings / len(events),
         "changes_per_purchase": changes / topics["purchases"],
+        "model_changes_per_purchase": model_changes / topics["purchases"],
         "batches": batches, "loop_lag": loop_lag,
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
@@ -230,7 +233,8 @@ def main() -> None:
             print("          per purchase: customers scored, by what visited them " + ", ".join(
                 f"{at} {value:.2f}" for at, value in r["per_purchase"].items()) + "; as-of times scored " + ", ".join(
                 f"{at} {value:.1f}" for at, value in r["times_per_purchase"].items())
-                + f"; score changes reported {r['changes_per_purchase']:.2f}; worker CPU of which trainers' process "
+                + f"; score changes reported {r['changes_per_purchase']:.2f} (of which model_change "
+                f"{r['model_changes_per_purchase']:.2f}); worker CPU of which trainers' process "
                 f"{r['trainers_cpu_us_per_event']:,.0f} us/event", flush=True)
             count, mean_s, p99_s = r["batches"]
             print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s; event loop lag p99 <= "
