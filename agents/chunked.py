@@ -12,7 +12,7 @@ from typing import Sequence
 
 import orjson
 
-__all__ = ["PER_MESSAGE", "chunked_messages", "records_of"]
+__all__ = ["PER_MESSAGE", "chunked_messages", "records_of", "records_in"]
 
 PER_MESSAGE = 500
 
@@ -42,5 +42,14 @@ def records_of(value: bytes | None, field: str) -> list | None:
         payload = orjson.loads(value)
     except (TypeError, orjson.JSONDecodeError):
         return None
+    return records_in(payload, field)
+
+
+def records_in(payload: object, field: str) -> list:
+    """:func:`records_of` for a message already decoded.
+
+    >>> records_in({"examples": [1, 2]}, "examples"), records_in({"id": 1}, "examples")
+    ([1, 2], [{'id': 1}])
+    """
     records = payload.get(field) if isinstance(payload, dict) else None
     return records if isinstance(records, list) else [payload]

@@ -91,28 +91,24 @@ class WheelClock:
         return {customer_id: (partition, watermarks[partition])
                 for partition, customers in due_by_partition.items() for customer_id in customers}
 
-    def score_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
-        """Per partition of the batch :meth:`due` saw: the event time before which no further score change
-        will come from it once the batch commits. ``scheduled``: the wheel entries the batch writes (a
-        customer scored early in a catch-up batch may be due again before its end, next batch)."""
-        progress = {}
-        for partition, wheel_bound in self._wheel_bound.items():
-            progress[partition] = min(wheel_bound, self.tick_bounds.get(partition, wheel_bound))
-        for partition, wake_ms in scheduled.values():
-            if wake_ms is not None and partition in progress:
-                progress[partition] = min(progress[partition], wake_ms)
-        return progress
-
     def example_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
         """Per partition of the batch :meth:`due` saw: the event time before which it will close no further
         example once the batch commits (the churn trainer's frontier, agents/churn_trainer.py): the wake-ups
-        replayed, less the customers the batch schedules before that. A silent customer's open example ends
-        ``label_steps - 1`` steps before its label wake-up; the trainer allows for that."""
+        replayed, less the customers the batch schedules before that (``scheduled``: the wheel entries the batch
+        writes; a customer visited early in a catch-up batch may be due again before its end, next batch). A
+        silent customer's open example ends ``label_steps - 1`` steps before its label wake-up; the trainer
+        allows for that."""
         progress = dict(self._wheel_bound)
         for partition, wake_ms in scheduled.values():
             if wake_ms is not None and partition in progress:
                 progress[partition] = min(progress[partition], wake_ms)
         return progress
+
+    def score_progress(self, example_progress: dict[int, int]) -> dict[int, int]:
+        """Per partition: the event time before which no further score change will come from it once the batch
+        commits: its :meth:`example_progress`, and no later than the report ticks the batch decided."""
+        return {partition: min(progress, self.tick_bounds.get(partition, progress))
+                for partition, progress in example_progress.items()}
 
     def follow(self) -> None:
         """Remember the newest event times of the batch :meth:`due` saw, now that it has been committed."""

@@ -4,12 +4,12 @@ It learns every closed hazard example once (prequentially, both learners), in ev
 (:class:`~online_models.example_order.ExampleOrder`) until every input partition's progress, reported by the
 workers with each batch, has passed the event time their label was decided at (less the label delay: a silent
 customer's labels may be closed ``CRM_CHURN_LABEL_STEPS`` at a time). So the same history trains the same
-sequence of models, whatever the batches, workers and timing that carried it (issue 24). It drops re-sent examples by id (the pipeline
-re-sends after a crash).
+sequence of models, whatever the batches, workers and timing that carried it (issue 24). It drops re-sent
+examples by id (the pipeline re-sends after a crash).
 
 A version is cut each time the frontier passes a multiple of ``CRM_CHURN_VERSION_DAYS`` (event time) with new
 examples learned, once ``CRM_CHURN_MIN_EXAMPLES`` have been (before that, scorers serve the prior), stamped with
-``trained_until_ms``: it has learned exactly the examples whose windows ended by then. Versions are published to
+``trained_until_ms``: it has learned exactly the examples decided by then. Versions are published to
 Redis after the batch that cut them; scorers on every worker pick new versions up within a second
 (agents/churn_scoring.py). The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold
 the served model at one of them (api/models.py); while held, new versions are retained but not served.
@@ -28,12 +28,13 @@ from datetime import datetime, timezone
 import faust
 import orjson
 
-from agents.chunked import records_of
+from agents.chunked import records_in
 from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
 from online_models.churn_model import ChurnTrainer
 from online_models.example_order import ExampleOrder, PartitionFrontier
+from online_models.purchase_history import DAY_MS
 from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
@@ -68,6 +69,10 @@ class TrainerProcess:
         self.owns_topic = False  # only the owner of the training partition publishes
         self._publish = store.client.register_script(lua_script("publish_model.lua"))
 
+    @property
+    def _step_ms(self) -> int:
+        return int(self.settings.churn_step_days * DAY_MS)
+
     def _reset_order(self) -> None:
         settings = self.settings
         self.order: ExampleOrder[tuple] = ExampleOrder()
@@ -79,7 +84,7 @@ class TrainerProcess:
     def label_delay_ms(self) -> int:
         """How long after its window ends an example may still be closed: a silent customer's labels are closed
         ``label_steps`` at a time, the first of them ``label_steps - 1`` steps after it ended."""
-        return (max(self.settings.churn_label_steps, 1) - 1) * int(self.settings.churn_step_days * 86_400_000)
+        return (max(self.settings.churn_label_steps, 1) - 1) * self._step_ms
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
@@ -112,17 +117,18 @@ class TrainerProcess:
         if offset <= self.offset:
             return  # learned before the last checkpoint
         self.offset = offset
-        progress = _progress_of(value)
+        try:
+            payload = orjson.loads(value)
+        except (TypeError, orjson.JSONDecodeError):
+            self.rejected += 1
+            return
+        progress = _progress_of(payload)
         if progress is not None:
             for partition, progress_ms in progress.items():
                 self.frontier.advance(partition, progress_ms)
             self._release()
             return
-        examples = records_of(value, "examples")
-        if examples is None:
-            self.rejected += 1
-            return
-        for example in examples:
+        for example in records_in(payload, "examples"):
             self._hold(example)
 
     def _release(self) -> None:
@@ -132,7 +138,7 @@ class TrainerProcess:
         if frontier is None:
             return
         frontier -= self.label_delay_ms + 1  # a window ending at a partition's progress may still close
-        period = int(self.settings.churn_version_days * 86_400_000)
+        period = int(self.settings.churn_version_days * DAY_MS)
         while (boundary := self._next_boundary(period)) is not None and boundary <= frontier:
             for args in self.order.release(boundary):
                 self._learn(*args)
@@ -186,7 +192,7 @@ class TrainerProcess:
             self.seen.popitem(last=False)
         closed_ms = example.get("closed_ms")
         if not isinstance(closed_ms, int):  # sent by an older release: its window's end
-            closed_ms = checkpoint_ms + int(self.settings.churn_step_days * 86_400_000)
+            closed_ms = checkpoint_ms + self._step_ms
         self.order.add(closed_ms, example_id, (features, example["purchased"], weight, buyer, checkpoint_ms))
 
     async def publish_if_due(self) -> None:
@@ -232,18 +238,17 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
-def _progress_of(value: bytes | None) -> dict[int, int] | None:
-    """A progress message's partitions and event times, or None when the message is not one."""
+def _progress_of(message: object) -> dict[int, int] | None:
+    """A decoded progress message's partitions and event times, or None when the message is not one."""
+    if not isinstance(message, dict) or not isinstance(message.get("progress"), dict):
+        return None
     try:
-        message = orjson.loads(value) if value else None
-        if not isinstance(message, dict) or not isinstance(message.get("progress"), dict):
-            return None
         return {int(partition): int(progress_ms) for partition, progress_ms in message["progress"].items()}
-    except (orjson.JSONDecodeError, ValueError, TypeError):
+    except (ValueError, TypeError):
         return None
 
 
 def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
     process = TrainerProcess(store, settings)
-    register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process,
-                                      1.0)
+    # No publish timer: versions are cut by progress messages and published after the batch that cut them.
+    register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process, None)

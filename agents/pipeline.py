@@ -47,19 +47,19 @@ class BatchProcessor:
         self._progress_sent: dict[int, int] = {}
         self._example_progress_sent: dict[int, int] = {}
 
-    def _progress_to_send(self, scheduled: dict[str, tuple[int, int | None]]) -> list[tuple[int, int]]:
+    def _progress_to_send(self, example_progress: dict[int, int]) -> list[tuple[int, int]]:
         """Score progress of this batch's partitions, after its score changes (agents/alert_detector.py
         judges a bucket once every partition has passed it); at most one record per event-time minute."""
-        due = [(partition, watermark) for partition, watermark in self.wheel.score_progress(scheduled).items()
+        due = [(partition, watermark) for partition, watermark in self.wheel.score_progress(example_progress).items()
                if watermark >= self._progress_sent.get(partition, -(2**62)) + 60_000]
         self._progress_sent.update(due)
         return due
 
-    def _example_progress_moved(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+    def _example_progress_moved(self, example_progress: dict[int, int]) -> dict[int, int]:
         """The batch's partitions whose example progress moved since last sent: one ``training-examples`` record
         after the batch's examples (the trainer learns what every partition's progress has passed). Noted as
         sent once the batch commits: a batch retried sends it again."""
-        return {partition: progress for partition, progress in self.wheel.example_progress(scheduled).items()
+        return {partition: progress for partition, progress in example_progress.items()
                 if progress > self._example_progress_sent.get(partition, -(2**62))}
 
     async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
@@ -121,7 +121,8 @@ class BatchProcessor:
         batch_key = f"{first.tp}:{first.offset}"
         for key, value in example_messages(applied.churn.examples, batch_key):
             deliveries.append(await self._send("training-examples", key=key, value=value))
-        if progress := self._example_progress_moved(applied.churn.wheel):
+        example_progress = self.wheel.example_progress(applied.churn.wheel)  # once: it scans the batch's wheel
+        if progress := self._example_progress_moved(example_progress):
             deliveries.append(await self._send("training-examples", key=f"{batch_key}:progress".encode(),
                                                value=orjson.dumps({"progress": {str(p): ms for p, ms in
                                                                                 progress.items()}})))
@@ -129,7 +130,7 @@ class BatchProcessor:
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
-            for partition, watermark in self._progress_to_send(applied.churn.wheel)]
+            for partition, watermark in self._progress_to_send(example_progress)]
         deliveries += [await self._send("alerts", key=alert["id"].encode(), value=orjson.dumps(alert))
                        for alert in applied.alerts]
         for erased in applied.erasures:

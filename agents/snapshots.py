@@ -86,10 +86,11 @@ class SnapshotTrainer(Protocol):
 
 
 def register_single_partition_trainer(app: faust.App, settings: Settings, topic_name: str, agent_name: str,
-                                      process: SnapshotTrainer, interval_s: float) -> None:
+                                      process: SnapshotTrainer, interval_s: float | None) -> None:
     """Run ``process`` as the consumer of the single-partition ``topic_name``: restore when the partition
     is (re)assigned (another worker may have trained meanwhile), publish only while owning it, on every
-    batch and on a timer (the last samples before a lull must not wait for the next batch)."""
+    batch and, every ``interval_s`` when given, on a timer (a trainer that publishes by wall clock: the last
+    samples before a lull must not wait for the next batch)."""
     full_name = settings.topic(topic_name)
     topic = app.topic(full_name, key_serializer="raw", value_serializer="raw", partitions=1)
     needs_restore = [True]
@@ -109,7 +110,6 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
         if holds_partition(revoked):
             process.owns_topic = False
 
-    @app.timer(interval=interval_s, name=f"{agent_name}-publish")
     async def publish_on_time() -> None:
         if not needs_restore[0]:
             try:
@@ -117,6 +117,9 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
                     await process.publish_if_due()
             except Exception:  # a timer's exception stops the whole worker; the next tick tries again
                 logger.exception("%s: publishing a snapshot failed", agent_name)
+
+    if interval_s is not None:
+        app.timer(interval=interval_s, name=f"{agent_name}-publish")(publish_on_time)
 
     @app.agent(topic, name=agent_name)
     async def train(stream: faust.StreamT) -> None:

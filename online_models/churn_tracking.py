@@ -77,11 +77,9 @@ def before_event(state: CustomerState, ts_ms: int, settings: ChurnSettings) -> N
     """An event at ``ts_ms`` is about to be applied: silence checkpoints before it that are not open yet get their
     features as of now (:meth:`~online_models.hazard.ExampleClock.remember_before`)."""
     clock = state.churn_clock
-    if clock.pending is None or state.purchases.orders == 0:
-        return
-    last = clock.early[-1][0] if clock.early else clock.pending.checkpoint_ms
-    if last + settings.hazard.step_ms < ts_ms:  # most events: no checkpoint in between, nothing built
-        clock.remember_before(ts_ms, _example_at(state, settings), settings.hazard)
+    built = clock.last_built_ms()
+    if built is not None and state.purchases.orders > 0 and built + settings.hazard.step_ms < ts_ms:
+        clock.remember_before(ts_ms, _example_at(state, settings), settings.hazard)  # most events: nothing to build
 
 
 def _example_at(state: CustomerState, settings: ChurnSettings):

@@ -181,13 +181,14 @@ class ExampleClock:
         >>> clock.pending.features, clock.early                # day 21: after the event
         ([-1.0, -1], [])
         """
-        if self.pending is None:
+        built = self.last_built_ms()
+        if built is None:
             return
         step, keep = config.step_ms, max(config.steps - 1, 1)
         anchors = list(self.anchors)
         for _, _, anchor in self.early:
             anchors = (anchors + [anchor])[-keep:]
-        following = (self.early[-1][0] if self.early else self.pending.checkpoint_ms) + step
+        following = built + step
         while following < ts_ms and (self.last_order_ms is None
                                      or following - self.last_order_ms <= config.max_silence_days * DAY_MS):
             features, anchor = example_at(following, anchors)
@@ -232,6 +233,13 @@ class ExampleClock:
         weight = config.thinning_weight(self.pending.checkpoint_ms, self.last_order_ms)
         if weight:
             closed.append(Example(self.pending.checkpoint_ms, self.pending.features, purchased, weight, closed_ms))
+
+    def last_built_ms(self) -> int | None:
+        """The newest checkpoint whose features exist: the last remembered early, or the open one (None when no
+        example is open)."""
+        if self.pending is None:
+            return None
+        return self.early[-1][0] if self.early else self.pending.checkpoint_ms
 
     def due_ms(self, config: HazardConfig) -> int | None:
         """When the open example closes without an order (the wheel's timer), or None."""
