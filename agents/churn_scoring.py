@@ -24,7 +24,7 @@ from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
 from schemas.events import Event, Purchase
-from streams.config import Settings
+from streams.config import DAY_MS, Settings
 from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
@@ -39,9 +39,13 @@ def model_view(store: RedisStore) -> SnapshotView[HazardScorer]:
 
 
 class WheelClock:
-    """Each partition's purchases watermark (newest purchase event time minus the allowed lateness) and
-    the customers it has made due. Only purchases move it: an example may close without an order only
-    once no order before its end can still arrive, whatever the other topics are doing.
+    """The worker's purchases watermark (newest purchase event time over its partitions, minus the allowed
+    lateness) and the customers it has made due on each partition's wheel. Only purchases move it: an example
+    may close without an order only once no order before its end can still arrive, whatever the other topics are
+    doing. One clock for all the worker's partitions, as it applies them in event-time order
+    (agents/alignment.py): a partition whose customers are all silent (a sparse shop's history has such days) still
+    wakes them, closes their examples and reports its progress, so neither its silent customers nor the churn
+    trainer's frontier wait for its next purchase (the trainer's versions are waited for, agents/churn_versions.py).
 
     It also knows each partition's *score progress*: the event time before which the partition will send
     no more score changes (wake-ups up to the purchases watermark are done, and on-time events are newer
@@ -52,37 +56,37 @@ class WheelClock:
 
     def __init__(self, store: RedisStore, settings: Settings, limit: int = 2000) -> None:
         self.store, self.settings, self.limit = store, settings, limit
+        # The version grid when scores use the version of their event time (CRM_CHURN_SCORE_LAG_DAYS), else 0.
+        self._period_ms = int(settings.churn_version_days * DAY_MS) if settings.churn_score_lag_days else 0
         self.newest_ms: dict[tuple[str, int], int] = {}     # (topic, partition) -> newest event time
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
         self.tick_bounds: dict[int, int] = {}   # partition -> report ticks up to this are decided in this batch
         self.purchase_watermarks: dict[int, int] = {}  # partition -> purchases watermark of this batch
 
-    async def due(self, accepted) -> dict[str, tuple[int, int]]:
-        """customer -> (partition, watermark) for the wheel entries due in this batch's partitions."""
-        partitions = {message.partition for message, _, _ in accepted}
-        unknown = [(topic, p) for p in partitions for topic in self._SCORING_TOPICS if (topic, p) not in self.newest_ms]
-        if unknown:
-            stored = await self.store.client.hmget(
-                self.store.prefix + "watermark", [f"{self.settings.topic(topic)}:{p}" for topic, p in unknown])
-            for key, value in zip(unknown, stored):
-                self.newest_ms[key] = -1 if value is None else int(value)
+    async def due(self, accepted, owned: set[int]) -> dict[str, tuple[int, int]]:
+        """customer -> (partition, watermark) for the wheel entries due on the worker's partitions (``owned``,
+        and the batch's)."""
+        partitions = owned | {message.partition for message, _, _ in accepted}
+        await self._load(partitions)
         batch: dict[tuple[str, int], int] = {}
         for message, event, _ in accepted:
             if message.contract in self._SCORING_TOPICS:
                 key = (message.contract, message.partition)
                 batch[key] = max(batch.get(key, event.ts_ms), event.ts_ms)
         self._batch_newest = batch
-        newest = {key: max(self.newest_ms[key], batch.get(key, -1)) for key in self.newest_ms}
-        watermarks = {partition: purchases - self.settings.lateness_ms for partition in partitions
-                      if (purchases := newest.get(("purchases", partition), -1)) >= 0}
+        purchases, interactions = (max((max(self.newest_ms[topic, p], batch.get((topic, p), -1)) for p in partitions),
+                                       default=-1) for topic in self._SCORING_TOPICS)
+        if purchases < 0:
+            self.purchase_watermarks, self._wheel_bound, self.tick_bounds = {}, {}, {}
+            return {}
+        watermark = tick_bound = self._watermark(purchases)
+        if not self._period_ms and interactions >= 0:
+            tick_bound = min(watermark, interactions - self.settings.lateness_ms)
+        watermarks = dict.fromkeys(partitions, watermark)
         self.purchase_watermarks = watermarks
         self._wheel_bound = dict(watermarks)
-        self.tick_bounds = {partition: min(watermark, interactions - self.settings.lateness_ms)
-                            if (interactions := newest.get(("interactions", partition), -1)) >= 0 else watermark
-                            for partition, watermark in watermarks.items()}
-        if not watermarks:
-            return {}
+        self.tick_bounds = dict.fromkeys(partitions, tick_bound)
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
         for partition, customers in due_by_partition.items():
             if len(customers) == self.limit:  # the rest of the due wake-ups waits for the next batch
@@ -91,24 +95,65 @@ class WheelClock:
         return {customer_id: (partition, watermarks[partition])
                 for partition, customers in due_by_partition.items() for customer_id in customers}
 
-    def example_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+    def _watermark(self, purchases_ms: int) -> int:
+        """The purchases watermark of a clock. With scores by event time it moves a version period at a time, so
+        that each of the batches scored with one version (agents/version_targets.py) decides the same wake-ups
+        and ticks, however the records were batched; report ticks then wait for the purchases only (on-time
+        interactions are no older than them: the worker applies records aligned in event time)."""
+        if self._period_ms:
+            purchases_ms = purchases_ms // self._period_ms * self._period_ms
+        return purchases_ms - self.settings.lateness_ms
+
+    async def standing_progress(self, partitions: set[int]) -> dict[int, int]:
+        """Example progress of ``partitions`` from what is committed (the watermark, less each wheel's earliest
+        wake-up): what the last batch reported, or less. Empty before the first purchase."""
+        clock = await self.purchases_clock(partitions)
+        if clock < 0:
+            return {}
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.zrange(f"{self.store.prefix}wheel:{partition}", 0, 0, withscores=True)
+            earliest = await pipe.execute()
+        watermark = self._watermark(clock)
+        return {partition: min([watermark] + [int(score) for _, score in first])
+                for partition, first in zip(partitions, earliest)}
+
+    async def purchases_clock(self, partitions: set[int]) -> int:
+        """The newest purchase event time committed on ``partitions`` (the worker's): -1 when none yet."""
+        await self._load(partitions)
+        return max((self.newest_ms[("purchases", partition)] for partition in partitions), default=-1)
+
+    async def _load(self, partitions: set[int]) -> None:
+        unknown = [(topic, p) for p in partitions for topic in self._SCORING_TOPICS if (topic, p) not in self.newest_ms]
+        if unknown:
+            stored = await self.store.client.hmget(
+                self.store.prefix + "watermark", [f"{self.settings.topic(topic)}:{p}" for topic, p in unknown])
+            for key, value in zip(unknown, stored):
+                self.newest_ms[key] = -1 if value is None else int(value)
+
+    def example_progress(self, label_wakes: dict[str, tuple[int, int | None]]) -> dict[int, int]:
         """Per partition of the batch :meth:`due` saw: the event time before which it will close no further
         example once the batch commits (the churn trainer's frontier, agents/churn_trainer.py): the wake-ups
-        replayed, less the customers the batch schedules before that (``scheduled``: the wheel entries the batch
-        writes; a customer visited early in a catch-up batch may be due again before its end, next batch). A
-        silent customer's open example ends ``label_steps - 1`` steps before its label wake-up; the trainer
-        allows for that."""
+        replayed, less the label wake-ups of the customers the batch visited that come before that (``label_wakes``:
+        :attr:`ChurnStage.label_wakes`; a customer whose event came early in the batch may have examples ending
+        before the batch's watermark, closed by the next batch). A customer's other wake-ups (to report a tick)
+        close no example before its label wake-up. A silent customer's open example ends ``label_steps - 1`` steps
+        before its label wake-up; the trainer allows for that."""
+        return self._least(label_wakes)
+
+    def score_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
+        """Per partition: the event time before which no further score change will come from it once the batch
+        commits: the wake-ups replayed, less any wake-up the batch schedules before that (``scheduled``: the
+        wheel entries it writes), and no later than the report ticks the batch decided."""
+        return {partition: min(progress, self.tick_bounds.get(partition, progress))
+                for partition, progress in self._least(scheduled).items()}
+
+    def _least(self, wakes: dict[str, tuple[int, int | None]]) -> dict[int, int]:
         progress = dict(self._wheel_bound)
-        for partition, wake_ms in scheduled.values():
+        for partition, wake_ms in wakes.values():
             if wake_ms is not None and partition in progress:
                 progress[partition] = min(progress[partition], wake_ms)
         return progress
-
-    def score_progress(self, example_progress: dict[int, int]) -> dict[int, int]:
-        """Per partition: the event time before which no further score change will come from it once the batch
-        commits: its :meth:`example_progress`, and no later than the report ticks the batch decided."""
-        return {partition: min(progress, self.tick_bounds.get(partition, progress))
-                for partition, progress in example_progress.items()}
 
     def follow(self) -> None:
         """Remember the newest event times of the batch :meth:`due` saw, now that it has been committed."""
@@ -145,6 +190,7 @@ class ChurnStage(BatchStage):
     score_changes: list[dict] = field(default_factory=list)
     change_states: list[CustomerState] = field(default_factory=list)  # each change's customer as of its tick
     wheel: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # customer -> (partition, wake)
+    label_wakes: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # -> (partition, label wake)
     _opens: dict[str, bool] = field(default_factory=dict)
     _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
     _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks
@@ -155,6 +201,7 @@ class ChurnStage(BatchStage):
     def __post_init__(self) -> None:
         self.churn = self.settings.churn_settings()
         self.version = churn_tracking.PRIOR_VERSION if self.scorer is None else self.scorer.version
+        self._by_event_time = bool(self.settings.churn_score_lag_ms())
 
     def before_event(self, customer_id: str, state: CustomerState, event: Event, partition: int) -> None:
         self.before_any_event(customer_id, state, event.ts_ms, partition)
@@ -187,6 +234,7 @@ class ChurnStage(BatchStage):
         """An erased customer: nothing of the old state is scored or scheduled."""
         self._seen.pop(customer_id, None)
         self.wheel.pop(customer_id, None)
+        self.label_wakes.pop(customer_id, None)
         self._ticked.pop(customer_id, None)
         self._pending = [p for p in self._pending if p[0] != customer_id]
 
@@ -249,12 +297,12 @@ class ChurnStage(BatchStage):
             # Looked short of the labels, or no labels due: come back at the reach to look further (while there
             # are ticks at all).
             revisit = label_wake if not ticks or reach == label_wake else reach
-            windows.append((customer_id, partition, state, revisit, ticks))
-        planned = {customer_id: (state, ticks) for customer_id, _, state, _, ticks in windows
+            windows.append((customer_id, partition, state, revisit, ticks, label_wake))
+        planned = {customer_id: (state, ticks) for customer_id, _, state, _, ticks, _ in windows
                    if state.churn_score is not None and ticks}
         CHURN_SCORED_TIMES.labels("plan").inc(sum(len(ticks) for _, ticks in planned.values()))
         scores = iter(churn_tracking.raw_scores(list(planned.values()), self.scorer, self.churn)[0])
-        for customer_id, partition, state, revisit, ticks in windows:
+        for customer_id, partition, state, revisit, ticks, label_wake in windows:
             wake = ticks[0] if ticks else None  # never scored: its first tick is reported
             if customer_id in planned:
                 reported = state.churn_score.get("reported")
@@ -265,6 +313,7 @@ class ChurnStage(BatchStage):
                 wake = plan.reports_at_ms
             candidates = [t for t in (wake, revisit) if t is not None]
             self.wheel[customer_id] = (partition, min(candidates) if candidates else None)
+            self.label_wakes[customer_id] = (partition, label_wake)
         return set(planned)
 
     def last_tick(self, customer_id: str, state: CustomerState) -> int:
@@ -296,10 +345,13 @@ class ChurnStage(BatchStage):
             self._ticked[customer_id] = after
         ticks = churn_tracking.ticks_between(state, self.churn, _chain_from(after, state), until_ms,
                                              churn_tracking.tick_phase_ms(customer_id))
-        if plan is not None and (plan["version"] != self.version or _quiet_until(plan, until_ms)):
+        new_model = plan is not None and plan["version"] != self.version
+        if plan is not None and (not self._by_event_time if new_model else _quiet_until(plan, until_ms)):
             # Re-scored lazily under the new model, or quiet by the plan up to the event: as of the newest tick
             # only. Its score is ratcheted to the carrier of the last report, not of the skipped ticks: within
             # the same quiet interval, so it reports nothing either, and after the event no tick reads it.
+            # With scores by event time, a new model scores every tick since the last: which ticks a visit
+            # reaches depends on where batches were cut, what every tick reports does not.
             ticks = ticks[-1:]
         if ticks:
             as_of_ticks = state.scoring_copy()  # no churn_score: the monotone rule of _score_ticks uses ticks only

@@ -10,9 +10,10 @@ examples by id (the pipeline re-sends after a crash).
 A version is cut each time the frontier passes a multiple of ``CRM_CHURN_VERSION_DAYS`` (event time) with new
 examples learned, once ``CRM_CHURN_MIN_EXAMPLES`` have been (before that, scorers serve the prior), stamped with
 ``trained_until_ms``: it has learned exactly the examples decided by then. Versions are published to
-Redis after the batch that cut them; scorers on every worker pick new versions up within a second
-(agents/churn_scoring.py). The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold
-the served model at one of them (api/models.py); while held, new versions are retained but not served.
+Redis after the batch that cut them, with how far versions are final; a worker scores a record with the version
+trained until the record's event time less the score lag, waiting for it if need be (agents/churn_versions.py).
+The newest ``RETAINED_VERSIONS`` snapshots stay in Redis so an operator can hold the served model at one of them
+(api/models.py); while held, new versions are retained but not served.
 
 With ``CRM_MODEL_SIGNING_KEY`` set, the trainer also checkpoints itself (its learners, metrics, the examples it
 holds, the partitions' progress, recent example ids and the last offset learned) after every batch, signed; a
@@ -29,6 +30,7 @@ import faust
 import orjson
 
 from agents.chunked import records_in
+from agents.churn_versions import UNTIL_KEY
 from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
@@ -214,9 +216,13 @@ class TrainerProcess:
                 self._learned_since_cut))
 
     def report(self) -> dict:
-        """The trainer's figures beside its newest version's: what it holds back and why."""
+        """The trainer's figures beside its newest version's: what it holds back and why, and how far its versions
+        are final (``final_until_ms``: every version trained until then is published, no other will be cut before
+        it; None while some partition has not reported, agents/churn_versions.py)."""
+        frontier_ms = self.frontier.frontier_ms()
         return {"rejected": self.rejected, "duplicates": self.duplicates, "held": len(self.order),
-                "late": self.order.late, "frontier_ms": self.frontier.frontier_ms(),
+                "late": self.order.late, "frontier_ms": frontier_ms,
+                "final_until_ms": None if frontier_ms is None else self.order.frontier_ms,
                 "idle_partitions": sorted(self.frontier.idle()), "learned": self.trainer.examples}
 
     async def publish(self, snapshot: dict) -> dict:
@@ -225,8 +231,10 @@ class TrainerProcess:
             "trained_until_ms": snapshot["trained_until_ms"]}
         prefix = self.store.prefix
         served = await self._publish(
-            keys=[prefix + MODEL_KEY, prefix + RETAINED_KEY, prefix + HOLD_KEY, prefix + METRICS_KEY],
-            args=[snapshot["version"], orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS])
+            keys=[prefix + MODEL_KEY, prefix + RETAINED_KEY, prefix + HOLD_KEY, prefix + METRICS_KEY,
+                  prefix + UNTIL_KEY],
+            args=[snapshot["version"], orjson.dumps(snapshot), orjson.dumps(report), RETAINED_VERSIONS,
+                  snapshot["trained_until_ms"]])
         logger.info("published churn model v%d (%s, %d examples to offset %d, trained until %s)%s",
                     snapshot["version"], snapshot["served"], snapshot["metrics"]["examples"], self.offset,
                     _iso(snapshot["trained_until_ms"]),
@@ -250,5 +258,7 @@ def _progress_of(message: object) -> dict[int, int] | None:
 
 def register_trainer(app: faust.App, settings: Settings, store: RedisStore) -> None:
     process = TrainerProcess(store, settings)
-    # No publish timer: versions are cut by progress messages and published after the batch that cut them.
-    register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process, None)
+    # No publish timer: versions are cut by progress messages and published after the batch that cut them, soon:
+    # workers wait for the version of their event time (agents/churn_versions.py).
+    register_single_partition_trainer(app, settings, "training-examples", "churn-trainer", process, None,
+                                      within_s=0.05)

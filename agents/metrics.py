@@ -9,7 +9,8 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS", "LOOP_LAG_SECONDS",
-           "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES", "register_metrics_page"]
+           "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES",
+           "CHURN_VERSION_WAITS", "register_metrics_page"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -34,6 +35,9 @@ CHURN_SCORINGS = Counter("crm_churn_scorings_total", "Customers scored in a batc
 CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored (silence paths evaluated): report "
                              "ticks (tick), as of a customer's newest event (event), a look-ahead over future ticks "
                              "(plan)", ["at"], registry=REGISTRY)
+CHURN_VERSION_WAITS = Counter("crm_churn_version_waits_total", "Batches that waited for the churn model version "
+                              "of their event time (waited), or gave up after CRM_CHURN_VERSION_WAIT_S (timed_out)",
+                              ["outcome"], registry=REGISTRY)
 MODEL_VERSION = Gauge("crm_model_version", "Version of the model snapshot this worker scores with",
                       ["model"], registry=REGISTRY)
 

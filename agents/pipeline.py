@@ -14,16 +14,20 @@ import orjson
 from agents.alert_delivery import erasure_record
 from agents.batch_source import BatchSource
 from agents.churn_scoring import WheelClock, example_messages, model_view
+from agents.churn_trainer import HOLD_KEY, PROGRESS_KEY, RETAINED_KEY
+from agents.churn_versions import ChurnVersions
 from agents.customer_state import AppliedBatch, fold_batch
-from agents.ingest import SourceMessage, digests_by_customer, triage
+from agents.ingest import SourceMessage, Triage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
 from agents.metrics import (
     BATCH_SECONDS, DEADLETTERED, EVENTS_IN, EVENTS_OUT, LOOP_LAG_SECONDS, MODEL_VERSION, REDIS_SECONDS,
 )
 from agents.population import PopulationView
 from agents.segment_stage import sample_messages, segment_view
+from agents.version_targets import version_targets
+from online_models.churn_model import HazardScorer
 from schemas.events import CustomerEvent
-from streams.config import Settings
+from streams.config import DAY_MS, Settings
 from streams.redis_store import Fenced, RedisStore
 
 __all__ = ["register_pipeline", "BatchProcessor"]
@@ -39,18 +43,33 @@ class BatchProcessor:
         self.settings = settings
         self.outputs = topics
         self.wheel = WheelClock(store, settings)
-        self.models = model_view(store)
+        self.versions = ChurnVersions(store, model_view(store), settings.churn_version_wait_s,
+                                      (PROGRESS_KEY, RETAINED_KEY, HOLD_KEY))
         self.segments = segment_view(store)
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
+        self._purchases_topic = settings.topic("purchases")
         self.population = PopulationView(store)
         self.kpi_retention = KpiRetention(store, settings)
         self._progress_sent: dict[int, int] = {}
         self._example_progress_sent: dict[int, int] = {}
 
-    def _progress_to_send(self, example_progress: dict[int, int]) -> list[tuple[int, int]]:
+    async def _send_standing_progress(self) -> None:
+        """The owned partitions' example progress as committed, sent while waiting for a version: a worker
+        that has just started has sent none yet, a trainer that restarted without a checkpoint has forgotten it,
+        and a waiting worker sends nothing new. Idempotent (the trainer keeps each partition's furthest)."""
+        if progress := await self.wheel.standing_progress(self._owned()):
+            await (await self._send("training-examples", key=b"progress", value=orjson.dumps(
+                {"progress": {str(p): ms for p, ms in progress.items()}})))
+
+    def _owned(self) -> set[int]:
+        """The input partitions this worker owns (their purchases topic's fence)."""
+        return {int(tp.rpartition(":")[2]) for tp in self.store.fence_tokens
+                if tp.rpartition(":")[0] == self._purchases_topic}
+
+    def _progress_to_send(self, scheduled: dict[str, tuple[int, int | None]]) -> list[tuple[int, int]]:
         """Score progress of this batch's partitions, after its score changes (agents/alert_detector.py
         judges a bucket once every partition has passed it); at most one record per event-time minute."""
-        due = [(partition, watermark) for partition, watermark in self.wheel.score_progress(example_progress).items()
+        due = [(partition, watermark) for partition, watermark in self.wheel.score_progress(scheduled).items()
                if watermark >= self._progress_sent.get(partition, -(2**62)) + 60_000]
         self._progress_sent.update(due)
         return due
@@ -85,27 +104,56 @@ class BatchProcessor:
         return await self.outputs[topic].send(key=key, value=value)
 
     async def process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
+        """Apply the batch's new messages, as one or more batches of their own: one per churn model version
+        their event time needs (:meth:`_by_version`), in order. The last applied, or None."""
         started = time.perf_counter()
-        applied = await self._process(messages)
-        if applied is not None:
-            BATCH_SECONDS.observe(time.perf_counter() - started)
-        return applied
-
-    async def _process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
         fresh = [m for m in messages if self.store.owns(m.tp) and not self.store.is_applied(m.tp, m.offset)]
         if len(fresh) < len(messages):
             logger.debug("skipped %d already applied / not owned messages", len(messages) - len(fresh))
         if not fresh:
             return None
         now_ms = int(time.time() * 1000)
-        triaged = triage(fresh, self.settings, now_ms)
+        applied = None
+        for part, triaged, target_ms, wait in await self._by_version(fresh, triage(fresh, self.settings, now_ms)):
+            model = await self.versions.for_target(target_ms, self._send_standing_progress if wait else None)
+            applied = await self._process(part, triaged, model, now_ms)
+            if applied is None:  # fenced: the partitions moved, the rest is another worker's
+                return None
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        return applied
+
+    async def _by_version(self, fresh: list[SourceMessage], triaged: Triage
+                          ) -> list[tuple[list[SourceMessage], Triage, int | None, bool]]:
+        """The messages split by the event time of the churn model version they are scored with
+        (agents/version_targets.py), in that order: each partition's messages stay in order. Records of a
+        partition with no purchase yet go with the first; no split when the score lag is 0 (newest version).
+        Whether to wait for the version: not for the worker's very first purchases (nothing it could report
+        would make a version final; before them, the trainer has no example of this worker's partitions)."""
+        lag_ms = self.settings.churn_score_lag_ms()
+        if not lag_ms:
+            return [(fresh, triaged, None, False)]
+        events = {id(message): event for message, event, _ in triaged.accepted}
+        clock_ms = await self.wheel.purchases_clock(self._owned() | {message.partition for message in fresh})
+        targets = version_targets([events[id(m)].ts_ms if m.contract == "purchases" and id(m) in events else None
+                                   for m in fresh], clock_ms, int(self.settings.churn_version_days * DAY_MS), lag_ms)
+        known = sorted({target for target in targets if target is not None})
+        if len(known) <= 1:
+            return [(fresh, triaged, known[0] if known else None, clock_ms >= 0)]
+        target_of = {id(m): known[0] if target is None else target for m, target in zip(fresh, targets)}
+        return [([m for m in fresh if target_of[id(m)] == target],
+                 Triage([a for a in triaged.accepted if target_of[id(a[0])] == target],
+                        [r for r in triaged.rejected if target_of[id(r.message)] == target]),
+                 target, clock_ms >= 0 or target != known[0]) for target in known]
+
+    async def _process(self, fresh: list[SourceMessage], triaged: Triage, model: HazardScorer | None,
+                       now_ms: int) -> AppliedBatch | None:
         wanted = digests_by_customer(triaged.accepted)
-        due = await self.wheel.due(triaged.accepted)
+        owned = self._owned()
+        due = await self.wheel.due(triaged.accepted, owned)
         for customer_id in due:
             wanted.setdefault(customer_id, {})
         with REDIS_SECONDS.labels("load_batch").time():
             snapshots = await self.store.load_batch(wanted)
-        model = await self.models.current()
         # The fold is the batch's CPU work, pure and given all it reads: in a thread, the event loop meanwhile
         # sends the consumer's heartbeats (a backlog's batch takes seconds, the session timeout is 6 s).
         applied = await asyncio.to_thread(fold_batch, triaged, snapshots, fresh, self.settings,
@@ -121,7 +169,7 @@ class BatchProcessor:
         batch_key = f"{first.tp}:{first.offset}"
         for key, value in example_messages(applied.churn.examples, batch_key):
             deliveries.append(await self._send("training-examples", key=key, value=value))
-        example_progress = self.wheel.example_progress(applied.churn.wheel)  # once: it scans the batch's wheel
+        example_progress = self.wheel.example_progress(applied.churn.label_wakes)
         if progress := self._example_progress_moved(example_progress):
             deliveries.append(await self._send("training-examples", key=f"{batch_key}:progress".encode(),
                                                value=orjson.dumps({"progress": {str(p): ms for p, ms in
@@ -130,7 +178,7 @@ class BatchProcessor:
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
-            for partition, watermark in self._progress_to_send(example_progress)]
+            for partition, watermark in self._progress_to_send(applied.churn.wheel)]
         deliveries += [await self._send("alerts", key=alert["id"].encode(), value=orjson.dumps(alert))
                        for alert in applied.alerts]
         for erased in applied.erasures:

@@ -86,11 +86,13 @@ class SnapshotTrainer(Protocol):
 
 
 def register_single_partition_trainer(app: faust.App, settings: Settings, topic_name: str, agent_name: str,
-                                      process: SnapshotTrainer, interval_s: float | None) -> None:
+                                      process: SnapshotTrainer, interval_s: float | None,
+                                      within_s: float = 0.5) -> None:
     """Run ``process`` as the consumer of the single-partition ``topic_name``: restore when the partition
     is (re)assigned (another worker may have trained meanwhile), publish only while owning it, on every
     batch and, every ``interval_s`` when given, on a timer (a trainer that publishes by wall clock: the last
-    samples before a lull must not wait for the next batch)."""
+    samples before a lull must not wait for the next batch). A batch is what arrived within ``within_s`` (or 1,000
+    messages): the churn trainer's is short, as workers wait for its versions."""
     full_name = settings.topic(topic_name)
     topic = app.topic(full_name, key_serializer="raw", value_serializer="raw", partitions=1)
     needs_restore = [True]
@@ -123,7 +125,7 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
 
     @app.agent(topic, name=agent_name)
     async def train(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(1000, within=0.5):
+        async for events in stream.take_events(1000, within=within_s):
             if needs_restore[0]:
                 await process.restore()
                 needs_restore[0] = False

@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+DAY_MS = 86_400_000
+
 __all__ = ["ConfigError", "Settings", "SETTINGS_DOC", "settings_table_markdown"]
 
 
@@ -110,6 +112,16 @@ class Settings:
         "CRM_CHURN_VERSION_DAYS", 1.0, float,
         "The trainer cuts a model version each time every partition's progress passes a multiple of this many "
         "days (event time), so a history trains the same versions in every run.")
+    churn_score_lag_days: float = _env_field(
+        "CRM_CHURN_SCORE_LAG_DAYS", 7.0, float,
+        "Scores made at a partition's event time `t` use the model version trained until `t` less this many days "
+        "(on the version grid), whatever the wall clock: a batch waits for that version, so a history replayed "
+        "twice, or live, scores alike. At least one version period plus the allowed lateness and label delay "
+        "(raised to that). 0: the newest version read (not reproducible).")
+    churn_version_wait_s: float = _env_field(
+        "CRM_CHURN_VERSION_WAIT_S", 120.0, float,
+        "Longest a batch waits for the version of its event time (the trainer down or a partition stalled); "
+        "past it the batch is scored with the newest version before that time, logged and counted.")
     churn_idle_partition_s: float = _env_field(
         "CRM_CHURN_IDLE_PARTITION_S", 60.0, float,
         "A partition whose progress has not moved for this long (wall clock) while others' has stops holding "
@@ -318,6 +330,23 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
 
+    def churn_score_lag_ms(self) -> int:
+        """The score lag in use (0: off): ``CRM_CHURN_SCORE_LAG_DAYS``, at least one version period plus the
+        lateness and label delay, the least that cannot deadlock (docs/churn.md, "Scores by event time": a
+        worker that has just entered a version period must find the version it needs closed by what it has
+        already reported, its purchases watermark, less the label delay).
+
+        >>> Settings.from_env({}).churn_score_lag_ms() / DAY_MS
+        3.0
+        >>> round(Settings.from_env({"CRM_LATENESS_MS": str(3 * DAY_MS)}).churn_score_lag_ms() / DAY_MS, 6)
+        4.0
+        """
+        if not self.churn_score_lag_days:
+            return 0
+        label_delay_ms = (max(self.churn_label_steps, 1) - 1) * self.churn_step_days * DAY_MS
+        floor_ms = self.churn_version_days * DAY_MS + self.lateness_ms + label_delay_ms + 1
+        return int(max(self.churn_score_lag_days * DAY_MS, floor_ms))
+
     def key_ring(self):
         """The API's keys (CRM_API_KEYS, CRM_API_KEYS_FILE), checked: only the API reads them, so only it
         refuses to start over them (a worker need not see the API's keys file)."""
@@ -458,7 +487,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "clv_window_days clv_mean_lifetime_days clv_prior_days_per_order churn_step_days churn_max_silence_days "
      "churn_thin_every "
      "churn_rescore_days churn_rescore_near_reorder_days churn_rescore_slowest_days churn_label_steps "
-     "churn_version_days churn_idle_partition_s "
+     "churn_version_days churn_idle_partition_s churn_version_wait_s "
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
      "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "
@@ -470,7 +499,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "item_decay_half_life_days "
      "item_min_support segment_hysteresis alert_grace_minutes alert_warmup_buckets alert_cooldown_hours "
      "alert_customer_cooldown_days alert_min_value_minor alert_ticket_window_days alert_webhook_backoff_s "
-     "future_tolerance_ms", lambda v: v >= 0, "must be >= 0"),
+     "future_tolerance_ms churn_score_lag_days", lambda v: v >= 0, "must be >= 0"),
     ("item_decay_half_life_days", lambda v: v == 0 or v >= 7,
      "must be 0 (off) or at least 7 (forward-decay weights overflow after ~1,000 half-lives)"),
     ("churn_change_threshold", lambda v: 0 < v < 1, "must be between 0 and 1"),

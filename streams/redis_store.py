@@ -209,7 +209,13 @@ class RedisStore:
 
         Returns False when the batch had already been applied (a retry after a lost reply).
         """
-        fences = {tp: self.fence_tokens[tp] for tp in write.offsets}
+        # The partitions read, and those whose wheels (and silent customers) the batch moved without a record of
+        # theirs (the worker's clock wakes all its partitions, agents/churn_scoring.py): fenced alike.
+        fences = {tp: token for tp, token in self.fence_tokens.items()
+                  if tp in write.offsets or tp.rpartition(":")[2] in write.wheel}
+        lost = (set(write.wheel) - {tp.rpartition(":")[2] for tp in fences}) | (set(write.offsets) - set(fences))
+        if lost:
+            raise Fenced(f"{sorted(lost)} no longer owned")
         payload = {
             "fences": fences,
             "offsets": {tp: str(offset) for tp, offset in write.offsets.items()},

@@ -1,7 +1,7 @@
 """The same history through two pipelines, batched differently: the churn trainer publishes the same versions
-(it learns in event-time order behind every partition's progress, agents/churn_trainer.py). What is still not
-reproducible, each customer's stored score (made with whichever version the worker had read when it last
-visited the customer), is measured and printed: docs/churn.md, "Reproducible scores"."""
+(it learns in event-time order behind every partition's progress, agents/churn_trainer.py), and every customer's
+stored score is the same (each record scored with the version of its event time, agents/version_targets.py):
+docs/churn.md, "Reproducible scores"."""
 from __future__ import annotations
 
 import orjson
@@ -13,10 +13,12 @@ from tests.stack import (
     wait_until,
 )
 
+CHANGE_FIELDS = ("churn_p", "band", "previous_churn_p", "previous_band", "model_version", "model_change",
+                 "previous_model_version", "top_features")
 SCORED_WITH = ("served", "model", "feature_means", "population", "trained_until_ms", "features", "step_days")
 
 
-def test_two_replays_batched_differently_train_the_same_versions(broker, redis_server, redis_client):
+def test_two_replays_batched_differently_train_the_same_versions_and_scores(broker, redis_server, redis_client):
     simulation = simulate(SimulationConfig(customers=200, days=300, seed=11))
     runs = [suite_settings(broker.bootstrap, redis_server.url, churn_min_examples=500, partitions=4),
             suite_settings(broker.bootstrap, redis_server.url, churn_min_examples=500, partitions=4,
@@ -62,5 +64,19 @@ def test_two_replays_batched_differently_train_the_same_versions(broker, redis_s
     scores = [{cid: read_state(redis_client, settings, cid).churn_score for cid in buyers} for settings in runs]
     differences = [abs(scores[0][cid]["churn_p"] - scores[1][cid]["churn_p"]) for cid in buyers]
     print(f"versions {sorted(versions[0])} identical in both runs; stored churn_p: {sum(d > 0 for d in differences)} "
-          f"of {len(buyers)} buyers differ, largest difference {max(differences):.6f} (scores are not yet "
-          "reproducible: docs/churn.md)")
+          f"of {len(buyers)} buyers differ, largest difference {max(differences):.6f}")
+    assert max(differences) == 0
+    # Not just the probability: the version it was made with, as of when, its explanation, the last report.
+    shown = [{cid: {**{key: score[key] for key in ("churn_p", "band", "version", "as_of_ms", "top_features")},
+                    "reported": {key: score["reported"].get(key) for key in ("churn_p", "band")}}
+              for cid, score in run.items()} for run in scores]
+    differing = [cid for cid in buyers if shown[0][cid] != shown[1][cid]]
+    assert not differing, f"stored scores differ: {[(shown[0][c], shown[1][c]) for c in differing[:2]]}"
+    # What each run reported, tick by tick (the churn fields; the RFM rank beside them reads the population as it
+    # was at the batch, which depends on the batches).
+    reported = [{(c["customer_id"], c["as_of_ms"]): tuple(c.get(key) for key in CHANGE_FIELDS)
+                 for m in read_topic(s.kafka_bootstrap, s.topic("score-changes"))
+                 if (c := orjson.loads(m.value)).get("customer_id")} for s in runs]
+    differing = sorted(reported[0].keys() ^ reported[1].keys() | {k for k in reported[0].keys() & reported[1].keys()
+                                                                  if reported[0][k] != reported[1][k]})
+    assert len(reported[0]) > 500 and not differing, f"{len(differing)} score changes differ, e.g. {differing[:3]}"

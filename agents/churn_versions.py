@@ -1,0 +1,116 @@
+"""The churn model version for an event time, as the worker's scorers use it (agents/version_targets.py).
+
+The trainer (agents/churn_trainer.py) publishes each version with the event time it was trained until
+(``model:churn:until``: a sorted set, version by ``trained_until_ms``) and, after every batch, how far its
+versions are final (``final_until_ms`` in its progress report: every version trained until then has been
+published; none will be cut before it any more). The version for a target is the newest trained until it, once
+the trainer is final past it. Until then the batch waits: the partitions behind are still closing the examples
+it needs.
+
+Waited for also while the trainer has not reported yet, or not heard from every partition (a partition no worker
+owns is left out as idle after ``CRM_CHURN_IDLE_PARTITION_S``). Not waited for (and so not reproducible): while an
+operator holds a version (it is served as held), and past ``CRM_CHURN_VERSION_WAIT_S`` (logged, counted in
+``crm_churn_version_waits_total{outcome="timed_out"}``; no further wait until the trainer's report changes: a
+trainer that is down costs one timeout, not one per batch).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Awaitable, Callable
+
+import orjson
+
+from agents.metrics import CHURN_VERSION_WAITS
+from agents.snapshots import SnapshotView
+from online_models.churn_model import HazardScorer, scorer_from_snapshot
+from streams.redis_store import RedisStore
+
+__all__ = ["ChurnVersions", "UNTIL_KEY"]
+
+logger = logging.getLogger(__name__)
+
+#: Redis sorted set (under the prefix): churn model version scored by the event time it was trained until.
+UNTIL_KEY = "model:churn:until"
+_BUILT = 8  # scorers kept built: the versions of the few targets a worker's partitions are at
+
+
+class ChurnVersions:
+    """Scorers by target event time; ``None`` stands for the cold-start prior."""
+
+    def __init__(self, store: RedisStore, served: SnapshotView[HazardScorer], max_wait_s: float,
+                 keys: tuple[str, str, str]) -> None:
+        """``keys``: the trainer's progress report, retained snapshots (hash: version -> snapshot) and held
+        version, under the prefix (agents/churn_trainer.py owns them)."""
+        self.store, self.served, self.max_wait_s = store, served, max_wait_s
+        self.progress_key, self.retained_key, self.hold_key = (store.prefix + key for key in keys)
+        self._final: dict[int, int | None] = {}  # target -> version, once final (bounded below)
+        self._built: OrderedDict[int, HazardScorer] = OrderedDict()
+        self._given_up_on: bytes | str | None = b"never"  # the trainer report a wait timed out on
+
+    async def for_target(self, target_ms: int | None,
+                         nudge: Callable[[], Awaitable[None]] | None = None) -> HazardScorer | None:
+        """The scorer for records whose target is ``target_ms`` (None: any, the newest served). Without ``nudge``
+        the newest version before it is taken without waiting; a wait awaits ``nudge`` at once and about once a
+        second (the pipeline sends its partitions' committed progress)."""
+        if target_ms is None:
+            return await self.served.current()
+        held, report = await self.store.client.mget(self.hold_key, self.progress_key)
+        if held is not None:
+            return await self.served.current()  # an operator's choice wins, reproducible or not
+        if target_ms in self._final:
+            return await self._scorer(self._final[target_ms])
+        started = time.monotonic()
+        nudged = started - 1.0  # at once: nothing may have been reported yet
+        pause = 0.005
+        while nudge is not None and not _final_past(report, target_ms) and report != self._given_up_on:
+            waited = time.monotonic() - started
+            if waited >= self.max_wait_s:
+                CHURN_VERSION_WAITS.labels("timed_out").inc()
+                logger.warning("no churn model final for event time %d after %.0f s (trainer report: %s); scoring "
+                               "with the newest before it, not waiting again until the trainer moves; scores may "
+                               "differ in a replay", target_ms, waited, report)
+                self._given_up_on = report
+                break
+            if nudge is not None and time.monotonic() - nudged >= 1.0:
+                nudged = time.monotonic()
+                await nudge()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            held, report = await self.store.client.mget(self.hold_key, self.progress_key)
+            if held is not None:
+                return await self.served.current()
+        if time.monotonic() - started > 0.001:
+            CHURN_VERSION_WAITS.labels("waited").inc()
+        found = await self.store.client.zrevrangebyscore(self.store.prefix + UNTIL_KEY, target_ms, "-inf",
+                                                         start=0, num=1)
+        version = int(found[0]) if found else None
+        if _final_past(report, target_ms):
+            if len(self._final) > 4 * _BUILT:
+                self._final.pop(min(self._final))
+            self._final[target_ms] = version
+        return await self._scorer(version)
+
+    async def _scorer(self, version: int | None) -> HazardScorer | None:
+        if version is None:
+            return None
+        if version in self._built:
+            self._built.move_to_end(version)
+            return self._built[version]
+        blob = await self.store.client.hget(self.retained_key, str(version))
+        if blob is None:  # retired from the retained set: a partition far behind the others
+            logger.warning("churn model version %d no longer retained; scoring with the served one", version)
+            return await self.served.current()
+        scorer = scorer_from_snapshot(orjson.loads(blob))
+        self._built[version] = scorer
+        if len(self._built) > _BUILT:
+            self._built.popitem(last=False)
+        return scorer
+
+
+def _final_past(report: bytes | str | None, target_ms: int) -> bool:
+    """Whether the trainer's report says every version trained until ``target_ms`` is published."""
+    final_ms = orjson.loads(report).get("final_until_ms") if report else None
+    return final_ms is not None and final_ms >= target_ms
