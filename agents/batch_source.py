@@ -95,7 +95,7 @@ class BatchSource:
             client_id=f"{settings.app_id}-pipeline", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms, heartbeat_interval_ms=settings.heartbeat_interval_ms,
             rebalance_timeout_ms=settings.rebalance_timeout_ms, max_poll_records=settings.batch_size,
-            key_deserializer=None, value_deserializer=None)
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, key_deserializer=None, value_deserializer=None)
         self.consumer.subscribe(self.topics, listener=_Fencing(self))
         await self.consumer.start()
 

@@ -350,7 +350,7 @@ class ChurnStage(BatchStage):
             # Re-scored lazily under the new model, or quiet by the plan up to the event: as of the newest tick
             # only. Its score is ratcheted to the carrier of the last report, not of the skipped ticks: within
             # the same quiet interval, so it reports nothing either, and after the event no tick reads it.
-            # With scores by event time, a new model scores every tick since the last: which ticks a visit
+            # With scores by event time, a new model scores every tick since the last visit: which ticks a visit
             # reaches depends on where batches were cut, what every tick reports does not.
             ticks = ticks[-1:]
         if ticks:

@@ -45,6 +45,7 @@ class ChurnVersions:
         """``keys``: the trainer's progress report, retained snapshots (hash: version -> snapshot) and held
         version, under the prefix (agents/churn_trainer.py owns them)."""
         self.store, self.served, self.max_wait_s = store, served, max_wait_s
+        self.served_key = store.prefix + served.key
         self.progress_key, self.retained_key, self.hold_key = (store.prefix + key for key in keys)
         self._final: dict[int, int | None] = {}  # target -> version, once final (bounded below)
         self._built: OrderedDict[int, HazardScorer] = OrderedDict()
@@ -95,6 +96,12 @@ class ChurnVersions:
 
     async def _scorer(self, version: int | None) -> HazardScorer | None:
         if version is None:
+            # No version trained until then: the prior, unless the served model was published without
+            # ``trained_until_ms`` (a model learnt elsewhere and published as it is, tests/alert_scenario.py):
+            # it holds for every event time.
+            blob = await self.store.client.get(self.served_key)
+            if blob is not None and "trained_until_ms" not in orjson.loads(blob):
+                return await self.served.current()
             return None
         if version in self._built:
             self._built.move_to_end(version)

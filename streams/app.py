@@ -6,10 +6,12 @@ values here come from measurements in docs/operations.md.
 """
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.config import Settings
 from streams.topics import INPUT_TOPICS
@@ -20,6 +22,7 @@ __all__ = ["create_app", "create_trainer_app"]
 def _faust_app(settings: Settings, app_id: str, web_port: int) -> faust.App:
     if not settings.kafka_bootstrap:
         raise ValueError("CRM_KAFKA_BOOTSTRAP is not set (use `crmstream demo` for an embedded broker)")
+    _fetch_max_wait(settings.fetch_max_wait_ms)
     return faust.App(
         app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
@@ -42,6 +45,22 @@ def _faust_app(settings: Settings, app_id: str, web_port: int) -> faust.App:
         web_port=web_port or 6066,
         web_host="127.0.0.1",
     )
+
+
+def _fetch_max_wait(max_wait_ms: int) -> None:
+    """Faust builds its consumer with a fixed ``fetch_max_wait_ms`` of 1,500; the embedded broker answers a fetch
+    only at that timeout, not when records arrive, so every hop through Faust (a trainer's topic: workers wait for
+    the churn trainer's versions, agents/churn_versions.py) took ~450 ms. The consumer Faust creates gets
+    ``CRM_FETCH_MAX_WAIT_MS`` instead (read when it starts)."""
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    create = getattr(thread._create_worker_consumer, "__wrapped__", thread._create_worker_consumer)
+
+    @functools.wraps(create)
+    def create_with_wait(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+    thread._create_worker_consumer = create_with_wait
 
 
 def create_app(settings: Settings, loglevel: str = "info") -> faust.App:

@@ -36,7 +36,9 @@ def test_demo_shows_live_numbers_and_dashboard_and_stops_cleanly_on_ctrl_c(tmp_p
     try:
         started = time.monotonic()
         accepted_seen: list[int] = []
-        while time.monotonic() - started < 120 and len(accepted_seen) < 2:
+        # Until the churn trainer's process is up, the worker waits for the model version of its event time
+        # (agents/churn_versions.py): the numbers may hold for a few status lines at the start, then move.
+        while time.monotonic() - started < 120 and (len(accepted_seen) < 2 or accepted_seen[-1] == accepted_seen[0]):
             line = demo.stdout.readline()
             if not line:
                 break
@@ -44,8 +46,8 @@ def test_demo_shows_live_numbers_and_dashboard_and_stops_cleanly_on_ctrl_c(tmp_p
             match = re.search(r"accepted\s+([\d,]+)/", line)
             if match and int(match.group(1).replace(",", "")) > 0:
                 accepted_seen.append(int(match.group(1).replace(",", "")))
-        assert len(accepted_seen) == 2, "".join(lines)
-        assert accepted_seen[1] > accepted_seen[0], "live numbers do not move"
+        assert len(accepted_seen) >= 2, "".join(lines)
+        assert accepted_seen[-1] > accepted_seen[0], "live numbers do not move"
 
         overview = fetch_json(f"http://127.0.0.1:{api_port}/overview")
         assert overview["customers"] > 0 and overview["accepted"]["interactions"] > 0
