@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 #: Redis sorted set (under the prefix): churn model version scored by the event time it was trained until.
 UNTIL_KEY = "model:churn:until"
+_NEVER = object()
 _BUILT = 8  # scorers kept built: the versions of the few targets a worker's partitions are at
 
 
@@ -49,7 +50,7 @@ class ChurnVersions:
         self.progress_key, self.retained_key, self.hold_key = (store.prefix + key for key in keys)
         self._final: dict[int, int | None] = {}  # target -> version, once final (bounded below)
         self._built: OrderedDict[int, HazardScorer] = OrderedDict()
-        self._given_up_on: bytes | str | None = b"never"  # the trainer report a wait timed out on
+        self._given_up_on: object = _NEVER  # the trainer report a wait timed out on
 
     async def for_target(self, target_ms: int | None,
                          nudge: Callable[[], Awaitable[None]] | None = None) -> HazardScorer | None:
@@ -75,7 +76,7 @@ class ChurnVersions:
                                "differ in a replay", target_ms, waited, report)
                 self._given_up_on = report
                 break
-            if nudge is not None and time.monotonic() - nudged >= 1.0:
+            if time.monotonic() - nudged >= 1.0:
                 nudged = time.monotonic()
                 await nudge()
             await asyncio.sleep(pause)

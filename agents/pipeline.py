@@ -140,10 +140,15 @@ class BatchProcessor:
         if len(known) <= 1:
             return [(fresh, triaged, known[0] if known else None, clock_ms >= 0)]
         target_of = {id(m): known[0] if target is None else target for m, target in zip(fresh, targets)}
-        return [([m for m in fresh if target_of[id(m)] == target],
-                 Triage([a for a in triaged.accepted if target_of[id(a[0])] == target],
-                        [r for r in triaged.rejected if target_of[id(r.message)] == target]),
-                 target, clock_ms >= 0 or target != known[0]) for target in known]
+        parts = {target: ([], Triage()) for target in known}
+        for message in fresh:
+            parts[target_of[id(message)]][0].append(message)
+        for accepted in triaged.accepted:
+            parts[target_of[id(accepted[0])]][1].accepted.append(accepted)
+        for rejected in triaged.rejected:
+            parts[target_of[id(rejected.message)]][1].rejected.append(rejected)
+        return [(part, part_triage, target, clock_ms >= 0 or target != known[0])
+                for target, (part, part_triage) in parts.items()]
 
     async def _process(self, fresh: list[SourceMessage], triaged: Triage, model: HazardScorer | None,
                        now_ms: int) -> AppliedBatch | None:
