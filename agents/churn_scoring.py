@@ -24,7 +24,7 @@ from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
 from schemas.events import Event, Purchase
-from streams.config import DAY_MS, Settings
+from streams.config import Settings
 from streams.redis_store import BatchWrite, RedisStore
 
 __all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
@@ -57,7 +57,7 @@ class WheelClock:
     def __init__(self, store: RedisStore, settings: Settings, limit: int = 2000) -> None:
         self.store, self.settings, self.limit = store, settings, limit
         # The version grid when scores use the version of their event time (CRM_CHURN_SCORE_LAG_DAYS), else 0.
-        self._period_ms = int(settings.churn_version_days * DAY_MS) if settings.churn_score_lag_days else 0
+        self._period_ms = settings.churn_version_period_ms() if settings.churn_score_lag_ms() else 0
         self.newest_ms: dict[tuple[str, int], int] = {}     # (topic, partition) -> newest event time
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed

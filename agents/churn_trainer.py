@@ -30,7 +30,6 @@ import faust
 import orjson
 
 from agents.chunked import records_in
-from agents.churn_versions import UNTIL_KEY
 from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
 from online_models.churn_features import FEATURES
@@ -41,7 +40,7 @@ from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
 __all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY", "PROGRESS_KEY", "RETAINED_KEY",
-           "HOLD_KEY", "RETAINED_VERSIONS"]
+           "HOLD_KEY", "UNTIL_KEY", "RETAINED_VERSIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,7 @@ METRICS_KEY = "model:churn:metrics"  # the trainer's report on its newest versio
 PROGRESS_KEY = "model:churn:progress"  # what the trainer has learned and holds, after every batch
 RETAINED_KEY = "model:churn:versions"  # hash: version -> snapshot, the newest RETAINED_VERSIONS and a held one
 HOLD_KEY = "model:churn:hold"  # the version an operator holds the served model at
+UNTIL_KEY = "model:churn:until"  # sorted set: retained version by the event time it was trained until
 RETAINED_VERSIONS = 10
 _REMEMBERED_IDS = 200_000
 
@@ -84,9 +84,7 @@ class TrainerProcess:
 
     @property
     def label_delay_ms(self) -> int:
-        """How long after its window ends an example may still be closed: a silent customer's labels are closed
-        ``label_steps`` at a time, the first of them ``label_steps - 1`` steps after it ended."""
-        return (max(self.settings.churn_label_steps, 1) - 1) * self._step_ms
+        return self.settings.churn_label_delay_ms()
 
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
@@ -140,7 +138,7 @@ class TrainerProcess:
         if frontier is None:
             return
         frontier -= self.label_delay_ms + 1  # a window ending at a partition's progress may still close
-        period = int(self.settings.churn_version_days * DAY_MS)
+        period = self.settings.churn_version_period_ms()
         while (boundary := self._next_boundary(period)) is not None and boundary <= frontier:
             for args in self.order.release(boundary):
                 self._learn(*args)

@@ -23,17 +23,16 @@ from typing import Awaitable, Callable
 
 import orjson
 
+from agents.churn_trainer import HOLD_KEY, PROGRESS_KEY, RETAINED_KEY, UNTIL_KEY
 from agents.metrics import CHURN_VERSION_WAITS
 from agents.snapshots import SnapshotView
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from streams.redis_store import RedisStore
 
-__all__ = ["ChurnVersions", "UNTIL_KEY"]
+__all__ = ["ChurnVersions"]
 
 logger = logging.getLogger(__name__)
 
-#: Redis sorted set (under the prefix): churn model version scored by the event time it was trained until.
-UNTIL_KEY = "model:churn:until"
 _NEVER = object()
 _BUILT = 8  # scorers kept built: the versions of the few targets a worker's partitions are at
 
@@ -41,13 +40,10 @@ _BUILT = 8  # scorers kept built: the versions of the few targets a worker's par
 class ChurnVersions:
     """Scorers by target event time; ``None`` stands for the cold-start prior."""
 
-    def __init__(self, store: RedisStore, served: SnapshotView[HazardScorer], max_wait_s: float,
-                 keys: tuple[str, str, str]) -> None:
-        """``keys``: the trainer's progress report, retained snapshots (hash: version -> snapshot) and held
-        version, under the prefix (agents/churn_trainer.py owns them)."""
+    def __init__(self, store: RedisStore, served: SnapshotView[HazardScorer], max_wait_s: float) -> None:
         self.store, self.served, self.max_wait_s = store, served, max_wait_s
-        self.served_key = store.prefix + served.key
-        self.progress_key, self.retained_key, self.hold_key = (store.prefix + key for key in keys)
+        self.progress_key, self.retained_key, self.hold_key, self.until_key = (
+            store.prefix + key for key in (PROGRESS_KEY, RETAINED_KEY, HOLD_KEY, UNTIL_KEY))
         self._final: dict[int, int | None] = {}  # target -> version, once final (bounded below)
         self._built: OrderedDict[int, HazardScorer] = OrderedDict()
         self._given_up_on: object = _NEVER  # the trainer report a wait timed out on
@@ -86,7 +82,7 @@ class ChurnVersions:
                 return await self.served.current()
         if time.monotonic() - started > 0.001:
             CHURN_VERSION_WAITS.labels("waited").inc()
-        found = await self.store.client.zrevrangebyscore(self.store.prefix + UNTIL_KEY, target_ms, "-inf",
+        found = await self.store.client.zrevrangebyscore(self.until_key, target_ms, "-inf",
                                                          start=0, num=1)
         version = int(found[0]) if found else None
         if _final_past(report, target_ms):
@@ -100,10 +96,8 @@ class ChurnVersions:
             # No version trained until then: the prior, unless the served model was published without
             # ``trained_until_ms`` (a model learnt elsewhere and published as it is, tests/alert_scenario.py):
             # it holds for every event time.
-            blob = await self.store.client.get(self.served_key)
-            if blob is not None and "trained_until_ms" not in orjson.loads(blob):
-                return await self.served.current()
-            return None
+            served = await self.served.current()
+            return served if served is not None and "trained_until_ms" not in self.served.fields else None
         if version in self._built:
             self._built.move_to_end(version)
             return self._built[version]

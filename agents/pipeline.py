@@ -14,7 +14,6 @@ import orjson
 from agents.alert_delivery import erasure_record
 from agents.batch_source import BatchSource
 from agents.churn_scoring import WheelClock, example_messages, model_view
-from agents.churn_trainer import HOLD_KEY, PROGRESS_KEY, RETAINED_KEY
 from agents.churn_versions import ChurnVersions
 from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, Triage, digests_by_customer, triage
@@ -27,7 +26,7 @@ from agents.segment_stage import sample_messages, segment_view
 from agents.version_targets import version_targets
 from online_models.churn_model import HazardScorer
 from schemas.events import CustomerEvent
-from streams.config import DAY_MS, Settings
+from streams.config import Settings
 from streams.redis_store import Fenced, RedisStore
 
 __all__ = ["register_pipeline", "BatchProcessor"]
@@ -43,8 +42,7 @@ class BatchProcessor:
         self.settings = settings
         self.outputs = topics
         self.wheel = WheelClock(store, settings)
-        self.versions = ChurnVersions(store, model_view(store), settings.churn_version_wait_s,
-                                      (PROGRESS_KEY, RETAINED_KEY, HOLD_KEY))
+        self.versions = ChurnVersions(store, model_view(store), settings.churn_version_wait_s)
         self.segments = segment_view(store)
         self.contract_of = {settings.topic(name): name for name in ("purchases", "interactions", "customers")}
         self._purchases_topic = settings.topic("purchases")
@@ -135,7 +133,7 @@ class BatchProcessor:
         events = {id(message): event for message, event, _ in triaged.accepted}
         clock_ms = await self.wheel.purchases_clock(self._owned() | {message.partition for message in fresh})
         targets = version_targets([events[id(m)].ts_ms if m.contract == "purchases" and id(m) in events else None
-                                   for m in fresh], clock_ms, int(self.settings.churn_version_days * DAY_MS), lag_ms)
+                                   for m in fresh], clock_ms, self.settings.churn_version_period_ms(), lag_ms)
         known = sorted({target for target in targets if target is not None})
         if len(known) <= 1:
             return [(fresh, triaged, known[0] if known else None, clock_ms >= 0)]

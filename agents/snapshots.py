@@ -39,6 +39,7 @@ class SnapshotView(Generic[V]):
                  max_age_s: float = 1.0) -> None:
         self.store, self.key, self.build, self.what, self.max_age_s = store, key, build, what, max_age_s
         self._current: V | None = None
+        self.fields: frozenset[str] = frozenset()  # the current snapshot's top-level fields
         self._read_at = -float("inf")
 
     async def current(self) -> V | None:
@@ -50,6 +51,7 @@ class SnapshotView(Generic[V]):
                 if self._current is None or snapshot["version"] != self._current.version:
                     try:
                         self._current = self.build(snapshot)
+                        self.fields = frozenset(snapshot)
                         logger.info("using %s version %s", self.what, snapshot["version"])
                     except (ValueError, KeyError, TypeError) as exc:
                         logger.error("%s snapshot refused, keeping the current one: %s", self.what, exc)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-DAY_MS = 86_400_000
+from online_models.purchase_history import DAY_MS
 
 __all__ = ["ConfigError", "Settings", "SETTINGS_DOC", "settings_table_markdown"]
 
@@ -348,9 +348,17 @@ class Settings:
         """
         if not self.churn_score_lag_days:
             return 0
-        label_delay_ms = (max(self.churn_label_steps, 1) - 1) * self.churn_step_days * DAY_MS
-        floor_ms = self.churn_version_days * DAY_MS + self.lateness_ms + label_delay_ms + 1
+        floor_ms = self.churn_version_period_ms() + self.lateness_ms + self.churn_label_delay_ms() + 1
         return int(max(self.churn_score_lag_days * DAY_MS, floor_ms))
+
+    def churn_version_period_ms(self) -> int:
+        """The grid the churn trainer cuts versions on (``CRM_CHURN_VERSION_DAYS``)."""
+        return int(self.churn_version_days * DAY_MS)
+
+    def churn_label_delay_ms(self) -> int:
+        """How long after its window ends an example may still be closed: a silent customer's labels are closed
+        ``CRM_CHURN_LABEL_STEPS`` at a time, the first of them ``label_steps - 1`` steps after it ended."""
+        return (max(self.churn_label_steps, 1) - 1) * int(self.churn_step_days * DAY_MS)
 
     def key_ring(self):
         """The API's keys (CRM_API_KEYS, CRM_API_KEYS_FILE), checked: only the API reads them, so only it
