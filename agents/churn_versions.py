@@ -24,7 +24,7 @@ from typing import Awaitable, Callable
 import orjson
 
 from agents.churn_trainer import HOLD_KEY, PROGRESS_KEY, RETAINED_KEY, UNTIL_KEY
-from agents.metrics import CHURN_VERSION_WAITS
+from agents.metrics import CHURN_VERSION_WAIT_SECONDS, CHURN_VERSION_WAITS
 from agents.snapshots import SnapshotView
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from streams.redis_store import RedisStore
@@ -80,8 +80,9 @@ class ChurnVersions:
             held, report = await self.store.client.mget(self.hold_key, self.progress_key)
             if held is not None:
                 return await self.served.current()
-        if time.monotonic() - started > 0.001:
+        if (waited := time.monotonic() - started) > 0.001:
             CHURN_VERSION_WAITS.labels("waited").inc()
+            CHURN_VERSION_WAIT_SECONDS.inc(waited)
         found = await self.store.client.zrevrangebyscore(self.until_key, target_ms, "-inf",
                                                          start=0, num=1)
         version = int(found[0]) if found else None

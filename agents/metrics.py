@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 __all__ = ["REGISTRY", "EVENTS_IN", "EVENTS_OUT", "DEADLETTERED", "BATCH_SECONDS", "REDIS_SECONDS", "LOOP_LAG_SECONDS",
            "CONSUMER_LAG", "MODEL_VERSION", "CHURN_SCORINGS", "CHURN_SCORED_TIMES",
-           "CHURN_VERSION_WAITS", "register_metrics_page"]
+           "CHURN_VERSION_WAITS", "CHURN_VERSION_WAIT_SECONDS", "register_metrics_page"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -38,6 +38,9 @@ CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored
 CHURN_VERSION_WAITS = Counter("crm_churn_version_waits_total", "Batches that waited for the churn model version "
                               "of their event time (waited), or gave up after CRM_CHURN_VERSION_WAIT_S (timed_out)",
                               ["outcome"], registry=REGISTRY)
+CHURN_VERSION_WAIT_SECONDS = Counter("crm_churn_version_wait_seconds_total", "Seconds batches waited for the churn "
+                                     "model version of their event time (the trainer on the backfill's path)",
+                                     registry=REGISTRY)
 MODEL_VERSION = Gauge("crm_model_version", "Version of the model snapshot this worker scores with",
                       ["model"], registry=REGISTRY)
 

@@ -10,12 +10,13 @@ The sparse profile (streams.simulator.sparse_config) is a real shop's history: m
 twice, arrive in cohorts and stay silent for months; the dense profile is the simulator's default traffic.
 
 ``--trainers process inline`` runs each size with the trainers in a child process (the default) and in the
-worker's event loop, side by side. With ``--py-spy DIR`` the worker (not its trainers' process) is sampled
-by py-spy (``pip install py-spy``) while it drains; the collapsed stacks and a text summary (the functions
-taking most samples, self and inclusive) go to DIR.
+worker's event loop, side by side. With ``--py-spy DIR`` the worker and its trainers' process are sampled
+by py-spy (``pip install py-spy``) while it drains; the collapsed stacks and a text summary of each process
+(the functions taking most samples, self and inclusive) go to DIR.
 
 Usage: python bench/backfill.py [--customers 10000 50000 200000] [--profile sparse] [--days 730]
                                 [--timeout-s 3600] [--py-spy bench/profiles] [--catch-up-batch-size 2000 8000]
+                                [--label-steps 1 4] [--score-lag-days 0 7]
 """
 from __future__ import annotations
 
@@ -102,18 +103,27 @@ def score_changes(settings) -> tuple[int, int]:
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw",
-                             "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
+                             "--output", str(out), "--nonblocking", "--subprocesses"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
-def summarise_profile(collapsed: Path, top: int = 40) -> str:
-    """The functions most samples were in (inclusive) and on top of (self), from py-spy's collapsed stacks."""
+def summarise_profile(collapsed: Path, top: int = 40, trainers: bool = False) -> str:
+    """The functions most samples were in (inclusive) and on top of (self), from py-spy's collapsed stacks: of the
+    worker's own process, or (``trainers``) of its child processes (py-spy's first frame names the process)."""
     inclusive, own, total = Counter(), Counter(), 0
     for line in collapsed.read_text(errors="replace").split("\n"):
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():  # a stack py-spy read torn (--nonblocking): not a sample
             continue
         frames, samples = [_LINE.sub(")", frame) for frame in stack.split(";")], int(count)
+        processes = 0
+        while processes < len(frames) and frames[processes].startswith("process "):
+            processes += 1
+        if (processes > 1) != trainers:  # the worker's own stacks have one process frame, its children's two
+            continue
+        frames = frames[processes:]
+        if not frames:
+            continue
         total += samples
         own[frames[-1]] += samples
         for frame in set(frames):
@@ -127,14 +137,16 @@ def summarise_profile(collapsed: Path, top: int = 40) -> str:
 
 def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, profile: str, days: int,
         timeout_s: float, logs: Path, py_spy_dir: Path | None = None, trainers: str = "process",
-        catch_up: int | None = None, label_steps: int | None = None) -> dict:
+        catch_up: int | None = None, label_steps: int | None = None, score_lag_days: float | None = None,
+        env: dict[str, str] | None = None) -> dict:
     config = sparse_config(customers=customers, days=days) if profile == "sparse" else \
         SimulationConfig(customers=customers, days=days)
     events = simulate(config).events
     topics = Counter(topic for topic, _ in events)
-    settings = unique_settings(broker.bootstrap, redis_server.url, worker_web_port=free_port(), trainers=trainers,
+    settings = unique_settings(broker.bootstrap, redis_server.url, env, worker_web_port=free_port(), trainers=trainers,
                                **({} if catch_up is None else {"catch_up_batch_size": catch_up}),
-                               **({} if label_steps is None else {"churn_label_steps": label_steps}))
+                               **({} if label_steps is None else {"churn_label_steps": label_steps}),
+                               **({} if score_lag_days is None else {"churn_score_lag_days": score_lag_days}))
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     prepare_topics(settings)
     produce(settings.kafka_bootstrap, event_messages(settings, events))
@@ -165,6 +177,8 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         scored_times = labelled(metrics, "crm_churn_scored_times_total")
         batches = histogram(metrics, "crm_batch_seconds")
         loop_lag = histogram(metrics, "crm_event_loop_lag_seconds")
+        version_wait_s = next((_value(line) for line in metrics
+                               if line.startswith("crm_churn_version_wait_seconds_total ")), 0.0)
         changes, model_changes = score_changes(settings)
     finally:
         if sampler is not None:
@@ -174,11 +188,13 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
     if py_spy_dir is not None:
         collapsed = py_spy_dir / f"worker-{profile}-{customers}.collapsed"
         (py_spy_dir / f"worker-{profile}-{customers}.txt").write_text(summarise_profile(collapsed))
+        (py_spy_dir / f"trainers-{profile}-{customers}.txt").write_text(summarise_profile(collapsed, trainers=True))
     memory_after = int(client.info("memory")["used_memory"])
     purchases_share = topics["purchases"] / len(events)
     total_scorings = sum(scorings.values())
     return {
         "profile": profile, "trainers": trainers, "label_steps": settings.churn_label_steps,
+        "score_lag_days": settings.churn_score_lag_ms() / 86_400_000,
         "catch_up": settings.catch_up_batch_size, "customers": customers,
         "events": len(events),
         "purchases": topics["purchases"],
@@ -188,7 +204,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "scorings_per_event": total_scorings / len(events),
         "changes_per_purchase": changes / topics["purchases"],
         "model_changes_per_purchase": model_changes / topics["purchases"],
-        "batches": batches, "loop_lag": loop_lag,
+        "batches": batches, "loop_lag": loop_lag, "version_wait_s": version_wait_s,
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
@@ -211,6 +227,11 @@ def main() -> None:
                         help="CRM_CATCH_UP_BATCH_SIZE of the worker (default: the setting's); several: side by side")
     parser.add_argument("--label-steps", type=int, nargs="+", default=[None], metavar="N",
                         help="CRM_CHURN_LABEL_STEPS of the worker (default: the setting's); several: side by side")
+    parser.add_argument("--score-lag-days", type=float, nargs="+", default=[None], metavar="D",
+                        help="CRM_CHURN_SCORE_LAG_DAYS of the worker (0: newest version; default: the setting's); "
+                             "several: side by side")
+    parser.add_argument("--env", nargs="+", default=[], metavar="CRM_NAME=VALUE",
+                        help="other settings of the worker, as environment variables (every run)")
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
@@ -218,12 +239,13 @@ def main() -> None:
               f"{'drained s':>9} {'events/s':>9} "
               f"{'orders/s':>8} {'scor/purch':>10} {'scor/ev':>7} {'woken':>6} {'worker us/ev':>12} "
               f"{'redis us/ev':>11} {'bytes/cust':>10}", flush=True)
-        runs = ((c, t, b, s) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size
-                for s in args.label_steps)
-        for customers, trainers, catch_up, label_steps in runs:
+        runs = ((c, t, b, s, g) for c in args.customers for t in args.trainers for b in args.catch_up_batch_size
+                for s in args.label_steps for g in args.score_lag_days)
+        for customers, trainers, catch_up, label_steps, lag_days in runs:
             r = run(broker, redis_server, customers, args.profile, args.days, args.timeout_s, logs, args.py_spy,
-                    trainers, catch_up, label_steps)
-            print(f"          CRM_CHURN_LABEL_STEPS={r['label_steps']}", flush=True)
+                    trainers, catch_up, label_steps, lag_days, dict(v.split("=", 1) for v in args.env))
+            print(f"          CRM_CHURN_LABEL_STEPS={r['label_steps']}, score lag in use {r['score_lag_days']:g} days",
+                  flush=True)
             print(f"{r['profile']:>7} {r['trainers']:>8} {r['catch_up']:>8,} {r['customers']:>9,} {r['events']:>9,} "
                   f"{r['purchases']:>9,} "
                   f"{r['drained_s']:>9.1f} {r['events_per_s']:>9,.0f} {r['orders_per_s']:>8,.0f} "
@@ -238,7 +260,8 @@ def main() -> None:
                 f"{r['trainers_cpu_us_per_event']:,.0f} us/event", flush=True)
             count, mean_s, p99_s = r["batches"]
             print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s; event loop lag p99 <= "
-                  f"{r['loop_lag'][2]:g} s (the consumer's heartbeats wait that long)", flush=True)
+                  f"{r['loop_lag'][2]:g} s (the consumer's heartbeats wait that long); waited for the churn version "
+                  f"of their event time {r['version_wait_s']:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

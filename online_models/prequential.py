@@ -92,19 +92,29 @@ class PrequentialMetrics:
         self.brier_sum = 0.0
         self.histogram = np.zeros((2, _BINS))  # weight of the predictions per class and bin
         self.predicted_sum = np.zeros(_BINS)
-        self.recent: deque[tuple[float, int, float]] = deque(maxlen=window)
+        # The window's (prediction, label, weight) columns, a ring written at ``_recent_at``: a report reads them
+        # as arrays (converting a deque of tuples cost 2.6 ms of the 5.4 a report took, once per version cut).
+        self._recent = np.zeros((3, window))
+        self._recent_at = 0
+        self._recent_count = 0
         self._recent_losses: deque[tuple[float, float]] = deque(maxlen=window)  # (weighted loss, weight)
         self._recent_loss_sum = 0.0
         self._recent_weight_sum = 0.0
 
     def __setstate__(self, state: dict) -> None:
-        """Checkpoints from before weighted examples resume, each example they counted weighing 1."""
+        """Checkpoints from before weighted examples resume, each example they counted weighing 1; those from
+        before the window was a ring, with their window in it."""
         self.__dict__.update(state)
         if "weight_sum" not in state:
             self.weight_sum, self.histogram = float(self.count), self.histogram.astype(float)
             self.recent = deque(((p, y, 1.0) for p, y in self.recent), maxlen=self.recent.maxlen)
             self._recent_losses = deque(((loss, 1.0) for loss in self._recent_losses), maxlen=self.recent.maxlen)
             self._recent_weight_sum = float(len(self._recent_losses))
+        if "recent" in self.__dict__:
+            recent = self.__dict__.pop("recent")
+            self._recent, self._recent_at, self._recent_count = np.zeros((3, recent.maxlen)), 0, 0
+            for p, y, weight in recent:
+                self._remember(p, y, weight)
 
     def update(self, p: float, y: int, weight: float = 1.0) -> None:
         p_clipped = min(max(p, _EPS), 1 - _EPS)
@@ -123,7 +133,18 @@ class PrequentialMetrics:
         index = min(int(p * _BINS), _BINS - 1)
         self.histogram[y, index] += weight
         self.predicted_sum[index] += p * weight
-        self.recent.append((p, y, weight))
+        self._remember(p, y, weight)
+
+    def _remember(self, p: float, y: int, weight: float) -> None:
+        self._recent[:, self._recent_at] = p, y, weight
+        self._recent_at = (self._recent_at + 1) % self._recent.shape[1]
+        self._recent_count = min(self._recent_count + 1, self._recent.shape[1])
+
+    def _window(self) -> np.ndarray:
+        """The window's columns, oldest first (the order ties are sorted in)."""
+        if self._recent_count < self._recent.shape[1]:
+            return self._recent[:, :self._recent_count]
+        return np.concatenate((self._recent[:, self._recent_at:], self._recent[:, :self._recent_at]), axis=1)
 
     def recent_log_loss(self) -> float | None:
         """Mean log loss over the window, kept as a running sum (the trainer asks for it per example)."""
@@ -148,9 +169,9 @@ class PrequentialMetrics:
         return rows
 
     def report(self) -> dict:
-        window: dict = {"count": len(self.recent), "log_loss": self.recent_log_loss()}
-        if self.recent:
-            p, y, w = np.array(self.recent).T
+        window: dict = {"count": self._recent_count, "log_loss": self.recent_log_loss()}
+        if self._recent_count:
+            p, y, w = self._window()
             window.update(brier=float(np.average((p - y) ** 2, weights=w)), roc_auc=roc_auc(p, y.astype(int), w),
                           calibration=calibration_by_decile(p, y, w))
         overall = {"log_loss": self.log_loss_sum / self.weight_sum if self.count else None,

@@ -24,10 +24,11 @@ __all__ = ["ApiThread", "WorkerProcess", "unique_settings", "wait_until", "produ
            "accepted_total", "process_history", "read_state", "segment_trainer_caught_up"]
 
 
-def unique_settings(bootstrap: str, redis_url: str, **overrides) -> Settings:
-    """Settings with their own topic prefix, Redis prefix and group, so tests do not see each other."""
+def unique_settings(bootstrap: str, redis_url: str, env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Settings with their own topic prefix, Redis prefix and group, so tests do not see each other; ``env``: the
+    ``CRM_*`` variables to read them from (none by default)."""
     tag = uuid.uuid4().hex[:8]
-    return Settings.from_env({}, kafka_bootstrap=bootstrap, redis_url=redis_url, topic_prefix=f"t{tag}.",
+    return Settings.from_env(env or {}, kafka_bootstrap=bootstrap, redis_url=redis_url, topic_prefix=f"t{tag}.",
                              redis_prefix=f"t{tag}:", app_id=f"crm-test-{tag}", **overrides)
 
 
