@@ -32,11 +32,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.churn_trainer import PROGRESS_KEY  # noqa: E402
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port  # noqa: E402
 from streams.simulator import SimulationConfig, simulate, sparse_config  # noqa: E402
 from tests.stack import (  # noqa: E402
@@ -90,6 +92,20 @@ def histogram(lines: list[str], metric: str) -> tuple[int, float, float]:
     total = next(_value(line) for line in lines if line.startswith(metric + "_sum"))
     p99 = next((bound for bound, cumulative in buckets if cumulative >= 0.99 * count), 0.0)
     return int(count), total / max(count, 1), p99
+
+
+def trained_after(client: redis.Redis, settings, since: float, quiet_s: float = 5.0) -> tuple[float, int]:
+    """Seconds from ``since`` until the churn trainer learned its last example (its report's ``learned`` then
+    stays put for ``quiet_s``), and how many it learned. With the newest version served (score lag 0) the worker
+    drains without waiting for the trainer, which is still learning: this is when the backfill is really done."""
+    last, changed_at = None, time.monotonic()
+    while time.monotonic() - changed_at < quiet_s:
+        report = client.get(settings.redis_prefix + PROGRESS_KEY)
+        learned = orjson.loads(report)["learned"] if report else 0
+        if learned != last:
+            last, changed_at = learned, time.monotonic()
+        time.sleep(0.25)
+    return changed_at - since, last or 0
 
 
 def score_changes(settings) -> tuple[int, int]:
@@ -180,6 +196,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         version_wait_s = next((_value(line) for line in metrics
                                if line.startswith("crm_churn_version_wait_seconds_total ")), 0.0)
         changes, model_changes = score_changes(settings)
+        trained_s, learned = trained_after(client, settings, first_at)
     finally:
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
@@ -205,6 +222,7 @@ def run(broker: EmbeddedBroker, redis_server: EmbeddedRedis, customers: int, pro
         "changes_per_purchase": changes / topics["purchases"],
         "model_changes_per_purchase": model_changes / topics["purchases"],
         "batches": batches, "loop_lag": loop_lag, "version_wait_s": version_wait_s,
+        "trained_s": trained_s, "learned": learned,
         "wake_share": scorings.get("wake", 0) / max(total_scorings, 1),
         "per_purchase": {at: count / topics["purchases"] for at, count in sorted(scorings.items())},
         "times_per_purchase": {at: count / topics["purchases"] for at, count in sorted(scored_times.items())},
@@ -261,7 +279,8 @@ def main() -> None:
             count, mean_s, p99_s = r["batches"]
             print(f"          batches {count:,}: mean {mean_s:.2f} s, p99 <= {p99_s:g} s; event loop lag p99 <= "
                   f"{r['loop_lag'][2]:g} s (the consumer's heartbeats wait that long); waited for the churn version "
-                  f"of their event time {r['version_wait_s']:.1f} s", flush=True)
+                  f"of their event time {r['version_wait_s']:.1f} s; the churn trainer learned its last example "
+                  f"({r['learned']:,}) {r['trained_s']:.1f} s after the first event", flush=True)
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ class ChurnTrainer:
         for name, learner in make_learners().items():
             if type(self.learners.get(name)) is not type(learner):
                 self.learners[name], self.calibrators[name] = learner, PlattCalibrator()
-                self.metrics[name] = PrequentialMetrics(self.metrics[name].recent.maxlen)
+                self.metrics[name] = PrequentialMetrics(self.metrics[name].window)
         missing = len(MODEL_FEATURES) - len(self.feature_sums)
         if missing > 0:
             self.feature_sums = np.concatenate([self.feature_sums, np.zeros(missing)])

@@ -135,6 +135,11 @@ class PrequentialMetrics:
         self.predicted_sum[index] += p * weight
         self._remember(p, y, weight)
 
+    @property
+    def window(self) -> int:
+        """How many of the newest predictions the window holds."""
+        return self._recent.shape[1]
+
     def _remember(self, p: float, y: int, weight: float) -> None:
         self._recent[:, self._recent_at] = p, y, weight
         self._recent_at = (self._recent_at + 1) % self._recent.shape[1]
