@@ -62,7 +62,6 @@ class WheelClock:
         self._batch_newest: dict[tuple[str, int], int] = {}  # of the batch being processed, kept once it commits
         self._wheel_bound: dict[int, int] = {}  # partition -> wake-ups at or before this were all replayed
         self.tick_bounds: dict[int, int] = {}   # partition -> report ticks up to this are decided in this batch
-        self._progress_bounds: dict[int, int] = {}  # partition -> no on-time event can re-decide a tick after this
         self.purchase_watermarks: dict[int, int] = {}  # partition -> purchases watermark of this batch
 
     async def due(self, accepted, owned: set[int]) -> dict[str, tuple[int, int]]:
@@ -79,17 +78,15 @@ class WheelClock:
         purchases, interactions = (max((max(self.newest_ms[topic, p], batch.get((topic, p), -1)) for p in partitions),
                                        default=-1) for topic in self._SCORING_TOPICS)
         if purchases < 0:
-            self.purchase_watermarks, self._wheel_bound, self.tick_bounds, self._progress_bounds = {}, {}, {}, {}
+            self.purchase_watermarks, self._wheel_bound, self.tick_bounds = {}, {}, {}
             return {}
         watermark = tick_bound = self._watermark(purchases)
-        on_time = interactions - self.settings.lateness_ms if interactions >= 0 else watermark
-        if not self._period_ms:
-            tick_bound = min(watermark, on_time)
+        if interactions >= 0:  # ticks are decided once the interactions before them are in, too
+            tick_bound = min(watermark, self._watermark(interactions))
         watermarks = dict.fromkeys(partitions, watermark)
         self.purchase_watermarks = watermarks
         self._wheel_bound = dict(watermarks)
         self.tick_bounds = dict.fromkeys(partitions, tick_bound)
-        self._progress_bounds = dict.fromkeys(partitions, min(tick_bound, on_time))
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
         for partition, customers in due_by_partition.items():
             if len(customers) == self.limit:  # the rest of the due wake-ups waits for the next batch
@@ -98,15 +95,16 @@ class WheelClock:
         return {customer_id: (partition, watermarks[partition])
                 for partition, customers in due_by_partition.items() for customer_id in customers}
 
-    def _watermark(self, purchases_ms: int) -> int:
-        """The purchases watermark of a clock. With scores by event time it moves a version period at a time, so
-        that each of the batches scored with one version (agents/version_targets.py) decides the same wake-ups
-        and ticks, however the records were batched; report ticks are then decided up to it, whatever the
-        interactions' clock (batching-dependent). The score progress still waits for that clock
-        (:meth:`score_progress`)."""
+    def _watermark(self, clock_ms: int) -> int:
+        """The watermark of a clock (the purchases', the interactions'). With scores by event time it moves a
+        version period at a time, so that each of the batches scored with one version
+        (agents/version_targets.py) decides the same wake-ups and ticks, however the records were batched.
+        Report ticks wait for the interactions' clock too: the aligner does not wait for a topic read to its
+        end (agents/alignment.py), so live interactions can come after purchases days newer, and a tick
+        decided before them would be scored without them (a replay, aligned, scores it with them)."""
         if self._period_ms:
-            purchases_ms = purchases_ms // self._period_ms * self._period_ms
-        return purchases_ms - self.settings.lateness_ms
+            clock_ms = clock_ms // self._period_ms * self._period_ms
+        return clock_ms - self.settings.lateness_ms
 
     async def standing_progress(self, partitions: set[int]) -> dict[int, int]:
         """Example progress of ``partitions`` from what is committed (the watermark, less each wheel's earliest
@@ -148,14 +146,11 @@ class WheelClock:
     def score_progress(self, scheduled: dict[str, tuple[int, int | None]]) -> dict[int, int]:
         """Per partition: the event time before which no further score change will come from it once the batch
         commits: the wake-ups replayed, less any wake-up the batch schedules before that (``scheduled``: the
-        wheel entries it writes), no later than the report ticks the batch decided, and no later than the
-        oldest on-time interaction still to come (the newest less the lateness): applied to a customer whose
-        quiet ticks were skipped, it re-decides the ticks after it with the new state, and those may report.
-        Why the last: the aligner does not wait for a topic read to its end (agents/alignment.py), so an
-        interaction can come after purchases days newer; with report ticks decided up to the purchases
-        watermark alone (scores by event time) the alert test's detector counted 6 entries late in 1 run of 3."""
-        return {partition: min(progress, self.tick_bounds.get(partition, progress),
-                               self._progress_bounds.get(partition, progress))
+        wheel entries it writes), and no later than the report ticks the batch decided (which wait for the
+        interactions still on time: applied to a customer whose quiet ticks were skipped, one re-decides the
+        ticks after it; deciding up to the purchases watermark alone, the alert test's detector once counted 6
+        entries late)."""
+        return {partition: min(progress, self.tick_bounds.get(partition, progress))
                 for partition, progress in self._least(scheduled).items()}
 
     def _least(self, wakes: dict[str, tuple[int, int | None]]) -> dict[int, int]:
