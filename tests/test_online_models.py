@@ -191,6 +191,38 @@ def test_weighted_prequential_figures_match_scikit_learn_and_pandas_on_the_popul
         assert ours["observed"] == pytest.approx(theirs["observed"], abs=0.06)
 
 
+def test_the_window_as_a_ring_reports_what_the_deque_did_and_old_checkpoints_resume_with_their_window():
+    """The window's predictions are kept as a ring of arrays (a report per version cut no longer converts a deque
+    of tuples): its figures equal the same window recomputed with scikit-learn, over a ring that wrapped; a
+    checkpoint pickled before (a deque in ``recent``) resumes with its window and goes on identically."""
+    import pickle
+    from collections import deque
+
+    from sklearn.metrics import roc_auc_score
+
+    from online_models.prequential import PrequentialMetrics
+
+    rng = np.random.default_rng(5)
+    p, y, w = np.round(rng.uniform(0.01, 0.99, 130), 2), (rng.random(130) < 0.4).astype(int), rng.choice([1, 3], 130)
+    metrics = PrequentialMetrics(window=50)
+    for pi, yi, wi in zip(p, y, w):
+        metrics.update(float(pi), int(yi), float(wi))
+    window = metrics.report()["window"]
+    assert window["count"] == 50
+    assert window["roc_auc"] == pytest.approx(roc_auc_score(y[-50:], p[-50:], sample_weight=w[-50:]), abs=1e-12)
+    assert window["brier"] == pytest.approx(np.average((p[-50:] - y[-50:]) ** 2, weights=w[-50:]), abs=1e-12)
+    old = dict(metrics.__dict__)
+    for name in ("_recent", "_recent_at", "_recent_count"):
+        del old[name]
+    old["recent"] = deque(zip(p[-50:].tolist(), y[-50:].tolist(), w[-50:].astype(float).tolist()), maxlen=50)
+    restored = PrequentialMetrics.__new__(PrequentialMetrics)
+    restored.__setstate__(pickle.loads(pickle.dumps(old)))
+    assert restored.window == 50 and restored.report() == metrics.report()
+    for resumed in (restored, metrics):
+        resumed.update(0.5, 1, 2.0)
+    assert restored.report() == metrics.report()
+
+
 def test_thinned_examples_stand_for_every_checkpoint_of_a_silent_spell():
     from online_models.hazard import ExampleClock, HazardConfig
 
