@@ -214,14 +214,16 @@ class TrainerProcess:
                 self._learned_since_cut))
 
     def report(self) -> dict:
-        """The trainer's figures beside its newest version's: what it holds back and why, and how far its versions
+        """The trainer's figures beside its newest version's: what it holds back and why, how far its versions
         are final (``final_until_ms``: every version trained until then is published, no other will be cut before
-        it; None while some partition has not reported, agents/churn_versions.py)."""
+        it; None while some partition has not reported, agents/churn_versions.py), and the last
+        ``training-examples`` offset it has read (``offset``: how far behind the workers it is)."""
         frontier_ms = self.frontier.frontier_ms()
         return {"rejected": self.rejected, "duplicates": self.duplicates, "held": len(self.order),
                 "late": self.order.late, "frontier_ms": frontier_ms,
                 "final_until_ms": None if frontier_ms is None else self.order.frontier_ms,
-                "idle_partitions": sorted(self.frontier.idle()), "learned": self.trainer.examples}
+                "idle_partitions": sorted(self.frontier.idle()), "learned": self.trainer.examples,
+                "offset": self.offset}
 
     async def publish(self, snapshot: dict) -> dict:
         report = snapshot["metrics"] | self.report() | {

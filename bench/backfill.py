@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from agents.churn_trainer import PROGRESS_KEY  # noqa: E402
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port  # noqa: E402
 from streams.simulator import SimulationConfig, simulate, sparse_config  # noqa: E402
+from tests.alert_scenario import end_offset  # noqa: E402
 from tests.stack import (  # noqa: E402
     WorkerProcess, accepted_total, event_messages, prepare_topics, produce, read_topic, unique_settings,
 )
@@ -94,18 +95,20 @@ def histogram(lines: list[str], metric: str) -> tuple[int, float, float]:
     return int(count), total / max(count, 1), p99
 
 
-def trained_after(client: redis.Redis, settings, since: float, quiet_s: float = 5.0) -> tuple[float, int]:
-    """Seconds from ``since`` until the churn trainer learned its last example (its report's ``learned`` then
-    stays put for ``quiet_s``), and how many it learned. With the newest version served (score lag 0) the worker
-    drains without waiting for the trainer, which is still learning: this is when the backfill is really done."""
-    last, changed_at = None, time.monotonic()
-    while time.monotonic() - changed_at < quiet_s:
+def trained_after(client: redis.Redis, settings, since: float, timeout_s: float = 1800.0) -> tuple[float, int]:
+    """Seconds from ``since`` until the churn trainer has read every ``training-examples`` record (its report's
+    ``offset``), and how many examples it has learned then. With the newest version served (score lag 0) the
+    worker drains without waiting for the trainer, which may still be learning: this is when the backfill's
+    model is really there."""
+    last = end_offset(settings.kafka_bootstrap, settings.topic("training-examples")) - 1
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         report = client.get(settings.redis_prefix + PROGRESS_KEY)
-        learned = orjson.loads(report)["learned"] if report else 0
-        if learned != last:
-            last, changed_at = learned, time.monotonic()
+        report = orjson.loads(report) if report else {}
+        if report.get("offset", -1) >= last:
+            return time.monotonic() - since, report["learned"]
         time.sleep(0.25)
-    return changed_at - since, last or 0
+    raise SystemExit(f"the churn trainer did not reach offset {last} within {timeout_s:.0f} s")
 
 
 def score_changes(settings) -> tuple[int, int]:
