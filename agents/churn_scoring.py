@@ -201,6 +201,7 @@ class ChurnStage(BatchStage):
     _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks
     _ticked: dict[str, int] = field(default_factory=dict)  # customer -> newest tick noted in this batch
     _planned: set[str] = field(default_factory=set)  # customers whose stored plan this batch has consulted
+    _old_plans: dict[str, tuple[int, int | str]] = field(default_factory=dict)  # -> (quiet until, its version)
     tick_scores: dict[tuple[str, int], float] = field(default_factory=dict)  # (customer, tick) -> churn_p
 
     def __post_init__(self) -> None:
@@ -241,6 +242,7 @@ class ChurnStage(BatchStage):
         self.wheel.pop(customer_id, None)
         self.label_wakes.pop(customer_id, None)
         self._ticked.pop(customer_id, None)
+        self._old_plans.pop(customer_id, None)
         self._pending = [p for p in self._pending if p[0] != customer_id]
 
     def woken(self, customer_id: str, state: CustomerState, partition: int, watermark_ms: int,
@@ -358,6 +360,8 @@ class ChurnStage(BatchStage):
             # With scores by event time, a new model scores every tick since the last visit: which ticks a visit
             # reaches depends on where batches were cut, what every tick reports does not.
             ticks = ticks[-1:]
+        if new_model and self._by_event_time and carrier:  # the ticks it found quiet, before any later event
+            self._old_plans[customer_id] = (min(carrier["as_of_ms"], until_ms), plan["version"])
         if ticks:
             as_of_ticks = state.scoring_copy()  # no churn_score: the monotone rule of _score_ticks uses ticks only
             self._pending.append((customer_id, partition, state, as_of_ticks, ticks))
@@ -376,6 +380,7 @@ class ChurnStage(BatchStage):
         the band or more than the threshold since the last report. Only reported ticks and each customer's
         newest (its stored score) are explained."""
         pending, self._pending = self._pending, []
+        old_plans, self._old_plans = self._old_plans, {}
         CHURN_SCORED_TIMES.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
         raw, version = churn_tracking.raw_scores([(as_of, ticks) for *_, as_of, ticks in pending], self.scorer,
                                                  self.churn)
@@ -397,6 +402,10 @@ class ChurnStage(BatchStage):
                               "previous_band": reported["band"] if last else None, "model_version": version}
                     if previous and previous["version"] != version and last_seen <= previous["as_of_ms"]:
                         change |= {"model_change": True, "previous_model_version": previous["version"]}
+                    elif (old_plan := old_plans.get(customer_id)) and tick <= old_plan[0]:
+                        # A tick the last plan found quiet, re-scored under a new version (scores by event time):
+                        # the model moved, not the customer; and the tick is behind what the detector judged.
+                        change |= {"model_change": True, "previous_model_version": old_plan[1]}
                     reported = {"churn_p": churn_p, "band": band}
                 rows.append((tick, raw_p, churn_p, band, change))
                 previous = {"churn_p": churn_p, "version": version, "as_of_ms": tick}

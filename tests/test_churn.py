@@ -292,8 +292,9 @@ def test_a_busy_customer_whose_look_ahead_is_shorter_than_its_tick_interval_is_w
 @pytest.mark.parametrize("score_lag_days", ["0", "7"])
 def test_a_new_model_rescores_a_silent_customer_and_marks_the_change(score_lag_days):
     """Scoring with the newest version (lag 0): lazily, the newest tick only. Scores by event time (lag 7): every
-    tick since the last visit (which ticks a visit reaches depends on where batches were cut); the first change is
-    marked as the model's."""
+    tick since the last visit (which ticks a visit reaches depends on where batches were cut), and every change at
+    a tick the old plan had found quiet is marked as the model's (the customer did nothing; and those ticks are
+    behind the score progress the alert detector has judged)."""
     import dataclasses
 
     from agents.churn_scoring import ChurnStage
@@ -315,6 +316,7 @@ def test_a_new_model_rescores_a_silent_customer_and_marks_the_change(score_lag_d
     stage.finish()
     wake = stage.wheel["c1"][1]
     assert wake > 42 * DAY_MS  # quiet for a while under the old model
+    quiet_until = state.churn_score["reported"]["plan"]["carrier"]["as_of_ms"]
     stage = ChurnStage(settings, new)
     stage.woken("c1", state, 0, wake)
     stage.tick_bounds = {0: wake}
@@ -324,6 +326,9 @@ def test_a_new_model_rescores_a_silent_customer_and_marks_the_change(score_lag_d
         assert len(changes) == 1  # the newest tick only: nothing re-scored in the past
     else:
         assert len(changes) >= 1 and changes[0]["as_of_ms"] < 42 * DAY_MS  # from the first tick after the visit
+        # every report at a tick the old plan found quiet is the model's: behind what the detector judged, too
+        assert all(c["model_change"] and not is_entry(c, "medium") for c in changes if c["as_of_ms"] <= quiet_until)
+        assert any(c["as_of_ms"] > changes[0]["as_of_ms"] for c in changes if c["as_of_ms"] <= quiet_until)
     change = changes[0]
     assert change["model_change"] and change["previous_model_version"] == 1 and change["model_version"] == 2
     assert change["as_of_ms"] <= wake and change["churn_p"] > change["previous_churn_p"]
