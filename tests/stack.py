@@ -101,6 +101,11 @@ def wait_until(predicate, timeout_s: float, message: str, interval_s: float = 0.
 
 def produce(bootstrap: str, messages: Sequence[tuple]) -> None:
     """Send (topic, key, value[, timestamp_ms]) messages and wait for every acknowledgement."""
+    produce_paced(bootstrap, [messages])
+
+
+def produce_paced(bootstrap: str, pieces: Sequence[Sequence[tuple]]) -> None:
+    """:func:`produce` piece after piece, each acknowledged before the next is sent (one producer)."""
     from aiokafka import AIOKafkaProducer
 
     async def send_all() -> None:
@@ -108,13 +113,25 @@ def produce(bootstrap: str, messages: Sequence[tuple]) -> None:
                                     max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
-            futures = [await producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
-                       for topic, key, value, timestamp_ms in ((*m, None)[:4] for m in messages)]
-            await asyncio.gather(*futures)
+            for messages in pieces:
+                futures = [await producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+                           for topic, key, value, timestamp_ms in ((*m, None)[:4] for m in messages)]
+                await asyncio.gather(*futures)
         finally:
             await producer.stop()
 
     asyncio.run(send_all())
+
+
+def by_day(messages: Sequence[tuple]) -> list[list[tuple]]:
+    """Consecutive (topic, key, value, timestamp_ms) messages grouped by the day of their timestamp."""
+    days: list[list[tuple]] = []
+    for message in messages:
+        day = None if message[3] is None else message[3] // 86_400_000
+        if not days or (day is not None and day != days[-1][0]):
+            days.append([day])
+        days[-1].append(message)
+    return [group[1:] for group in days]
 
 
 def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float = 30.0) -> list:
