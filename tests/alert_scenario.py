@@ -24,7 +24,8 @@ from tests.stack import (
     WorkerProcess, accepted_total, by_day, event_messages, prepare_topics, produce_paced, read_topic, wait_until,
 )
 
-__all__ = ["SCENARIO_SETTINGS", "FROZEN", "frozen_models", "scenario", "run_worker_over", "Outcome", "judge", "end_offset", "stored_alerts"]
+__all__ = ["SCENARIO_SETTINGS", "FROZEN", "frozen_models", "scenario", "run_worker_over", "Outcome", "judge",
+           "end_offset", "stored_alerts"]
 
 #: A shop of 800 customers: a handful of customers enter a risk band per day, so daily buckets, a low
 #: baseline floor, and customers entering *medium* risk (with this churn model a VIP who stops buying needs
