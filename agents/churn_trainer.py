@@ -82,10 +82,6 @@ class TrainerProcess:
         self.trained_until_ms: int | None = None  # the last version boundary passed
         self._learned_since_cut = 0
 
-    @property
-    def label_delay_ms(self) -> int:
-        return self.settings.churn_label_delay_ms()
-
     async def restore(self) -> None:
         """Resume from the signed checkpoint if there is one (and continue version numbers anyway);
         without one, start afresh: what this process learned while another worker held the topic is stale."""
@@ -137,7 +133,8 @@ class TrainerProcess:
         frontier = self.frontier.frontier_ms()
         if frontier is None:
             return
-        frontier -= self.label_delay_ms + 1  # a window ending at a partition's progress may still close
+        # a window ending at a partition's progress may still close:
+        frontier -= self.settings.churn_label_delay_ms() + 1
         period = self.settings.churn_version_period_ms()
         while (boundary := self._next_boundary(period)) is not None and boundary <= frontier:
             for args in self.order.release(boundary):

@@ -15,6 +15,7 @@ from typing import Sequence
 import orjson
 import redis
 
+from online_models.purchase_history import DAY_MS
 from schemas.timestamps import record_timestamp_ms
 from streams.config import Settings
 from streams.embedded import create_topics
@@ -126,12 +127,14 @@ def produce_paced(bootstrap: str, pieces: Sequence[Sequence[tuple]]) -> None:
 def by_day(messages: Sequence[tuple]) -> list[list[tuple]]:
     """Consecutive (topic, key, value, timestamp_ms) messages grouped by the day of their timestamp."""
     days: list[list[tuple]] = []
+    last_day = None
     for message in messages:
-        day = None if message[3] is None else message[3] // 86_400_000
-        if not days or (day is not None and day != days[-1][0]):
-            days.append([day])
+        day = last_day if message[3] is None else message[3] // DAY_MS  # no timestamp: with the one before
+        if not days or day != last_day:
+            days.append([])
         days[-1].append(message)
-    return [group[1:] for group in days]
+        last_day = day
+    return days
 
 
 def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float = 30.0) -> list:
