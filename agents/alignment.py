@@ -7,7 +7,13 @@ history in a shuffled order that live traffic never has, and a replay no longer 
 Like Kafka Streams' partition group, the aligner holds each partition's fetched records and releases
 only those at or below the *frontier*: the least stream time (max record timestamp fetched) over the
 partitions that still have records waiting on the broker. A partition read to its end (its position
-at the high watermark) does not hold the others back.
+at the high watermark) does not hold the others back, but only for records fetched before it was last
+seen at its end: its high watermark is as of its own last fetch. aiokafka does not fetch a partition while
+records of it wait unread, so another partition's newer fetch can bring records far past what the first
+partition's producer has written since; released against the stale end, they passed records still to come
+(live traffic produced faster than the worker's fetch cycle, the alert test's replay = live check: a
+customer alert's evidence differed in 1 CI run of several). Kafka Streams waits the same way for an
+empty partition's lag to be known from a fetch (KIP-695).
 """
 from __future__ import annotations
 
@@ -46,6 +52,21 @@ class EventTimeAligner(Generic[P, R]):
     >>> [(p, r.timestamp) for p, r in aligner.release(caught_up=lambda p: p == "interactions-0")]
     [('purchases-0', 90)]
 
+    A partition seen at its end holds back only the records fetched after it was last seen there (times
+    of the fetch responses, wall clock): they may be newer than what its producer wrote since. Here
+    "quiet" was at its end at 100 (its last record at 12); "busy" was fetched again at 200.
+
+    >>> aligner = EventTimeAligner()
+    >>> aligner.add("quiet", [Record(12, 0)], fetched_ms=100)
+    >>> aligner.add("busy", [Record(11, 0)], fetched_ms=90)
+    >>> aligner.add("busy", [Record(14, 1)], fetched_ms=200)
+    >>> seen_at_end = {"quiet": 100}
+    >>> [(p, r.timestamp) for p, r in aligner.release(lambda p: p == "quiet", seen_at_end=seen_at_end.get)]
+    [('busy', 11), ('quiet', 12)]
+    >>> seen_at_end["quiet"] = 210  # fetched again after "busy": still at its end
+    >>> [(p, r.timestamp) for p, r in aligner.release(lambda p: p == "quiet", seen_at_end=seen_at_end.get)]
+    [('busy', 14)]
+
     A record's ordering time is at most its successor's: a record stamped years ahead (a clock error,
     dead-lettered later as a future timestamp) would otherwise hold its partition, and every record
     behind it, until all other partitions are read to their end. Within a partition the ordering
@@ -53,11 +74,12 @@ class EventTimeAligner(Generic[P, R]):
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[P, deque[list]] = {}  # [ordering time, record], in offset order
+        self._buffers: dict[P, deque[list]] = {}  # [ordering time, record, fetched], in offset order
         self._stream_time: dict[P, int] = {}
 
-    def add(self, partition: P, records: Iterable[R]) -> None:
-        """Buffer records fetched from ``partition``, in offset order."""
+    def add(self, partition: P, records: Iterable[R], fetched_ms: float = 0) -> None:
+        """Buffer records fetched from ``partition``, in offset order (``fetched_ms``: when their fetch
+        response came, or later)."""
         buffer = self._buffers.setdefault(partition, deque())
         for record in records:
             key = record.timestamp
@@ -65,7 +87,7 @@ class EventTimeAligner(Generic[P, R]):
                 if entry[0] <= key:
                     break
                 entry[0] = key
-            buffer.append([key, record])
+            buffer.append([key, record, fetched_ms])
             if key > self._stream_time.get(partition, key - 1):
                 self._stream_time[partition] = key
 
@@ -91,21 +113,27 @@ class EventTimeAligner(Generic[P, R]):
         return min((self._stream_time.get(p, float("-inf")) for p in self._buffers if not caught_up(p)),
                    default=float("inf"))
 
-    def release(self, caught_up: Callable[[P], bool], limit: int | None = None,
-                force: bool = False) -> list[tuple[P, R]]:
+    def release(self, caught_up: Callable[[P], bool], limit: int | None = None, force: bool = False,
+                seen_at_end: Callable[[P], float | None] | None = None) -> list[tuple[P, R]]:
         """Records at or below the frontier (all buffered ones with ``force``), merged by timestamp,
-        at most ``limit``; each partition's prefix only, so its offsets stay contiguous."""
+        at most ``limit``; each partition's prefix only, so its offsets stay contiguous. With
+        ``seen_at_end`` (when a ``caught_up`` partition was last seen at its end, as ``fetched_ms``), a record
+        fetched after that and newer than the partition's stream time waits for it to be seen again."""
         frontier = float("inf") if force else self.frontier(caught_up)
+        ends = [] if force or seen_at_end is None else [
+            (seen_at_end(p) or 0, self._stream_time.get(p, float("-inf")), p) for p in self._buffers if caught_up(p)]
         streams = [_keyed(index, partition, buffer)
                    for index, (partition, buffer) in enumerate(self._buffers.items()) if buffer]
         released: list[tuple[P, R]] = []
         held: set[P] = set()
-        for timestamp, _, partition, record in heapq.merge(*streams):
+        for timestamp, _, partition, record, fetched_ms in heapq.merge(*streams):
             if limit is not None and len(released) >= limit:
                 break
             if partition in held:
                 continue
-            if timestamp > frontier:
+            if timestamp > frontier or any(seen < fetched_ms and timestamp > newest and other != partition
+                                           for seen, newest, other in ends):
+                frontier = min(frontier, timestamp)  # nor may a newer record of another partition pass it
                 held.add(partition)  # later records of this partition stay behind this one
                 if len(held) == len(streams):
                     break
@@ -116,7 +144,7 @@ class EventTimeAligner(Generic[P, R]):
         return released
 
 
-def _keyed(index: int, partition: P, buffer: deque[list]) -> Iterator[tuple[int, int, P, R]]:
+def _keyed(index: int, partition: P, buffer: deque[list]) -> Iterator[tuple[int, int, P, R, float]]:
     """(time, index) keys for :func:`heapq.merge`: the index breaks ties, records are never compared."""
-    for key, record in buffer:
-        yield key, index, partition, record
+    for key, record, fetched_ms in buffer:
+        yield key, index, partition, record, fetched_ms

@@ -125,10 +125,10 @@ class BatchSource:
         """One batch: fetch, release what is aligned in event time, process it until applied, commit Kafka
         offsets; returns the number of events processed."""
         for tp, records in (await self.fetch()).items():
-            self.aligner.add(tp, records)
+            self.aligner.add(tp, records, fetched_ms=self._last_fetched_ms(tp) or time.time() * 1000)
         aligned = self.settings.align_max_wait_ms > 0
         released = self.aligner.release(self._caught_up, limit=self.settings.catch_up_batch_size,
-                                        force=not aligned or self._stalled())
+                                        force=not aligned or self._stalled(), seen_at_end=self._last_fetched_ms)
         self._note_progress(len(released))
         self._more_releasable = len(released) == self.settings.catch_up_batch_size
         self._pause_partitions_ahead()
@@ -179,6 +179,13 @@ class BatchSource:
         if state is None or not state.has_valid_position or state.highwater is None:
             return False
         return state.position >= state.highwater
+
+    def _last_fetched_ms(self, tp: TopicPartition) -> float | None:
+        """When the last fetch response for ``tp`` came (its high watermark is as of then): aiokafka's own
+        record of it, as :meth:`AIOKafkaConsumer.last_poll_timestamp` reads it, without its assignment check."""
+        assignment = self.consumer._subscription.subscription.assignment
+        state = assignment.state_value(tp) if assignment is not None else None
+        return None if state is None else state.timestamp
 
     def _stalled(self) -> bool:
         """A lagging partition that delivers nothing (its leader is away, say) must not stall the others for

@@ -90,3 +90,52 @@ def test_a_record_stamped_far_ahead_does_not_hold_its_partition():
     aligner.add("b", [Record(40, 2)])
     released = aligner.release(caught_up=lambda p: False)
     assert [(p, r.offset) for p, r in released] == [("a", 1), ("a", 2), ("a", 3), ("b", 2)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=60), st.data())
+def test_live_traffic_is_released_in_event_time_order_though_each_partition_end_is_seen_only_at_its_fetch(
+        partition_of, data):
+    """A producer writes records in event-time order, a record at a time, while fetches read some partitions
+    to their end as it stands then (aiokafka fetches a partition only once its unread records are consumed,
+    so the others can be seen at their end long before). Whatever the fetches, the aligner releases in
+    event-time order: a partition's stale end must not let newer records of another pass records it has
+    since been written."""
+    partitions = range(3)
+    logs: dict[int, list[Record]] = {p: [] for p in partitions}
+    position = dict.fromkeys(partitions, 0)
+    high_watermark = dict.fromkeys(partitions, 0)
+    seen: dict[int, float] = {}
+    aligner = EventTimeAligner()
+    for p in partitions:
+        aligner.track(p)
+    produced, now, released = 0, 0, []
+
+    def fetch(chosen, drawn: bool = True) -> None:
+        for p in chosen:
+            high_watermark[p], seen[p] = len(logs[p]), now
+            chunk = logs[p][position[p]:position[p] + data.draw(st.integers(1, 5)) if drawn else None]
+            aligner.add(p, chunk, fetched_ms=now)
+            position[p] += len(chunk)
+
+    def release(drawn: bool = True) -> None:
+        released.extend(aligner.release(lambda p: position[p] >= high_watermark[p],
+                                        limit=data.draw(st.integers(1, 9)) if drawn else None, seen_at_end=seen.get))
+
+    while produced < len(partition_of):
+        now += 1
+        if not data.draw(st.booleans()):  # the producer writes the next records (the simplest draw: no loop)
+            for _ in range(data.draw(st.integers(1, 4))):
+                if produced < len(partition_of):
+                    logs[partition_of[produced]].append(Record(produced, len(logs[partition_of[produced]])))
+                    produced += 1
+        else:
+            fetch(data.draw(st.sets(st.sampled_from(list(partitions)))))
+        release()
+    while len(released) < produced:  # the producer has stopped: the consumer reads to the end
+        now += 1
+        fetch(partitions, drawn=False)
+        release(drawn=False)
+
+    assert [r.timestamp for _, r in released] == sorted(r.timestamp for _, r in released)
+    assert sorted((p, r.offset) for p, r in released) == sorted((p, r.offset) for p in partitions for r in logs[p])
