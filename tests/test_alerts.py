@@ -112,8 +112,25 @@ def test_a_replay_raises_exactly_the_alerts_of_the_live_run(live, replayed):
     # The same alerts, ids, rules and counts; a spike's baseline may differ in the fifth digit (observed once:
     # expected 0.591713 live, 0.59171 replayed), so its floats compare to a relative 1e-4.
     assert _close(by_id(a for a in replay_alerts if a["kind"] == "aggregate"), aggregate_live)
-    assert by_id(a for a in replay_alerts if a["kind"] == "customer") == by_id(
-        a for a in live_alerts if a["kind"] == "customer")
+    customer_replay = by_id(a for a in replay_alerts if a["kind"] == "customer")
+    customer_live = by_id(a for a in live_alerts if a["kind"] == "customer")
+    if customer_replay != customer_live:  # not an assert: its diff of whole alerts would bury which fields differ
+        pytest.fail(_differences(customer_live, customer_replay))
+
+
+def _differences(live: dict, replay: dict, shown: int = 5) -> str:
+    """The alerts that differ, field by field (a short message: CI shows the end of the output)."""
+    lines = []
+    for alert_id in sorted(live.keys() | replay.keys()):
+        a, b = live.get(alert_id), replay.get(alert_id)
+        if a is None or b is None:
+            lines.append(f"{alert_id}: only in {'replay' if a is None else 'live'}")
+        elif a != b:
+            fields = {**a, **a["evidence"]}, {**b, **b["evidence"]}
+            lines.append(f"{alert_id}: " + ", ".join(f"{k} live {fields[0].get(k)} replay {fields[1].get(k)}"
+                                                     for k in sorted(fields[0].keys() | fields[1].keys())
+                                                     if k != "evidence" and fields[0].get(k) != fields[1].get(k)))
+    return f"{len(lines)} customer alerts differ: " + "; ".join(lines[:shown])
 
 
 def _close(a, b) -> bool:
