@@ -175,7 +175,8 @@ def test_customer_alerts_follow_the_rules_recomputed_from_the_score_changes(live
         churn_p = alert["evidence"].get("churn_p")
         if churn_p is not None and actions:
             value = alert["evidence"]["value_minor"]
-            best = max(settings.retention_catalogue(), key=lambda a: (a.expected_utility(churn_p, value), -a.cost_minor))
+            best = max(settings.retention_catalogue(),
+                       key=lambda a: (a.expected_utility(churn_p, value), -a.cost_minor))
             assert actions[0]["action"] == best.name
 
 
