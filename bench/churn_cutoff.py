@@ -146,6 +146,9 @@ def main() -> None:
                         help="how far behind the watermark examples are released (default: as the pipeline's "
                              "trainer, the label delay plus the lateness)")
     parser.add_argument("--warmup", type=int, default=5000, help="examples before prequential figures count")
+    parser.add_argument("--score-lag-days", type=float, default=None,
+                        help="CRM_CHURN_SCORE_LAG_DAYS: the served scores use the version this much older (default: "
+                             "the setting's; 0: the newest version)")
     args = parser.parse_args()
     rows = []
     for name in args.history:
@@ -156,12 +159,14 @@ def main() -> None:
         rows.append((name, run(one, echo=print)))
     print("\nside by side (ROC AUC of P(no order within the horizon) at the cutoff; calibration: pooled worst decile):")
     print(f"{'history':>12} {'buyers':>7} {'streaming':>9} {'batch LR':>8} {'recency':>8} {'BG/NBD':>8} "
-          f"{'stream-rec':>10} {'stream-LR':>9} {'calib':>6} {'BG/NBD cal':>10}")
+          f"{'stream-rec':>10} {'stream-LR':>9} {'calib':>6} {'BG/NBD cal':>10} {'newest':>7} {'calib':>6}")
     for name, r in rows:
         print(f"{name:>12} {r['buyers']:>7,} {r['auc_streaming']:>9.4f} {r['auc_batch']:>8.4f} "
               f"{r['auc_recency']:>8.4f} {r['auc_bgnbd']:>8.4f} {r['auc_streaming'] - r['auc_recency']:>+10.4f} "
               f"{r['auc_streaming'] - r['auc_batch']:>+9.4f} {r['calibration_gap']:>6.3f} "
-              f"{r['bgnbd_calibration_gap']:>10.3f}")
+              f"{r['bgnbd_calibration_gap']:>10.3f} {r['auc_newest']:>7.4f} {r['calibration_gap_newest']:>6.3f}")
+    print(f"streaming and its calibration: the version the pipeline serves (score lag {rows[0][1]['score_lag_days']:g} "
+          "days); newest: the version of the cutoff itself")
 
 
 def run(args, echo=lambda *_: None) -> dict:
@@ -170,7 +175,10 @@ def run(args, echo=lambda *_: None) -> dict:
     history = histories.load(getattr(args, "history", "dense"), args.customers, args.days, args.seed)
     start_ms = history.start_ms
     thin_every = getattr(args, "thin_every", None)
-    app_settings = Settings.from_env({} if thin_every is None else {"CRM_CHURN_THIN_EVERY": str(thin_every)})
+    env = {} if thin_every is None else {"CRM_CHURN_THIN_EVERY": str(thin_every)}
+    if getattr(args, "score_lag_days", None) is not None:
+        env["CRM_CHURN_SCORE_LAG_DAYS"] = str(args.score_lag_days)
+    app_settings = Settings.from_env(env)
     settings = app_settings.churn_settings()
     horizon_ms = int(settings.hazard.horizon_days * DAY_MS)
     cutoff_ms = start_ms + args.cutoff_day * DAY_MS
@@ -183,28 +191,34 @@ def run(args, echo=lambda *_: None) -> dict:
     replay = Replay(app_settings, args.warmup, ordered=not getattr(args, "unordered", False),
                     order_delay_ms=None if delay_days is None else int(delay_days * DAY_MS),
                     average_examples=getattr(args, "average_examples", AVERAGED_EXAMPLES))
+    # The pipeline scores event time t with the version trained until t less the score lag, on the version grid
+    # (CRM_CHURN_SCORE_LAG_DAYS; agents/version_targets.py): the served figures use that version, the newest's
+    # are printed beside them.
+    lag_ms, period_ms = app_settings.churn_score_lag_ms(), app_settings.churn_version_period_ms()
     events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}
-    started, pending = time.perf_counter(), None
+    started, pending, newest_at = time.perf_counter(), None, {}
     for as_of in cutoffs:
-        for topic, event in itertools.chain([pending] if pending else [], events):
-            if event["ts"] > as_of:
-                pending = (topic, event)
-                break
-            replay.event(topic, event)
-        else:
-            pending = None
-        replay.advance(as_of)
+        target = (as_of - lag_ms) // period_ms * period_ms if lag_ms else as_of
+        for stop in sorted({target, as_of}):
+            for topic, event in itertools.chain([pending] if pending else [], events):
+                if event["ts"] > stop:
+                    pending = (topic, event)
+                    break
+                replay.event(topic, event)
+            else:
+                pending = None
+            replay.advance(stop)
+            if stop == target:
+                lagged = scorer_from_snapshot(replay.trainer.snapshot(1, target))
         buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
         churned = np.array([not any(as_of < ts <= as_of + horizon_ms for ts in orders[cid]) for cid in buyers],
                            dtype=int)
+        newest = scorer_from_snapshot(replay.trainer.snapshot(1, as_of))
         snapshot_started = time.perf_counter()
-        served = scorer_from_snapshot(replay.trainer.snapshot(1, as_of))
-        scores = []
-        for first in range(0, len(buyers), 500):  # as the pipeline does: one model evaluation per batch
-            scores += churn_tracking.score_many([(replay.states[cid], [as_of]) for cid in buyers[first:first + 500]],
-                                                served, settings)
+        scores = _scores(replay, buyers, as_of, lagged, settings)
         score_us = (time.perf_counter() - snapshot_started) / max(len(buyers), 1) * 1e6
-        served_at[as_of] = (buyers, churned, np.array([s[-1]["churn_p"] for s in scores]),
+        newest_at[as_of] = _scores(replay, buyers, as_of, newest, settings)
+        served_at[as_of] = (buyers, churned, scores,
                             np.array([history.truth(cid, as_of, horizon_ms) if history.truth else np.nan
                                       for cid in buyers]), score_us)
         if as_of == cutoff_ms:
@@ -224,7 +238,9 @@ def run(args, echo=lambda *_: None) -> dict:
     print("\nchurn_p at the cutoff vs who bought in the next horizon (ROC AUC):")
     auc_stream, auc_batch = roc_auc(streaming, churned), roc_auc(at_cutoff["batch_p"], churned)
     auc_recency, auc_bgnbd = roc_auc(at_cutoff["recency"], churned), roc_auc(at_cutoff["bgnbd_p"], churned)
-    print(f"  streaming (served snapshot)   {auc_stream:.4f}")
+    auc_newest = roc_auc(newest_at[cutoff_ms], churned)
+    print(f"  streaming (served: version of the cutoff less {lag_ms / DAY_MS:g} days)   {auc_stream:.4f}")
+    print(f"  streaming (the newest version, no score lag)   {auc_newest:.4f}")
     print(f"  batch sklearn LR, same data   {auc_batch:.4f}")
     print(f"  recency alone (days silent)   {auc_recency:.4f}")
     print(f"  BG/NBD fitted at the cutoff   {auc_bgnbd:.4f}  ({at_cutoff['bgnbd_params']})")
@@ -251,7 +267,9 @@ def run(args, echo=lambda *_: None) -> dict:
         print(f"  {row['decile']:2d}: {row['predicted']:.3f} / {row['observed']:.3f}  (n={row['count']})")
     worst = _worst_gap(pooled_p, pooled_y)
     truth_worst = _worst_gap(pooled_truth, pooled_y) if history.truth else float("nan")
-    print(f"  pooled max |predicted - observed| = {worst:.3f} ({_truth_gap(pooled_truth, pooled_y)})")
+    worst_newest = _worst_gap(np.concatenate([newest_at[t] for t in cutoffs]), pooled_y)
+    print(f"  pooled max |predicted - observed| = {worst:.3f} ({_truth_gap(pooled_truth, pooled_y)}; the newest "
+          f"version: {worst_newest:.3f})")
     print("\nprequential, per learner (overall | last 5,000 examples):")
     for name, metrics in report["learners"].items():
         overall, window = metrics["overall"], metrics["window"]
@@ -266,8 +284,18 @@ def run(args, echo=lambda *_: None) -> dict:
     return {"buyers": len(buyers), "auc_streaming": auc_stream, "auc_batch": auc_batch, "auc_recency": auc_recency,
             "auc_bgnbd": auc_bgnbd, "bgnbd_calibration_gap": _worst_gap(at_cutoff["bgnbd_p"], churned),
             "churn_p": dict(zip(buyers, streaming.tolist())), "calibration_gap": worst,
+            "auc_newest": auc_newest, "calibration_gap_newest": worst_newest, "score_lag_days": lag_ms / DAY_MS,
             "truth_calibration_gap": truth_worst, "prequential_auc": window["roc_auc"],
             "prequential_calibration_gap": _worst(window["calibration"])}
+
+
+def _scores(replay: Replay, buyers: list[str], as_of: int, scorer, settings) -> np.ndarray:
+    """Every buyer's churn_p as of ``as_of`` under ``scorer``, 500 at a time as the pipeline's batches."""
+    scores = []
+    for first in range(0, len(buyers), 500):
+        scores += churn_tracking.score_many([(replay.states[cid], [as_of]) for cid in buyers[first:first + 500]],
+                                            scorer, settings)
+    return np.array([s[-1]["churn_p"] for s in scores])
 
 
 def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
