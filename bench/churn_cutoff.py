@@ -7,7 +7,8 @@ cutoff through the same validation and dispatch the pipeline runs
 online_models.churn_tracking): hazard examples open at orders and every step of
 silence, close late, and train the online learners prequentially, in event-time order behind the
 watermark as the pipeline's trainer learns them (``--unordered``: as they are closed). At the cutoff
-every buyer is scored; the truth is whether they bought in the following horizon.
+every buyer is scored with the version the pipeline would serve (trained until the cutoff less the score
+lag, ``--score-lag-days``) and with the newest; the truth is whether they bought in the following horizon.
 
 The batch baseline is scikit-learn ``LogisticRegression`` fitted on the same
 closed examples (same features, same labels) and composed into churn risk the
@@ -18,6 +19,7 @@ warm-up, calibration of the served churn_p by decile (per cutoff and pooled), an
 
 Usage: python bench/churn_cutoff.py [--history dense sparse cdnow cdnow-master] [--customers N] [--days D]
                                     [--cutoff-day C] [--seed 7] [--average-examples N] [--unordered]
+                                    [--score-lag-days D]
 """
 from __future__ import annotations
 
