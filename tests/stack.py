@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import orjson
 import redis
@@ -89,15 +89,18 @@ class WorkerProcess:
         self.stop(signal.SIGKILL)
 
 
-def wait_until(predicate, timeout_s: float, message: str, interval_s: float = 0.1, process=None) -> None:
+def wait_until(predicate, timeout_s: float, message: str | Callable[[], str], interval_s: float = 0.1,
+               process=None) -> None:
+    """Poll ``predicate`` until it holds; else fail with ``message`` (a callable: what it says then)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"{message} (process exited with {process.returncode})")
+            raise AssertionError(f"{message() if callable(message) else message} (process exited with "
+                                 f"{process.returncode})")
         time.sleep(interval_s)
-    raise AssertionError(message)
+    raise AssertionError(message() if callable(message) else message)
 
 
 def produce(bootstrap: str, messages: Sequence[tuple]) -> None:
@@ -162,13 +165,18 @@ def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float =
     return asyncio.run(run())
 
 
-def segment_trainer_caught_up(settings: Settings, client: redis.Redis) -> bool:
+def segment_trainer_caught_up(settings: Settings, client: redis.Redis, seen: dict | None = None) -> bool:
     """The newest segment snapshot has learnt every distinct sample the workers sent (no newer one is coming
-    unless they send more)."""
+    unless they send more). ``seen``, when given, gets the counts compared (for a failure's message)."""
     blob = client.get(settings.redis_prefix + "seg:latest")
     samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
     distinct = {s["sample_id"] for m in samples for s in orjson.loads(m.value)["samples"]}
-    return blob is not None and orjson.loads(blob)["samples"] >= len(distinct)
+    snapshot = None if blob is None else orjson.loads(blob)
+    if seen is not None:
+        seen.update(snapshot_samples=None if snapshot is None else snapshot["samples"],
+                    snapshot_version=None if snapshot is None else snapshot["version"], distinct_sent=len(distinct),
+                    messages=len(samples), last_offset=samples[-1].offset if samples else None)
+    return snapshot is not None and snapshot["samples"] >= len(distinct)
 
 
 def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes, int | None]]:

@@ -77,8 +77,9 @@ def stack(broker, redis_server):
                        120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
             nudge = _worker_scores_with_a_trained_model(settings, simulation.events, worker)
             # Segment names change between snapshots: the cards are compared with the last one to come.
-            wait_until(lambda: segment_trainer_caught_up(settings, client), 120,
-                       f"segment trainer did not catch up; log: {worker.log_path}", interval_s=1.0,
+            seen: dict = {}
+            wait_until(lambda: segment_trainer_caught_up(settings, client, seen), 120,
+                       lambda: f"segment trainer did not catch up ({seen}); log: {worker.log_path}", interval_s=1.0,
                        process=worker.process)
             yield Stack(settings, simulation, simulation.events + [nudge], client, api, worker, samples)
         finally:
