@@ -120,10 +120,9 @@ class EventTimeAligner(Generic[P, R]):
         ``seen_at_end`` (when a ``caught_up`` partition was last seen at its end, as ``fetched_ms``), a record
         fetched after that and newer than the partition's stream time waits for it to be seen again."""
         frontier = float("inf") if force else self.frontier(caught_up)
-        ends = [] if force or seen_at_end is None else [
-            (seen_at_end(p) or 0, self._stream_time.get(p, float("-inf")), p) for p in self._buffers if caught_up(p)]
         streams = [_keyed(index, partition, buffer)
                    for index, (partition, buffer) in enumerate(self._buffers.items()) if buffer]
+        ends = [] if force or seen_at_end is None else self._stale_ends(caught_up, seen_at_end)
         released: list[tuple[P, R]] = []
         held: set[P] = set()
         for timestamp, _, partition, record, fetched_ms in heapq.merge(*streams):
@@ -131,8 +130,8 @@ class EventTimeAligner(Generic[P, R]):
                 break
             if partition in held:
                 continue
-            if timestamp > frontier or any(seen < fetched_ms and timestamp > newest and other != partition
-                                           for seen, newest, other in ends):
+            if timestamp > frontier or ends and any(seen < fetched_ms and timestamp > newest and other != partition
+                                                    for seen, newest, other in ends):
                 frontier = min(frontier, timestamp)  # nor may a newer record of another partition pass it
                 held.add(partition)  # later records of this partition stay behind this one
                 if len(held) == len(streams):
@@ -142,6 +141,16 @@ class EventTimeAligner(Generic[P, R]):
         for partition, _ in released:
             self._buffers[partition].popleft()
         return released
+
+    def _stale_ends(self, caught_up: Callable[[P], bool], seen_at_end: Callable[[P], float | None]
+                    ) -> list[tuple[float, float, P]]:
+        """(seen at end, stream time, partition) of the caught-up partitions last seen at their end before some
+        buffered record was fetched: only those can hold a record back (usually none: one fetch response sees
+        every partition of a broker). A buffer's last record is its newest fetched (responses come in order)."""
+        newest_fetch = max((buffer[-1][2] for buffer in self._buffers.values() if buffer), default=0)
+        ends = [(seen_at_end(p) or 0, self._stream_time.get(p, float("-inf")), p)
+                for p in self._buffers if caught_up(p)]
+        return [end for end in ends if end[0] < newest_fetch]
 
 
 def _keyed(index: int, partition: P, buffer: deque[list]) -> Iterator[tuple[int, int, P, R, float]]:

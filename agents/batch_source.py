@@ -157,9 +157,8 @@ class BatchSource:
             return
         self._lag_reported_at = now
         log_ends = {}
-        assignment = self.consumer._subscription.subscription.assignment
         for tp in self.consumer.assignment():
-            state = assignment.state_value(tp) if assignment is not None else None
+            state = self._fetch_state(tp)
             if state is not None and state.highwater is not None:
                 name = tp_name(tp.topic, tp.partition)
                 log_ends[name] = state.highwater
@@ -174,8 +173,7 @@ class BatchSource:
     def _caught_up(self, tp: TopicPartition) -> bool:
         """Read up to the high watermark of the last fetch (unknown before the first: not caught up).
         The position comes from the assignment's state: the public ``position()`` waits when it is unknown."""
-        assignment = self.consumer._subscription.subscription.assignment
-        state = assignment.state_value(tp) if assignment is not None else None
+        state = self._fetch_state(tp)
         if state is None or not state.has_valid_position or state.highwater is None:
             return False
         return state.position >= state.highwater
@@ -183,9 +181,14 @@ class BatchSource:
     def _last_fetched_ms(self, tp: TopicPartition) -> float | None:
         """When the last fetch response for ``tp`` came (its high watermark is as of then): aiokafka's own
         record of it, as :meth:`AIOKafkaConsumer.last_poll_timestamp` reads it, without its assignment check."""
-        assignment = self.consumer._subscription.subscription.assignment
-        state = assignment.state_value(tp) if assignment is not None else None
+        state = self._fetch_state(tp)
         return None if state is None else state.timestamp
+
+    def _fetch_state(self, tp: TopicPartition):
+        """aiokafka's per-partition fetch state (position, high watermark, last response time); None when
+        ``tp`` is not assigned. Read directly: the public accessors wait or assert while a rebalance runs."""
+        assignment = self.consumer._subscription.subscription.assignment
+        return assignment.state_value(tp) if assignment is not None else None
 
     def _stalled(self) -> bool:
         """A lagging partition that delivers nothing (its leader is away, say) must not stall the others for

@@ -84,10 +84,9 @@ def run_worker_over(settings: Settings, client: redis.Redis, chunks: list[list],
     """Produce each chunk of events and wait for it (and the alerts it causes) before the next; seconds taken.
 
     A chunk is sent a day of event time at a time, each day acknowledged before the next, as live traffic
-    arrives. Sent at once, the producer's per-partition batches could put one partition (or topic) days of event
-    time ahead of another while the worker reads; the aligner does not wait for a partition read to its end, so
-    the worker's purchases clock passed records still to come, more than the lateness, and decided their
-    customers' ticks without them (customer alerts' evidence differed from the replay's in 1 run of 4)."""
+    arrives. Sent at once, the producer's per-partition batches can leave one partition (or topic) days of event
+    time behind another on the broker: a producer lagging a partition by more than the lateness, which no
+    consumer can tell from a partition with nothing more to say (docs/churn.md, "Known gaps")."""
     prepare_topics(settings)
     started = time.monotonic()
     worker = WorkerProcess(settings, log_path).start()

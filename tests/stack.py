@@ -92,15 +92,17 @@ class WorkerProcess:
 def wait_until(predicate, timeout_s: float, message: str | Callable[[], str], interval_s: float = 0.1,
                process=None) -> None:
     """Poll ``predicate`` until it holds; else fail with ``message`` (a callable: what it says then)."""
+    def said() -> str:
+        return message() if callable(message) else message
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"{message() if callable(message) else message} (process exited with "
-                                 f"{process.returncode})")
+            raise AssertionError(f"{said()} (process exited with {process.returncode})")
         time.sleep(interval_s)
-    raise AssertionError(message() if callable(message) else message)
+    raise AssertionError(said())
 
 
 def produce(bootstrap: str, messages: Sequence[tuple]) -> None:
