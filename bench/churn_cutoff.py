@@ -42,7 +42,7 @@ from bench import histories  # noqa: E402
 from bench.histories import CDNOW_CUTOFF_DAY, CDNOW_DAYS, HISTORIES  # noqa: E402
 from online_models import bgnbd, churn_tracking  # noqa: E402
 from online_models.churn_features import FEATURES, silence_paths, with_population_columns  # noqa: E402
-from online_models.churn_model import (AVERAGED_EXAMPLES, ChurnTrainer, LinearHazardScorer,  # noqa: E402
+from online_models.churn_model import (AVERAGED_EXAMPLES, AVERAGED_POSITIVES, ChurnTrainer, LinearHazardScorer,  # noqa: E402
                                       churn_probabilities, scorer_from_snapshot)
 from online_models.customer_state import CustomerState  # noqa: E402
 from online_models.example_order import ExampleOrder  # noqa: E402
@@ -58,7 +58,8 @@ class Replay:
     event validation and dispatch (``agents.customer_state.apply_to_state``, the churn stage around orders)."""
 
     def __init__(self, settings: Settings, warmup: int, ordered: bool = True,
-                 order_delay_ms: int | None = None, average_examples: int = AVERAGED_EXAMPLES) -> None:
+                 order_delay_ms: int | None = None, average_examples: int = AVERAGED_EXAMPLES,
+                 average_positives: int = AVERAGED_POSITIVES) -> None:
         self.app_settings, self.settings = settings, settings.churn_settings()
         self.ordered = ExampleOrder() if ordered else None
         hazard = self.settings.hazard
@@ -68,7 +69,8 @@ class Replay:
         self.label_delay_ms = pipeline_delay_ms if order_delay_ms is None else order_delay_ms
         self.states: dict[str, CustomerState] = {}
         self.wheel: list[tuple[int, str]] = []
-        self.trainer = ChurnTrainer(step_days=settings.churn_step_days, average_examples=average_examples)
+        self.trainer = ChurnTrainer(step_days=settings.churn_step_days, average_examples=average_examples,
+                                    average_positives=average_positives)
         self.examples: list[tuple[list[float], bool]] = []
         self.warmup = warmup
         self.train_s = 0.0
@@ -141,7 +143,9 @@ def main() -> None:
     parser.add_argument("--thin-every", type=int, default=None,
                         help="CRM_CHURN_THIN_EVERY for this run (default: the setting's default)")
     parser.add_argument("--average-examples", type=int, default=AVERAGED_EXAMPLES,
-                        help="examples the served linear model is averaged over (0: the last iterate)")
+                        help="examples the served linear model is averaged over at least (0: the last iterate)")
+    parser.add_argument("--average-positives", type=int, default=AVERAGED_POSITIVES,
+                        help="or over as many examples as hold this many orders, if more (0: average-examples)")
     parser.add_argument("--unordered", action="store_true",
                         help="learn examples as they are closed (the trainer before it learned in event-time order)")
     parser.add_argument("--order-delay-days", type=float, default=None,
@@ -192,13 +196,17 @@ def run(args, echo=lambda *_: None) -> dict:
     delay_days = getattr(args, "order_delay_days", None)
     replay = Replay(app_settings, args.warmup, ordered=not getattr(args, "unordered", False),
                     order_delay_ms=None if delay_days is None else int(delay_days * DAY_MS),
-                    average_examples=getattr(args, "average_examples", AVERAGED_EXAMPLES))
+                    average_examples=getattr(args, "average_examples", AVERAGED_EXAMPLES),
+                    average_positives=getattr(args, "average_positives", AVERAGED_POSITIVES))
     # The pipeline scores event time t with the version trained until t less the score lag, on the version grid
     # (CRM_CHURN_SCORE_LAG_DAYS; agents/version_targets.py): the served figures use that version, the newest's
     # are printed beside them.
     lag_ms, period_ms = app_settings.churn_score_lag_ms(), app_settings.churn_version_period_ms()
     events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}
     started, pending, newest_at = time.perf_counter(), None, {}
+    # Each snapshot its own version, as the pipeline's: a silent customer's score is ratcheted (never falls)
+    # only under one version; with one number for all, every cutoff's scores were raised to the last one's.
+    versions = itertools.count(1)
     for as_of in cutoffs:
         target = (as_of - lag_ms) // period_ms * period_ms if lag_ms else as_of
         for stop in sorted({target, as_of}):
@@ -211,11 +219,11 @@ def run(args, echo=lambda *_: None) -> dict:
                 pending = None
             replay.advance(stop)
             if stop == target:
-                lagged = scorer_from_snapshot(replay.trainer.snapshot(1, target))
+                lagged = scorer_from_snapshot(replay.trainer.snapshot(next(versions), target))
         buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
         churned = np.array([not any(as_of < ts <= as_of + horizon_ms for ts in orders[cid]) for cid in buyers],
                            dtype=int)
-        newest = scorer_from_snapshot(replay.trainer.snapshot(1, as_of))
+        newest = scorer_from_snapshot(replay.trainer.snapshot(next(versions), as_of))
         snapshot_started = time.perf_counter()
         scores = _scores(replay, buyers, as_of, lagged, settings)
         score_us = (time.perf_counter() - snapshot_started) / max(len(buyers), 1) * 1e6
