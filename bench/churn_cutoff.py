@@ -30,6 +30,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -75,6 +76,19 @@ class Replay:
         self.warmup = warmup
         self.train_s = 0.0
         self.stage = ChurnStage(settings)
+        self._pending: tuple[str, dict] | None = None  # the first event past the last stop
+
+    def replay_until(self, events: Iterator[tuple[str, dict]], stop_ms: int) -> None:
+        """Apply the events of ``events`` (one iterator, shared between calls) up to ``stop_ms``, then move the
+        watermark there; the first event past it waits for the next call."""
+        for topic, event in itertools.chain([self._pending] if self._pending else [], events):
+            if event["ts"] > stop_ms:
+                self._pending = (topic, event)
+                break
+            self.event(topic, event)
+        else:
+            self._pending = None
+        self.advance(stop_ms)
 
     def learn(self, closed) -> None:
         """``closed``: (customer id, example) pairs, as the pipeline sends them to the trainer."""
@@ -203,21 +217,14 @@ def run(args, echo=lambda *_: None) -> dict:
     # are printed beside them.
     lag_ms, period_ms = app_settings.churn_score_lag_ms(), app_settings.churn_version_period_ms()
     events, cutoffs, served_at = iter(history.events), [start_ms + day * DAY_MS for day in calibration_days], {}
-    started, pending, newest_at = time.perf_counter(), None, {}
+    started, newest_at = time.perf_counter(), {}
     # Each snapshot its own version, as the pipeline's: a silent customer's score is ratcheted (never falls)
     # only under one version; with one number for all, every cutoff's scores were raised to the last one's.
     versions = itertools.count(1)
     for as_of in cutoffs:
         target = (as_of - lag_ms) // period_ms * period_ms if lag_ms else as_of
         for stop in sorted({target, as_of}):
-            for topic, event in itertools.chain([pending] if pending else [], events):
-                if event["ts"] > stop:
-                    pending = (topic, event)
-                    break
-                replay.event(topic, event)
-            else:
-                pending = None
-            replay.advance(stop)
+            replay.replay_until(events, stop)
             if stop == target:
                 lagged = scorer_from_snapshot(replay.trainer.snapshot(next(versions), target))
         buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]

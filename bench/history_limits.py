@@ -17,7 +17,6 @@ Usage: python bench/history_limits.py [--history cdnow] [--customers N] [--days 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -120,21 +119,14 @@ def main() -> None:
     orders = history.orders()
     replay = Replay(app_settings, warmup=5000)
     lag_ms, period_ms = app_settings.churn_score_lag_ms(), app_settings.churn_version_period_ms()
-    events, pending, rows = iter(history.events), None, []
+    events, rows = iter(history.events), []
     calibration_days = [day for day in (cutoff_day - 90, cutoff_day - 45, cutoff_day, cutoff_day + 30)
                         if 0 < day <= history.days - settings.hazard.horizon_days]
     for day in calibration_days:
         as_of = history.start_ms + day * DAY_MS
         target = (as_of - lag_ms) // period_ms * period_ms
         for stop in sorted({target, as_of}):
-            for topic, event in itertools.chain([pending] if pending else [], events):
-                if event["ts"] > stop:
-                    pending = (topic, event)
-                    break
-                replay.event(topic, event)
-            else:
-                pending = None
-            replay.advance(stop)
+            replay.replay_until(events, stop)
             if stop == target:
                 served = scorer_from_snapshot(replay.trainer.snapshot(day, target))  # a version each: no ratchet
                 known, population = len(replay.examples), replay.trainer.population
