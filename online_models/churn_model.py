@@ -202,6 +202,7 @@ class ChurnTrainer:
         self.examples = 0
         self.positives = 0
         self.feature_sums = np.zeros(len(MODEL_FEATURES))
+        self.feature_range = np.array([[np.inf] * len(MODEL_FEATURES), [-np.inf] * len(MODEL_FEATURES)])
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from earlier versions resume: fresh calibrators where there were none, a fresh
@@ -221,6 +222,9 @@ class ChurnTrainer:
         missing = len(MODEL_FEATURES) - len(self.feature_sums)
         if missing > 0:
             self.feature_sums = np.concatenate([self.feature_sums, np.zeros(missing)])
+        # Learnt before the range was kept: its snapshots score unclipped (an empty range, :meth:`snapshot`).
+        self.__dict__.setdefault("feature_range", np.array([[-np.inf] * len(MODEL_FEATURES),
+                                                            [np.inf] * len(MODEL_FEATURES)]))
 
     def predict(self, name: str, x: dict[str, float]) -> float:
         """Learner ``name``'s calibrated probability of an order within the step (``x``: :data:`FEATURES`)."""
@@ -276,6 +280,8 @@ class ChurnTrainer:
         self.examples += 1
         self.positives += purchased
         self.feature_sums += row
+        np.minimum(self.feature_range[0], row, out=self.feature_range[0])
+        np.maximum(self.feature_range[1], row, out=self.feature_range[1])
         return predictions
 
     def _rehearse(self, row: list[float], purchased: bool, weight: float) -> None:
@@ -349,6 +355,8 @@ class ChurnTrainer:
         calibrator = self.calibrators[served]
         if served == "logistic":
             model = _linear_form(self.learners["logistic"], calibrator, self.averaged)
+            if np.isfinite(self.feature_range).all():
+                model["lows"], model["highs"] = self.feature_range.tolist()
         else:
             model = _tree_form(self.learners[served], calibrator)
         population = None if self.population is None else self.population.to_dict()
@@ -414,17 +422,35 @@ class HazardScorer(Protocol):
 
 @dataclass
 class LinearHazardScorer:
-    """Plain-data logistic hazard: ``h = σ(b + Σ w_i (x_i - μ_i) / σ_i)``, vectorised over rows."""
+    """Plain-data logistic hazard: ``h = σ(b + Σ w_i (x_i - μ_i) / σ_i)``, vectorised over rows, each column
+    first held within the range the learner has seen (``lows``, ``highs``; none: unclipped).
+
+    Why the range: a silence path runs 13 steps past the customer's present, and a column there can lie beyond
+    every example learnt, where a linear model extrapolates its weight without bound. A hinge that has only begun
+    to be non-zero is the worst case: ``tenure_over_365d`` in a shop's second year, a variance near 0 and a
+    weight divided by it; on the dense profile (seed 8) the base's mean churn_p went from 0.61 in one version
+    to 0.43 in the next, a decile off by 0.46 (bench/churn_cutoff.py). Held to the range, a path step beyond
+    it is scored as the furthest row the model has learnt from.
+
+    >>> scorer = LinearHazardScorer(1, np.zeros(1), np.full(1, 0.001), np.ones(1), 0.0, np.zeros(1), np.full(1, 0.002))
+    >>> [round(float(h), 3) for h in scorer.hazards(np.array([[0.0], [0.002], [0.1]]))]
+    [0.5, 0.881, 0.881]
+    """
 
     version: int
     means: np.ndarray
     stds: np.ndarray
     weights: np.ndarray
     intercept: float
+    lows: np.ndarray | None = None
+    highs: np.ndarray | None = None
+
+    def _held(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.lows is None else np.clip(rows, self.lows, self.highs)
 
     def _scaled(self, rows: np.ndarray) -> np.ndarray:
         safe = np.where(self.stds > 0, self.stds, 1.0)
-        return np.where(self.stds > 0, (rows - self.means) / safe, 0.0)
+        return np.where(self.stds > 0, (self._held(rows) - self.means) / safe, 0.0)
 
     def __post_init__(self) -> None:
         # The scaling folded into the weights: hazards of a whole batch of paths are one matrix product.
@@ -432,7 +458,7 @@ class LinearHazardScorer:
         self._intercept = self.intercept - float(self.means @ self._weights)
 
     def hazards(self, rows: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(rows @ self._weights + self._intercept)))
+        return 1.0 / (1.0 + np.exp(-(self._held(rows) @ self._weights + self._intercept)))
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Each feature's push on the churn log-odds now (positive raises churn risk), i.e. minus its
@@ -505,8 +531,9 @@ def scorer_from_snapshot(snapshot: dict) -> HazardScorer:
         raise ValueError("snapshot built for other features")
     model = snapshot["model"]
     if model["kind"] == "linear":
+        held = (np.array(model["lows"]), np.array(model["highs"])) if "lows" in model else (None, None)
         inner = LinearHazardScorer(snapshot["version"], np.array(model["means"]), np.array(model["stds"]),
-                                   np.array(model["weights"]), float(model["intercept"]))
+                                   np.array(model["weights"]), float(model["intercept"]), *held)
     elif model["kind"] == "tree":
         inner = TreeHazardScorer(snapshot["version"], *(np.array(model[name]) for name in
                                                         ("feature", "threshold", "left", "right", "positive")),

@@ -111,6 +111,28 @@ def test_a_snapshot_from_before_the_population_columns_is_still_served():
     assert scorer.version == 7 and scorer.contributions(rows).shape == (2, width)
 
 
+def test_a_path_row_beyond_every_example_learnt_is_scored_as_the_furthest_one():
+    """A hinge that has only begun to be non-zero (tenure past 365 days): the snapshot carries the range of every
+    column learnt, and a silence path further out is held to its edge instead of extrapolated."""
+    rng = np.random.default_rng(3)
+    trainer = ChurnTrainer(window=200)
+    hinge = FEATURES.index("tenure_over_365d")
+    for i in range(600):
+        x = dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) | {"tenure_over_365d": 0.0}
+        if i >= 590:
+            x["tenure_over_365d"] = 0.0005 * (i - 589)
+        trainer.learn(x, bool(rng.random() < 0.3), buyer=f"c{i}", at_ms=i * 3_600_000)
+    model = trainer.snapshot(3, 0, served="logistic")["model"]
+    assert (model["lows"][hinge], model["highs"][hinge]) == (0.0, 0.005)
+    row = np.zeros((3, len(FEATURES)))
+    row[:, hinge] = [0.005, 0.1, 2.0]  # at the edge, then 91 days and years past it
+    hazards = scorer_from_snapshot(trainer.snapshot(3, 0, served="logistic")).hazards(row)
+    assert hazards[0] == hazards[1] == hazards[2]
+    unheld = scorer_from_snapshot({**trainer.snapshot(3, 0, served="logistic"),
+                                   "model": {k: v for k, v in model.items() if k not in ("lows", "highs")}})
+    assert unheld.hazards(row)[2] != hazards[2]  # without the range the same row is extrapolated
+
+
 def test_linear_snapshot_is_plain_data_and_scores_like_the_calibrated_river_model():
     rng = np.random.default_rng(5)
     trainer = ChurnTrainer(window=200)
