@@ -18,8 +18,8 @@ warm-up, calibration of the served churn_p by decile (per cutoff and pooled), an
 µs per scored customer and per trained example; the histories side by side.
 
 Usage: python bench/churn_cutoff.py [--history dense sparse cdnow cdnow-master] [--customers N] [--days D]
-                                    [--cutoff-day C] [--seed 7] [--average-examples N] [--unordered]
-                                    [--score-lag-days D]
+                                    [--cutoff-day C] [--seed 7] [--average-examples N]
+                                    [--average-positives K] [--unordered] [--score-lag-days D]
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -144,6 +144,21 @@ class Replay:
 #: Per history: (customers, days, cutoff day) when not given; CDNOW's are fixed by its file (39-week calibration).
 DEFAULTS = {"dense": (2000, 540, 420), "sparse": (5000, 730, 540),
             "cdnow": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY), "cdnow-master": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY)}
+
+
+def one_history(doc: str, choices: Sequence[str], default: str) -> tuple[histories.History, int]:
+    """A bench's command line on one history (``--history --customers --days --cutoff-day --seed``): the history
+    loaded, and its cutoff day (the history's default unless given)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--history", choices=choices, default=default)
+    parser.add_argument("--customers", type=int, default=None)
+    parser.add_argument("--days", type=int, default=None)
+    parser.add_argument("--cutoff-day", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    customers, days, cutoff_day = DEFAULTS[args.history]
+    history = histories.load(args.history, args.customers or customers, args.days or days, args.seed)
+    return history, args.cutoff_day or cutoff_day
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ Usage: python bench/complaint_signal.py [--history dense] [--customers 2000] [--
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import histories  # noqa: E402
-from bench.churn_cutoff import DEFAULTS, Replay  # noqa: E402
+from bench.churn_cutoff import Replay, one_history  # noqa: E402
 from online_models.churn_features import FEATURES, MODEL_FEATURES  # noqa: E402
 from online_models.prequential import roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
@@ -46,17 +44,9 @@ def order_rate(ordered: np.ndarray, where: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--history", choices=("dense", "sparse"), default="dense")
-    parser.add_argument("--customers", type=int, default=None)
-    parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--cutoff-day", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    customers, days, cutoff_day = DEFAULTS[args.history]
-    history = histories.load(args.history, args.customers or customers, args.days or days, args.seed)
+    history, cutoff_day = one_history(__doc__, ("dense", "sparse"), "dense")
     replay = Replay(Settings.from_env({}), warmup=5000)
-    replay.replay_until(iter(history.events), history.start_ms + (args.cutoff_day or cutoff_day) * DAY_MS)
+    replay.replay_until(iter(history.events), history.start_ms + cutoff_day * DAY_MS)
     features = np.array([f for f, _, _ in replay.examples])
     ordered = np.array([y for _, y, _ in replay.examples], dtype=int)
     print(f"history {history.name}: {len(ordered):,} hazard examples by the cutoff, {ordered.mean():.1%} with an "

@@ -16,7 +16,6 @@ Usage: python bench/history_limits.py [--history cdnow] [--customers N] [--days 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,8 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import histories  # noqa: E402
-from bench.churn_cutoff import DEFAULTS, Replay, _one_line_rules, _scores, _worst_gap  # noqa: E402
+from bench.churn_cutoff import Replay, _one_line_rules, _scores, _worst_gap, one_history  # noqa: E402
 from bench.histories import HISTORIES  # noqa: E402
 from online_models.churn_features import silence_paths, with_population_columns  # noqa: E402
 from online_models.churn_model import LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
@@ -103,16 +101,7 @@ def batch_refit(replay: Replay, until: int, population, buyers: list[str], as_of
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--history", choices=HISTORIES, default="cdnow")
-    parser.add_argument("--customers", type=int, default=None)
-    parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--cutoff-day", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    customers, days, cutoff_day = DEFAULTS[args.history]
-    history = histories.load(args.history, args.customers or customers, args.days or days, args.seed)
-    cutoff_day = args.cutoff_day or cutoff_day
+    history, cutoff_day = one_history(__doc__, HISTORIES, "cdnow")
     app_settings = Settings.from_env({})
     settings = app_settings.churn_settings()
     horizon_ms = int(settings.hazard.horizon_days * DAY_MS)
