@@ -330,26 +330,34 @@ def _scores(replay: Replay, buyers: list[str], as_of: int, scorer, settings) -> 
     return np.array([s[-1]["churn_p"] for s in scores])
 
 
-def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
-    """Batch logistic regression on the examples closed by the cutoff (same features, labels and weights, the
-    population columns under the trainer's BG/NBD fit of the cutoff), composed the same way, and the cold-start
-    prior."""
+def batch_churn_p(replay: Replay, examples: list, population, buyers: list[str], as_of_ms: int,
+                  settings) -> np.ndarray:
+    """Every buyer's churn_p as of ``as_of_ms`` under scikit-learn logistic regression fitted on ``examples``
+    (same features, labels and weights, the population columns under ``population``), composed as the pipeline
+    composes hazards."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    population, step_days = replay.trainer.population, settings.hazard.step_days
-    plain = silence_paths([(replay.states[cid], [replay.as_of_ms]) for cid in buyers], settings.hazard.step_ms,
-                          settings.hazard.steps)
-    paths = with_population_columns(plain, population, step_days)
-    features = with_population_columns(np.array([f for f, _, _ in replay.examples]), population, step_days)
-    labels = np.array([y for _, y, _ in replay.examples], dtype=int)
-    weights = np.array([w for _, _, w in replay.examples], dtype=float)  # thinned deep silence stands for more
+    step_days = settings.hazard.step_days
+    features = with_population_columns(np.array([f for f, _, _ in examples]), population, step_days)
+    labels = np.array([y for _, y, _ in examples], dtype=int)
+    weights = np.array([w for _, _, w in examples], dtype=float)  # thinned deep silence stands for more
     scaler = StandardScaler().fit(features, sample_weight=weights)
-    batch = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels, sample_weight=weights)
-    batch_scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, batch.coef_[0], float(batch.intercept_[0]))
+    fitted = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels, sample_weight=weights)
+    scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, fitted.coef_[0], float(fitted.intercept_[0]))
+    plain = silence_paths([(replay.states[cid], [as_of_ms]) for cid in buyers], settings.hazard.step_ms,
+                          settings.hazard.steps)
+    return churn_probabilities(scorer, with_population_columns(plain, population, step_days), settings.hazard)
+
+
+def _at_cutoff(replay: Replay, buyers: list[str], settings) -> dict:
+    """Batch logistic regression on the examples closed by the cutoff (the population columns under the
+    trainer's BG/NBD fit of the cutoff), and the cold-start prior."""
     prior = np.array([churn_tracking.score(_fresh(replay.states[cid]), replay.as_of_ms, None, settings)["churn_p"]
                       for cid in buyers])
-    return {"labels": labels, "batch_p": churn_probabilities(batch_scorer, paths, settings.hazard), "prior": prior}
+    return {"labels": np.array([y for _, y, _ in replay.examples], dtype=int), "prior": prior,
+            "batch_p": batch_churn_p(replay, replay.examples, replay.trainer.population, buyers, replay.as_of_ms,
+                                     settings)}
 
 
 def _one_line_rules(buyers: list[str], orders: dict[str, list[int]], as_of_ms: int, horizon_ms: int) -> dict:

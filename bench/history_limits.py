@@ -24,10 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.churn_cutoff import Replay, _one_line_rules, _scores, _worst_gap, one_history  # noqa: E402
+from bench.churn_cutoff import (Replay, _one_line_rules, _scores, _worst_gap, batch_churn_p,  # noqa: E402
+                                one_history)
 from bench.histories import HISTORIES  # noqa: E402
-from online_models.churn_features import silence_paths, with_population_columns  # noqa: E402
-from online_models.churn_model import LinearHazardScorer, churn_probabilities, scorer_from_snapshot  # noqa: E402
+from online_models.churn_model import scorer_from_snapshot  # noqa: E402
 from online_models.prequential import roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from streams.config import Settings  # noqa: E402
@@ -81,25 +81,6 @@ def bootstrap_se(scores: np.ndarray, churned: np.ndarray, draws: int = 500) -> f
     return float(np.std([roc_auc(scores[pick], churned[pick]) for pick in picks]))
 
 
-def batch_refit(replay: Replay, until: int, population, buyers: list[str], as_of_ms: int, settings) -> np.ndarray:
-    """Every buyer's churn_p as of ``as_of_ms`` under scikit-learn logistic regression fitted on the first
-    ``until`` closed examples (those of the served version), composed as the pipeline composes hazards."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    step_days = settings.hazard.step_days
-    examples = replay.examples[:until]
-    features = with_population_columns(np.array([f for f, _, _ in examples]), population, step_days)
-    labels = np.array([y for _, y, _ in examples], dtype=int)
-    weights = np.array([w for _, _, w in examples], dtype=float)
-    scaler = StandardScaler().fit(features, sample_weight=weights)
-    fitted = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels, sample_weight=weights)
-    scorer = LinearHazardScorer(0, scaler.mean_, scaler.scale_, fitted.coef_[0], float(fitted.intercept_[0]))
-    plain = silence_paths([(replay.states[cid], [as_of_ms]) for cid in buyers], settings.hazard.step_ms,
-                          settings.hazard.steps)
-    return churn_probabilities(scorer, with_population_columns(plain, population, step_days), settings.hazard)
-
-
 def main() -> None:
     history, cutoff_day = one_history(__doc__, HISTORIES, "cdnow")
     app_settings = Settings.from_env({})
@@ -122,7 +103,7 @@ def main() -> None:
         buyers = [cid for cid, state in replay.states.items() if state.purchases.orders > 0]
         churned = np.array([not any(as_of < t <= as_of + horizon_ms for t in orders[cid]) for cid in buyers], dtype=int)
         rows.append((day, buyers, churned, _scores(replay, buyers, as_of, served, settings),
-                     batch_refit(replay, known, population, buyers, as_of, settings),
+                     batch_churn_p(replay, replay.examples[:known], population, buyers, as_of, settings),
                      _one_line_rules(buyers, orders, as_of, horizon_ms)))
 
     day, buyers, churned, *_ = next(row for row in rows if row[0] == cutoff_day)
