@@ -222,7 +222,8 @@ class ChurnTrainer:
         missing = len(MODEL_FEATURES) - len(self.feature_sums)
         if missing > 0:
             self.feature_sums = np.concatenate([self.feature_sums, np.zeros(missing)])
-        # Learnt before the range was kept: its snapshots score unclipped (an empty range, :meth:`snapshot`).
+        # Learnt before the range was kept: an unbounded range, so its snapshots score unclipped (:meth:`snapshot`
+        # exports a range only when it is finite).
         self.__dict__.setdefault("feature_range", np.array([[-np.inf] * len(MODEL_FEATURES),
                                                             [np.inf] * len(MODEL_FEATURES)]))
 
@@ -279,9 +280,10 @@ class ChurnTrainer:
             self.drifts.append(self.examples)
         self.examples += 1
         self.positives += purchased
-        self.feature_sums += row
-        np.minimum(self.feature_range[0], row, out=self.feature_range[0])
-        np.maximum(self.feature_range[1], row, out=self.feature_range[1])
+        values = np.asarray(row)  # once, not per use: this runs for every example
+        self.feature_sums += values
+        np.minimum(self.feature_range[0], values, out=self.feature_range[0])
+        np.maximum(self.feature_range[1], values, out=self.feature_range[1])
         return predictions
 
     def _rehearse(self, row: list[float], purchased: bool, weight: float) -> None:
