@@ -15,7 +15,7 @@ import orjson
 
 from agents.segment_stage import SNAPSHOT_KEY
 from agents.snapshots import register_single_partition_trainer
-from online_models.spike_alerts import SpikeMonitor
+from online_models.spike_alerts import SIGNALS, SpikeMonitor
 from streams.config import Settings
 from streams.redis_store import RedisStore
 
@@ -30,6 +30,15 @@ def _valid_change(change: object) -> bool:
     """The shape the pipeline writes (anything else on the topic is counted and skipped, never crashes)."""
     if isinstance(change, dict) and change.get("type") == "progress":
         return isinstance(change.get("partition"), int) and isinstance(change.get("watermark_ms"), int)
+    if isinstance(change, dict) and change.get("type") == "erasure":
+        return isinstance(change.get("customer_id"), str)
+    if isinstance(change, dict) and change.get("type") == "signal":
+        return (change.get("signal") in SIGNALS and isinstance(change.get("customer_id"), str)
+                and isinstance(change.get("as_of_ms"), int) and isinstance(change.get("source"), str)
+                and isinstance(change.get("offset"), int)
+                and isinstance(change.get("segment_id"), (int, type(None)))
+                and isinstance(change.get("rfm_segment"), (str, type(None)))
+                and isinstance(change.get("value_minor"), (int, float, type(None))))
     if not (isinstance(change, dict) and isinstance(change.get("customer_id"), str) and isinstance(change.get("as_of_ms"), int)
             and isinstance(change.get("partition", 0), int) and isinstance(change.get("band"), str)
             and isinstance(change.get("segment_id"), (int, type(None)))

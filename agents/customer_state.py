@@ -18,6 +18,7 @@ from agents.ingest import STATS_HASH, SourceMessage, Triage
 from agents.item_stage import ItemStage
 from agents.kpi_stage import KpiStage, kpi_hash
 from agents.segment_stage import SegmentStage
+from agents.signal_stage import SignalStage
 from agents.sketch_stage import SketchStage, sketch_hash
 from online_models.churn_model import HazardScorer
 from online_models.customer_index import index_entry
@@ -44,6 +45,7 @@ class AppliedBatch:
     churn: ChurnStage
     segments: SegmentStage
     alerts: list[dict] = field(default_factory=list)  # customer alerts, to send before committing
+    signals: list[dict] = field(default_factory=list)  # leading indicators for the aggregate alerts
 
 
 class SegmentOf:
@@ -82,27 +84,32 @@ class BatchStages:
 
     churn: ChurnStage
     alerts: AlertStage
+    signals: SignalStage
     kpis: KpiStage
     segments: SegmentStage
     items: ItemStage
     sketches: SketchStage
 
     def __iter__(self):
-        return iter((self.churn, self.alerts, self.kpis, self.segments, self.items, self.sketches))
+        return iter((self.churn, self.alerts, self.signals, self.kpis, self.segments, self.items, self.sketches))
 
 
 def batch_stages(settings: Settings, population: Mapping[str, FrozenRanks], scorer: HazardScorer | None,
                  segment_model: SegmentModel | None, tick_bounds: Mapping[int, int],
-                 purchase_watermarks: Mapping[int, int]) -> BatchStages:
+                 purchase_watermarks: Mapping[int, int],
+                 sources: Mapping[int, tuple[str, int]] | None = None) -> BatchStages:
     """A fresh set of stages for one batch. The churn stage runs first (its ticks are noted before any stage
     changes the state) and finishes right before the alerts stage, which reads its ticks and score changes."""
     segment_of = SegmentOf(population)
     prior = settings.profile_settings().clv
     churn = ChurnStage(settings, scorer, purchase_watermarks=purchase_watermarks, tick_bounds=tick_bounds)
+    alerts = AlertStage(churn, settings.customer_alert_rules(), settings.retention_catalogue(), prior, population,
+                        segment_of, segment_model, settings.segment_window_days)
     return BatchStages(
         churn=churn,
-        alerts=AlertStage(churn, settings.customer_alert_rules(), settings.retention_catalogue(), prior, population,
-                          segment_of, segment_model, settings.segment_window_days),
+        alerts=alerts,
+        signals=SignalStage(alerts, int(settings.alert_bucket_minutes * 60_000) if settings.alert_signals else 0,
+                            settings.alert_low_csat, sources or {}),
         kpis=KpiStage(settings.horizon_days * DAY_MS, segment_of),
         segments=SegmentStage(settings.segment_settings(), segment_model),
         items=ItemStage(settings.item_settings(), settings.lateness_ms, segment_of),
@@ -135,7 +142,8 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     stages = batch_stages(settings, population or {}, scorer, segment_model, watermarks or {},
-                          purchase_watermarks or {})
+                          purchase_watermarks or {},
+                          {id(event): (message.tp, message.offset) for message, event, _ in triaged.accepted})
     write = BatchWrite()
     states: dict[str, CustomerState] = {}
     seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
@@ -235,4 +243,5 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         write.count(STATS_HASH, "duplicates", duplicates)
     if erasures:
         write.count(STATS_HASH, "erasures", len(erasures))
-    return AppliedBatch(write, erasures, duplicates, stages.churn, stages.segments, stages.alerts.alerts)
+    return AppliedBatch(write, erasures, duplicates, stages.churn, stages.segments, stages.alerts.alerts,
+                        stages.signals.signals)

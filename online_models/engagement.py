@@ -16,7 +16,7 @@ __all__ = ["COUNTED_INTERACTIONS", "EngagementProfile"]
 #: Interaction types kept as decayed counts.
 COUNTED_INTERACTIONS = (
     "page_view", "product_view", "add_to_cart", "remove_from_cart", "search", "email_open", "email_click",
-    "support_ticket", "ticket_resolved", "login",
+    "email_unsubscribe", "support_ticket", "ticket_resolved", "login",
 )
 
 

@@ -1,17 +1,27 @@
-"""Aggregate churn alerts: customers entering high risk, counted per event-time bucket, judged per series.
+"""Aggregate churn alerts: customers entering high risk and leading indicators, counted per event-time bucket,
+judged per series.
 
 Each ``score-changes`` message that moves a customer into the high band is an *entry*. Distinct customers
 entering are counted per bucket (``bucket_ms`` of event time) for the whole base and for each behaviour
-segment (a score change sent again after a crash counts once). A bucket is judged once the event-time
-frontier has passed it: the slowest input partition's *score progress* minus a grace ``delay_ms``. Each
-partition's pipeline batch ends with a progress record (``{"type": "progress", "partition", "watermark_ms"}``:
-no later score change of that partition will be older), so the frontier does not depend on how batches
-were cut or how partitions interleave: a replay raises the alerts the live run raised. Until all
-``partitions`` have reported, nothing is judged (an input partition without any traffic holds alerts back,
-as it holds any event-time window).
+segment (a score change sent again after a crash counts once).
 
-Each series has a :class:`~online_models.spike_detection.RateShiftDetector`; an alerting series raises
-one alert per ``cooldown_ms`` (a lasting shock is reported again as it goes on, not every bucket).
+*Leading indicators* come as ``signal`` records on the same topic, one per customer, kind and bucket
+(the partition batch remembers which it sent): support tickets, low CSAT, NPS detractors and e-mail
+unsubscribes, watched for a rise, and customers ordering and browsing, watched for a drop against the
+series' own baseline. Why: the risk series sees a shock only once silence has lasted (weeks for a customer
+who ordered weekly); what customers say, and a segment's orders, move within days. A signal record carries
+its source offset; a record at or behind the newest offset counted for its input partition was sent again
+(a batch re-processed after a crash or a rebalance, with the same content) and is skipped.
+
+A bucket is judged once the event-time frontier has passed it: the slowest input partition's *score progress*
+minus a grace ``delay_ms``. Each partition's pipeline batch ends with a progress record (``{"type":
+"progress", "partition", "watermark_ms"}``: no later score change of that partition will be older), so the
+frontier does not depend on how batches were cut or how partitions interleave: a replay raises the alerts the
+live run raised. Until all ``partitions`` have reported, nothing is judged (an input partition without any
+traffic holds alerts back, as it holds any event-time window).
+
+Each series has a :class:`~online_models.spike_detection.RateShiftDetector`; an alerting series raises one
+alert per ``cooldown_ms`` (a lasting shock is reported again as it goes on, not every bucket).
 """
 from __future__ import annotations
 
@@ -20,32 +30,52 @@ from dataclasses import asdict, dataclass
 
 from online_models.spike_detection import RateShiftDetector
 
-__all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "ALL"]
+__all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS", "SIGNALS"]
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 _RECENT_ROWS = 2000
+_TOP_CUSTOMERS = 5
+_ACTIVE_KEPT = 50      # per falling series: the most valuable customers recently counted (who went quiet?)
 #: The series of the whole base.
 ALL = "all"
+#: Leading indicators that announce churn by rising, and those that announce it by falling.
+RISING_SIGNALS = ("ticket", "low_csat", "detractor", "unsubscribe")
+FALLING_SIGNALS = ("orders", "browsing")
+SIGNALS = RISING_SIGNALS + FALLING_SIGNALS
 
 
 @dataclass(frozen=True)
 class SpikeSettings:
-    bucket_ms: int = HOUR_MS
+    bucket_ms: int = DAY_MS
     delay_ms: int = HOUR_MS            # grace after every partition's score progress passed a bucket
     partitions: int = 1                # input partitions that must all report progress
-    cooldown_ms: int = 24 * HOUR_MS
+    cooldown_ms: int = 7 * DAY_MS
     alpha: float = 0.05
-    warmup: int = 48
+    warmup: int = 30
     shift: float = 2.0
-    threshold: float = 10.0
-    min_rate: float = 1.0
+    threshold: float = 6.0
+    min_rate: float = 0.2
     top: int = 3
-    entry_band: str = "high"           # what counts: customers entering this band (or above) from below
+    entry_band: str = "medium"         # what counts: customers entering this band (or above) from below
+    signals: bool = True               # judge the leading indicators too
+    signal_rise: float = 3.0           # a rising signal's shift (x baseline)
+    signal_drop: float = 0.5           # a falling signal's shift
+    signal_threshold: float = 8.0
+    signal_min_rate: float = 0.5       # floor of a rising signal's baseline per bucket
+    signal_min_drop_rate: float = 3.0  # a falling signal's baseline needed to judge a drop at all
+    rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
 
-    def detector(self) -> RateShiftDetector:
-        return RateShiftDetector(**self.detector_settings())
+    def detector(self, measure: str = "risk") -> RateShiftDetector:
+        return RateShiftDetector(**self.detector_settings(measure))
 
-    def detector_settings(self) -> dict:
+    def detector_settings(self, measure: str = "risk") -> dict:
+        if measure in RISING_SIGNALS:
+            return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_rise,
+                    "threshold": self.signal_threshold, "min_rate": self.signal_min_rate}
+        if measure in FALLING_SIGNALS:
+            return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_drop,
+                    "threshold": self.signal_threshold, "min_rate": self.signal_min_drop_rate}
         return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.shift, "threshold": self.threshold,
                 "min_rate": self.min_rate}
 
@@ -73,15 +103,36 @@ def is_entry(change: dict, band: str = "high") -> bool:
 def _risk_raising(top_features: list | None) -> list[str]:
     """The explained features that pushed the customer's risk up (positive contributions).
 
-    >>> _risk_raising([{"feature": "silence_days", "contribution": 1.2}, {"feature": "log_orders", "contribution": -0.4}])
+    >>> _risk_raising([{"feature": "silence_days", "contribution": 1.2},
+    ...                {"feature": "log_orders", "contribution": -0.4}])
     ['silence_days']
     """
     return [str(top["feature"]) for top in top_features or () if (top.get("contribution") or 0) > 0]
 
 
+def _scopes_of(change: dict, rfm: bool = False) -> list[str]:
+    """The scopes a record counts in: the whole base, its behaviour segment, its RFM segment (if watched)."""
+    segment, rfm_segment = change.get("segment_id"), change.get("rfm_segment")
+    scopes = [ALL] if segment is None else [ALL, f"segment:{segment}"]
+    return scopes + [f"rfm:{rfm_segment}"] if rfm and rfm_segment else scopes
+
+
 def _series_of(change: dict) -> list[str]:
-    segment = change.get("segment_id")
-    return [ALL] if segment is None else [ALL, f"segment:{segment}"]
+    return _scopes_of(change)
+
+
+def measure_of(series: str) -> tuple[str, str]:
+    """(measure, scope) of a series name: risk entries are named by their scope alone.
+
+    >>> measure_of("all"), measure_of("segment:2"), measure_of("orders:segment:2"), measure_of("ticket:rfm:At Risk")
+    (('risk', 'all'), ('risk', 'segment:2'), ('orders', 'segment:2'), ('ticket', 'rfm:At Risk'))
+    """
+    head, _, rest = series.partition(":")
+    return (head, rest) if head in SIGNALS else ("risk", series)
+
+
+def _segment_of_scope(scope: str) -> int | None:
+    return int(scope.split(":", 1)[1]) if scope.startswith("segment:") else None
 
 
 class SpikeMonitor:
@@ -115,14 +166,25 @@ class SpikeMonitor:
         self.last_alert_ms: dict[str, int] = {}
         self.late = 0                              # entries whose bucket had already been judged
         self.recent: list[list] = []               # newest judged rows: [bucket start, series, observed, expected]
+        self.signal_offsets: dict[str, int] = {}   # input topic-partition -> newest source offset of a signal counted
+        self.run_start: dict[str, int] = {}        # series -> bucket where its CUSUM statistic left 0
+        self.active: dict[str, dict[str, list]] = {}  # falling series -> customer -> [value, last bucket counted]
 
     # -- input ----------------------------------------------------------------------------------
 
     def observe(self, change: dict) -> None:
-        """A progress record advances its partition's clock; a score change is counted if it is an entry."""
-        if change.get("type") == "progress":
+        """A progress record advances its partition's clock; a signal is counted once; a score change is
+        counted if it is an entry."""
+        kind = change.get("type")
+        if kind == "progress":
             partition, watermark = int(change["partition"]), int(change["watermark_ms"])
             self.clocks[partition] = max(self.clocks.get(partition, watermark), watermark)
+            return
+        if kind == "signal":
+            self._signal(change)
+            return
+        if kind == "erasure":
+            self.forget(str(change["customer_id"]))
             return
         ts = int(change["as_of_ms"])
         for series in _series_of(change):  # known from any change: a quiet segment's baseline is zeros
@@ -143,11 +205,71 @@ class SpikeMonitor:
             cell["n"] += 1
             for name in _risk_raising(change.get("top_features")):
                 cell["features"][name] = cell["features"].get(name, 0) + 1
-            rfm = change.get("rfm_segment") or "none"
-            cell["rfm"][rfm] = cell["rfm"].get(rfm, 0) + 1
-            segment = change.get("segment_id")
-            if segment is not None:
-                cell["segments"][str(segment)] = cell["segments"].get(str(segment), 0) + 1
+            self._attribute(cell, change)
+
+    def _signal(self, record: dict) -> None:
+        """One customer's leading indicator in a bucket (the batch sends one per customer, kind and bucket)."""
+        if not self.settings.signals:
+            return
+        source, offset = str(record["source"]), int(record["offset"])
+        if offset <= self.signal_offsets.get(source, -1):
+            return  # sent again: a batch re-processed after a crash or a rebalance
+        self.signal_offsets[source] = offset
+        ts, measure = int(record["as_of_ms"]), str(record["signal"])
+        bucket = ts - ts % self.settings.bucket_ms
+        scopes = _scopes_of(record, self.settings.rfm_series)
+        for scope in scopes:
+            series = f"{measure}:{scope}"
+            self.known[series] = min(self.known.get(series, ts), ts)
+        if self.next_bucket is not None and bucket < self.next_bucket:
+            self.late += 1
+            return
+        by_series = self.counts.setdefault(bucket, {})
+        value, customer = record.get("value_minor"), str(record["customer_id"])
+        for scope in scopes:
+            series = f"{measure}:{scope}"
+            cell = by_series.setdefault(series, {"n": 0, "rfm": {}, "segments": {}, "customers": []})
+            cell["n"] += 1
+            self._attribute(cell, record)
+            if measure in FALLING_SIGNALS:
+                self._note_active(series, customer, value, bucket)
+            else:
+                cell["customers"] = _most_valuable(cell["customers"] + [[customer, value]], _TOP_CUSTOMERS)
+
+    def forget(self, customer: str) -> None:
+        """An erased customer: no id of theirs stays in the monitor (counts already made stay: they name no one).
+
+        >>> monitor = SpikeMonitor(SpikeSettings(bucket_ms=10))
+        >>> monitor.observe({"type": "signal", "signal": "orders", "customer_id": "c1", "as_of_ms": 3,
+        ...                  "source": "purchases-0", "offset": 7, "segment_id": 1, "value_minor": 900})
+        >>> monitor.forget("c1")
+        >>> "c1" in str(monitor.to_dict())
+        False
+        """
+        for active in self.active.values():
+            active.pop(customer, None)
+        for cells in self.counts.values():
+            cells.get("customers", {}).pop(customer, None)
+            for cell in cells.values():
+                if isinstance(cell.get("customers"), list):
+                    cell["customers"] = [pair for pair in cell["customers"] if pair[0] != customer]
+
+    @staticmethod
+    def _attribute(cell: dict, record: dict) -> None:
+        rfm = record.get("rfm_segment") or "none"
+        cell["rfm"][rfm] = cell["rfm"].get(rfm, 0) + 1
+        segment = record.get("segment_id")
+        if segment is not None:
+            cell["segments"][str(segment)] = cell["segments"].get(str(segment), 0) + 1
+
+    def _note_active(self, series: str, customer: str, value: float | None, bucket: int) -> None:
+        """Keep the most valuable customers a falling series counted, with when: those silent since the drop
+        began are the customers an alert names."""
+        active = self.active.setdefault(series, {})
+        active[customer] = [value, bucket]
+        if len(active) > _ACTIVE_KEPT:
+            least = min(active, key=lambda c: (active[c][0] or 0.0, active[c][1], c))
+            del active[least]
 
     def frontier_ms(self) -> int | None:
         """Event time before which no more entries are expected (None: nothing seen yet)."""
@@ -179,9 +301,14 @@ class SpikeMonitor:
         end = start + self.settings.bucket_ms
         for series, since in self.known.items():
             if series not in self.detectors and (since < end or series in cells):
-                self.detectors[series] = self.settings.detector()
-        verdicts = {series: detector.observe(cells.get(series, {}).get("n", 0))
-                    for series, detector in sorted(self.detectors.items())}
+                self.detectors[series] = self.settings.detector(measure_of(series)[0])
+        verdicts = {}
+        for series, detector in sorted(self.detectors.items()):
+            verdicts[series] = verdict = detector.observe(cells.get(series, {}).get("n", 0))
+            if verdict.statistic <= 0 or verdict.alert:
+                self.run_start.pop(series, None)
+            else:
+                self.run_start.setdefault(series, start)
         self.recent += [[start, series, v.observed, round(v.expected, 6)] for series, v in verdicts.items()]
         del self.recent[:-_RECENT_ROWS]
         alerts = []
@@ -198,27 +325,45 @@ class SpikeMonitor:
     def _alert(self, series: str, start: int, end: int, verdict, cells: dict[str, dict], verdicts) -> dict:
         top = self.settings.top
         cell = cells.get(series, {})
+        measure, scope = measure_of(series)
+        falling = measure in FALLING_SIGNALS
         evidence = {
             "observed": verdict.observed, "expected": round(verdict.expected, 6),
+            "ratio": round(verdict.observed / verdict.expected, 6) if verdict.expected > 0 else None,
             "statistic": round(verdict.statistic, 6), "z": round(verdict.z, 6),
-            "threshold": self.settings.threshold,
-            "top_features": _top(cell.get("features", {}), top), "top_rfm_segments": _top(cell.get("rfm", {}), top),
+            "threshold": self.detectors[series].threshold, "top_rfm_segments": _top(cell.get("rfm", {}), top),
         }
-        if series == ALL:  # which segments drive it: the largest excess over their own baseline
-            excess = {name.split(":", 1)[1]: round(v.observed - v.expected, 6)
-                      for name, v in verdicts.items() if name != ALL and v.observed > 0}
+        if measure == "risk":
+            evidence["top_features"] = _top(cell.get("features", {}), top)
+        else:
+            run_start = self.run_start.pop(series, start)
+            evidence["since_ms"] = run_start
+            evidence["top_customers"] = (self._gone_quiet(series, run_start) if falling
+                                         else [{"customer_id": c, "value_minor": v} for c, v in cell["customers"]])
+        if not scope.startswith("segment:"):  # which segments drive it: the largest move against their baseline
+            prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
+            moves = {name[len(prefix):]: round(v.observed - v.expected, 6) for name, v in verdicts.items()
+                     if name.startswith(prefix) and (v.observed > 0 or falling)}
             evidence["top_segments"] = [
-                {"segment_id": int(segment), "observed": verdicts[f"segment:{segment}"].observed,
-                 "expected": round(verdicts[f"segment:{segment}"].expected, 6), "excess": value}
-                for segment, value in sorted(excess.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
-        strong = verdict.statistic >= 2 * self.settings.threshold
+                {"segment_id": int(segment), "observed": verdicts[prefix + segment].observed,
+                 "expected": round(verdicts[prefix + segment].expected, 6), "excess": value}
+                for segment, value in sorted(moves.items(), key=lambda kv: (kv[1] if falling else -kv[1], kv[0]))[:top]]
+        strong = verdict.statistic >= 2 * self.detectors[series].threshold
+        rule = "risk_spike" if measure == "risk" else "signal_drop" if falling else "signal_rise"
         return {
-            "id": f"spike:{series}:{start}", "kind": "aggregate", "rule": "risk_spike",
-            "key": f"risk_spike:{series}", "severity": "critical" if strong else "warning",
-            "ts_ms": end, "series": series,
-            "segment_id": None if series == ALL else int(series.split(":", 1)[1]),
+            "id": f"spike:{series}:{start}", "kind": "aggregate", "rule": rule,
+            "key": f"{rule}:{series}", "severity": "critical" if strong else "warning",
+            "ts_ms": end, "series": series, "signal": measure, "scope": scope,
+            "segment_id": _segment_of_scope(scope), "rfm_segment": scope[4:] if scope.startswith("rfm:") else None,
             "bucket_start_ms": start, "bucket_end_ms": end, "evidence": evidence,
         }
+
+    def _gone_quiet(self, series: str, since_ms: int) -> list[dict]:
+        """The most valuable customers the series counted before ``since_ms`` and not since."""
+        quiet = [(value, customer) for customer, (value, last) in self.active.get(series, {}).items()
+                 if last < since_ms]
+        return [{"customer_id": c, "value_minor": v}
+                for v, c in sorted(quiet, key=lambda vc: (-(vc[0] or 0.0), vc[1]))[:_TOP_CUSTOMERS]]
 
     # -- storage ----------------------------------------------------------------------------------
 
@@ -227,7 +372,8 @@ class SpikeMonitor:
         return {"settings": asdict(self.settings), "clocks": {str(p): t for p, t in self.clocks.items()},
                 "next_bucket": self.next_bucket, "counts": {str(b): c for b, c in self.counts.items()},
                 "known": self.known, "detectors": {s: d.to_dict() for s, d in self.detectors.items()},
-                "last_alert_ms": self.last_alert_ms, "late": self.late, "recent": self.recent}
+                "last_alert_ms": self.last_alert_ms, "late": self.late, "recent": self.recent,
+                "signal_offsets": self.signal_offsets, "run_start": self.run_start, "active": self.active}
 
     @classmethod
     def from_dict(cls, data: dict, settings: SpikeSettings | None = None) -> "SpikeMonitor":
@@ -237,12 +383,25 @@ class SpikeMonitor:
         monitor.next_bucket = data["next_bucket"]
         monitor.counts = {int(b): c for b, c in data["counts"].items()}
         monitor.known = {s: int(t) for s, t in data["known"].items()}
-        monitor.detectors = {s: RateShiftDetector.from_dict(d, **monitor.settings.detector_settings())
+        monitor.detectors = {s: RateShiftDetector.from_dict(d, **monitor.settings.detector_settings(measure_of(s)[0]))
                              for s, d in data["detectors"].items()}
         monitor.last_alert_ms = {s: int(t) for s, t in data["last_alert_ms"].items()}
         monitor.late = int(data["late"])
         monitor.recent = [list(row) for row in data.get("recent", [])]
+        monitor.signal_offsets = {s: int(o) for s, o in data.get("signal_offsets", {}).items()}
+        monitor.run_start = {s: int(t) for s, t in data.get("run_start", {}).items()}
+        monitor.active = data.get("active", {})
         return monitor
+
+
+def _most_valuable(customers: list[list], n: int) -> list[list]:
+    """The ``n`` most valuable [customer, value] pairs (None last), ties by id: the same whatever the order seen.
+
+    >>> _most_valuable([["a", 10], ["b", None], ["c", 30], ["a", 10]], 2)
+    [['c', 30], ['a', 10]]
+    """
+    unique = {customer: value for customer, value in customers}
+    return [[c, v] for c, v in sorted(unique.items(), key=lambda cv: (-(cv[1] or 0.0), cv[0]))[:n]]
 
 
 def _top(counts: dict[str, int], n: int) -> list[list]:

@@ -31,7 +31,7 @@ SCHEMA_VERSIONS = frozenset({1})
 PURCHASE_KINDS = ("order", "refund")
 INTERACTION_TYPES = (
     "page_view", "product_view", "add_to_cart", "remove_from_cart", "search", "email_open",
-    "email_click", "support_ticket", "ticket_resolved", "survey", "login",
+    "email_click", "email_unsubscribe", "support_ticket", "ticket_resolved", "survey", "login",
 )
 #: Interaction types that are about one product and so must name its ``sku``.
 SKU_REQUIRED_TYPES = frozenset({"product_view", "add_to_cart", "remove_from_cart"})

@@ -30,6 +30,14 @@ def _weights(text: str) -> tuple[float, ...]:
     return tuple(float(w) for w in text.split(","))
 
 
+def _flag(text: str) -> bool:
+    """A yes/no setting: 1, true, yes, on (any case) or 0, false, no, off."""
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(text)
+    return value in ("1", "true", "yes", "on")
+
+
 def _env_field(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
 
@@ -198,27 +206,48 @@ class Settings:
         "CRM_SEGMENT_SAMPLE_DAYS", 7.0, float,
         "A customer sends the segment trainer a feature sample at most this often (event time).")
     alert_bucket_minutes: float = _env_field(
-        "CRM_ALERT_BUCKET_MINUTES", 60.0, float,
-        "Event-time bucket of the aggregate alerts: customers entering high churn risk are counted per bucket.")
+        "CRM_ALERT_BUCKET_MINUTES", 1440.0, float,
+        "Event-time bucket of the aggregate alerts (a day): customers entering a churn band, and the leading "
+        "indicators, are counted per bucket.")
     alert_grace_minutes: float = _env_field(
         "CRM_ALERT_GRACE_MINUTES", 60.0, float,
         "A bucket is judged once every input partition's score progress (its watermark) passes its end by this.")
     alert_entry_band: str = _env_field(
-        "CRM_ALERT_ENTRY_BAND", "high", str,
-        "Aggregate alerts count customers entering this churn band (`high`, or `medium` for earlier, noisier signals).")
+        "CRM_ALERT_ENTRY_BAND", "medium", str,
+        "Aggregate alerts count customers entering this churn band (`medium`, or `high` for later, surer signals).")
     alert_threshold: float = _env_field(
-        "CRM_ALERT_THRESHOLD", 10.0, float,
-        "CUSUM threshold (log-likelihood ratio) of an aggregate alert: higher = fewer, later alerts.")
+        "CRM_ALERT_THRESHOLD", 6.0, float,
+        "CUSUM threshold (log-likelihood ratio) of a risk-entry alert: higher = fewer, later alerts.")
     alert_shift: float = _env_field(
         "CRM_ALERT_SHIFT", 2.0, float, "The rate multiple the CUSUM looks for (entries vs. the EWMA baseline).")
     alert_min_rate: float = _env_field(
-        "CRM_ALERT_MIN_RATE", 1.0, float, "Floor of a series' baseline entries per bucket (quiet series need a real jump).")
+        "CRM_ALERT_MIN_RATE", 0.2, float, "Floor of a series' baseline entries per bucket (quiet series need a real jump).")
     alert_warmup_buckets: int = _env_field(
-        "CRM_ALERT_WARMUP_BUCKETS", 48, int, "Buckets a series learns its baseline before it may alert.")
+        "CRM_ALERT_WARMUP_BUCKETS", 30, int, "Buckets a series learns its baseline before it may alert.")
     alert_baseline_alpha: float = _env_field(
         "CRM_ALERT_BASELINE_ALPHA", 0.05, float, "EWMA weight of a new bucket in a series' baseline rate.")
     alert_cooldown_hours: float = _env_field(
-        "CRM_ALERT_COOLDOWN_HOURS", 24.0, float, "An aggregate series alerts at most once per this much event time.")
+        "CRM_ALERT_COOLDOWN_HOURS", 168.0, float, "An aggregate series alerts at most once per this much event time.")
+    alert_signals: bool = _env_field(
+        "CRM_ALERT_SIGNALS", True, _flag,
+        "Leading indicators: tickets, low CSAT, NPS detractors and unsubscribes (a rise), customers ordering and "
+        "browsing (a drop), per segment, judged like the risk entries.")
+    alert_signal_rise: float = _env_field(
+        "CRM_ALERT_SIGNAL_RISE", 3.0, float, "The rate multiple a rising indicator's CUSUM looks for.")
+    alert_signal_drop: float = _env_field(
+        "CRM_ALERT_SIGNAL_DROP", 0.5, float, "The rate multiple (below 1) a falling indicator's CUSUM looks for.")
+    alert_signal_threshold: float = _env_field(
+        "CRM_ALERT_SIGNAL_THRESHOLD", 8.0, float, "CUSUM threshold of a leading-indicator alert.")
+    alert_signal_min_rate: float = _env_field(
+        "CRM_ALERT_SIGNAL_MIN_RATE", 0.5, float, "Floor of a rising indicator's baseline per bucket.")
+    alert_signal_min_drop_rate: float = _env_field(
+        "CRM_ALERT_SIGNAL_MIN_DROP_RATE", 3.0, float,
+        "A falling indicator is judged only while its baseline is at least this per bucket (a quieter one cannot "
+        "tell a drop from chance).")
+    alert_rfm_series: bool = _env_field(
+        "CRM_ALERT_RFM_SERIES", False, _flag,
+        "Series per RFM segment too. Off by default: an RFM segment depends on the population as read, so a "
+        "replay may not raise the same alerts.")
     alert_customer_cooldown_days: float = _env_field(
         "CRM_ALERT_CUSTOMER_COOLDOWN_DAYS", 7.0, float, "A customer alert rule fires at most once per customer in this window.")
     alert_watched_segments: tuple = _env_field(
@@ -441,8 +470,12 @@ class Settings:
             delay_ms=int(self.alert_grace_minutes * minute_ms), partitions=self.partitions,
             cooldown_ms=int(self.alert_cooldown_hours * 60 * minute_ms), alpha=self.alert_baseline_alpha,
             warmup=self.alert_warmup_buckets, shift=self.alert_shift, threshold=self.alert_threshold,
-            min_rate=self.alert_min_rate, entry_band=self.alert_entry_band)
-        settings.detector()  # validates the detector's parameters
+            min_rate=self.alert_min_rate, entry_band=self.alert_entry_band, signals=self.alert_signals,
+            signal_rise=self.alert_signal_rise, signal_drop=self.alert_signal_drop,
+            signal_threshold=self.alert_signal_threshold, signal_min_rate=self.alert_signal_min_rate,
+            signal_min_drop_rate=self.alert_signal_min_drop_rate, rfm_series=self.alert_rfm_series)
+        for measure in ("risk", "ticket", "orders"):
+            settings.detector(measure)  # validates the detectors' parameters
         return settings
 
     def customer_alert_rules(self):
@@ -478,7 +511,7 @@ def _env_text(value: Any) -> str:
 
 
 _ENV_OF = {f.name: f.metadata["env"] for f in fields(Settings)}
-_KIND = {int: "a whole number", float: "a number", _weights: "three comma-separated numbers (wR,wF,wM)"}
+_KIND = {int: "a whole number", float: "a number", _flag: "1 or 0 (true/false, yes/no, on/off)", _weights: "three comma-separated numbers (wR,wF,wM)"}
 _PORT = range(0, 65536)
 #: online_models.segment_learning.CLUSTERERS, named here so that checking settings does not import river.
 SEGMENT_ALGORITHMS = ("kmeans", "streamkmeans", "denstream", "dbstream")
@@ -504,6 +537,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
      "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "
+     "alert_signal_threshold alert_signal_min_rate alert_signal_min_drop_rate "
      "alert_stream_length alert_webhook_attempts alert_webhook_timeout_s max_event_bytes session_timeout_ms "
      "heartbeat_interval_ms rebalance_timeout_ms api_workers api_rate_per_s api_rate_burst api_max_body_bytes "
      "api_erase_wait_s fetch_max_wait_ms", lambda v: v > 0, "must be > 0"),
@@ -518,6 +552,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("churn_change_threshold", lambda v: 0 < v < 1, "must be between 0 and 1"),
     ("alert_baseline_alpha alert_value_rank", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("alert_low_csat", lambda v: 1 <= v <= 5, "must be a CSAT score, 1 to 5"),
+    ("alert_signal_rise", lambda v: v > 1, "must be > 1 (a rise)"),
+    ("alert_signal_drop", lambda v: 0 < v < 1, "must be between 0 and 1 (a drop)"),
     ("rfm_weights", lambda v: len(v) == 3 and min(v) >= 0 and abs(sum(v) - 1) <= 1e-6,
      "must be three non-negative numbers summing to 1"),
     ("api_port worker_web_port", lambda v: v in _PORT, "must be a TCP port, 0 to 65535"),

@@ -20,7 +20,8 @@ from typing import Iterator
 import numpy as np
 
 __all__ = ["SegmentProfile", "SEGMENTS", "DISTINCT_SEGMENTS", "SPARSE_SEGMENTS", "ArrivalCohort", "SPARSE_COHORTS",
-           "SegmentDrift", "ChurnShock", "SimulationConfig", "sparse_config", "PROFILES", "Simulation", "simulate"]
+           "SegmentDrift", "SHOCK_KINDS", "ChurnShock", "SimulationConfig", "sparse_config", "PROFILES", "Simulation",
+           "simulate"]
 
 DAY_MS = 86_400_000
 
@@ -104,17 +105,33 @@ class SegmentDrift:
         return segment == self.source and (index * 0.6180339887498949) % 1.0 < self.share
 
 
+#: What a planted churn shock looks like (:class:`ChurnShock`).
+SHOCK_KINDS = ("complaints", "silent", "price")
+
+
 @dataclass(frozen=True)
 class ChurnShock:
     """A planted churn shock: on ``day`` (within ``spread_days``), a ``share`` of segment ``segment``'s
-    customers who are still around get a failed delivery, complain (an unhappy ticket, a low CSAT a day
-    later) and never order again. Which customers is a fixed function of their index; their own random
-    draws come from a generator of their own, so the other customers' histories are unchanged."""
+    customers who are still around stop ordering. How it shows depends on ``kind``:
+
+    * ``complaints``: a failed delivery; they complain (an unhappy ticket, a low CSAT a day later, some
+      unsubscribe from e-mails) and never order again; browsing fades out over a month;
+    * ``silent``: they just stop (no complaint); browsing fades out over a month;
+    * ``price``: a price rise they will not pay: orders stop, but they keep browsing, filling carts, reading
+      e-mails as before (the leading sign is a conversion drop, not silence).
+
+    Which customers is a fixed function of their index; their own random draws come from a generator of their
+    own, so the other customers' histories are unchanged."""
 
     segment: str
     day: int
     share: float = 0.6
     spread_days: float = 2.0
+    kind: str = "complaints"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SHOCK_KINDS:
+            raise ValueError(f"shock kind must be one of {SHOCK_KINDS}, not {self.kind!r}")
 
     def applies(self, segment: str, index: int) -> bool:
         """
@@ -142,6 +159,10 @@ class SimulationConfig:
     shock: ChurnShock | None = None
     arrival_cohorts: tuple[ArrivalCohort, ...] = ()  # empty: arrivals uniform over ``arrival_share`` of the period
     order_session_share: float = 1.0  # share of orders that come with a browsing session (views, cart) before
+    # Every customer is asked for an NPS now and then and a few unsubscribe from e-mails (draws of a generator
+    # of the customer's own: the rest of the history is the same with or without): what a leading-indicator
+    # alert watches. Off by default, so every other bench's history stays as it was measured.
+    customer_voice: bool = False
 
     @property
     def start_ms(self) -> int:
@@ -250,6 +271,8 @@ class _Generator:
                 t += rng.exponential(1 / browse_rate)
             events += self._emails(customer_id, profile, since, until)
         events += self._support(customer_id, signup_ms, dropout_ms, active_until)
+        if config.customer_voice:
+            events += self._voice(customer_id, index, signup_ms, dropout_ms, active_until)
         if config.shock is not None and config.shock.applies(segment.name, index):
             events = self._shocked(truth, events, config.shock, index)
         return truth, events
@@ -264,7 +287,8 @@ class _Generator:
 
     def _shocked(self, truth: CustomerTruth, events: list[tuple[str, dict]], shock: ChurnShock,
                  index: int) -> list[tuple[str, dict]]:
-        """The customer's history cut at the shock, plus the complaint (draws of its own generator)."""
+        """The customer's history cut at the shock as its kind says, plus the complaint (draws of its own
+        generator)."""
         rng = np.random.default_rng([self.config.seed, index, 0x5C0C])
         shock_ms = self.start_ms + (shock.day + rng.uniform(0, shock.spread_days)) * DAY_MS
         if not truth.signup_ms < shock_ms < min(truth.dropout_ms or self.end_ms, self.end_ms):
@@ -272,19 +296,45 @@ class _Generator:
         truth.dropout_ms = truth.shocked_ms = int(shock_ms)
         truth.orders = sum(1 for topic, e in events if topic == "purchases" and e["kind"] == "order"
                            and e["ts"] < shock_ms)
-        complaint_ms = shock_ms + rng.uniform(0.1, 1.0) * DAY_MS
-        complaint = self._ticket(truth.customer_id, complaint_ms, unhappy=True, rng=rng) + [
-            self._interaction(truth.customer_id, complaint_ms + DAY_MS, "survey", survey="csat",
-                              score=int(rng.integers(1, 3)))]
+        complaint = []
+        if shock.kind == "complaints":
+            complaint_ms = shock_ms + rng.uniform(0.1, 1.0) * DAY_MS
+            complaint = self._ticket(truth.customer_id, complaint_ms, unhappy=True, rng=rng) + [
+                self._interaction(truth.customer_id, complaint_ms + DAY_MS, "survey", survey="csat",
+                                  score=int(rng.integers(1, 3)))]
+            if rng.random() < 0.3:
+                complaint.append(self._interaction(truth.customer_id, complaint_ms + 2 * DAY_MS, "email_unsubscribe"))
 
         def kept(topic: str, event: dict) -> bool:
             if event["ts"] < shock_ms or topic == "customers":
                 return True
-            if topic == "purchases" or event["type"] in ("support_ticket", "ticket_resolved", "survey"):
+            if topic == "purchases":
+                return False
+            if shock.kind == "price":
+                return True  # still browsing, filling carts, answering surveys: only the orders stop
+            if event["type"] in ("support_ticket", "ticket_resolved", "survey", "email_unsubscribe"):
                 return False
             return event["ts"] < shock_ms + 30 * DAY_MS  # browsing fades out, as after any dropout
 
         return [(t, e) for t, e in events if kept(t, e)] + [(t, e) for t, e in complaint if e["ts"] < self.end_ms]
+
+    def _voice(self, customer_id: str, index: int, signup_ms: float, dropout_ms: float,
+               active_until: float) -> list[tuple[str, dict]]:
+        """NPS surveys of every customer about every 90 days (detractors more likely in the month before a
+        dropout) and, rarely, an e-mail unsubscribe; from a generator of the customer's own."""
+        rng = np.random.default_rng([self.config.seed, index, 0x4E5])
+        events = []
+        t = signup_ms + rng.exponential(90 * DAY_MS)
+        while t < active_until:
+            if rng.random() < 0.5:
+                near_dropout = dropout_ms - t < 30 * DAY_MS
+                nps = int(np.clip(rng.normal(4.0 if near_dropout else 8.3, 1.8), 0, 10))
+                events.append(self._interaction(customer_id, t, "survey", survey="nps", score=nps))
+            t += rng.exponential(90 * DAY_MS)
+        if rng.random() < 0.05:
+            events.append(self._interaction(customer_id, signup_ms + rng.uniform(0, 1) * (active_until - signup_ms),
+                                            "email_unsubscribe"))
+        return [e for e in events if signup_ms <= e[1]["ts"] < self.end_ms]
 
     def _basket(self, segment: SegmentProfile, preferred: list[int]) -> list[str]:
         rng = self.rng

@@ -155,6 +155,10 @@ def interleave(streams, rng) -> list[dict]:
     return merged
 
 
+#: The partition streams' settings: hourly buckets, customers entering high risk, a day's cool-down.
+HOURLY = dict(bucket_ms=HOUR_MS, delay_ms=0, partitions=3, entry_band="high", cooldown_ms=24 * HOUR_MS)
+
+
 def run_monitor(records, settings: SpikeSettings) -> tuple[list[dict], SpikeMonitor]:
     monitor, alerts = SpikeMonitor(settings), []
     for record in records:
@@ -165,7 +169,7 @@ def run_monitor(records, settings: SpikeSettings) -> tuple[list[dict], SpikeMoni
 
 def test_bucket_counts_are_distinct_customers_entering_high_per_series_as_pandas_counts_them():
     rows, streams = partition_streams(seed=3)
-    settings = SpikeSettings(bucket_ms=HOUR_MS, delay_ms=0, partitions=3, warmup=5)
+    settings = SpikeSettings(**HOURLY, warmup=5)
     _, monitor = run_monitor(interleave(streams, np.random.default_rng(0)), settings)
     assert monitor.late == 0
     entries = rows[(rows.band == "high") & (rows.previous_band != "high")].copy()
@@ -180,7 +184,7 @@ def test_bucket_counts_are_distinct_customers_entering_high_per_series_as_pandas
 @given(st.integers(0, 10_000))
 def test_any_interleaving_of_the_partitions_raises_the_same_alerts(seed):
     _, streams = partition_streams(seed=seed % 7)
-    settings = SpikeSettings(bucket_ms=HOUR_MS, delay_ms=0, partitions=3, warmup=12, min_rate=0.3, threshold=3.0)
+    settings = SpikeSettings(**HOURLY, warmup=12, min_rate=0.3, threshold=3.0)
     reference, reference_monitor = run_monitor(interleave(streams, np.random.default_rng(1)), settings)
     alerts, monitor = run_monitor(interleave(streams, np.random.default_rng(seed)), settings)
     assert alerts == reference and monitor.recent == reference_monitor.recent
@@ -201,7 +205,7 @@ def test_nothing_is_judged_until_every_partition_has_reported_progress():
 def test_a_checkpoint_resumes_to_the_same_alerts():
     _, streams = partition_streams(seed=5)
     records = interleave(streams, np.random.default_rng(2))
-    settings = SpikeSettings(bucket_ms=HOUR_MS, delay_ms=0, partitions=3, warmup=12, min_rate=0.3, threshold=3.0)
+    settings = SpikeSettings(**HOURLY, warmup=12, min_rate=0.3, threshold=3.0)
     straight, _ = run_monitor(records, settings)
     half = len(records) // 2
     first, monitor = run_monitor(records[:half], settings)
