@@ -29,7 +29,7 @@ from streams.config import Settings
 from streams.redis_store import RedisStore, lua_script
 
 __all__ = ["DeliveryProcess", "register_alert_delivery", "STREAM_KEY", "STATS_KEY", "alert_key",
-           "customer_alerts_key", "erasure_record", "SET_IF_STORED"]
+           "customer_alerts_key", "named_customers", "erasure_record", "SET_IF_STORED"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,21 @@ def erasure_record(customer_id: str, requested_ts_ms: int) -> tuple[bytes, bytes
     """What the pipeline sends to ``alerts`` when a customer is erased."""
     return f"erasure:{customer_id}".encode(), orjson.dumps(
         {"type": "erasure", "customer_id": customer_id, "requested_ts_ms": requested_ts_ms})
+
+
+def named_customers(alert: dict) -> list[str]:
+    """The customers an alert names: a customer alert's own, an aggregate alert's most affected. An erasure of
+    any of them deletes the alert (its index entries lead there).
+
+    >>> named_customers({"kind": "customer", "customer_id": "c1"})
+    ['c1']
+    >>> named_customers({"kind": "aggregate", "evidence": {"top_customers": [{"customer_id": "c2"}, {}]}})
+    ['c2']
+    """
+    if alert["kind"] == "customer":
+        return [alert["customer_id"]] if isinstance(alert.get("customer_id"), str) else []
+    tops = (alert.get("evidence") or {}).get("top_customers") or []
+    return [top["customer_id"] for top in tops if isinstance(top, dict) and isinstance(top.get("customer_id"), str)]
 
 
 def _is_erasure(record: object) -> bool:
@@ -110,11 +125,10 @@ class DeliveryProcess:
                 continue
             body = orjson.dumps(alert)
             webhook = "pending" if self.sender is not None else "none"
-            customer = alert.get("customer_id") if alert["kind"] == "customer" else None
             known = await self._store_alert(
                 keys=[self.store.prefix + alert_key(alert["id"]), self.store.prefix + STREAM_KEY,
                       self.store.prefix + STATS_KEY,
-                      self.store.prefix + customer_alerts_key(customer) if isinstance(customer, str) else ""],
+                      *(self.store.prefix + customer_alerts_key(customer) for customer in named_customers(alert))],
                 args=[alert["id"], body, int(time.time() * 1000), webhook, self.settings.alert_stream_length,
                       _RETENTION_S, self.store.prefix])
             if (known or webhook) == "pending" and self.sender is not None \

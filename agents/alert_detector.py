@@ -1,10 +1,12 @@
 """Aggregate alert detector: the one consumer of the single-partition ``score-changes`` topic.
 
-It feeds every score change to a :class:`~online_models.spike_alerts.SpikeMonitor` and sends the alerts
-the judged buckets raise to ``alerts``. After each batch it checkpoints the monitor (plain JSON) with
-the last offset it applied; a restarted or newly assigned detector resumes from the checkpoint and skips
-what it has applied, so a re-consumed change is never counted twice. Alerts go out before the
-checkpoint: after a crash they are sent again under the same ids, and delivery drops the repeats.
+It feeds every score change and leading-indicator signal to a :class:`~online_models.spike_alerts.SpikeMonitor`
+and sends the alerts the judged buckets raise to ``alerts``; an erasure record makes the monitor forget the
+customer and goes on to ``alerts`` after any alert that named them, so delivery deletes those too. After each
+batch it checkpoints the monitor (plain JSON) with the last offset it applied; a restarted or newly assigned
+detector resumes from the checkpoint and skips what it has applied, so a re-consumed change is never counted
+twice. Alerts go out before the checkpoint: after a crash they are sent again under the same ids, and delivery
+drops the repeats.
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ def _valid_change(change: object) -> bool:
         for t in top)
 
 
+def _key(record: dict) -> bytes:
+    return record["id"].encode() if "id" in record else f"erasure:{record['customer_id']}".encode()
+
+
 class DetectorProcess:
     """Monitor state, the offset it covers, and the alerts to send; Faust-free so tests can drive it."""
 
@@ -90,6 +96,11 @@ class DetectorProcess:
             return
         self.monitor.observe(change)
         self.pending += self.monitor.close_due()  # judged as soon as the frontier passes: batch-independent
+        if change.get("type") == "erasure":
+            # after the alerts that may have named the customer: delivery deletes them (the pipeline's own
+            # erasure notice can reach delivery before an alert this detector judged earlier)
+            self.pending.append({"type": "erasure", "customer_id": change["customer_id"],
+                                 "requested_ts_ms": int(change.get("requested_ts_ms") or 0)})
 
     async def publish_if_due(self) -> None:
         """Nothing to publish on a timer: alerts leave with the batch that judged them."""
@@ -97,15 +108,16 @@ class DetectorProcess:
     async def after_batch(self) -> None:
         if self.pending:
             names = await self._segment_names()
-            for alert in self.pending:
+            alerts = [a for a in self.pending if a.get("type") != "erasure"]
+            for alert in alerts:
                 alert["segment_name"] = names.get(alert["segment_id"])
                 for top in alert["evidence"].get("top_segments", []):
                     top["segment_name"] = names.get(top["segment_id"])
             if self.alerts_topic is not None:
-                sent = [await self.alerts_topic.send(key=a["id"].encode(), value=orjson.dumps(a)) for a in self.pending]
+                sent = [await self.alerts_topic.send(key=_key(a), value=orjson.dumps(a)) for a in self.pending]
                 for future in sent:
                     await future
-            logger.info("raised %d aggregate alerts", len(self.pending))
+            logger.info("raised %d aggregate alerts", len(alerts))
         await self.store.client.set(self.store.prefix + CHECKPOINT_KEY, orjson.dumps(
             {"offset": self.offset, "rejected": self.rejected, "monitor": self.monitor.to_dict()}))
         self.pending = []

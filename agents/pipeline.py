@@ -182,7 +182,7 @@ class BatchProcessor:
         deliveries += [await self._send("score-changes", key=signal["customer_id"].encode(),
                                         value=orjson.dumps(signal)) for signal in applied.signals]
         deliveries += [await self._send("score-changes", key=e.customer_id.encode(), value=orjson.dumps(
-            {"type": "erasure", "customer_id": e.customer_id})) for e in applied.erasures]
+            {"type": "erasure", "customer_id": e.customer_id, "requested_ts_ms": e.ts_ms})) for e in applied.erasures]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
             for partition, watermark in self._progress_to_send(applied.churn.wheel)]

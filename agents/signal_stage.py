@@ -33,6 +33,8 @@ def signal_of(event: Event, low_csat: int) -> str | None:
         return None
     if event.type in BROWSING:
         return "browsing"
+    if event.type == "add_to_cart":
+        return "carts"
     if event.type == "support_ticket":
         return "ticket"
     if event.type == "email_unsubscribe":
@@ -56,7 +58,7 @@ def _newest_of(signal: str, state: CustomerState) -> int | None:
         return engagement.last_csat_ms
     if signal == "detractor":
         return engagement.last_nps_ms
-    kinds = BROWSING if signal == "browsing" else ("email_unsubscribe",)
+    kinds = BROWSING if signal == "browsing" else ("add_to_cart",) if signal == "carts" else ("email_unsubscribe",)
     times = [engagement.counts[kind].reference_ms for kind in kinds
              if kind in engagement.counts and engagement.counts[kind].reference_ms is not None]
     return max(times, default=None)

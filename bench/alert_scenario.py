@@ -1,30 +1,34 @@
-"""Planted churn shocks through the real stack, over several seeds: detection delay, precision and recall of
-the aggregate alerts, and the baseline detectors compared on the same series.
+"""Planted churn shocks through the real stack, over several seeds and shock kinds: detection delay, precision and
+recall of the aggregate alerts, with the leading indicators (the served defaults) and without them (risk entries
+alone, what the detector judged before issue 25), side by side on the same run.
 
-Each seed simulates a shop (tests/alert_scenario.py: four distinct segments, natural churn) where 60% of
-the VIP segment's customers complain and stop buying on day 240; days 120-240 are the calm control period.
-A worker (embedded broker + redis-server) scores it with frozen churn and segment models; the alert
-detector judges daily buckets. Afterwards the per-segment daily series of customers entering the alert band
-are fed to other detectors: the EWMA + Poisson CUSUM of online_models/spike_detection.py with other
-parameters, river's ADWIN and Page-Hinkley (upward changes only).
+Each seed simulates a shop (tests/alert_scenario.py: four distinct segments, natural churn, NPS surveys of
+everyone) with a shock on day 240 in one segment, of one of three kinds: ``complaints`` (60% of the VIPs
+complain, then never order again), ``silent`` (they just stop) and ``price`` (60% of the bargain hunters stop
+ordering after a price rise but keep browsing). Days 120-240 are the calm control period. A worker
+(embedded broker + redis-server) processes the history with the shipped alert defaults; the churn model is
+learnt live by the worker's trainer (``--frozen-models``: published beforehand from another shop, as the tests
+do); the segment snapshot is frozen (learnt from another shop). The records on ``score-changes`` are then fed
+to the same ``SpikeMonitor`` with the leading indicators off, for the "risk entries only" column.
 
-    .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 4 5
-    .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 --live-models
+    .venv/bin/python bench/alert_scenario.py --seeds 11 12 13 14 15 16 17 18 19 20
+    .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 --kinds complaints --compare-detectors
 
-With ``--live-models`` the churn model is not frozen: the worker's trainer learns the backlog as it drains and
-publishes snapshots, each moving many scores at once. Score changes a new version made are marked
-``model_change`` and the served detector does not count them; the scenario's detector is also run on the
-series that counts them, to print the false alarms with and without that rule side by side.
-
-An alert is *true* when it names the shocked segment (its series, or the top contributor of an overall
-alert) within --max-delay-days after the shock; recall = seeds with a true segment alert; precision = true
-alerts / all aggregate alerts after the 120-day warm-up.
+Seeds 1-10 chose the thresholds (bench/alert_tuning.py); 11-20 are held out. An alert is *true* when it names
+a shocked segment (its series, or the top segment of a whole-base alert) after the shock began; recall = runs
+with a true alert; precision = true alerts / all aggregate alerts after the 120-day warm-up; calm = alerts in
+the 120 calm days. ``--compare-detectors`` also feeds the daily series of risk entries to other detectors
+(river's ADWIN and Page-Hinkley, a z-score, other CUSUM parameters), the table of docs/alerts.md's first
+measurement.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
+import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -35,32 +39,53 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from online_models.purchase_history import DAY_MS  # noqa: E402
-from online_models.spike_alerts import is_entry  # noqa: E402
+from online_models.spike_alerts import SpikeMonitor, is_entry  # noqa: E402
 from online_models.spike_detection import RateShiftDetector  # noqa: E402
 from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
+from streams.simulator import SHOCK_KINDS  # noqa: E402
 from tests.alert_scenario import (  # noqa: E402
-    FROZEN, SCENARIO_SETTINGS, frozen_models, judge, run_worker_over, scenario, stored_alerts,
+    FROZEN, SCENARIO_SETTINGS, frozen_models, judge, run_worker_over, scenario, score_records, stored_alerts,
 )
-from tests.stack import read_topic, unique_settings  # noqa: E402
+from tests.stack import unique_settings  # noqa: E402
 
 WARMUP_DAYS, SHOCK_DAY = 120, 240
 
 
-def run_seed(seed: int, broker, redis_url: str, models: dict[str, bytes], args, logs: Path) -> dict:
-    frozen = {**FROZEN, "churn_min_examples": 2000} if args.live_models else FROZEN
+def run_seed(seed: int, kind: str, broker, redis_url: str, models: dict[str, bytes], args, logs: Path) -> dict:
+    frozen = FROZEN if args.frozen_models else {**FROZEN, "churn_min_examples": 2000}
     settings = unique_settings(broker.bootstrap, redis_url, **SCENARIO_SETTINGS, **frozen)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     for key, blob in models.items():
-        if not (args.live_models and key.startswith("model:churn")):
+        if args.frozen_models or not key.startswith("model:churn"):
             client.set(settings.redis_prefix + key, blob)
-    simulation = scenario(seed, args.customers, args.days, SHOCK_DAY)
-    took = run_worker_over(settings, client, [simulation.events], logs / f"alert-scenario-{seed}.log")
-    outcome = judge(settings, simulation, stored_alerts(settings, client), args.max_delay_days,
-                    calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
-    changes = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
-    return {"seed": seed, "seconds": took, "events": len(simulation.events), "outcome": outcome,
-            "changes": [c for c in changes if c.get("type") != "progress"], "start_ms": simulation.config.start_ms,
-            "band": settings.alert_entry_band}
+    simulation = scenario(seed, args.customers, args.days, SHOCK_DAY, kind=kind)
+    took = run_worker_over(settings, client, [simulation.events], logs / f"alert-scenario-{kind}-{seed}.log")
+    records = score_records(settings)
+    if args.save_records:
+        folder = Path(args.save_records)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{kind}-{seed}.json.gz").write_bytes(gzip.compress(orjson.dumps(
+            {"seed": seed, "kind": kind, "records": records}), 6))
+    served = stored_alerts(settings, client)
+    outcome = judge(simulation, records, served, calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
+    # the same records judged by the monitor without the leading indicators: risk entries alone
+    risk_only = judge(simulation, records, replay_monitor(records, replace(settings.spike_settings(), signals=False)),
+                      calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
+    changes = [r for r in records if r.get("type") is None]
+    client.close()
+    return {"seed": seed, "kind": kind, "seconds": took, "events": len(simulation.events), "outcome": outcome,
+            "risk_only": risk_only, "changes": changes, "start_ms": simulation.config.start_ms,
+            "band": settings.alert_entry_band, "signals": sum(r.get("type") == "signal" for r in records),
+            "model_changes": sum(bool(c.get("model_change")) for c in changes)}
+
+
+def replay_monitor(records: list[dict], settings) -> list[dict]:
+    """The aggregate alerts ``SpikeMonitor`` raises on the score-changes records (the detector's own code)."""
+    monitor, alerts = SpikeMonitor(settings), []
+    for record in records:
+        monitor.observe(record)
+        alerts += monitor.close_due()
+    return alerts
 
 
 def daily_series(changes: list[dict], start_ms: int, days: int, band: str,
@@ -172,62 +197,87 @@ def evaluate(runs: list[dict], args) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(11, 21)))
+    parser.add_argument("--kinds", nargs="+", default=list(SHOCK_KINDS), choices=SHOCK_KINDS)
     parser.add_argument("--customers", type=int, default=800)
     parser.add_argument("--days", type=int, default=330)
-    parser.add_argument("--max-delay-days", type=float, default=60.0)
-    parser.add_argument("--live-models", action="store_true",
-                        help="churn model learnt live by the worker's trainer (segments stay frozen)")
+    parser.add_argument("--max-delay-days", type=float, default=60.0, help="for --compare-detectors")
+    parser.add_argument("--frozen-models", action="store_true",
+                        help="churn model published beforehand (learnt from another shop), not learnt live")
+    parser.add_argument("--compare-detectors", action="store_true",
+                        help="also run other detectors on the daily series of risk entries")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "alert_scenario.json"))
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="compare the detectors on the series saved in --out by an earlier run")
+    parser.add_argument("--save-records", metavar="DIR",
+                        help="keep each run's score-changes records (gzipped JSON) for bench/alert_tuning.py --records")
     args = parser.parse_args()
-    if args.evaluate_only:
-        saved = orjson.loads(Path(args.out).read_bytes())
-        print_detectors(evaluate(saved["runs"], args), saved["band"])
-        return
     logs = ROOT / "bench" / "out" / "logs"
     started = time.perf_counter()
     models = frozen_models()
-    print(f"frozen churn and segment models learnt from another shop in {time.perf_counter() - started:.1f} s"
-          + (" (the churn model is not published: it is learnt live)" if args.live_models else ""))
+    print(f"segment snapshot (and churn model, --frozen-models) learnt from another shop in "
+          f"{time.perf_counter() - started:.1f} s; churn model {'frozen' if args.frozen_models else 'learnt live'}")
     runs = []
+    print(f"{'kind':<11} {'seed':>4} {'events':>8} {'s':>5} | {'delay':>5} {'true':>4} {'false':>5} {'calm':>4} "
+          f"{'first alert':<28} | risk entries only: {'delay':>5} {'true':>4} {'false':>5} {'calm':>4}", flush=True)
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
-        for seed in args.seeds:
-            run = run_seed(seed, broker, redis_server.url, models, args, logs)
-            outcome = run["outcome"]
-            print(f"seed {seed}: {run['events']:,} events in {run['seconds']:.0f} s; shocked segment "
-                  f"{outcome.shocked_segment}; served detector: detected={outcome.detected} "
-                  f"delay={outcome.delay_days} days, calm-period alerts={len(outcome.calm_alerts)}, "
-                  f"true={len(outcome.true_alerts)} false={len(outcome.false_alerts)}")
+        for kind in args.kinds:
+            for seed in args.seeds:
+                run = run_seed(seed, kind, broker, redis_server.url, models, args, logs)
+                runs.append(run)
+                o, r = run["outcome"], run["risk_only"]
+                first = min(o.true_alerts, key=lambda a: a["ts_ms"])["series"] if o.true_alerts else "-"
+                print(f"{kind:<11} {seed:>4} {run['events']:>8,} {run['seconds']:>5.0f} | {_days(o.delay_days):>5} "
+                      f"{len(o.true_alerts):>4} {len(o.false_alerts):>5} {len(o.calm_alerts):>4} {first:<28} | "
+                      f"{'':>19} {_days(r.delay_days):>5} {len(r.true_alerts):>4} {len(r.false_alerts):>5} "
+                      f"{len(r.calm_alerts):>4}", flush=True)
+    summary = summarise(runs)
+    print_summary(summary)
+    if args.compare_detectors:
+        for run in runs:
             run["series"] = daily_series(run["changes"], run["start_ms"], args.days, run["band"])
-            run["series_counting_model_changes"] = daily_series(run["changes"], run["start_ms"], args.days,
-                                                                run["band"], count_model_changes=True)
-            run["model_changes"] = sum(bool(c.get("model_change")) for c in run["changes"])
-            run["shocked_segment"] = outcome.shocked_segment
-            runs.append(run)
-    served_true = sum(len(r["outcome"].true_alerts) for r in runs)
-    served_all = sum(len(r["outcome"].aggregate) for r in runs)
-    delays = sorted(r["outcome"].delay_days for r in runs if r["outcome"].detected)
-    print(f"\nserved detector through the stack ({len(runs)} seeds): recall {sum(r['outcome'].detected for r in runs)}"
-          f"/{len(runs)}, precision {served_true}/{served_all}, calm-period alerts "
-          f"{sum(len(r['outcome'].calm_alerts) for r in runs)}, delays (days after the shock) {delays}")
-    rows = evaluate(runs, args)
-    print_detectors(rows, runs[0]["band"])
-    if args.live_models:
-        scenario_detector = next(iter(detectors()))
-        counting = evaluate([{**r, "series": r["series_counting_model_changes"]} for r in runs], args)
-        print(f"\nmodels learning live: {sum(r['model_changes'] for r in runs)} score changes marked model_change; "
-              f"{scenario_detector}:")
-        for label, row in (("model changes not counted (served)", rows[0]), ("model changes counted", counting[0])):
-            print(f"  {label:<36} false alarms {row['false_alarms']}, calm-period alarms {row['calm_alarms']}, "
-                  f"recall {row['recall']:.2f}, delays {row['delays_days']}")
+            run["shocked_segment"] = run["outcome"].shocked_segment
+        print_detectors(evaluate(runs, args), runs[0]["band"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(orjson.dumps(
-        {"served": {"delays": delays, "true": served_true, "all": served_all}, "detectors": rows,
-         "band": runs[0]["band"],
-         "runs": [{"seed": r["seed"], "shocked_segment": r["shocked_segment"], "series": r["series"]} for r in runs]},
-        option=orjson.OPT_INDENT_2))
+        {"summary": summary, "frozen_models": args.frozen_models,
+         "runs": [{"kind": r["kind"], "seed": r["seed"], "seconds": r["seconds"], "signals": r["signals"],
+                   "model_changes": r["model_changes"],
+                   **{label: {"delay_days": o.delay_days, "true": len(o.true_alerts), "false": len(o.false_alerts),
+                              "calm": len(o.calm_alerts), "shocked_segments": sorted(o.shocked_segments),
+                              "alerts": [a["id"] for a in o.aggregate]}
+                      for label, o in (("served", r["outcome"]), ("risk_only", r["risk_only"]))}}
+                  for r in runs]}, option=orjson.OPT_INDENT_2))
+
+
+def _days(delay: float | None) -> str:
+    return "-" if delay is None else f"{delay:.0f}"
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per shock kind, served and risk entries only: recall, precision, calm-period alerts, delays."""
+    summary = {}
+    for kind in dict.fromkeys(r["kind"] for r in runs):
+        for label in ("served", "risk_only"):
+            outcomes = [r["outcome" if label == "served" else "risk_only"] for r in runs if r["kind"] == kind]
+            delays = sorted(o.delay_days for o in outcomes if o.detected)
+            true, total = sum(len(o.true_alerts) for o in outcomes), sum(len(o.aggregate) for o in outcomes)
+            summary[f"{kind}:{label}"] = {
+                "recall": f"{sum(o.detected for o in outcomes)}/{len(outcomes)}",
+                "precision": round(true / total, 3) if total else None, "true": true, "alerts": total,
+                "calm": sum(len(o.calm_alerts) for o in outcomes),
+                "median_delay": statistics.median(delays) if delays else None,
+                "worst_delay": max(delays) if delays else None, "delays": delays}
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print(f"\n{'kind':<11} {'detector':<19} {'recall':>6} {'precision':>9} {'calm':>4} {'median':>6} {'worst':>5}  "
+          f"delays (days after the shock)")
+    for name, row in summary.items():
+        kind, label = name.split(":")
+        precision = "-" if row["precision"] is None else f"{row['precision']:.2f} ({row['true']}/{row['alerts']})"
+        print(f"{kind:<11} {'served (signals)' if label == 'served' else 'risk entries only':<19} {row['recall']:>6} "
+              f"{precision:>9} {row['calm']:>4} {_days(row['median_delay']):>6} {_days(row['worst_delay']):>5}  "
+              f"{[round(d) for d in row['delays']]}")
 
 
 def print_detectors(rows: list[dict], band: str) -> None:

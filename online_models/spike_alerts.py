@@ -28,9 +28,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from online_models.spike_detection import RateShiftDetector
+from online_models.spike_detection import ConversionDropDetector, RateShiftDetector
 
-__all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS", "SIGNALS"]
+__all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS",
+           "SIGNALS", "CARTS", "CONVERSION"]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -42,7 +43,11 @@ ALL = "all"
 #: Leading indicators that announce churn by rising, and those that announce it by falling.
 RISING_SIGNALS = ("ticket", "low_csat", "detractor", "unsubscribe")
 FALLING_SIGNALS = ("orders", "browsing")
-SIGNALS = RISING_SIGNALS + FALLING_SIGNALS
+#: Counted, not judged alone: customers filling a cart are the trials of the conversion series.
+CARTS = "carts"
+SIGNALS = RISING_SIGNALS + FALLING_SIGNALS + (CARTS,)
+#: The share of customers filling a cart who also ordered (orders / carts per bucket and scope), watched for a drop.
+CONVERSION = "conversion"
 
 
 @dataclass(frozen=True)
@@ -54,30 +59,43 @@ class SpikeSettings:
     alpha: float = 0.05
     warmup: int = 30
     shift: float = 2.0
-    threshold: float = 6.0
+    threshold: float = 10.0
     min_rate: float = 0.2
     top: int = 3
     entry_band: str = "medium"         # what counts: customers entering this band (or above) from below
     signals: bool = True               # judge the leading indicators too
     signal_rise: float = 3.0           # a rising signal's shift (x baseline)
     signal_drop: float = 0.5           # a falling signal's shift
-    signal_threshold: float = 8.0
+    signal_threshold: float = 10.0
     signal_min_rate: float = 0.5       # floor of a rising signal's baseline per bucket
-    signal_min_drop_rate: float = 3.0  # a falling signal's baseline needed to judge a drop at all
+    signal_min_drop_rate: float = 5.0  # a falling signal's baseline needed to judge a drop at all
+    conversion_drop: float = 0.7       # the conversion's shift (x baseline share)
+    trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
 
-    def detector(self, measure: str = "risk") -> RateShiftDetector:
+    def detector(self, measure: str = "risk") -> RateShiftDetector | ConversionDropDetector:
+        if measure == CONVERSION:
+            return ConversionDropDetector(**self.detector_settings(measure))
         return RateShiftDetector(**self.detector_settings(measure))
 
+    def restore(self, measure: str, data: dict) -> RateShiftDetector | ConversionDropDetector:
+        """A detector of ``measure`` from its checkpoint, under these settings."""
+        kind = ConversionDropDetector if measure == CONVERSION else RateShiftDetector
+        return kind.from_dict(data, **self.detector_settings(measure))
+
     def detector_settings(self, measure: str = "risk") -> dict:
+        if measure == CONVERSION:
+            return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.conversion_drop,
+                    "threshold": self.signal_threshold, "min_trials": self.signal_min_drop_rate}
         if measure in RISING_SIGNALS:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_rise,
-                    "threshold": self.signal_threshold, "min_rate": self.signal_min_rate}
+                    "threshold": self.signal_threshold, "min_rate": self.signal_min_rate, "beta": self.trend}
         if measure in FALLING_SIGNALS:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_drop,
-                    "threshold": self.signal_threshold, "min_rate": self.signal_min_drop_rate}
+                    "threshold": self.signal_threshold, "min_rate": self.signal_min_drop_rate,
+                    "beta": self.trend}
         return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.shift, "threshold": self.threshold,
-                "min_rate": self.min_rate}
+                "min_rate": self.min_rate, "beta": self.trend}
 
 
 _BAND_ORDER = {"low": 0, "medium": 1, "high": 2}
@@ -128,7 +146,7 @@ def measure_of(series: str) -> tuple[str, str]:
     (('risk', 'all'), ('risk', 'segment:2'), ('orders', 'segment:2'), ('ticket', 'rfm:At Risk'))
     """
     head, _, rest = series.partition(":")
-    return (head, rest) if head in SIGNALS else ("risk", series)
+    return (head, rest) if head in SIGNALS or head == CONVERSION else ("risk", series)
 
 
 def _segment_of_scope(scope: str) -> int | None:
@@ -219,8 +237,8 @@ class SpikeMonitor:
         bucket = ts - ts % self.settings.bucket_ms
         scopes = _scopes_of(record, self.settings.rfm_series)
         for scope in scopes:
-            series = f"{measure}:{scope}"
-            self.known[series] = min(self.known.get(series, ts), ts)
+            for series in (f"{measure}:{scope}",) + ((f"{CONVERSION}:{scope}",) if measure == CARTS else ()):
+                self.known[series] = min(self.known.get(series, ts), ts)
         if self.next_bucket is not None and bucket < self.next_bucket:
             self.late += 1
             return
@@ -233,7 +251,7 @@ class SpikeMonitor:
             self._attribute(cell, record)
             if measure in FALLING_SIGNALS:
                 self._note_active(series, customer, value, bucket)
-            else:
+            elif measure in RISING_SIGNALS:
                 cell["customers"] = _most_valuable(cell["customers"] + [[customer, value]], _TOP_CUSTOMERS)
 
     def forget(self, customer: str) -> None:
@@ -300,11 +318,18 @@ class SpikeMonitor:
     def _judge(self, start: int, cells: dict[str, dict]) -> list[dict]:
         end = start + self.settings.bucket_ms
         for series, since in self.known.items():
-            if series not in self.detectors and (since < end or series in cells):
-                self.detectors[series] = self.settings.detector(measure_of(series)[0])
+            measure, _ = measure_of(series)
+            if series not in self.detectors and measure != CARTS and (since < end or series in cells):
+                self.detectors[series] = self.settings.detector(measure)
         verdicts = {}
         for series, detector in sorted(self.detectors.items()):
-            verdicts[series] = verdict = detector.observe(cells.get(series, {}).get("n", 0))
+            measure, scope = measure_of(series)
+            if measure == CONVERSION:
+                verdict = detector.observe(cells.get(f"orders:{scope}", {}).get("n", 0),
+                                           cells.get(f"{CARTS}:{scope}", {}).get("n", 0))
+            else:
+                verdict = detector.observe(cells.get(series, {}).get("n", 0))
+            verdicts[series] = verdict
             if verdict.statistic <= 0 or verdict.alert:
                 self.run_start.pop(series, None)
             else:
@@ -326,7 +351,7 @@ class SpikeMonitor:
         top = self.settings.top
         cell = cells.get(series, {})
         measure, scope = measure_of(series)
-        falling = measure in FALLING_SIGNALS
+        falling = measure in FALLING_SIGNALS or measure == CONVERSION
         evidence = {
             "observed": verdict.observed, "expected": round(verdict.expected, 6),
             "ratio": round(verdict.observed / verdict.expected, 6) if verdict.expected > 0 else None,
@@ -338,7 +363,8 @@ class SpikeMonitor:
         else:
             run_start = self.run_start.pop(series, start)
             evidence["since_ms"] = run_start
-            evidence["top_customers"] = (self._gone_quiet(series, run_start) if falling
+            quiet = f"orders:{scope}" if measure == CONVERSION else series
+            evidence["top_customers"] = (self._gone_quiet(quiet, run_start) if falling
                                          else [{"customer_id": c, "value_minor": v} for c, v in cell["customers"]])
         if not scope.startswith("segment:"):  # which segments drive it: the largest move against their baseline
             prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
@@ -383,8 +409,7 @@ class SpikeMonitor:
         monitor.next_bucket = data["next_bucket"]
         monitor.counts = {int(b): c for b, c in data["counts"].items()}
         monitor.known = {s: int(t) for s, t in data["known"].items()}
-        monitor.detectors = {s: RateShiftDetector.from_dict(d, **monitor.settings.detector_settings(measure_of(s)[0]))
-                             for s, d in data["detectors"].items()}
+        monitor.detectors = {s: monitor.settings.restore(measure_of(s)[0], d) for s, d in data["detectors"].items()}
         monitor.last_alert_ms = {s: int(t) for s, t in data["last_alert_ms"].items()}
         monitor.late = int(data["late"])
         monitor.recent = [list(row) for row in data.get("recent", [])]

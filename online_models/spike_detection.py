@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["RateVerdict", "RateShiftDetector"]
+__all__ = ["RateVerdict", "RateShiftDetector", "ConversionDropDetector"]
 
 
 @dataclass(frozen=True)
@@ -50,38 +50,119 @@ class RateShiftDetector:
     """
 
     def __init__(self, alpha: float = 0.05, warmup: int = 48, shift: float = 2.0, threshold: float = 10.0,
-                 min_rate: float = 1.0) -> None:
-        if not 0 < alpha <= 1 or warmup < 1 or shift <= 0 or shift == 1 or threshold <= 0 or min_rate <= 0:
-            raise ValueError("alpha in (0, 1], warmup >= 1, shift > 0 and not 1, threshold > 0, min_rate > 0")
+                 min_rate: float = 1.0, beta: float = 0.0) -> None:
+        if not 0 < alpha <= 1 or warmup < 1 or shift <= 0 or shift == 1 or threshold <= 0 or min_rate <= 0 \
+                or not 0 <= beta < 1:
+            raise ValueError("alpha in (0, 1], warmup >= 1, shift > 0 and not 1, threshold > 0, min_rate > 0, "
+                             "beta in [0, 1)")
         self.alpha, self.warmup, self.shift, self.threshold, self.min_rate = alpha, warmup, shift, threshold, min_rate
+        self.beta = beta
         self.buckets = 0
         self.mean = 0.0
+        self.trend = 0.0
         self.statistic = 0.0
+
+    @property
+    def forecast(self) -> float:
+        """The baseline rate of the next bucket: the level, plus the trend when one is learnt (``beta`` > 0).
+        Why a trend: a shop whose customers stop arriving sees its order rate fall for months; a level alone
+        lags it by about 1/alpha buckets, and that lag reads as a drop (or, while it grows, as a rise)."""
+        return max(self.mean + self.trend, 0.0)
 
     def observe(self, count: int) -> RateVerdict:
         """Judge a closed bucket's count (buckets in event-time order, empty ones as 0)."""
-        rate = max(self.mean, self.min_rate)  # a quiet series still needs a real jump to alarm
+        expected = self.forecast
+        rate = max(expected, self.min_rate)  # a quiet series still needs a real jump to alarm
         shifted = self.shift * rate
-        if self.shift < 1 and self.mean < self.min_rate:
+        if self.shift < 1 and expected < self.min_rate:
             self.statistic = 0.0  # too quiet to tell a drop from chance
         elif self.buckets >= self.warmup:
             self.statistic = max(0.0, self.statistic + count * math.log(self.shift) - (shifted - rate))
         alert = self.statistic >= self.threshold
-        verdict = RateVerdict(count, self.mean, self.statistic, (count - rate) / math.sqrt(rate), alert)
+        verdict = RateVerdict(count, expected, self.statistic, (count - rate) / math.sqrt(rate), alert)
         if alert:
             self.statistic = 0.0
         self._learn(count)
         return verdict
 
     def _learn(self, count: int) -> None:
-        self.mean = float(count) if self.buckets == 0 else self.mean + self.alpha * (count - self.mean)
+        """Holt's linear smoothing (a plain EWMA when ``beta`` is 0)."""
+        if self.buckets == 0:
+            self.mean = float(count)
+        else:
+            level = self.mean + self.trend + self.alpha * (count - self.mean - self.trend)
+            self.trend += self.beta * (level - self.mean - self.trend)
+            self.mean = level
         self.buckets += 1
 
     def to_dict(self) -> dict:
-        return {"buckets": self.buckets, "mean": self.mean, "statistic": self.statistic}
+        return {"buckets": self.buckets, "mean": self.mean, "trend": self.trend, "statistic": self.statistic}
 
     @classmethod
     def from_dict(cls, data: dict, **settings) -> "RateShiftDetector":
         detector = cls(**settings)
         detector.buckets, detector.mean, detector.statistic = int(data["buckets"]), data["mean"], data["statistic"]
+        detector.trend = data.get("trend", 0.0)
+        return detector
+
+
+class ConversionDropDetector:
+    """A drop in the share of trials that succeed (customers who filled a cart and also ordered), against its
+    own EWMA baseline: a Bernoulli CUSUM for the share falling to ``shift`` times the baseline.
+
+    Why besides the order count: when customers keep coming but stop buying (a price rise), orders fall only by
+    the share of the segment that left, and a count is slow to show it; the conversion of those still filling
+    carts falls at once. Judged only while the baseline has ``min_trials`` trials per bucket.
+
+    >>> detector = ConversionDropDetector(alpha=0.1, warmup=5, shift=0.7, threshold=6.0, min_trials=3.0)
+    >>> [detector.observe(9, 10).alert for _ in range(8)]
+    [False, False, False, False, False, False, False, False]
+    >>> [(v.alert, round(v.statistic, 1)) for v in (detector.observe(6, 10), detector.observe(5, 10))]
+    [(False, 3.1), (True, 6.8)]
+    """
+
+    def __init__(self, alpha: float = 0.05, warmup: int = 48, shift: float = 0.7, threshold: float = 10.0,
+                 min_trials: float = 3.0) -> None:
+        if not 0 < alpha <= 1 or warmup < 1 or not 0 < shift < 1 or threshold <= 0 or min_trials <= 0:
+            raise ValueError("alpha in (0, 1], warmup >= 1, shift in (0, 1), threshold > 0, min_trials > 0")
+        self.alpha, self.warmup, self.shift, self.threshold = alpha, warmup, shift, threshold
+        self.min_trials = min_trials
+        self.buckets = 0
+        self.successes = 0.0   # EWMA of successes per bucket
+        self.trials = 0.0      # EWMA of trials per bucket
+        self.statistic = 0.0
+
+    def observe(self, successes: int, trials: int) -> RateVerdict:
+        """Judge a closed bucket: ``successes`` of ``trials`` (more successes than trials count as all)."""
+        successes = min(successes, trials)
+        p0 = min(max(self.successes / self.trials, 0.01), 0.99) if self.trials > 0 else 0.5
+        p1 = p0 * self.shift
+        if self.trials < self.min_trials:
+            self.statistic = 0.0
+        elif self.buckets >= self.warmup:
+            self.statistic = max(0.0, self.statistic + successes * math.log(p1 / p0)
+                                 + (trials - successes) * math.log((1 - p1) / (1 - p0)))
+        alert = self.statistic >= self.threshold
+        expected = p0 * trials
+        z = (successes - expected) / math.sqrt(max(trials * p0 * (1 - p0), 1e-9))
+        verdict = RateVerdict(successes, expected, self.statistic, z, alert)
+        if alert:
+            self.statistic = 0.0
+        if self.buckets == 0:
+            self.successes, self.trials = float(successes), float(trials)
+        else:
+            self.successes += self.alpha * (successes - self.successes)
+            self.trials += self.alpha * (trials - self.trials)
+        self.buckets += 1
+        return verdict
+
+    def to_dict(self) -> dict:
+        return {"buckets": self.buckets, "successes": self.successes, "trials": self.trials,
+                "statistic": self.statistic}
+
+    @classmethod
+    def from_dict(cls, data: dict, **settings) -> "ConversionDropDetector":
+        detector = cls(**settings)
+        detector.buckets, detector.statistic = int(data["buckets"]), data["statistic"]
+        detector.successes, detector.trials = data["successes"], data["trials"]
         return detector

@@ -282,7 +282,8 @@ def _alerts(args: argparse.Namespace) -> int:
             f"segment {alert['segment_id']} {alert.get('segment_name') or ''}".strip()
             if alert.get("segment_id") is not None else "whole base")
         evidence = alert["evidence"]
-        detail = (f"observed {evidence['observed']} vs expected {evidence['expected']:.2f}"
+        measure = f"{alert['signal']} " if alert.get("signal") not in (None, "risk") else ""
+        detail = (f"{measure}observed {evidence['observed']} vs expected {evidence['expected']:.2f}"
                   if alert["kind"] == "aggregate" else
                   f"churn_p {evidence.get('churn_p', '-')}, next: "
                   + (alert["next_best_actions"][0]["action"] if alert.get("next_best_actions") else "-"))

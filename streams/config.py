@@ -216,7 +216,7 @@ class Settings:
         "CRM_ALERT_ENTRY_BAND", "medium", str,
         "Aggregate alerts count customers entering this churn band (`medium`, or `high` for later, surer signals).")
     alert_threshold: float = _env_field(
-        "CRM_ALERT_THRESHOLD", 6.0, float,
+        "CRM_ALERT_THRESHOLD", 10.0, float,
         "CUSUM threshold (log-likelihood ratio) of a risk-entry alert: higher = fewer, later alerts.")
     alert_shift: float = _env_field(
         "CRM_ALERT_SHIFT", 2.0, float, "The rate multiple the CUSUM looks for (entries vs. the EWMA baseline).")
@@ -226,6 +226,10 @@ class Settings:
         "CRM_ALERT_WARMUP_BUCKETS", 30, int, "Buckets a series learns its baseline before it may alert.")
     alert_baseline_alpha: float = _env_field(
         "CRM_ALERT_BASELINE_ALPHA", 0.05, float, "EWMA weight of a new bucket in a series' baseline rate.")
+    alert_baseline_trend: float = _env_field(
+        "CRM_ALERT_BASELINE_TREND", 0.0, float,
+        "Holt's trend weight of a series' baseline (0: a level only): a shop whose orders or risk entries fall or "
+        "grow steadily is then not read as a drop or a rise.")
     alert_cooldown_hours: float = _env_field(
         "CRM_ALERT_COOLDOWN_HOURS", 168.0, float, "An aggregate series alerts at most once per this much event time.")
     alert_signals: bool = _env_field(
@@ -236,12 +240,16 @@ class Settings:
         "CRM_ALERT_SIGNAL_RISE", 3.0, float, "The rate multiple a rising indicator's CUSUM looks for.")
     alert_signal_drop: float = _env_field(
         "CRM_ALERT_SIGNAL_DROP", 0.5, float, "The rate multiple (below 1) a falling indicator's CUSUM looks for.")
+    alert_conversion_drop: float = _env_field(
+        "CRM_ALERT_CONVERSION_DROP", 0.7, float,
+        "The multiple (below 1) of the baseline share of cart-filling customers who order that the conversion CUSUM "
+        "looks for (customers who keep coming but stop buying: a price rise).")
     alert_signal_threshold: float = _env_field(
-        "CRM_ALERT_SIGNAL_THRESHOLD", 8.0, float, "CUSUM threshold of a leading-indicator alert.")
+        "CRM_ALERT_SIGNAL_THRESHOLD", 10.0, float, "CUSUM threshold of a leading-indicator alert.")
     alert_signal_min_rate: float = _env_field(
         "CRM_ALERT_SIGNAL_MIN_RATE", 0.5, float, "Floor of a rising indicator's baseline per bucket.")
     alert_signal_min_drop_rate: float = _env_field(
-        "CRM_ALERT_SIGNAL_MIN_DROP_RATE", 3.0, float,
+        "CRM_ALERT_SIGNAL_MIN_DROP_RATE", 5.0, float,
         "A falling indicator is judged only while its baseline is at least this per bucket (a quieter one cannot "
         "tell a drop from chance).")
     alert_rfm_series: bool = _env_field(
@@ -473,8 +481,9 @@ class Settings:
             min_rate=self.alert_min_rate, entry_band=self.alert_entry_band, signals=self.alert_signals,
             signal_rise=self.alert_signal_rise, signal_drop=self.alert_signal_drop,
             signal_threshold=self.alert_signal_threshold, signal_min_rate=self.alert_signal_min_rate,
-            signal_min_drop_rate=self.alert_signal_min_drop_rate, rfm_series=self.alert_rfm_series)
-        for measure in ("risk", "ticket", "orders"):
+            signal_min_drop_rate=self.alert_signal_min_drop_rate, conversion_drop=self.alert_conversion_drop, trend=self.alert_baseline_trend,
+            rfm_series=self.alert_rfm_series)
+        for measure in ("risk", "ticket", "orders", "conversion"):
             settings.detector(measure)  # validates the detectors' parameters
         return settings
 
@@ -511,7 +520,8 @@ def _env_text(value: Any) -> str:
 
 
 _ENV_OF = {f.name: f.metadata["env"] for f in fields(Settings)}
-_KIND = {int: "a whole number", float: "a number", _flag: "1 or 0 (true/false, yes/no, on/off)", _weights: "three comma-separated numbers (wR,wF,wM)"}
+_KIND = {int: "a whole number", float: "a number", _flag: "1 or 0 (true/false, yes/no, on/off)",
+          _weights: "three comma-separated numbers (wR,wF,wM)"}
 _PORT = range(0, 65536)
 #: online_models.segment_learning.CLUSTERERS, named here so that checking settings does not import river.
 SEGMENT_ALGORITHMS = ("kmeans", "streamkmeans", "denstream", "dbstream")
@@ -553,7 +563,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("alert_baseline_alpha alert_value_rank", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("alert_low_csat", lambda v: 1 <= v <= 5, "must be a CSAT score, 1 to 5"),
     ("alert_signal_rise", lambda v: v > 1, "must be > 1 (a rise)"),
-    ("alert_signal_drop", lambda v: 0 < v < 1, "must be between 0 and 1 (a drop)"),
+    ("alert_signal_drop alert_conversion_drop", lambda v: 0 < v < 1, "must be between 0 and 1 (a drop)"),
+    ("alert_baseline_trend", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("rfm_weights", lambda v: len(v) == 3 and min(v) >= 0 and abs(sum(v) - 1) <= 1e-6,
      "must be three non-negative numbers summing to 1"),
     ("api_port worker_web_port", lambda v: v in _PORT, "must be a TCP port, 0 to 65535"),

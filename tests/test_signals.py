@@ -30,7 +30,8 @@ def _event(topic: str, payload: dict):
     ("purchases", purchase(kind="refund"), None),
     ("interactions", interaction(type="product_view", sku="sku-1"), "browsing"),
     ("interactions", interaction(type="page_view"), "browsing"),
-    ("interactions", interaction(type="add_to_cart", sku="sku-1"), None),
+    ("interactions", interaction(type="add_to_cart", sku="sku-1"), "carts"),
+    ("interactions", interaction(type="remove_from_cart", sku="sku-1"), None),
     ("interactions", interaction(type="support_ticket"), "ticket"),
     ("interactions", interaction(type="email_unsubscribe"), "unsubscribe"),
     ("interactions", interaction(type="survey", survey="csat", score=2), "low_csat"),
@@ -76,7 +77,7 @@ def test_one_signal_per_customer_kind_and_day_as_pandas_counts_them():
                        columns=["customer", "signal", "day"])
     assert not got.duplicated().any()
     assert sorted(got.itertuples(index=False)) == sorted(expected.itertuples(index=False))
-    assert set(got.signal) == {"orders", "browsing", "ticket", "low_csat", "detractor", "unsubscribe"}
+    assert set(got.signal) == {"orders", "browsing", "carts", "ticket", "low_csat", "detractor", "unsubscribe"}
     # each record names its source, in offset order per source (what the detector's de-duplication relies on)
     for source in ("crm.purchases:0", "crm.interactions:0"):
         offsets = [s["offset"] for s in signals if s["source"] == source]
