@@ -312,8 +312,9 @@ class _Generator:
                 return False
             if shock.kind == "price":
                 return True  # still browsing, filling carts, answering surveys: only the orders stop
-            if event["type"] in ("support_ticket", "ticket_resolved", "survey", "email_unsubscribe"):
-                return False
+            if event["type"] in ("support_ticket", "ticket_resolved", "survey", "email_unsubscribe", "add_to_cart",
+                                 "remove_from_cart"):
+                return False  # (no cart without the order it led to, as after a natural dropout)
             return event["ts"] < shock_ms + 30 * DAY_MS  # browsing fades out, as after any dropout
 
         return [(t, e) for t, e in events if kept(t, e)] + [(t, e) for t, e in complaint if e["ts"] < self.end_ms]
