@@ -124,7 +124,7 @@ def judge(alerts: list[dict], shocked: set[int]) -> dict:
             "first": min(true, key=lambda a: a["day"])["series"] if true else None}
 
 
-def judge_records(folder: Path, settings: Settings, days: int) -> None:
+def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bool = False) -> None:
     """The monitor itself (``SpikeMonitor``, as the detector runs it) on each kept run, under the defaults and a
     few changes of the risk-entry and signal settings: calm-period alarms, false alarms, recall and delays."""
     from dataclasses import replace
@@ -139,6 +139,8 @@ def judge_records(folder: Path, settings: Settings, days: int) -> None:
                   "trend .02 h 8": replace(default, trend=0.02, threshold=8.0),
                   "trend .02 h 10": replace(default, trend=0.02, threshold=10.0),
                   "signals off": replace(default, signals=False)}
+    if defaults_only:
+        candidates = {"defaults": default}
     runs = []
     for path in sorted(folder.glob("*.json.gz")):
         data = orjson.loads(gzip.decompress(path.read_bytes()))
@@ -154,6 +156,44 @@ def judge_records(folder: Path, settings: Settings, days: int) -> None:
                   f"{sum(len(o.true_alerts) for o in outcomes):>4} {sum(len(o.false_alerts) for o in outcomes):>5} "
                   f"{sum(len(o.calm_alerts) for o in outcomes):>4}  "
                   f"{sorted(round(o.delay_days) for o in outcomes if o.detected)}; {dict(calm)}", flush=True)
+    complaint_reaction(runs)
+
+
+#: The churn features that carry what customers say (online_models/churn_features.py).
+VOICE_FEATURES = ("open_tickets", "csat_centered", "nps_centered")
+
+
+def complaint_reaction(runs: list[tuple]) -> None:
+    """How the served churn_p reacts to the shock's complaints (runs of kind ``complaints``): of the customers who
+    complained, how many had a score change reported within 3 days, how far churn_p rose against the last one
+    before, and how many of those changes name a complaint feature among the reasons raising the risk."""
+    reported = rose = named = shocked_total = 0
+    rises = []
+    for kind, _, simulation, records in runs:
+        if kind != "complaints":
+            continue
+        complaints = {r["customer_id"]: r["as_of_ms"] for r in records if r.get("type") == "signal"
+                      and r["signal"] == "ticket" and r["customer_id"] in
+                      {c.customer_id for c in simulation.customers if c.shocked_ms is not None}
+                      and r["as_of_ms"] >= simulation.config.start_ms + SHOCK_DAY * DAY_MS}
+        changes = [r for r in records if r.get("type") is None and r["customer_id"] in complaints]
+        shocked_total += len(complaints)
+        for customer, at in complaints.items():
+            before = [c for c in changes if c["customer_id"] == customer and c["as_of_ms"] < at]
+            after = [c for c in changes if c["customer_id"] == customer and at <= c["as_of_ms"] < at + 3 * DAY_MS]
+            if not after:
+                continue
+            reported += 1
+            last = before[-1]["churn_p"] if before else after[0].get("previous_churn_p") or 0.0
+            rises.append(after[0]["churn_p"] - last)
+            rose += after[0]["churn_p"] > last
+            named += any(t["feature"] in VOICE_FEATURES and (t["contribution"] or 0) > 0
+                         for t in after[0].get("top_features") or [])
+    if shocked_total:
+        rises.sort()
+        print(f"\ncomplaints of the shock: {shocked_total} customers; a score change reported within 3 days for "
+              f"{reported}; churn_p rose for {rose} (median change {rises[len(rises) // 2] if rises else 0:+.3f}); "
+              f"a complaint feature among the reasons raising it for {named}")
 
 
 def main() -> None:
@@ -167,10 +207,11 @@ def main() -> None:
     parser.add_argument("--records", metavar="DIR",
                         help="instead: judge the worker's records kept by bench/alert_scenario.py --save-records with "
                              "the whole monitor (risk entries too) under a few settings")
+    parser.add_argument("--defaults-only", action="store_true", help="with --records: the defaults alone")
     args = parser.parse_args()
     settings = Settings.from_env({})
     if args.records:
-        judge_records(Path(args.records), settings, args.days)
+        judge_records(Path(args.records), settings, args.days, args.defaults_only)
         return
     if args.cached:
         runs = [{**run, "shocked": set(run["shocked"])} for run in orjson.loads(Path(args.series).read_bytes())]

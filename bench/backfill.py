@@ -112,10 +112,11 @@ def trained_after(client: redis.Redis, settings, since: float, timeout_s: float 
 
 
 def score_changes(settings) -> tuple[int, int]:
-    """Score changes the worker reported (the topic also carries a progress record per partition and batch), and
-    how many of them a new model version made (``model_change``: the alert detector does not count those)."""
+    """Score changes the worker reported (the topic also carries a progress record per partition and batch, and
+    the leading-indicator signals: records with a ``type``), and how many of them a new model version made
+    (``model_change``: the alert detector does not count those)."""
     changes = [record.value for record in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))
-               if not (record.key or b"").startswith(b"progress:")]
+               if not record.value.startswith(b'{"type":')]
     return len(changes), sum(b'"model_change":true' in value for value in changes)
 
 
