@@ -5,13 +5,14 @@ Each ``score-changes`` message that moves a customer into the high band is an *e
 entering are counted per bucket (``bucket_ms`` of event time) for the whole base and for each behaviour
 segment (a score change sent again after a crash counts once).
 
-*Leading indicators* come as ``signal`` records on the same topic, one per customer, kind and bucket
-(the partition batch remembers which it sent): support tickets, low CSAT, NPS detractors and e-mail
-unsubscribes, watched for a rise, and customers ordering and browsing, watched for a drop against the
-series' own baseline. Why: the risk series sees a shock only once silence has lasted (weeks for a customer
-who ordered weekly); what customers say, and a segment's orders, move within days. A signal record carries
-its source offset; a record at or behind the newest offset counted for its input partition was sent again
-(a batch re-processed after a crash or a rebalance, with the same content) and is skipped.
+*Leading indicators* come as ``signal`` records on the same topic, one per customer, kind and bucket (the
+partition batch tells a customer's first of the bucket from their state): support tickets, low CSAT, NPS
+detractors and e-mail unsubscribes, watched for a rise; customers ordering and browsing, watched for a drop
+against the series' own baseline; and the conversion of customers filling carts into orders, watched for a drop.
+Why: the risk series sees a shock only once silence has lasted (weeks for a customer who ordered weekly); what
+customers say, and a segment's orders, move within days. A signal record carries its source offset; a record at
+or behind the newest offset counted for its input partition was sent again (a batch re-processed after a crash
+or a rebalance, with the same content) and is skipped.
 
 A bucket is judged once the event-time frontier has passed it: the slowest input partition's *score progress*
 minus a grace ``delay_ms``. Each partition's pipeline batch ends with a progress record (``{"type":
@@ -20,11 +21,13 @@ frontier does not depend on how batches were cut or how partitions interleave: a
 live run raised. Until all ``partitions`` have reported, nothing is judged (an input partition without any
 traffic holds alerts back, as it holds any event-time window).
 
-Each series has a :class:`~online_models.spike_detection.RateShiftDetector`; an alerting series raises one
-alert per ``cooldown_ms`` (a lasting shock is reported again as it goes on, not every bucket).
+Each series has a :class:`~online_models.spike_detection.RateShiftDetector` (conversion: a
+:class:`~online_models.spike_detection.ConversionDropDetector`); an alerting series raises one alert per
+``cooldown_ms`` (a lasting shock is reported again as it goes on, not every bucket).
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -132,7 +135,16 @@ def _scopes_of(change: dict, rfm: bool = False) -> list[str]:
     """The scopes a record counts in: the whole base, its behaviour segment, its RFM segment (if watched)."""
     segment, rfm_segment = change.get("segment_id"), change.get("rfm_segment")
     scopes = [ALL] if segment is None else [ALL, f"segment:{segment}"]
-    return scopes + [f"rfm:{rfm_segment}"] if rfm and rfm_segment else scopes
+    return scopes + [f"rfm:{_slug(rfm_segment)}"] if rfm and rfm_segment else scopes
+
+
+def _slug(name: str) -> str:
+    """A name as it can stand in an alert id (letters, digits, ``_.-``).
+
+    >>> _slug("Can't Lose Them")
+    'Can_t_Lose_Them'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _series_of(change: dict) -> list[str]:
@@ -142,8 +154,8 @@ def _series_of(change: dict) -> list[str]:
 def measure_of(series: str) -> tuple[str, str]:
     """(measure, scope) of a series name: risk entries are named by their scope alone.
 
-    >>> measure_of("all"), measure_of("segment:2"), measure_of("orders:segment:2"), measure_of("ticket:rfm:At Risk")
-    (('risk', 'all'), ('risk', 'segment:2'), ('orders', 'segment:2'), ('ticket', 'rfm:At Risk'))
+    >>> measure_of("all"), measure_of("segment:2"), measure_of("orders:segment:2"), measure_of("ticket:rfm:At_Risk")
+    (('risk', 'all'), ('risk', 'segment:2'), ('orders', 'segment:2'), ('ticket', 'rfm:At_Risk'))
     """
     head, _, rest = series.partition(":")
     return (head, rest) if head in SIGNALS or head == CONVERSION else ("risk", series)
