@@ -91,6 +91,13 @@ class DetectorProcess:
             change = orjson.loads(value)
         except (TypeError, orjson.JSONDecodeError):
             change = None
+        if isinstance(change, dict) and change.get("type") == "signals" and isinstance(change.get("signals"), list):
+            for signal in change["signals"]:  # a batch's leading indicators, in source order
+                self._observe(signal)
+            return
+        self._observe(change)
+
+    def _observe(self, change: object) -> None:
         if not _valid_change(change):
             self.rejected += 1
             return

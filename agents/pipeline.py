@@ -179,8 +179,10 @@ class BatchProcessor:
                                                                                 progress.items()}})))
         deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
                                         value=orjson.dumps(change)) for change in applied.churn.score_changes]
-        deliveries += [await self._send("score-changes", key=signal["customer_id"].encode(),
-                                        value=orjson.dumps(signal)) for signal in applied.signals]
+        signals = applied.signals  # a few records of many signals: one send each cost more than the signals
+        deliveries += [await self._send("score-changes", key=f"{batch_key}:signals:{i}".encode(), value=orjson.dumps(
+            {"type": "signals", "signals": signals[i:i + _SIGNALS_PER_RECORD]}))
+            for i in range(0, len(signals), _SIGNALS_PER_RECORD)]
         deliveries += [await self._send("score-changes", key=e.customer_id.encode(), value=orjson.dumps(
             {"type": "erasure", "customer_id": e.customer_id, "requested_ts_ms": e.ts_ms})) for e in applied.erasures]
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
@@ -213,6 +215,10 @@ class BatchProcessor:
             self._example_progress_sent.update(progress)
         await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
         return applied
+
+
+#: Signal records per ``signals`` message on ``score-changes`` (about 250 bytes each: 125 KB messages).
+_SIGNALS_PER_RECORD = 500
 
 
 def _erasure_confirmation(event: CustomerEvent, now_ms: int) -> bytes:

@@ -6,7 +6,8 @@ or visit) of the bucket from the state before the event, without a set of custom
 The record says where the customer stood then (behaviour segment, RFM segment, value, as a score change
 does) and its source offset, so the detector counts a record sent again (a batch re-processed after a crash)
 once. An event older than the customer's newest of its kind is not counted (a late event cannot be told from
-one already counted in its bucket).
+one already counted in its bucket); a low CSAT (a detractor NPS) counts only when it is the customer's first
+answer on that scale in the bucket (the state keeps the newest answer, not the newest low one).
 """
 from __future__ import annotations
 

@@ -169,8 +169,13 @@ def judge(simulation: Simulation, records: list[dict], alerts: list[dict], calm_
 
 
 def score_records(settings: Settings) -> list[dict]:
-    """Everything on the score-changes topic: score changes, signals, progress and erasure records."""
-    return [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
+    """Everything on the score-changes topic: score changes, signals (out of the messages that carry a batch's),
+    progress and erasure records."""
+    records = []
+    for message in read_topic(settings.kafka_bootstrap, settings.topic("score-changes")):
+        record = orjson.loads(message.value)
+        records += record["signals"] if record.get("type") == "signals" else [record]
+    return records
 
 
 def frozen_models(seed: int = 99, customers: int = 800, days: int = 300) -> dict[str, bytes]:
