@@ -67,9 +67,13 @@ class AlertStage(BatchStage):
     segment_window_days: float = 180.0
     alerts: list[dict] = field(default_factory=list)
     _deferred: list[tuple] = field(default_factory=list)
+    _values: dict = field(default_factory=dict)  # value_inputs -> value, within the batch
 
     def _describe(self, state: CustomerState) -> tuple[float | None, float | None, str | None]:
-        value = customer_value(state, self.prior)
+        inputs = value_inputs(state)  # a customer's browsing, carts and surveys leave them as they were
+        value = self._values.get(inputs)
+        if value is None and inputs is not None:
+            value = self._values[inputs] = value_of(inputs, self.prior)
         ranks = self.population.get(VALUE_SKETCH)
         rank = None if value is None or ranks is None else ranks.midrank(value)
         segment = self.segment_of(state)
