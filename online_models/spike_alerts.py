@@ -342,7 +342,7 @@ class SpikeMonitor:
             else:
                 verdict = detector.observe(cells.get(series, {}).get("n", 0))
             verdicts[series] = verdict
-            if verdict.statistic <= 0 or verdict.alert:
+            if verdict.statistic <= 0:
                 self.run_start.pop(series, None)
             else:
                 self.run_start.setdefault(series, start)
@@ -357,6 +357,9 @@ class SpikeMonitor:
                 continue
             self.last_alert_ms[series] = end
             alerts.append(self._alert(series, start, end, verdict, cells, verdicts))
+        for series, verdict in verdicts.items():
+            if verdict.alert:  # the statistic restarts: the run that led to the alert is over
+                self.run_start.pop(series, None)
         return alerts
 
     def _alert(self, series: str, start: int, end: int, verdict, cells: dict[str, dict], verdicts) -> dict:
@@ -373,7 +376,7 @@ class SpikeMonitor:
         if measure == "risk":
             evidence["top_features"] = _top(cell.get("features", {}), top)
         else:
-            run_start = self.run_start.pop(series, start)
+            run_start = self.run_start.get(series, start)
             evidence["since_ms"] = run_start
             quiet = f"orders:{scope}" if measure == CONVERSION else series
             evidence["top_customers"] = (self._gone_quiet(quiet, run_start) if falling

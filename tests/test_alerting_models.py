@@ -274,6 +274,7 @@ def test_a_segment_whose_orders_drop_is_alerted_and_names_the_valuable_customers
     assert drops and 60 * DAY < drops[0]["bucket_end_ms"] <= 67 * DAY  # a halved rate of 20 a day: days
     alert = drops[0]
     assert alert["rule"] == "signal_drop" and alert["evidence"]["observed"] < alert["evidence"]["expected"]
+    assert 59 * DAY <= alert["evidence"]["since_ms"] < alert["bucket_start_ms"]  # the evidence began with the drop
     named = [c["customer_id"] for c in alert["evidence"]["top_customers"]]
     assert named == ["c0", "c1", "c2", "c3", "c4"]  # the most valuable of those who went quiet
 
