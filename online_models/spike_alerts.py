@@ -31,13 +31,13 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from online_models.purchase_history import DAY_MS
 from online_models.spike_detection import ConversionDropDetector, RateShiftDetector
 
 __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS",
            "SIGNALS", "CARTS", "CONVERSION"]
 
 HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 _RECENT_ROWS = 2000
 _TOP_CUSTOMERS = 5
 _ACTIVE_KEPT = 50      # per falling series: the most valuable customers recently counted (who went quiet?)
@@ -147,10 +147,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def _series_of(change: dict) -> list[str]:
-    return _scopes_of(change)
-
-
 def measure_of(series: str) -> tuple[str, str]:
     """(measure, scope) of a series name: risk entries are named by their scope alone.
 
@@ -217,7 +213,7 @@ class SpikeMonitor:
             self.forget(str(change["customer_id"]))
             return
         ts = int(change["as_of_ms"])
-        for series in _series_of(change):  # known from any change: a quiet segment's baseline is zeros
+        for series in _scopes_of(change):  # known from any change: a quiet segment's baseline is zeros
             self.known[series] = min(self.known.get(series, ts), ts)
         if not is_entry(change, self.settings.entry_band):
             return
@@ -230,7 +226,7 @@ class SpikeMonitor:
         if change["customer_id"] in entered:
             return  # sent again (a batch re-processed after a crash), or in again within the bucket
         entered[change["customer_id"]] = 1
-        for series in _series_of(change):
+        for series in _scopes_of(change):
             cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
             cell["n"] += 1
             for name in _risk_raising(change.get("top_features")):

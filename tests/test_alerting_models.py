@@ -223,23 +223,21 @@ def _signal_stream(seed: int) -> tuple[pd.DataFrame, list[dict]]:
     days, n = 60, 3000
     rows = pd.DataFrame({"customer_id": [f"c{i}" for i in rng.integers(0, 400, n)],
                          "signal": rng.choice(["orders", "carts", "ticket", "browsing"], n, p=[0.3, 0.35, 0.05, 0.3]),
-                         "as_of_ms": rng.integers(0, days * DAY, n), "segment_id": rng.choice([1, 2], n)})
-    rows["day"] = rows.as_of_ms // DAY
+                         "as_of_ms": rng.integers(0, days * DAY_MS, n), "segment_id": rng.choice([1, 2], n)})
+    rows["day"] = rows.as_of_ms // DAY_MS
     rows = rows.sort_values("as_of_ms").drop_duplicates(["customer_id", "signal", "day"])
     rows["source"] = rows.customer_id.map(lambda c: f"crm.purchases:{int(c[1:]) % 2}")
     rows["offset"] = rows.groupby("source").cumcount()
     records = [{"type": "signal", **r, "rfm_segment": None, "value_minor": 100} for r in
                rows.drop(columns="day").to_dict("records")]
-    progress = [{"type": "progress", "partition": p, "watermark_ms": (days + 1) * DAY} for p in (0, 1)]
+    progress = [{"type": "progress", "partition": p, "watermark_ms": (days + 1) * DAY_MS} for p in (0, 1)]
     return rows, records + progress
 
-
-DAY = 24 * HOUR_MS
 
 
 def test_signals_are_counted_once_per_customer_as_pandas_counts_them_also_when_records_are_sent_again():
     rows, records = _signal_stream(seed=4)
-    settings = SpikeSettings(bucket_ms=DAY, delay_ms=0, partitions=2, warmup=5)
+    settings = SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=2, warmup=5)
     _, monitor = run_monitor(records, settings)
     signals = [r for r in records if r["type"] == "signal"]
     resent = signals[:400] + signals[200:] + records[len(signals):]  # a batch re-processed: records 200-399 again
@@ -248,12 +246,12 @@ def test_signals_are_counted_once_per_customer_as_pandas_counts_them_also_when_r
     judged = {(start, series): observed for start, series, observed, _ in monitor.recent}
     for (day, signal, segment), n in rows.groupby(["day", "signal", "segment_id"]).size().items():
         if signal != "carts":
-            assert judged[(day * DAY, f"{signal}:segment:{segment}")] == n
+            assert judged[(day * DAY_MS, f"{signal}:segment:{segment}")] == n
     # conversion judges the orders of a scope out of the customers filling carts in it
     conversion = [(start, observed) for start, series, observed, _ in monitor.recent if series == "conversion:all"]
     orders = rows[rows.signal == "orders"].groupby("day").size()
     carts = rows[rows.signal == "carts"].groupby("day").size()
-    assert conversion and all(observed == min(orders.get(start // DAY, 0), carts.get(start // DAY, 0))
+    assert conversion and all(observed == min(orders.get(start // DAY_MS, 0), carts.get(start // DAY_MS, 0))
                               for start, observed in conversion)
 
 
@@ -266,15 +264,15 @@ def test_a_segment_whose_orders_drop_is_alerted_and_names_the_valuable_customers
             if rng.random() < 0.5:
                 offset += 1
                 records.append({"type": "signal", "signal": "orders", "customer_id": f"c{customer}",
-                                "as_of_ms": day * DAY + 1, "source": "p:0", "offset": offset, "segment_id": 7,
+                                "as_of_ms": day * DAY_MS + 1, "source": "p:0", "offset": offset, "segment_id": 7,
                                 "rfm_segment": None, "value_minor": 1000 + (40 - customer)})
-        records.append({"type": "progress", "partition": 0, "watermark_ms": (day + 1) * DAY})
-    alerts, _ = run_monitor(records, SpikeSettings(bucket_ms=DAY, delay_ms=0, partitions=1))
+        records.append({"type": "progress", "partition": 0, "watermark_ms": (day + 1) * DAY_MS})
+    alerts, _ = run_monitor(records, SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=1))
     drops = [a for a in alerts if a["series"] == "orders:segment:7"]
-    assert drops and 60 * DAY < drops[0]["bucket_end_ms"] <= 67 * DAY  # a halved rate of 20 a day: days
+    assert drops and 60 * DAY_MS < drops[0]["bucket_end_ms"] <= 67 * DAY_MS  # a halved rate of 20 a day: days
     alert = drops[0]
     assert alert["rule"] == "signal_drop" and alert["evidence"]["observed"] < alert["evidence"]["expected"]
-    assert 59 * DAY <= alert["evidence"]["since_ms"] < alert["bucket_start_ms"]  # the evidence began with the drop
+    assert 59 * DAY_MS <= alert["evidence"]["since_ms"] < alert["bucket_start_ms"]  # the evidence began with the drop
     named = [c["customer_id"] for c in alert["evidence"]["top_customers"]]
     assert named == ["c0", "c1", "c2", "c3", "c4"]  # the most valuable of those who went quiet
 
@@ -282,9 +280,9 @@ def test_a_segment_whose_orders_drop_is_alerted_and_names_the_valuable_customers
 def test_rfm_series_are_judged_only_when_asked_for_and_their_ids_can_be_acknowledged():
     _, records = _signal_stream(seed=6)
     records = [{**r, "rfm_segment": "Can't Lose Them"} if r["type"] == "signal" else r for r in records]
-    off = {series for _, series, _, _ in run_monitor(records, SpikeSettings(bucket_ms=DAY, delay_ms=0,
+    off = {series for _, series, _, _ in run_monitor(records, SpikeSettings(bucket_ms=DAY_MS, delay_ms=0,
                                                                             partitions=2))[1].recent}
-    on = {series for _, series, _, _ in run_monitor(records, SpikeSettings(bucket_ms=DAY, delay_ms=0, partitions=2,
+    on = {series for _, series, _, _ in run_monitor(records, SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=2,
                                                                            rfm_series=True))[1].recent}
     assert not any(":rfm:" in series for series in off)
     assert on - off == {"orders:rfm:Can_t_Lose_Them", "browsing:rfm:Can_t_Lose_Them", "ticket:rfm:Can_t_Lose_Them",
