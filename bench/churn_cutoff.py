@@ -142,7 +142,7 @@ class Replay:
 
 
 #: Per history: (customers, days, cutoff day) when not given; CDNOW's are fixed by its file (39-week calibration).
-DEFAULTS = {"dense": (2000, 540, 420), "sparse": (5000, 730, 540),
+DEFAULTS = {"dense": (2000, 540, 420), "voice": (2000, 540, 420), "sparse": (5000, 730, 540),
             "cdnow": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY), "cdnow-master": (None, CDNOW_DAYS, CDNOW_CUTOFF_DAY)}
 
 

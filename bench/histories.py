@@ -44,7 +44,10 @@ class History:
 
 
 def simulated(profile: str, customers: int, days: int, seed: int) -> History:
-    config = (sparse_config if profile == "sparse" else SimulationConfig)(customers=customers, days=days, seed=seed)
+    """A simulated history; ``voice``: the dense profile with every customer surveyed (NPS) now and then and
+    rare unsubscribes (:attr:`~streams.simulator.SimulationConfig.customer_voice`), not only those leaving."""
+    make = sparse_config if profile == "sparse" else SimulationConfig
+    config = make(customers=customers, days=days, seed=seed, **({"customer_voice": True} if profile == "voice" else {}))
     simulation = simulate(config)
     lifetimes = {segment.name: segment.mean_lifetime_days * DAY_MS for segment in config.segments}
     hidden = {c.customer_id: (c.orders_per_month / (30 * DAY_MS), 1 / lifetimes[c.segment], c.dropout_ms)
@@ -89,7 +92,7 @@ def cdnow(name: str = "cdnow") -> History:
     return History(name, events, CDNOW_START_MS, CDNOW_DAYS)
 
 
-HISTORIES = ("dense", "sparse", "cdnow", "cdnow-master")
+HISTORIES = ("dense", "voice", "sparse", "cdnow", "cdnow-master")
 
 
 def load(name: str, customers: int, days: int, seed: int) -> History:
