@@ -13,7 +13,8 @@ or less, an NPS of 6 or less) against the others: how many of each placed no ord
 cutoff (the history says), the mean served ``churn_p``, and the mean ``churn_p`` the same model gives them with
 their complaint columns set to zero (what the complaint added).
 
-Usage: python bench/complaint_signal.py [--history dense|voice|sparse] [--customers 2000] [--days 540] [--cutoff-day 420]
+Usage: python bench/complaint_signal.py [--history dense|voice|sparse] [--customers 2000] [--days 540]
+                                        [--cutoff-day 420]
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def main() -> None:
               f"{coefficients[i]:>+11.3f} {served['weights'][MODEL_FEATURES.index(name)]:>+14.3f}")
     print(f"\nbatch logistic regression, in-sample ROC AUC of the examples: {auc:.4f} with the complaint columns, "
           f"{auc_without:.4f} without")
-    served_reaction(replay, history, history.start_ms + cutoff_day * DAY_MS, int(replay.settings.hazard.horizon_days * DAY_MS))
+    horizon_ms = int(replay.settings.hazard.horizon_days * DAY_MS)
+    served_reaction(replay, history, history.start_ms + cutoff_day * DAY_MS, horizon_ms)
 
 
 if __name__ == "__main__":
