@@ -32,7 +32,7 @@ import orjson
 from agents.chunked import records_in
 from agents.churn_scoring import MODEL_KEY
 from agents.snapshots import load_checkpoint, register_single_partition_trainer, save_checkpoint
-from online_models.churn_features import FEATURES
+from online_models.churn_features import FEATURES, as_current
 from online_models.churn_model import ChurnTrainer
 from online_models.example_order import ExampleOrder, PartitionFrontier
 from online_models.purchase_history import DAY_MS
@@ -165,17 +165,19 @@ class TrainerProcess:
             self._learned_since_cut = 0
 
     def _learn(self, features: list[float], purchased: bool, weight: int, buyer: str, checkpoint_ms: int) -> None:
+        if len(features) != len(FEATURES):  # held under an earlier feature list (a checkpoint from before)
+            features = as_current(features)
         self.trainer.learn(dict(zip(FEATURES, features)), purchased, weight, buyer, checkpoint_ms)
         self._learned_since_cut += 1
 
     def _hold(self, example: object) -> None:
         try:
             features, weight = example["features"], example.get("weight", 1)
-            if len(features) != len(FEATURES) or not isinstance(example["purchased"], bool) \
-                    or type(weight) is not int or weight < 1:
+            if not isinstance(example["purchased"], bool) or type(weight) is not int or weight < 1:
                 raise ValueError("wrong shape")
             example_id = str(example["example_id"])
-            features = [float(v) for v in features]  # held as a list: a third of a dict's memory
+            # Held as a list (a third of a dict's memory); one made under an earlier feature list is read by name.
+            features = as_current([float(v) for v in features])
             checkpoint_ms = int(example["checkpoint_ms"])
             buyer = example_id.rpartition(":")[0]  # "customer:checkpoint"
         except (ValueError, TypeError, KeyError):

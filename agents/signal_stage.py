@@ -17,13 +17,13 @@ from typing import Mapping
 from agents.alert_stage import AlertStage
 from agents.batch_stage import BatchStage
 from online_models.customer_state import CustomerState
+from online_models.engagement import NPS_DETRACTOR
 from schemas.events import Event, Interaction, Purchase
 
 __all__ = ["SignalStage", "signal_of", "BROWSING"]
 
 #: Interactions that count as browsing.
 BROWSING = ("page_view", "product_view")
-NPS_DETRACTOR = 6  # NPS answers 0-6 are detractors (the standard definition)
 
 
 def signal_of(event: Event, low_csat: int) -> str | None:

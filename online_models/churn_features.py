@@ -36,9 +36,11 @@ import numpy as np
 
 from online_models import bgnbd
 from online_models.customer_state import CustomerState
+from online_models.engagement import COMPLAINT
 from online_models.purchase_history import DAY_MS
 
 __all__ = ["FEATURES", "HINGES", "EXPLAINED", "POPULATION_FEATURES", "MODEL_FEATURES", "MODEL_EXPLAINED",
+           "EARLIER_FEATURES", "as_current", "upgrade_anchor",
            "with_population_columns", "population_columns", "feature_row", "features_at", "engagement_anchor",
            "example_row", "landmark_lag", "silence_paths", "BaseRows", "PRIOR_GAP_DAYS"]
 
@@ -62,6 +64,7 @@ _BASE_FEATURES = (
     "open_tickets",          #                                         } time
     "csat_centered",         # last CSAT - 3 (0 when never answered)   }
     "nps_centered",          # (last NPS - 5) / 5 (0 when never answered)
+    "log_complaints",        # decayed tickets, low CSAT and detractor NPS answers                        }
     "spend_trend",           # spend in the last 90 days vs the customer's lifetime rate (log ratio, in orders)
     "engagement_age_steps",  # how many steps old the engagement columns are
 )
@@ -93,8 +96,43 @@ POPULATION_FEATURES = (
 MODEL_FEATURES = FEATURES + POPULATION_FEATURES
 MODEL_EXPLAINED = EXPLAINED + (("bgnbd_p_alive", tuple(range(len(FEATURES), len(MODEL_FEATURES)))),)
 
-_ENGAGEMENT = slice(9, 15)   # the engagement columns
+_ENGAGEMENT = slice(9, 16)   # the engagement columns
+_ENGAGEMENT_WIDTH = _ENGAGEMENT.stop - _ENGAGEMENT.start
 _AGE = _BASE_FEATURES.index("engagement_age_steps")
+_SPEND_TREND = _BASE_FEATURES.index("spend_trend")
+
+#: Feature lists of earlier versions, oldest first. Rows made with one of them still arrive after an upgrade
+#: (examples in flight, the checkpoints a customer's state remembers, a trainer's checkpoint, served snapshots)
+#: and are read by name (:func:`as_current`); a column they lack is 0, what a customer without it has.
+EARLIER_FEATURES = (tuple(name for name in FEATURES if name != "log_complaints"),)
+_KNOWN_LISTS = {len(names): names for listed in (*EARLIER_FEATURES, FEATURES)
+                for names in (listed, listed + POPULATION_FEATURES)}
+
+
+def as_current(values: Sequence[float], model: bool = False, fill: float = 0.0) -> list[float]:
+    """``values`` of a row of the current or an earlier feature list (told apart by their number), as a row of
+    :data:`FEATURES` (``model``: :data:`MODEL_FEATURES`), ``fill`` where the row has no such column.
+
+    >>> old = [1.0] * len(EARLIER_FEATURES[0])
+    >>> new = as_current(old)
+    >>> len(new) == len(FEATURES), new[FEATURES.index("log_complaints")], new[FEATURES.index("spend_trend")]
+    (True, 0.0, 1.0)
+    >>> as_current([1.0] * 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: a row of 5 features is of no known feature list
+    """
+    names = _KNOWN_LISTS.get(len(values))
+    if names is None:
+        raise ValueError(f"a row of {len(values)} features is of no known feature list")
+    at = dict(zip(names, values))
+    return [at.get(name, fill) for name in (MODEL_FEATURES if model else FEATURES)]
+
+
+def upgrade_anchor(anchor: Sequence[float]) -> list[float]:
+    """An engagement anchor remembered under the earlier feature list, as today's (:func:`as_current`)."""
+    at = dict(zip([name for name in FEATURES[_ENGAGEMENT] if name in EARLIER_FEATURES[-1]], anchor))
+    return [at.get(name, 0.0) for name in FEATURES[_ENGAGEMENT]]
 
 
 _SILENCE, _ORDERS, _TENURE = (FEATURES.index(name) for name in ("log_silence_days", "log_orders", "log_tenure_days"))
@@ -211,7 +249,7 @@ def _full_row(state: CustomerState, base: list[float], anchor: Sequence[float] |
     """One row in plain Python (a checkpoint builds one at a time; numpy's per-call cost was most of it)."""
     row = base + [float(lag_steps)]   # the engagement age closes the base columns
     if anchor is not None:
-        row[_ENGAGEMENT] = anchor
+        row[_ENGAGEMENT] = anchor if len(anchor) == _ENGAGEMENT_WIDTH else upgrade_anchor(anchor)
         fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)
         for column in _DECAYED:
             row[column] = math.log1p(math.expm1(row[column]) * fade)
@@ -284,6 +322,7 @@ class BaseRows:
             math.log1p(decayed("add_to_cart", at_ms)),
             math.log1p(decayed("email_click", at_ms)),
             *self.engagement_columns,
+            math.log1p(decayed(COMPLAINT, at_ms)),
             spend_trend,
         ]
 
@@ -309,7 +348,8 @@ def features_at(state: CustomerState, at_ms: int) -> dict[str, float]:
 
 
 #: The decayed interaction counts among the features, as (column, interaction types summed).
-_DECAYED_COUNTS = ((9, ("product_view", "page_view")), (10, ("add_to_cart",)), (11, ("email_click",)))
+_DECAYED_COUNTS = ((9, ("product_view", "page_view")), (10, ("add_to_cart",)), (11, ("email_click",)),
+                   (FEATURES.index("log_complaints"), (COMPLAINT,)))
 _DECAYED = tuple(column for column, _ in _DECAYED_COUNTS)
 
 
@@ -331,7 +371,7 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     >>> expected = [[feature_row(s, t + 7 * k * DAY_MS, engagement_anchor(s, t), k) for k in range(3)]
     ...             for s, times in asked for t in times]    # engagement as of t, k steps old
     >>> paths.shape, np.allclose(paths, expected, rtol=0, atol=1e-4)
-    ((3, 3, 27), True)
+    ((3, 3, 28), True)
     """
     asked = [(state, times) for state, times in customers if len(times)]
     if not asked:
@@ -366,7 +406,7 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
     paths[..., 1] = np.minimum(silence_days / mean_gap, 10.0)
     paths[..., 5] = np.log((recent_orders + 0.5) / (expected_recent + 0.5))
     paths[..., 8] = np.log1p(tenure_days)
-    paths[..., 15] = _spend_trend(recent_spend, gross, orders, expected_recent)
+    paths[..., _SPEND_TREND] = _spend_trend(recent_spend, gross, orders, expected_recent)
     half_life = per_row([state.engagement.half_life_ms for state, _ in asked])[:, None]
     fade = 2.0 ** (-(step_ms * np.arange(steps)) / half_life)   # engagement as of t, k steps old
     as_of = times[:, :1]

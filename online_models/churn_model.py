@@ -30,14 +30,14 @@ from river.tree.base import Branch
 from river.tree.nodes.branch import NumericBinaryBranch
 
 from online_models import bgnbd
-from online_models.churn_features import (EXPLAINED, FEATURES, MODEL_EXPLAINED, MODEL_FEATURES, population_columns,
-                                          with_population_columns)
+from online_models.churn_features import (EXPLAINED, FEATURES, MODEL_EXPLAINED, MODEL_FEATURES, POPULATION_FEATURES,
+                                          as_current, population_columns, with_population_columns)
 from online_models.clv import ClvPrior, rate_and_alive
 from online_models.hazard import HazardConfig, no_order_probability
 from online_models.prequential import PrequentialMetrics
 
 __all__ = ["HazardLearner", "make_learners", "PlattCalibrator", "ChurnTrainer", "HazardScorer", "LinearHazardScorer",
-           "TreeHazardScorer", "PopulationColumnsScorer", "scorer_from_snapshot", "prior_churn_probability",
+           "TreeHazardScorer", "NamedColumnsScorer", "scorer_from_snapshot", "prior_churn_probability",
            "churn_probabilities", "top_contributions"]
 
 
@@ -153,6 +153,11 @@ class Rehearsal:
         self.__dict__.update(state)
         self.__dict__.setdefault("weights", np.ones(self.size, dtype=np.float32))
 
+    def upgrade_rows(self) -> None:
+        """Rows remembered under an earlier feature list, as today's (:func:`as_current`)."""
+        if self.filled and self.rows.shape[1] != len(FEATURES):
+            self.rows = np.array([as_current(row) for row in self.rows.tolist()], dtype=np.float32)
+
     def remember(self, row: list[float], label: bool, weight: float = 1.0) -> None:
         if self.filled == 0:
             self.rows = np.zeros((self.size, len(row)), dtype=np.float32)
@@ -206,8 +211,9 @@ class ChurnTrainer:
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints from earlier versions resume: fresh calibrators where there were none, a fresh
-        learner (and metrics) where the learner's kind changed, feature means padded with zeros (river
-        learners take new features as they come)."""
+        learner (and metrics) where the learner's kind changed; what is kept per feature (sums, range, the
+        averaged model, the remembered rows) moved to today's feature list by name, a new feature's sum and
+        weight 0, its range unbounded (river learners take new features as they come)."""
         self.__dict__.update(state)
         self.__dict__.setdefault("calibrators", {name: PlattCalibrator() for name in self.learners})
         self.__dict__.setdefault("rehearsal", Rehearsal(REHEARSAL_SIZE, 42))
@@ -219,13 +225,18 @@ class ChurnTrainer:
             if type(self.learners.get(name)) is not type(learner):
                 self.learners[name], self.calibrators[name] = learner, PlattCalibrator()
                 self.metrics[name] = PrequentialMetrics(self.metrics[name].window)
-        missing = len(MODEL_FEATURES) - len(self.feature_sums)
-        if missing > 0:
-            self.feature_sums = np.concatenate([self.feature_sums, np.zeros(missing)])
+        if len(self.feature_sums) != len(MODEL_FEATURES):
+            self.feature_sums = np.array(as_current(self.feature_sums, model=True))
         # Learnt before the range was kept: an unbounded range, so its snapshots score unclipped (:meth:`snapshot`
         # exports a range only when it is finite).
         self.__dict__.setdefault("feature_range", np.array([[-np.inf] * len(MODEL_FEATURES),
                                                             [np.inf] * len(MODEL_FEATURES)]))
+        if self.feature_range.shape[1] != len(MODEL_FEATURES):
+            low, high = self.feature_range
+            self.feature_range = np.array([as_current(low, True, -np.inf), as_current(high, True, np.inf)])
+        if self.averaged is not None and len(self.averaged) != len(MODEL_FEATURES) + 1:
+            self.averaged = np.array(as_current(self.averaged[:-1], model=True) + [self.averaged[-1]])
+        self.rehearsal.upgrade_rows()
 
     def predict(self, name: str, x: dict[str, float]) -> float:
         """Learner ``name``'s calibrated probability of an order within the step (``x``: :data:`FEATURES`)."""
@@ -506,30 +517,58 @@ class TreeHazardScorer:
 
 
 @dataclass
-class PopulationColumnsScorer:
-    """A model learned on :data:`MODEL_FEATURES`, scoring rows of :data:`FEATURES`: the population columns are
-    computed here, under the BG/NBD fit the snapshot was learned with (silence paths carry plain rows)."""
+class NamedColumnsScorer:
+    """A model learned on other columns than the rows of :data:`FEATURES` it scores: :data:`MODEL_FEATURES`
+    (the population columns are computed here, under the BG/NBD fit the snapshot was learned with; silence paths
+    carry plain rows), or an earlier feature list (its columns are picked by name: a snapshot served before an
+    upgrade keeps scoring until the next version). Contributions come back on all the columns, 0 where the
+    model has none.
+
+    >>> weights = {"log_silence_days": 1.0, "log_orders": -0.5}
+    >>> snapshot = {"version": 3, "features": list(weights), "model": {"kind": "linear", "means": [0.0, 0.0],
+    ...             "stds": [1.0, 1.0], "weights": list(weights.values()), "intercept": 0.0}}
+    >>> row = np.zeros((1, len(FEATURES)))
+    >>> row[0, FEATURES.index("log_silence_days")], row[0, FEATURES.index("log_complaints")] = 2.0, 5.0
+    >>> scorer = scorer_from_snapshot(snapshot)
+    >>> round(float(scorer.hazards(row)[0]), 4) == round(1 / (1 + math.exp(-2.0)), 4)
+    True
+    >>> scorer.contributions(row).shape == (1, len(FEATURES))
+    True
+    """
 
     inner: HazardScorer
+    columns: np.ndarray | None      # positions of the model's columns in the completed rows (None: all, in order)
     population: bgnbd.BgNbdParams | None
     step_days: float
+    completed: bool                 # the rows are completed with the population columns
 
     @property
     def version(self) -> int:
         return self.inner.version
 
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        if self.completed:
+            rows = with_population_columns(rows, self.population, self.step_days)
+        return rows if self.columns is None else rows[..., self.columns]
+
     def hazards(self, rows: np.ndarray) -> np.ndarray:
-        return self.inner.hazards(with_population_columns(rows, self.population, self.step_days))
+        return self.inner.hazards(self._rows(rows))
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
-        return self.inner.contributions(with_population_columns(rows, self.population, self.step_days))
+        inner = self.inner.contributions(self._rows(rows))
+        if self.columns is None:
+            return inner
+        spread = np.zeros(inner.shape[:-1] + (len(MODEL_FEATURES if self.completed else FEATURES),))
+        spread[..., self.columns] = inner
+        return spread
 
 
 def scorer_from_snapshot(snapshot: dict) -> HazardScorer:
     """A scorer for a snapshot (plain data: nothing is unpickled). Snapshots from before the population columns
-    (``features`` = :data:`FEATURES`) are still served as they are."""
+    (``features`` = :data:`FEATURES`) are still served as they are, those of an earlier feature list by name
+    (:class:`NamedColumnsScorer`)."""
     features = tuple(snapshot["features"])
-    if features not in (FEATURES, MODEL_FEATURES):
+    if not set(features) <= set(MODEL_FEATURES) or len(set(features)) != len(features):
         raise ValueError("snapshot built for other features")
     model = snapshot["model"]
     if model["kind"] == "linear":
@@ -547,9 +586,12 @@ def scorer_from_snapshot(snapshot: dict) -> HazardScorer:
         raise ValueError("snapshot's model does not match its features")
     if features == FEATURES:
         return inner
+    completed = any(name in POPULATION_FEATURES for name in features)
+    columns = None if features == MODEL_FEATURES else np.array(
+        [(MODEL_FEATURES if completed else FEATURES).index(name) for name in features])
     population = snapshot.get("population")
-    return PopulationColumnsScorer(inner, None if population is None else bgnbd.BgNbdParams.from_dict(population),
-                                   float(snapshot.get("step_days", 7.0)))
+    return NamedColumnsScorer(inner, columns, None if population is None else bgnbd.BgNbdParams.from_dict(population),
+                              float(snapshot.get("step_days", 7.0)), completed)
 
 
 def churn_probabilities(scorer: HazardScorer, paths: np.ndarray, config: HazardConfig) -> np.ndarray:

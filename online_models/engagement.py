@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from online_models.decay import DecayedCount
 
-__all__ = ["COUNTED_INTERACTIONS", "EngagementProfile"]
+__all__ = ["COUNTED_INTERACTIONS", "COMPLAINT", "COMPLAINT_CSAT", "NPS_DETRACTOR", "is_complaint", "EngagementProfile"]
 
 #: Interaction types kept as decayed counts.
 COUNTED_INTERACTIONS = (
@@ -19,10 +19,32 @@ COUNTED_INTERACTIONS = (
     "email_unsubscribe", "support_ticket", "ticket_resolved", "login",
 )
 
+#: The decayed count of what customers say against the shop (:func:`is_complaint`).
+COMPLAINT = "complaint"
+COMPLAINT_CSAT = 2   # CSAT answers 1-2 are complaints
+NPS_DETRACTOR = 6    # NPS answers 0-6 are detractors (the standard definition)
+
+
+def is_complaint(interaction_type: str, survey: str | None = None, score: int | None = None) -> bool:
+    """A support ticket, a CSAT of :data:`COMPLAINT_CSAT` or less, a detractor NPS.
+
+    Why one decayed count of them rather than the last answer kept for ever: the churn model learned a
+    months-old low CSAT and yesterday's alike, and closed tickets took their signal with them (docs/churn.md).
+
+    >>> is_complaint("support_ticket"), is_complaint("survey", "csat", 2), is_complaint("survey", "nps", 7)
+    (True, True, False)
+    """
+    if interaction_type == "support_ticket":
+        return True
+    if interaction_type != "survey" or score is None:
+        return False
+    return (survey == "csat" and score <= COMPLAINT_CSAT) or (survey == "nps" and score <= NPS_DETRACTOR)
+
 
 @dataclass
 class EngagementProfile:
-    """Decayed counts per interaction type, ticket balance and latest CSAT / NPS.
+    """Decayed counts per interaction type and of complaints (:data:`COMPLAINT`), ticket balance and
+    latest CSAT / NPS.
 
     >>> profile = EngagementProfile(half_life_ms=1000)
     >>> profile.add("support_ticket", 0)
@@ -30,6 +52,8 @@ class EngagementProfile:
     >>> profile.add("survey", 100, survey="csat", score=5)     # older answer, arrives late
     >>> profile.open_tickets, profile.last_csat, round(profile.decayed("support_ticket", 1000), 3)
     (1, 2, 0.5)
+    >>> round(profile.decayed(COMPLAINT, 1000), 3)               # the ticket and the CSAT of 2
+    1.207
     """
 
     half_life_ms: float
@@ -44,10 +68,9 @@ class EngagementProfile:
 
     def add(self, interaction_type: str, ts_ms: int, survey: str | None = None, score: int | None = None) -> None:
         if interaction_type in COUNTED_INTERACTIONS:
-            counter = self.counts.get(interaction_type)
-            if counter is None:
-                counter = self.counts[interaction_type] = DecayedCount(self.half_life_ms)
-            counter.add(ts_ms)
+            self._count(interaction_type, ts_ms)
+        if is_complaint(interaction_type, survey, score):
+            self._count(COMPLAINT, ts_ms)
         if interaction_type == "support_ticket":
             self.tickets_opened += 1
             self.last_ticket_ms = ts_ms if self.last_ticket_ms is None else max(self.last_ticket_ms, ts_ms)
@@ -59,6 +82,12 @@ class EngagementProfile:
         elif interaction_type == "survey" and survey == "nps":
             if self.last_nps_ms is None or ts_ms >= self.last_nps_ms:
                 self.last_nps, self.last_nps_ms = score, ts_ms
+
+    def _count(self, name: str, ts_ms: int) -> None:
+        counter = self.counts.get(name)
+        if counter is None:
+            counter = self.counts[name] = DecayedCount(self.half_life_ms)
+        counter.add(ts_ms)
 
     @property
     def open_tickets(self) -> int:
