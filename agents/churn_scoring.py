@@ -406,6 +406,10 @@ class ChurnStage(BatchStage):
                         # A tick the last plan found quiet, re-scored under a new version (scores by event time):
                         # the model moved, not the customer; and the tick is behind what the detector judged.
                         change |= {"model_change": True, "previous_model_version": old_plan[1]}
+                    elif previous and previous["version"] == version and last_seen > previous["as_of_ms"]:
+                        # The customer did something since the last tick: the risk silence alone gave (the last
+                        # tick's, on the same path under the same model) beside it, for the relative-risk series.
+                        change |= {"cause": "event", "path_churn_p": previous["churn_p"]}
                     reported = {"churn_p": churn_p, "band": band}
                 rows.append((tick, raw_p, churn_p, band, change))
                 previous = {"churn_p": churn_p, "version": version, "as_of_ms": tick}

@@ -9,6 +9,9 @@ segment (a score change sent again after a crash counts once).
 partition batch tells a customer's first of the bucket from their state): support tickets, low CSAT, NPS
 detractors and e-mail unsubscribes, watched for a rise; customers ordering and browsing, watched for a drop
 against the series' own baseline; and the conversion of customers filling carts into orders, watched for a drop.
+*Relative risk* (``risk_rise``): customers whose risk rose at something they did (a score change with ``cause``
+``event``) by at least ``relative_rise`` above the risk their silence path gave the tick before, watched for a
+rise: a segment whose risk climbs faster than silence explains, before anyone crosses a band.
 Why: the risk series sees a shock only once silence has lasted (weeks for a customer who ordered weekly); what
 customers say, and a segment's orders, move within days. A signal record carries its source offset; a record at
 or behind the newest offset counted for its input partition was sent again (a batch re-processed after a crash
@@ -35,7 +38,7 @@ from online_models.purchase_history import DAY_MS
 from online_models.spike_detection import ConversionDropDetector, RateShiftDetector
 
 __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS",
-           "SIGNALS", "CARTS", "CONVERSION"]
+           "SIGNALS", "CARTS", "CONVERSION", "RISK_RISE", "risk_rise_of"]
 
 HOUR_MS = 3_600_000
 _RECENT_ROWS = 2000
@@ -51,6 +54,10 @@ CARTS = "carts"
 SIGNALS = RISING_SIGNALS + FALLING_SIGNALS + (CARTS,)
 #: The share of customers filling a cart who also ordered (orders / carts per bucket and scope), watched for a drop.
 CONVERSION = "conversion"
+#: Customers whose risk rose above their silence path at an event (from score changes, not signal records).
+RISK_RISE = "risk_rise"
+#: Per-bucket sets of customers already counted (dedup), not series.
+_COUNTED = ("customers", "risers")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class SpikeSettings:
     conversion_drop: float = 0.7       # the conversion's shift (x baseline share)
     trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
+    relative_rise: float = 0.1         # a rise above the silence path that counts in risk_rise (0: no such series)
 
     def detector(self, measure: str = "risk") -> RateShiftDetector | ConversionDropDetector:
         if measure == CONVERSION:
@@ -90,7 +98,7 @@ class SpikeSettings:
         if measure == CONVERSION:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.conversion_drop,
                     "threshold": self.signal_threshold, "min_trials": self.signal_min_drop_rate}
-        if measure in RISING_SIGNALS:
+        if measure in RISING_SIGNALS or measure == RISK_RISE:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_rise,
                     "threshold": self.signal_threshold, "min_rate": self.signal_min_rate, "beta": self.trend}
         if measure in FALLING_SIGNALS:
@@ -131,6 +139,20 @@ def _risk_raising(top_features: list | None) -> list[str]:
     return [str(top["feature"]) for top in top_features or () if (top.get("contribution") or 0) > 0]
 
 
+def risk_rise_of(change: dict) -> float | None:
+    """How far a score change's risk rose above what the customer's silence path gave the tick before, when the
+    customer did something since (``cause`` ``event``); None for changes silence or the model made.
+
+    >>> risk_rise_of({"cause": "event", "churn_p": 0.55, "path_churn_p": 0.3})
+    0.25
+    >>> risk_rise_of({"churn_p": 0.55, "previous_churn_p": 0.3}) is None
+    True
+    """
+    if change.get("cause") != "event" or not isinstance(change.get("path_churn_p"), (int, float)):
+        return None
+    return round(float(change["churn_p"]) - float(change["path_churn_p"]), 6)
+
+
 def _scopes_of(change: dict, rfm: bool = False) -> list[str]:
     """The scopes a record counts in: the whole base, its behaviour segment, its RFM segment (if watched)."""
     segment, rfm_segment = change.get("segment_id"), change.get("rfm_segment")
@@ -154,7 +176,7 @@ def measure_of(series: str) -> tuple[str, str]:
     (('risk', 'all'), ('risk', 'segment:2'), ('orders', 'segment:2'), ('ticket', 'rfm:At_Risk'))
     """
     head, _, rest = series.partition(":")
-    return (head, rest) if head in SIGNALS or head == CONVERSION else ("risk", series)
+    return (head, rest) if head in SIGNALS or head in (CONVERSION, RISK_RISE) else ("risk", series)
 
 
 def _segment_of_scope(scope: str) -> int | None:
@@ -213,25 +235,40 @@ class SpikeMonitor:
             self.forget(str(change["customer_id"]))
             return
         ts = int(change["as_of_ms"])
-        for series in _scopes_of(change):  # known from any change: a quiet segment's baseline is zeros
-            self.known[series] = min(self.known.get(series, ts), ts)
-        if not is_entry(change, self.settings.entry_band):
+        relative = self.settings.relative_rise > 0
+        for scope in _scopes_of(change):  # known from any change: a quiet segment's baseline is zeros
+            for series in (scope, f"{RISK_RISE}:{scope}") if relative else (scope,):
+                self.known[series] = min(self.known.get(series, ts), ts)
+        rise = risk_rise_of(change) if relative else None
+        entry = is_entry(change, self.settings.entry_band)
+        if not entry and (rise is None or rise < self.settings.relative_rise):
             return
         bucket = ts - ts % self.settings.bucket_ms
         if self.next_bucket is not None and bucket < self.next_bucket:
             self.late += 1
             return
         by_series = self.counts.setdefault(bucket, {})
-        entered = by_series.setdefault("customers", {})
-        if change["customer_id"] in entered:
-            return  # sent again (a batch re-processed after a crash), or in again within the bucket
-        entered[change["customer_id"]] = 1
-        for series in _scopes_of(change):
-            cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
-            cell["n"] += 1
-            for name in _risk_raising(change.get("top_features")):
-                cell["features"][name] = cell["features"].get(name, 0) + 1
-            self._attribute(cell, change)
+        customer = change["customer_id"]
+        if entry and customer not in by_series.setdefault("customers", {}):
+            by_series["customers"][customer] = 1  # else sent again (a batch re-processed), or in again this bucket
+            for series in _scopes_of(change):
+                cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
+                cell["n"] += 1
+                for name in _risk_raising(change.get("top_features")):
+                    cell["features"][name] = cell["features"].get(name, 0) + 1
+                self._attribute(cell, change)
+        if rise is not None and rise >= self.settings.relative_rise \
+                and customer not in by_series.setdefault("risers", {}):
+            by_series["risers"][customer] = 1
+            for scope in _scopes_of(change):
+                cell = by_series.setdefault(f"{RISK_RISE}:{scope}",
+                                            {"n": 0, "features": {}, "rfm": {}, "segments": {}, "customers": []})
+                cell["n"] += 1
+                for name in _risk_raising(change.get("top_features")):
+                    cell["features"][name] = cell["features"].get(name, 0) + 1
+                self._attribute(cell, change)
+                cell["customers"] = _most_valuable(cell["customers"] + [[customer, change.get("value_minor")]],
+                                                   _TOP_CUSTOMERS)
 
     def _signal(self, record: dict) -> None:
         """One customer's leading indicator in a bucket (the batch sends one per customer, kind and bucket)."""
@@ -275,7 +312,8 @@ class SpikeMonitor:
         for active in self.active.values():
             active.pop(customer, None)
         for cells in self.counts.values():
-            cells.get("customers", {}).pop(customer, None)
+            for counted in _COUNTED:
+                cells.get(counted, {}).pop(customer, None)
             for cell in cells.values():
                 if isinstance(cell.get("customers"), list):
                     cell["customers"] = [pair for pair in cell["customers"] if pair[0] != customer]
@@ -318,7 +356,8 @@ class SpikeMonitor:
         alerts: list[dict] = []
         while self.next_bucket + size <= frontier:
             cells = self.counts.pop(self.next_bucket, {})
-            cells.pop("customers", None)
+            for counted in _COUNTED:
+                cells.pop(counted, None)
             alerts += self._judge(self.next_bucket, cells)
             self.next_bucket += size
         return alerts
@@ -369,24 +408,19 @@ class SpikeMonitor:
             "statistic": round(verdict.statistic, 6), "z": round(verdict.z, 6),
             "threshold": self.detectors[series].threshold, "top_rfm_segments": _top(cell.get("rfm", {}), top),
         }
-        if measure == "risk":
+        if measure in ("risk", RISK_RISE):
             evidence["top_features"] = _top(cell.get("features", {}), top)
-        else:
+        if measure != "risk":
             run_start = self.run_start.get(series, start)
             evidence["since_ms"] = run_start
             quiet = f"orders:{scope}" if measure == CONVERSION else series
             evidence["top_customers"] = (self._gone_quiet(quiet, run_start) if falling
                                          else [{"customer_id": c, "value_minor": v} for c, v in cell["customers"]])
-        if not scope.startswith("segment:"):  # which segments drive it: the largest move against their baseline
-            prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
-            moves = {name[len(prefix):]: round(v.observed - v.expected, 6) for name, v in verdicts.items()
-                     if name.startswith(prefix) and (v.observed > 0 or falling)}
-            evidence["top_segments"] = [
-                {"segment_id": int(segment), "observed": verdicts[prefix + segment].observed,
-                 "expected": round(verdicts[prefix + segment].expected, 6), "excess": value}
-                for segment, value in sorted(moves.items(), key=lambda kv: (kv[1] if falling else -kv[1], kv[0]))[:top]]
+        if not scope.startswith("segment:"):
+            evidence["top_segments"] = self._driving_segments(measure, verdicts, falling)
         strong = verdict.statistic >= 2 * self.detectors[series].threshold
-        rule = "risk_spike" if measure == "risk" else "signal_drop" if falling else "signal_rise"
+        rule = ("risk_spike" if measure == "risk" else "relative_risk" if measure == RISK_RISE
+                else "signal_drop" if falling else "signal_rise")
         return {
             "id": f"spike:{series}:{start}", "kind": "aggregate", "rule": rule,
             "key": f"{rule}:{series}", "severity": "critical" if strong else "warning",
@@ -394,6 +428,27 @@ class SpikeMonitor:
             "segment_id": _segment_of_scope(scope), "rfm_segment": scope[4:] if scope.startswith("rfm:") else None,
             "bucket_start_ms": start, "bucket_end_ms": end, "evidence": evidence,
         }
+
+    def _driving_segments(self, measure: str, verdicts: dict, falling: bool) -> list[dict]:
+        """Which segments drive a whole-base alert: those whose own series has gathered the most evidence (their
+        CUSUM statistic), then the largest move against their baseline in the bucket. Why the statistic first: a
+        drop builds over days, and one day's largest shortfall named a segment that only had a quiet day (every
+        false alarm of the silent and price shocks on seeds 11-20 was such a whole-base alert; docs/alerts.md).
+
+        >>> monitor = SpikeMonitor()
+        >>> Verdict = lambda observed, expected, statistic: type("V", (), dict(observed=observed, expected=expected,
+        ...                                                                  statistic=statistic))
+        >>> verdicts = {"orders:segment:1": Verdict(8, 10.0, 0.5), "orders:segment:2": Verdict(9, 10.0, 7.5)}
+        >>> [s["segment_id"] for s in monitor._driving_segments("orders", verdicts, falling=True)]
+        [2, 1]
+        """
+        prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
+        moves = {name[len(prefix):]: (round(v.statistic, 6), round(v.observed - v.expected, 6))
+                 for name, v in verdicts.items() if name.startswith(prefix) and (v.observed > 0 or falling)}
+        ranked = sorted(moves.items(), key=lambda kv: (-kv[1][0], kv[1][1] if falling else -kv[1][1], kv[0]))
+        return [{"segment_id": int(segment), "observed": verdicts[prefix + segment].observed,
+                 "expected": round(verdicts[prefix + segment].expected, 6), "excess": excess, "statistic": statistic}
+                for segment, (statistic, excess) in ranked[:self.settings.top]]
 
     def _gone_quiet(self, series: str, since_ms: int) -> list[dict]:
         """The most valuable customers the series counted before ``since_ms`` and not since."""

@@ -244,6 +244,10 @@ class Settings:
         "CRM_ALERT_CONVERSION_DROP", 0.7, float,
         "The multiple (below 1) of the baseline share of cart-filling customers who order that the conversion CUSUM "
         "looks for (customers who keep coming but stop buying: a price rise).")
+    alert_relative_rise: float = _env_field(
+        "CRM_ALERT_RELATIVE_RISE", 0.1, float,
+        "Relative risk: a customer whose churn_p rose at least this far above their silence path at something they "
+        "did counts in the segment's `risk_rise` series (0: no such series).")
     alert_signal_threshold: float = _env_field(
         "CRM_ALERT_SIGNAL_THRESHOLD", 10.0, float, "CUSUM threshold of a leading-indicator alert.")
     alert_signal_min_rate: float = _env_field(
@@ -481,8 +485,8 @@ class Settings:
             min_rate=self.alert_min_rate, entry_band=self.alert_entry_band, signals=self.alert_signals,
             signal_rise=self.alert_signal_rise, signal_drop=self.alert_signal_drop,
             signal_threshold=self.alert_signal_threshold, signal_min_rate=self.alert_signal_min_rate,
-            signal_min_drop_rate=self.alert_signal_min_drop_rate, conversion_drop=self.alert_conversion_drop, trend=self.alert_baseline_trend,
-            rfm_series=self.alert_rfm_series)
+            signal_min_drop_rate=self.alert_signal_min_drop_rate, conversion_drop=self.alert_conversion_drop,
+            trend=self.alert_baseline_trend, rfm_series=self.alert_rfm_series, relative_rise=self.alert_relative_rise)
         for measure in ("risk", "ticket", "orders", "conversion"):
             settings.detector(measure)  # validates the detectors' parameters
         return settings
@@ -564,7 +568,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("alert_low_csat", lambda v: 1 <= v <= 5, "must be a CSAT score, 1 to 5"),
     ("alert_signal_rise", lambda v: v > 1, "must be > 1 (a rise)"),
     ("alert_signal_drop alert_conversion_drop", lambda v: 0 < v < 1, "must be between 0 and 1 (a drop)"),
-    ("alert_baseline_trend", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("alert_baseline_trend alert_relative_rise", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("rfm_weights", lambda v: len(v) == 3 and min(v) >= 0 and abs(sum(v) - 1) <= 1e-6,
      "must be three non-negative numbers summing to 1"),
     ("api_port worker_web_port", lambda v: v in _PORT, "must be a TCP port, 0 to 65535"),

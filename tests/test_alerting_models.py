@@ -169,7 +169,8 @@ def run_monitor(records, settings: SpikeSettings) -> tuple[list[dict], SpikeMoni
 
 def test_bucket_counts_are_distinct_customers_entering_high_per_series_as_pandas_counts_them():
     rows, streams = partition_streams(seed=3)
-    settings = SpikeSettings(**HOURLY, warmup=5)
+    # Entries alone: the monitor's recent rows (a bounded window) then hold every bucket of the stream.
+    settings = SpikeSettings(**HOURLY, warmup=5, relative_rise=0)
     _, monitor = run_monitor(interleave(streams, np.random.default_rng(0)), settings)
     assert monitor.late == 0
     entries = rows[(rows.band == "high") & (rows.previous_band != "high")].copy()
@@ -192,7 +193,7 @@ def test_any_interleaving_of_the_partitions_raises_the_same_alerts(seed):
 
 
 def test_nothing_is_judged_until_every_partition_has_reported_progress():
-    monitor = SpikeMonitor(SpikeSettings(bucket_ms=10, delay_ms=0, partitions=2, warmup=1))
+    monitor = SpikeMonitor(SpikeSettings(bucket_ms=10, delay_ms=0, partitions=2, warmup=1, relative_rise=0))
     monitor.observe({"customer_id": "a", "as_of_ms": 3, "band": "high", "previous_band": "low", "segment_id": 1})
     monitor.observe({"type": "progress", "partition": 0, "watermark_ms": 500})
     assert monitor.close_due() == [] and monitor.recent == []
@@ -287,3 +288,49 @@ def test_rfm_series_are_judged_only_when_asked_for_and_their_ids_can_be_acknowle
     assert not any(":rfm:" in series for series in off)
     assert on - off == {"orders:rfm:Can_t_Lose_Them", "browsing:rfm:Can_t_Lose_Them", "ticket:rfm:Can_t_Lose_Them",
                         "conversion:rfm:Can_t_Lose_Them"}
+
+
+def _risk_changes(seed: int, days: int = 70, shock_day: int = 50) -> list[dict]:
+    """Score changes of two segments: a few customers a day whose risk rose at an event (cause ``event``), plus
+    changes that silence and a new model made; from ``shock_day`` segment 2's customers rise at events four
+    times as often."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for day in range(days):
+        for segment in (1, 2):
+            rate = 4.0 if segment == 2 and day >= shock_day else 1.0
+            for i in range(rng.poisson(rate)):
+                customer = f"s{segment}d{day}c{i}"
+                ts = day * DAY_MS + int(rng.integers(1, DAY_MS))
+                base = {"customer_id": customer, "as_of_ms": ts, "segment_id": segment, "band": "low",
+                        "previous_band": "low", "value_minor": int(rng.integers(100, 10_000)),
+                        "top_features": [{"feature": "log_complaints", "contribution": 0.8}]}
+                records.append({**base, "churn_p": 0.45, "cause": "event", "path_churn_p": 0.2})
+                # made by silence or the model, however far they moved: never counted
+                records.append({**base, "customer_id": customer + "x", "churn_p": 0.6, "previous_churn_p": 0.2})
+                records.append({**base, "customer_id": customer + "m", "churn_p": 0.6, "model_change": True})
+        records.append({"type": "progress", "partition": 0, "watermark_ms": (day + 1) * DAY_MS})
+    return records
+
+
+def test_relative_risk_counts_rises_at_events_only_and_alerts_on_the_segment_rising_faster():
+    records = _risk_changes(seed=3)
+    settings = SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=1)
+    alerts, monitor = run_monitor(records, settings)
+    frame = pd.DataFrame([r for r in records if r.get("cause") == "event"])
+    frame["day"] = frame.as_of_ms // DAY_MS
+    judged = {(start, series): observed for start, series, observed, _ in monitor.recent}
+    for (day, segment), n in frame.groupby(["day", "segment_id"]).size().items():
+        assert judged[(day * DAY_MS, f"risk_rise:segment:{segment}")] == n
+    rises = [a for a in alerts if a["rule"] == "relative_risk"]
+    assert rises and all(a["bucket_start_ms"] >= 50 * DAY_MS for a in rises)   # nothing before the shift
+    first = rises[0]
+    assert first["series"] in ("risk_rise:segment:2", "risk_rise:all") and first["bucket_end_ms"] <= 54 * DAY_MS
+    assert first["scope"] == "segment:2" or first["evidence"]["top_segments"][0]["segment_id"] == 2
+    assert first["evidence"]["top_features"][0][0] == "log_complaints"
+    named = {c["customer_id"] for c in first["evidence"]["top_customers"]}
+    assert named and all(c.startswith("s2") or first["scope"] == "all" for c in named)
+    resent = records[:300] + records[150:]   # a batch re-processed: the same changes again
+    assert run_monitor(resent, settings)[1].recent == monitor.recent
+    off = run_monitor(records, SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=1, relative_rise=0))[1]
+    assert not any(series.startswith("risk_rise") for _, series, _, _ in off.recent)

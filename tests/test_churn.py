@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from online_models import churn_tracking
-from online_models.churn_features import FEATURES, MODEL_FEATURES
+from online_models.churn_features import FEATURES, MODEL_FEATURES, engagement_anchor, feature_row
 from online_models.churn_model import ChurnTrainer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.purchase_history import DAY_MS
@@ -57,14 +58,71 @@ def test_served_churn_p_is_calibrated_by_decile_against_90_day_outcomes(full_his
     assert full_history["auc_streaming"] >= full_history["auc_batch"] - 0.01
 
 
-def trained_snapshot(served: str | None = None) -> dict:
+def trained_trainer(examples: int = 3000) -> ChurnTrainer:
     rng = np.random.default_rng(3)
     trainer = ChurnTrainer(window=500)
-    for _ in range(3000):
+    for _ in range(examples):
         silence = rng.uniform(0, 6)
         x = dict(zip(FEATURES, rng.normal(size=len(FEATURES)))) | {"log_silence_days": silence}
         trainer.learn(x, bool(rng.random() < 1 / (1 + np.exp(silence - 3))))
-    return trainer.snapshot(1, 0, served=served)
+    return trainer
+
+
+def trained_snapshot(served: str | None = None) -> dict:
+    return trained_trainer().snapshot(1, 0, served=served)
+
+
+def without_column(values, names, name: str) -> list:
+    return [v for v, n in zip(values, names) if n != name]
+
+
+def test_a_trainer_checkpoint_of_the_earlier_feature_list_resumes_with_its_columns_by_name():
+    trainer = trained_trainer(1500)
+    earlier = pickle.loads(pickle.dumps(trainer))
+    drop = MODEL_FEATURES.index("log_complaints")
+    earlier.feature_sums = np.delete(earlier.feature_sums, drop)
+    earlier.feature_range = np.delete(earlier.feature_range, drop, axis=1)
+    earlier.averaged = np.delete(earlier.averaged, drop)
+    earlier.rehearsal.rows = np.delete(earlier.rehearsal.rows, FEATURES.index("log_complaints"), axis=1)
+    restored = pickle.loads(pickle.dumps(earlier))   # what a checkpoint of the earlier release restores to
+    kept = [i for i in range(len(MODEL_FEATURES)) if i != drop]
+    assert restored.feature_sums[kept].tolist() == trainer.feature_sums[kept].tolist()
+    assert restored.feature_sums[drop] == 0.0
+    assert restored.feature_range[:, drop].tolist() == [-np.inf, np.inf]   # unknown: served unclipped
+    assert restored.averaged[kept + [len(MODEL_FEATURES)]].tolist() == trainer.averaged[kept + [-1]].tolist()
+    rows = restored.rehearsal.rows
+    assert rows.shape[1] == len(FEATURES) and not rows[:, FEATURES.index("log_complaints")].any()
+    restored.learn(dict.fromkeys(FEATURES, 0.5), True)   # keeps learning on today's rows
+    assert scorer_from_snapshot(restored.snapshot(2, 0)).hazards(np.zeros((2, len(FEATURES)))).shape == (2,)
+
+
+def test_a_snapshot_of_the_earlier_feature_list_keeps_scoring_by_name():
+    """An earlier snapshot lacks log_complaints: it scores today's rows as the full model does where that column
+    adds nothing (at its mean), and its explanations name no complaint."""
+    snapshot = trained_snapshot()
+    names, model = snapshot["features"], snapshot["model"]
+    earlier = dict(snapshot, features=without_column(names, names, "log_complaints"),
+                   model=dict(model, **{key: without_column(model[key], names, "log_complaints")
+                                        for key in ("means", "stds", "weights", "lows", "highs")}))
+    rows = np.random.default_rng(5).normal(size=(50, len(FEATURES)))
+    rows[:, FEATURES.index("log_complaints")] = model["means"][names.index("log_complaints")]
+    full, old = scorer_from_snapshot(snapshot), scorer_from_snapshot(earlier)
+    assert np.allclose(old.hazards(rows), full.hazards(rows), rtol=0, atol=1e-12)
+    rows[:, FEATURES.index("log_complaints")] = 9.0
+    contributions = old.contributions(rows)
+    assert contributions.shape == (50, len(MODEL_FEATURES))
+    assert not contributions[:, MODEL_FEATURES.index("log_complaints")].any()
+
+
+def test_an_engagement_anchor_of_the_earlier_feature_list_reads_as_no_complaint():
+    state = CustomerState.new(30 * DAY_MS)
+    state.apply_order(0, 4000, 1)
+    state.apply_interaction("support_ticket", 2 * DAY_MS)
+    anchor = engagement_anchor(state, 3 * DAY_MS)
+    earlier = without_column(anchor, FEATURES[9:16], "log_complaints")
+    assert anchor[FEATURES[9:16].index("log_complaints")] > 0
+    assert feature_row(state, 17 * DAY_MS, earlier, 2) == feature_row(
+        state, 17 * DAY_MS, [0.0 if n == "log_complaints" else v for v, n in zip(anchor, FEATURES[9:16])], 2)
 
 
 def test_silent_customer_risk_never_falls_as_the_watermark_advances():

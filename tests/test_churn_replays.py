@@ -14,7 +14,7 @@ from tests.stack import (
 )
 
 CHANGE_FIELDS = ("churn_p", "band", "previous_churn_p", "previous_band", "model_version", "model_change",
-                 "previous_model_version", "top_features")
+                 "previous_model_version", "cause", "path_churn_p", "top_features")
 SCORED_WITH = ("served", "model", "feature_means", "population", "trained_until_ms", "features", "step_days")
 
 
