@@ -1,6 +1,7 @@
 """Planted churn shocks through the real stack, over several seeds and shock kinds: detection delay, precision and
 recall of the aggregate alerts, with the leading indicators (the served defaults) and without them (risk entries
-alone, what the detector judged before issue 25), side by side on the same run.
+alone, what the detector judged before issue 25; and risk entries with the relative-risk series, ``risk_rise``),
+side by side on the same run.
 
 Each seed simulates a shop (tests/alert_scenario.py: four distinct segments, natural churn, NPS surveys of
 everyone) with a shock on day 240 in one segment, of one of three kinds: ``complaints`` (60% of the VIPs
@@ -49,6 +50,9 @@ from tests.alert_scenario import (  # noqa: E402
 from tests.stack import unique_settings  # noqa: E402
 
 WARMUP_DAYS, SHOCK_DAY = 120, 240
+#: Detectors run offline on a run's records beside the served one: label -> settings changed.
+OFFLINE = {"risk_only": {"signals": False, "relative_rise": 0.0}, "relative": {"signals": False}}
+LABELS = {"served": "served (signals)", "risk_only": "risk entries only", "relative": "entries + relative"}
 
 
 def run_seed(seed: int, kind: str, broker, redis_url: str, models: dict[str, bytes], args, logs: Path) -> dict:
@@ -68,13 +72,15 @@ def run_seed(seed: int, kind: str, broker, redis_url: str, models: dict[str, byt
             {"seed": seed, "kind": kind, "records": records}), 6))
     served = stored_alerts(settings, client)
     outcome = judge(simulation, records, served, calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
-    # the same records judged by the monitor without the leading indicators: risk entries alone
-    risk_only = judge(simulation, records, replay_monitor(records, replace(settings.spike_settings(), signals=False)),
-                      calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
+    # the same records judged by the monitor without the leading indicators: risk entries alone (what the detector
+    # judged before issue 25), and with the relative-risk series
+    offline = {label: judge(simulation, records, replay_monitor(records, replace(settings.spike_settings(), **changed)),
+                            calm_days=SHOCK_DAY - WARMUP_DAYS, warmup_days=WARMUP_DAYS)
+               for label, changed in OFFLINE.items()}
     changes = [r for r in records if r.get("type") is None]
     client.close()
-    return {"seed": seed, "kind": kind, "seconds": took, "events": len(simulation.events), "outcome": outcome,
-            "risk_only": risk_only, "changes": changes, "start_ms": simulation.config.start_ms,
+    return {"seed": seed, "kind": kind, "seconds": took, "events": len(simulation.events), "served": outcome,
+            **offline, "changes": changes, "start_ms": simulation.config.start_ms,
             "band": settings.alert_entry_band, "signals": sum(r.get("type") == "signal" for r in records),
             "model_changes": sum(bool(c.get("model_change")) for c in changes)}
 
@@ -217,24 +223,26 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s; churn model {'frozen' if args.frozen_models else 'learnt live'}")
     runs = []
     print(f"{'kind':<11} {'seed':>4} {'events':>8} {'s':>5} | {'delay':>5} {'true':>4} {'false':>5} {'calm':>4} "
-          f"{'first alert':<28} | risk entries only: {'delay':>5} {'true':>4} {'false':>5} {'calm':>4}", flush=True)
+          f"{'first alert':<28} | risk entries only: {'delay':>5} {'true':>4} {'false':>5} {'calm':>4} "
+          f"| entries + relative: {'delay':>5} {'true':>4} {'false':>5} {'calm':>4}", flush=True)
     with EmbeddedBroker(logs) as broker, EmbeddedRedis(logs) as redis_server:
         for kind in args.kinds:
             for seed in args.seeds:
                 run = run_seed(seed, kind, broker, redis_server.url, models, args, logs)
                 runs.append(run)
-                o, r = run["outcome"], run["risk_only"]
+                o = run["served"]
                 first = min(o.true_alerts, key=lambda a: a["ts_ms"])["series"] if o.true_alerts else "-"
                 print(f"{kind:<11} {seed:>4} {run['events']:>8,} {run['seconds']:>5.0f} | {_days(o.delay_days):>5} "
                       f"{len(o.true_alerts):>4} {len(o.false_alerts):>5} {len(o.calm_alerts):>4} {first:<28} | "
-                      f"{'':>19} {_days(r.delay_days):>5} {len(r.true_alerts):>4} {len(r.false_alerts):>5} "
-                      f"{len(r.calm_alerts):>4}", flush=True)
+                      + " | ".join(f"{'':>19} {_days(r.delay_days):>5} {len(r.true_alerts):>4} "
+                                   f"{len(r.false_alerts):>5} {len(r.calm_alerts):>4}"
+                                   for r in (run[label] for label in OFFLINE)), flush=True)
     summary = summarise(runs)
     print_summary(summary)
     if args.compare_detectors:
         for run in runs:
             run["series"] = daily_series(run["changes"], run["start_ms"], args.days, run["band"])
-            run["shocked_segment"] = run["outcome"].shocked_segment
+            run["shocked_segment"] = run["served"].shocked_segment
         print_detectors(evaluate(runs, args), runs[0]["band"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(orjson.dumps(
@@ -244,7 +252,7 @@ def main() -> None:
                    **{label: {"delay_days": o.delay_days, "true": len(o.true_alerts), "false": len(o.false_alerts),
                               "calm": len(o.calm_alerts), "shocked_segments": sorted(o.shocked_segments),
                               "alerts": [a["id"] for a in o.aggregate]}
-                      for label, o in (("served", r["outcome"]), ("risk_only", r["risk_only"]))}}
+                      for label, o in ((label, r[label]) for label in LABELS)}}
                   for r in runs]}, option=orjson.OPT_INDENT_2))
 
 
@@ -256,8 +264,8 @@ def summarise(runs: list[dict]) -> dict:
     """Per shock kind, served and risk entries only: recall, precision, calm-period alerts, delays."""
     summary = {}
     for kind in dict.fromkeys(r["kind"] for r in runs):
-        for label in ("served", "risk_only"):
-            outcomes = [r["outcome" if label == "served" else "risk_only"] for r in runs if r["kind"] == kind]
+        for label in LABELS:
+            outcomes = [r[label] for r in runs if r["kind"] == kind]
             delays = sorted(o.delay_days for o in outcomes if o.detected)
             true, total = sum(len(o.true_alerts) for o in outcomes), sum(len(o.aggregate) for o in outcomes)
             summary[f"{kind}:{label}"] = {
@@ -275,7 +283,7 @@ def print_summary(summary: dict) -> None:
     for name, row in summary.items():
         kind, label = name.split(":")
         precision = "-" if row["precision"] is None else f"{row['precision']:.2f} ({row['true']}/{row['alerts']})"
-        print(f"{kind:<11} {'served (signals)' if label == 'served' else 'risk entries only':<19} {row['recall']:>6} "
+        print(f"{kind:<11} {LABELS[label]:<19} {row['recall']:>6} "
               f"{precision:>9} {row['calm']:>4} {_days(row['median_delay']):>6} {_days(row['worst_delay']):>5}  "
               f"{[round(d) for d in row['delays']]}")
 

@@ -35,6 +35,8 @@ from tests.alert_scenario import (
 )
 from tests.stack import WorkerProcess, prepare_topics, produce, read_topic, suite_settings, wait_until
 
+#: The churn features that carry what customers say (online_models/churn_features.py).
+COMPLAINT_FEATURES = ("open_tickets", "csat_centered", "nps_centered", "log_complaints")
 MAX_DELAY_DAYS = 3    # the complaints announce the shock (issue 25: within 3 days, median, on held-out seeds)
 SEED = 1
 
@@ -94,8 +96,11 @@ def test_the_complaint_shock_is_alerted_within_days_naming_the_segment_and_the_c
     assert len(set(named) & shocked) > len(named) / 2
     named_segment = first if first["scope"] != "all" else first["evidence"]["top_segments"][0]
     assert named_segment["segment_name"] and first["severity"] in ("warning", "critical")
-    risk = [a for a in outcome.true_alerts if a["rule"] == "risk_spike"]
-    assert risk and all(a["evidence"]["top_features"] and a["evidence"]["top_rfm_segments"] for a in risk)
+    # relative risk: the complainers' churn_p rose above their silence paths, within days, for what they said
+    relative = [a for a in outcome.true_alerts if a["rule"] == "relative_risk"]
+    assert relative and min(a["ts_ms"] for a in relative) <= outcome.shock_ms + MAX_DELAY_DAYS * DAY_MS
+    assert all(a["evidence"]["top_features"] and a["evidence"]["top_rfm_segments"] for a in relative)
+    assert relative[0]["evidence"]["top_features"][0][0] in COMPLAINT_FEATURES
     assert len(outcome.false_alerts) <= len(outcome.true_alerts) / 9  # precision at least 0.9 on this seed
     detector = orjson.loads(client.get(settings.redis_prefix + "alerts:detector"))
     assert detector["rejected"] == 0 and detector["monitor"]["late"] == 0
@@ -167,8 +172,8 @@ def test_a_complaint_shows_among_the_reasons_of_the_risk_it_raised(live):
     first = {}
     for change in soon:  # one partition's order: the first change after the complaint
         first.setdefault(change["customer_id"], change)
-    naming = [c for c in first.values() if any(t["feature"] in ("open_tickets", "csat_centered", "nps_centered")
-                                               and t["contribution"] > 0 for t in c["top_features"])]
+    naming = [c for c in first.values() if any(t["feature"] in COMPLAINT_FEATURES and t["contribution"] > 0
+                                               for t in c["top_features"])]
     print(f"{len(complained)} complained; {len(first)} had a score change within 3 days, {len(naming)} naming it")
     assert len(first) >= 10 and len(naming) >= 0.8 * len(first)
     assert all(c["churn_p"] > (c["previous_churn_p"] or 0) for c in naming)
