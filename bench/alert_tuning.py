@@ -104,11 +104,12 @@ def alerts_of(series: dict[str, list[int]], settings: SpikeSettings, cooldown_da
             top = None
             if scope == "all":
                 falling = signal in FALLING_SIGNALS or signal == CONVERSION
-                moves = {other: v[day].observed - v[day].expected for other, v in verdicts.items()
+                # as SpikeMonitor._driving_segments: the most accumulated evidence, then the day's largest move
+                moves = {other: (-v[day].statistic, v[day].observed - v[day].expected) for other, v in verdicts.items()
                          if other.startswith(f"{signal}:segment:") and v[day] is not None
                          and (v[day].observed > 0 or falling)}
                 if moves:
-                    best = (min if falling else max)(moves, key=lambda k: (moves[k], k))
+                    best = min(moves, key=lambda k: (moves[k][0], moves[k][1] if falling else -moves[k][1], k))
                     top = int(best.rsplit(":", 1)[1])
             segment = int(scope.split(":")[1]) if scope.startswith("segment:") else None
             alerts.append({"day": day + 1, "series": name, "segment": segment, "top": top})
