@@ -20,6 +20,7 @@ from agents.chunked import chunked_messages
 from agents.metrics import CHURN_SCORED_TIMES, CHURN_SCORINGS
 from agents.snapshots import SnapshotView
 from online_models import churn_tracking
+from online_models.churn_features import engagement_anchor
 from online_models.churn_model import HazardScorer, scorer_from_snapshot
 from online_models.customer_state import CustomerState
 from online_models.hazard import Example
@@ -198,7 +199,8 @@ class ChurnStage(BatchStage):
     label_wakes: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # -> (partition, label wake)
     _opens: dict[str, bool] = field(default_factory=dict)
     _seen: dict[str, tuple[CustomerState, int, bool]] = field(default_factory=dict)  # state, partition, touched
-    _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks
+    _pending: list[tuple] = field(default_factory=list)  # ticks to score: customer, partition, state, as of, ticks,
+    #                                                        and the silence path the customer was on (relative risk)
     _ticked: dict[str, int] = field(default_factory=dict)  # customer -> newest tick noted in this batch
     _planned: set[str] = field(default_factory=set)  # customers whose stored plan this batch has consulted
     _old_plans: dict[str, tuple[int, int | str]] = field(default_factory=dict)  # -> (quiet until, its version)
@@ -211,8 +213,26 @@ class ChurnStage(BatchStage):
 
     def before_event(self, customer_id: str, state: CustomerState, event: Event, partition: int) -> None:
         self.before_any_event(customer_id, state, event.ts_ms, partition)
+        self._note_path(customer_id, state, isinstance(event, Purchase))
         if isinstance(event, Purchase) and event.kind == "order":
             self.before_order(customer_id, state, event.ts_ms)
+
+    def _note_path(self, customer_id: str, state: CustomerState, purchase: bool) -> None:
+        """The first event since the customer's newest tick: remember the engagement as of that tick (the silence
+        path the customer was on), stored with the score so that any batch cut remembers the same. A purchase
+        changes the order columns too, so after one there is no path to compare with until the next tick."""
+        if state.purchases.orders == 0 or state.churn_score is None:
+            return
+        tick = self.last_tick(customer_id, state)
+        reported = state.churn_score.get("reported") or {}
+        path = reported.get("path")
+        if purchase:
+            anchor = None
+        elif (path is None or path["tick_ms"] != tick) and (state.activity.last_seen_ms or 0) <= tick:
+            anchor = engagement_anchor(state, tick)
+        else:
+            return  # the path of this tick is known (or, an event since it already, unknown: none is kept)
+        state.churn_score["reported"] = {**reported, "path": {"tick_ms": tick, "anchor": anchor}}
 
     def after_event(self, customer_id: str, state: CustomerState, event: Event) -> None:
         if isinstance(event, Purchase) and event.kind == "order":
@@ -364,7 +384,8 @@ class ChurnStage(BatchStage):
             self._old_plans[customer_id] = (min(carrier["as_of_ms"], until_ms), plan["version"])
         if ticks:
             as_of_ticks = state.scoring_copy()  # no churn_score: the monotone rule of _score_ticks uses ticks only
-            self._pending.append((customer_id, partition, state, as_of_ticks, ticks))
+            path = ((state.churn_score or {}).get("reported") or {}).get("path")
+            self._pending.append((customer_id, partition, state, as_of_ticks, ticks, path))
             self._ticked[customer_id] = ticks[-1]
 
     def _stored_plan(self, customer_id: str, state: CustomerState) -> dict | None:
@@ -381,12 +402,13 @@ class ChurnStage(BatchStage):
         newest (its stored score) are explained."""
         pending, self._pending = self._pending, []
         old_plans, self._old_plans = self._old_plans, {}
-        CHURN_SCORED_TIMES.labels("tick").inc(sum(len(ticks) for *_, ticks in pending))
-        raw, version = churn_tracking.raw_scores([(as_of, ticks) for *_, as_of, ticks in pending], self.scorer,
+        CHURN_SCORED_TIMES.labels("tick").inc(sum(len(ticks) for *_, ticks, _ in pending))
+        raw, version = churn_tracking.raw_scores([(as_of, ticks) for *_, as_of, ticks, _ in pending], self.scorer,
                                                  self.churn)
+        on_path = []  # (change, as of, its tick, path, carrier): changes after an event, with the path before it
         decided = []  # per noted stretch: [(tick, raw, churn_p, band, change or None)], the reported dict after
         reported_of: dict[str, dict | None] = {}  # a customer's later stretch goes on from its earlier one
-        for (customer_id, partition, state, as_of, ticks), churn_ps in zip(pending, raw):
+        for (customer_id, partition, state, as_of, ticks, path), churn_ps in zip(pending, raw):
             reported = reported_of.get(customer_id, (state.churn_score or {}).get("reported"))
             last_seen = as_of.activity.last_seen_ms or 0
             rows = []
@@ -406,10 +428,12 @@ class ChurnStage(BatchStage):
                         # A tick the last plan found quiet, re-scored under a new version (scores by event time):
                         # the model moved, not the customer; and the tick is behind what the detector judged.
                         change |= {"model_change": True, "previous_model_version": old_plan[1]}
-                    elif previous and previous["version"] == version and last_seen > previous["as_of_ms"]:
-                        # The customer did something since the last tick: the risk silence alone gave (the last
-                        # tick's, on the same path under the same model) beside it, for the relative-risk series.
-                        change |= {"cause": "event", "path_churn_p": previous["churn_p"]}
+                    elif (previous and last_seen > previous["as_of_ms"] and path and path["anchor"] is not None
+                          and path["tick_ms"] == previous["as_of_ms"] and self.scorer is not None):
+                        # The customer did something since the last tick (no purchase): beside the score, the one
+                        # its silence path from that tick gives under the same model (relative risk).
+                        change["cause"] = "event"
+                        on_path.append((change, as_of, tick, path, previous))
                     reported = {"churn_p": churn_p, "band": band}
                 rows.append((tick, raw_p, churn_p, band, change))
                 previous = {"churn_p": churn_p, "version": version, "as_of_ms": tick}
@@ -417,11 +441,12 @@ class ChurnStage(BatchStage):
                 reported = {**(reported or {}), "tick_ms": rows[-1][0], "tick": previous}
             decided.append((rows, reported))
             reported_of[customer_id] = reported
+        self._score_paths(on_path, version)
         explained = [[row for i, row in enumerate(rows) if row[4] is not None or i == len(rows) - 1]
                      for rows, _ in decided]
         tops = churn_tracking.explain([(as_of, [row[0] for row in rows], [row[1] for row in rows])
-                                       for (*_, as_of, _), rows in zip(pending, explained)], self.scorer, self.churn)
-        for (customer_id, _, state, as_of, _), (rows, reported), shown, top in zip(pending, decided, explained, tops):
+                                       for (*_, as_of, _, _), rows in zip(pending, explained)], self.scorer, self.churn)
+        for (customer_id, _, state, as_of, *_), (rows, reported), shown, top in zip(pending, decided, explained, tops):
             top_of = {row[0]: features for row, features in zip(shown, top)}
             for tick, _, churn_p, _, change in rows:
                 self.tick_scores[customer_id, tick] = churn_p
@@ -436,6 +461,15 @@ class ChurnStage(BatchStage):
             if stored is not None and stored["as_of_ms"] > tick:
                 newest = stored  # the stored score is newer than the ticks (an event's fresh score)
             state.churn_score = {**newest, "reported": reported}
+
+
+    def _score_paths(self, on_path: list[tuple], version: int | str) -> None:
+        """``path_churn_p`` of each change after an event: its silence path from the tick before, scored in one
+        evaluation under the model of the change, held at the carrier's score as a silent customer's is."""
+        paths = churn_tracking.path_scores([(as_of, tick, path["anchor"], path["tick_ms"])
+                                            for _, as_of, tick, path, _ in on_path], self.scorer, self.churn)
+        for (change, _, _, path, carrier), raw_p in zip(on_path, paths):
+            change["path_churn_p"] = churn_tracking.ratchet(carrier, raw_p, version, path["tick_ms"])[0]
 
 
 def _chain_from(last_tick_ms: int, state: CustomerState) -> int:

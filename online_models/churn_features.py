@@ -42,7 +42,7 @@ from online_models.purchase_history import DAY_MS
 __all__ = ["FEATURES", "HINGES", "EXPLAINED", "POPULATION_FEATURES", "MODEL_FEATURES", "MODEL_EXPLAINED",
            "EARLIER_FEATURES", "as_current", "upgrade_anchor",
            "with_population_columns", "population_columns", "feature_row", "features_at", "engagement_anchor",
-           "example_row", "landmark_lag", "silence_paths", "BaseRows", "PRIOR_GAP_DAYS"]
+           "example_row", "landmark_lag", "silence_paths", "anchored_paths", "BaseRows", "PRIOR_GAP_DAYS"]
 
 #: Assumed days between orders for customers with a single order (no rhythm of their own yet).
 PRIOR_GAP_DAYS = 60.0
@@ -420,4 +420,37 @@ def silence_paths(customers: Sequence[tuple[CustomerState, Sequence[int]]], step
         paths[..., column] = np.log1p(total * fade)
     paths[..., _AGE] = np.arange(steps)
     _fill_hinges(paths)
+    return paths
+
+
+def anchored_paths(customers: Sequence[tuple[CustomerState, int, Sequence[float], int]], step_ms: int,
+                   steps: int) -> np.ndarray:
+    """Silence paths at ``at_ms`` (as :func:`silence_paths`) of customers whose engagement is what it was at an
+    earlier ``anchor_ms`` (``anchor``: :func:`engagement_anchor` then), faded since: the path a customer was on
+    at that earlier tick, asked now, under whatever model scores it. What they did since is left out, so a score
+    minus its anchored path is what their events added (relative risk). The order columns are as of now: only
+    for customers without a purchase since the anchor.
+
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> state.apply_order(0, 5000, 1); state.apply_interaction("product_view", 3 * DAY_MS)
+    >>> anchor = engagement_anchor(state, 10 * DAY_MS)
+    >>> state.apply_interaction("support_ticket", 12 * DAY_MS)
+    >>> later = anchored_paths([(state, 20 * DAY_MS, anchor, 10 * DAY_MS)], 7 * DAY_MS, 3)
+    >>> expected = [feature_row(state, (20 + 7 * k) * DAY_MS, anchor, 0) for k in range(3)]
+    >>> for k, row in enumerate(expected):   # the anchor's engagement, (10 + 7k) days old
+    ...     row[_ENGAGEMENT] = [math.log1p(math.expm1(v) * 2 ** (-(10 + 7 * k) / 30)) if c + 9 in _DECAYED else v
+    ...                         for c, v in enumerate(anchor)]
+    ...     row[_AGE] = (10 + 7 * k) / 7
+    >>> bool(np.allclose(later[0], expected)), float(later[0, 0, FEATURES.index("open_tickets")])
+    (True, 0.0)
+    """
+    paths = silence_paths([(state, [at_ms]) for state, at_ms, _, _ in customers], step_ms, steps)
+    offsets = step_ms * np.arange(steps)
+    for row, (state, at_ms, anchor, anchor_ms) in enumerate(customers):
+        values = np.asarray(anchor if len(anchor) == _ENGAGEMENT_WIDTH else upgrade_anchor(anchor), dtype=float)
+        fade = 2.0 ** (-(at_ms - anchor_ms + offsets) / state.engagement.half_life_ms)
+        paths[row, :, _ENGAGEMENT] = values
+        for column in _DECAYED:
+            paths[row, :, column] = np.log1p(np.expm1(values[column - _ENGAGEMENT.start]) * fade)
+        paths[row, :, _AGE] = (at_ms - anchor_ms + offsets) / step_ms
     return paths

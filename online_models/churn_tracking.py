@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from online_models.churn_features import BaseRows, example_row, landmark_lag, silence_paths
+from online_models.churn_features import BaseRows, anchored_paths, example_row, landmark_lag, silence_paths
 from online_models.churn_model import HazardScorer, churn_probabilities, prior_churn_probability, top_contributions
 from online_models.clv import ClvPrior
 from online_models.customer_state import CustomerState
@@ -35,6 +35,7 @@ from online_models.hazard import Example, HazardConfig, band_of
 from online_models.purchase_history import DAY_MS
 
 __all__ = ["ChurnSettings", "on_order", "after_order", "on_clock", "score", "score_many", "raw_scores", "explain",
+           "path_scores",
            "ratchet", "changes_report", "plan_silence", "SilencePlan", "tick_phase_ms", "next_tick_ms", "ticks_between",
            "label_wake_ms", "look_ahead_until", "PRIOR_VERSION"]
 
@@ -152,6 +153,33 @@ def raw_scores(customers: Sequence[tuple[CustomerState, Sequence[int]]], scorer:
         version = scorer.version
     it = iter(values)
     return [[next(it) for _ in times] if state.purchases.orders > 0 else [] for state, times in customers], version
+
+
+def path_scores(customers: Sequence[tuple[CustomerState, int, Sequence[float], int]], scorer: HazardScorer,
+                settings: ChurnSettings) -> list[float]:
+    """Unrounded ``churn_p`` at ``at_ms`` of each buyer on the silence path it was on at an earlier tick
+    (``anchor``, ``anchor_ms``: :func:`~online_models.churn_features.anchored_paths`), under ``scorer``: the
+    risk silence alone would have brought, for relative risk.
+
+    >>> from online_models.churn_features import FEATURES, engagement_anchor
+    >>> from online_models.churn_model import LinearHazardScorer
+    >>> import numpy as np
+    >>> settings, width = ChurnSettings(), len(FEATURES)
+    >>> weights = np.eye(width)[FEATURES.index("open_tickets")] * -2.0
+    >>> tickets = LinearHazardScorer(1, np.zeros(width), np.ones(width), weights, -2.0)
+    >>> state = CustomerState.new(engagement_half_life_ms=30 * DAY_MS)
+    >>> state.apply_order(0, 5000, 1)
+    >>> anchor = engagement_anchor(state, 7 * DAY_MS)
+    >>> state.apply_interaction("support_ticket", 9 * DAY_MS)      # an open ticket: fewer orders (weight -2)
+    >>> now = raw_scores([(state, [14 * DAY_MS])], tickets, settings)[0][0][0]
+    >>> path = path_scores([(state, 14 * DAY_MS, anchor, 7 * DAY_MS)], tickets, settings)[0]
+    >>> round(now - path, 3) > 0.1
+    True
+    """
+    if not customers:
+        return []
+    hazard = settings.hazard
+    return churn_probabilities(scorer, anchored_paths(customers, hazard.step_ms, hazard.steps), hazard).tolist()
 
 
 def explain(customers: Sequence[tuple[CustomerState, Sequence[int], Sequence[float]]], scorer: HazardScorer | None,

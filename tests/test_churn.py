@@ -430,3 +430,60 @@ def test_a_checkpoint_from_before_calibration_resumes():
     restored.learn(x, True)
     assert restored.examples == 1 and set(restored.calibrators) == set(restored.learners)
     assert type(restored.learners["hoeffding_tree"]).__name__ == "HoeffdingTreeClassifier"
+
+
+def _complaint_scorer(version: int):
+    """A hazard (P(an order within a step)) falling with silence and with recent complaints, the same in every
+    version: a new version moves no score, only the version number."""
+    from online_models.churn_model import LinearHazardScorer
+
+    weights = np.zeros(len(FEATURES))
+    weights[FEATURES.index("log_silence_days")], weights[FEATURES.index("log_complaints")] = -0.8, -2.5
+    return LinearHazardScorer(version, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), weights, 1.0)
+
+
+def _daily_batches(ticket_ms: int | None) -> tuple[list[dict], dict[int, float]]:
+    """A buyer's silence after three orders, one batch a day, every tick scored, a new model version every day
+    (as a live trainer publishes); a support ticket at ``ticket_ms``. The changes, and the score of every tick."""
+    from agents.churn_scoring import ChurnStage
+    from schemas.events import Interaction
+    from streams.config import Settings
+
+    settings = Settings.from_env({})
+    state = CustomerState.new(30 * DAY_MS)
+    for day in (0, 20, 40):
+        stage = ChurnStage(settings, _complaint_scorer(1))
+        stage.before_order("c1", state, day * DAY_MS)
+        state.apply_order(day * DAY_MS, 4000, 1)
+        stage.after_order("c1", state, day * DAY_MS)
+    changes, ticks = [], {}
+    for day in range(41, 90):
+        stage = ChurnStage(settings, _complaint_scorer(day))
+        if state.churn_score:
+            state.churn_score.get("reported", {}).pop("plan", None)   # every tick scored
+        if ticket_ms is not None and (day - 1) * DAY_MS < ticket_ms <= day * DAY_MS:
+            ticket = Interaction("e1", "c1", ticket_ms, "support_ticket")
+            stage.before_event("c1", state, ticket, 0)
+            state.apply_interaction("support_ticket", ticket_ms)
+            stage.after_event("c1", state, ticket)
+        stage.woken("c1", state, 0, day * DAY_MS)
+        stage.tick_bounds = {0: day * DAY_MS}
+        stage.finish()
+        changes += stage.score_changes
+        ticks |= {tick: churn_p for (_, tick), churn_p in stage.tick_scores.items()}
+    return changes, ticks
+
+
+def test_a_change_after_a_complaint_carries_the_risk_its_silence_path_gave_under_the_same_model():
+    """Relative risk with a model that changes version every day: the change after the ticket says it followed an
+    event, and its path_churn_p is what the same customer without the ticket scored at that tick (the path's
+    own rise included), whatever version the tick before had."""
+    ticket_ms = 60 * DAY_MS + 3_600_000
+    changes, _ = _daily_batches(ticket_ms)
+    _, without = _daily_batches(None)
+    after = [c for c in changes if c["as_of_ms"] > ticket_ms]
+    first = after[0]
+    assert first["cause"] == "event" and first["as_of_ms"] - ticket_ms < 2 * DAY_MS
+    assert first["path_churn_p"] == pytest.approx(without[first["as_of_ms"]], abs=1e-6)
+    assert first["churn_p"] - first["path_churn_p"] > 0.1          # what the complaint added
+    assert all("cause" not in c for c in changes if c is not first)   # silence (and the model) made the others
