@@ -434,7 +434,7 @@ class ChurnStage(BatchStage):
                         # its silence path from that tick gives under the same model (relative risk).
                         change["cause"] = "event"
                         on_path.append((change, as_of, tick, path, previous))
-                    reported = {"churn_p": churn_p, "band": band}
+                    reported = {"churn_p": churn_p, "band": band, **_path_of(reported)}
                 rows.append((tick, raw_p, churn_p, band, change))
                 previous = {"churn_p": churn_p, "version": version, "as_of_ms": tick}
             if rows:  # the dict is rebuilt once per stretch, not per tick
@@ -470,6 +470,11 @@ class ChurnStage(BatchStage):
                                             for _, as_of, tick, path, _ in on_path], self.scorer, self.churn)
         for (change, _, _, path, carrier), raw_p in zip(on_path, paths):
             change["path_churn_p"] = churn_tracking.ratchet(carrier, raw_p, version, path["tick_ms"])[0]
+
+
+def _path_of(reported: dict | None) -> dict:
+    """The remembered silence path of a report (:meth:`ChurnStage._note_path`), to carry into the next report."""
+    return {"path": reported["path"]} if reported and "path" in reported else {}
 
 
 def _chain_from(last_tick_ms: int, state: CustomerState) -> int:

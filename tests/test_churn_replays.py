@@ -79,4 +79,5 @@ def test_two_replays_batched_differently_train_the_same_versions_and_scores(brok
                  if (c := orjson.loads(m.value)).get("type") is None} for s in runs]  # score changes only
     differing = sorted(reported[0].keys() ^ reported[1].keys() | {k for k in reported[0].keys() & reported[1].keys()
                                                                   if reported[0][k] != reported[1][k]})
-    assert len(reported[0]) > 500 and not differing, f"{len(differing)} score changes differ, e.g. {differing[:3]}"
+    assert len(reported[0]) > 500 and not differing, f"{len(differing)} score changes differ, e.g. " \
+        f"{[(k, reported[0].get(k), reported[1].get(k)) for k in differing[:3]]}"
