@@ -222,7 +222,7 @@ class SpikeMonitor:
 
     def observe(self, change: dict) -> None:
         """A progress record advances its partition's clock; a signal is counted once; a score change is
-        counted if it is an entry."""
+        counted if it is an entry, or a rise at an event above its silence path (relative risk)."""
         kind = change.get("type")
         if kind == "progress":
             partition, watermark = int(change["partition"]), int(change["watermark_ms"])
@@ -249,26 +249,27 @@ class SpikeMonitor:
             return
         by_series = self.counts.setdefault(bucket, {})
         customer = change["customer_id"]
+        # once per customer and bucket: else sent again (a batch re-processed), or in again within the bucket
         if entry and customer not in by_series.setdefault("customers", {}):
-            by_series["customers"][customer] = 1  # else sent again (a batch re-processed), or in again this bucket
-            for series in _scopes_of(change):
-                cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
-                cell["n"] += 1
-                for name in _risk_raising(change.get("top_features")):
-                    cell["features"][name] = cell["features"].get(name, 0) + 1
-                self._attribute(cell, change)
+            by_series["customers"][customer] = 1
+            for scope in _scopes_of(change):
+                self._count_change(by_series, scope, change)
         if rise is not None and rise >= self.settings.relative_rise \
                 and customer not in by_series.setdefault("risers", {}):
             by_series["risers"][customer] = 1
             for scope in _scopes_of(change):
-                cell = by_series.setdefault(f"{RISK_RISE}:{scope}",
-                                            {"n": 0, "features": {}, "rfm": {}, "segments": {}, "customers": []})
-                cell["n"] += 1
-                for name in _risk_raising(change.get("top_features")):
-                    cell["features"][name] = cell["features"].get(name, 0) + 1
-                self._attribute(cell, change)
-                cell["customers"] = _most_valuable(cell["customers"] + [[customer, change.get("value_minor")]],
+                cell = self._count_change(by_series, f"{RISK_RISE}:{scope}", change)
+                cell["customers"] = _most_valuable(cell.get("customers", []) + [[customer, change.get("value_minor")]],
                                                    _TOP_CUSTOMERS)
+
+    def _count_change(self, by_series: dict, series: str, change: dict) -> dict:
+        """Count a score change in a series' cell of the bucket, with the features that raised its risk."""
+        cell = by_series.setdefault(series, {"n": 0, "features": {}, "rfm": {}, "segments": {}})
+        cell["n"] += 1
+        for name in _risk_raising(change.get("top_features")):
+            cell["features"][name] = cell["features"].get(name, 0) + 1
+        self._attribute(cell, change)
+        return cell
 
     def _signal(self, record: dict) -> None:
         """One customer's leading indicator in a bucket (the batch sends one per customer, kind and bucket)."""
