@@ -16,9 +16,9 @@ to the same ``SpikeMonitor`` with the leading indicators off, for the "risk entr
     .venv/bin/python bench/alert_scenario.py --seeds 1 2 3 --kinds complaints --compare-detectors
 
 Seeds 1-10 chose the thresholds (bench/alert_tuning.py); 11-20 were held out until their false alarms showed
-how whole-base alerts were attributed (docs/alerts.md); 21-30 are held out now (the default). An alert is *true* when it names
-a shocked segment (its series, or the top segment of a whole-base alert) after the shock began; recall = runs
-with a true alert; precision = true alerts / all aggregate alerts after the 120-day warm-up; calm = alerts in
+how whole-base alerts were attributed (docs/alerts.md); 21-30 are held out now (the default). An alert is *true*
+when it names a shocked segment (its series, or the top segment of a whole-base alert) after the shock began;
+recall = runs with a true alert; precision = true alerts / all aggregate alerts after the 120-day warm-up; calm = alerts in
 the 120 calm days. ``--compare-detectors`` also feeds the daily series of risk entries to other detectors
 (river's ADWIN and Page-Hinkley, a z-score, other CUSUM parameters), the table of docs/alerts.md's first
 measurement.
