@@ -18,10 +18,10 @@ to the same ``SpikeMonitor`` with the leading indicators off, for the "risk entr
 Seeds 1-10 chose the thresholds (bench/alert_tuning.py); 11-20 were held out until their false alarms showed
 how whole-base alerts were attributed (docs/alerts.md); 21-30 are held out now (the default). An alert is *true*
 when it names a shocked segment (its series, or the top segment of a whole-base alert) after the shock began;
-recall = runs with a true alert; precision = true alerts / all aggregate alerts after the 120-day warm-up; calm = alerts in
-the 120 calm days. ``--compare-detectors`` also feeds the daily series of risk entries to other detectors
-(river's ADWIN and Page-Hinkley, a z-score, other CUSUM parameters), the table of docs/alerts.md's first
-measurement.
+recall = runs with a true alert; precision = true alerts / all aggregate alerts after the 120-day warm-up;
+calm = alerts in the 120 calm days. ``--compare-detectors`` also feeds the daily series of risk entries to other
+detectors (river's ADWIN and Page-Hinkley, a z-score, other CUSUM parameters), the table of docs/alerts.md's
+first measurement.
 """
 from __future__ import annotations
 
@@ -186,7 +186,8 @@ def evaluate(runs: list[dict], args) -> list[dict]:
                     if not detector.update(count) or day < WARMUP_DAYS or day - last_alarm < 7:
                         continue
                     last_alarm = day
-                    names_shock = series_name == f"segment:{shocked}" and SHOCK_DAY <= day <= SHOCK_DAY + args.max_delay_days
+                    names_shock = (series_name == f"segment:{shocked}"
+                                   and SHOCK_DAY <= day <= SHOCK_DAY + args.max_delay_days)
                     true += names_shock
                     false += not names_shock
                     calm += day < SHOCK_DAY
@@ -196,7 +197,8 @@ def evaluate(runs: list[dict], args) -> list[dict]:
                 detected += 1
                 delays.append(first_hit)
         per_update_us = (time.perf_counter() - started) / max(updates, 1) * 1e6
-        rows.append({"detector": name, "recall": detected / len(runs), "precision": true / (true + false) if true + false else None,
+        rows.append({"detector": name, "recall": detected / len(runs),
+                     "precision": true / (true + false) if true + false else None,
                      "calm_alarms": calm, "false_alarms": false, "delays_days": sorted(delays),
                      "us_per_bucket": round(per_update_us, 2)})
     return rows
