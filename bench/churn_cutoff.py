@@ -46,6 +46,7 @@ from online_models.churn_features import FEATURES, silence_paths, with_populatio
 from online_models.churn_model import (AVERAGED_EXAMPLES, AVERAGED_POSITIVES, ChurnTrainer, LinearHazardScorer,  # noqa: E402
                                       churn_probabilities, scorer_from_snapshot)
 from online_models.customer_state import CustomerState  # noqa: E402
+from online_models.engagement import COMPLAINT_CSAT, NPS_DETRACTOR  # noqa: E402
 from online_models.example_order import ExampleOrder  # noqa: E402
 from online_models.prequential import calibration_by_decile, roc_auc  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
@@ -312,13 +313,37 @@ def run(args, echo=lambda *_: None) -> dict:
     print(f"\ncost: {replay.train_s / max(len(replay.examples), 1) * 1e6:.0f} µs per trained example "
           f"(both learners, prequential metrics included); {score_us:.0f} µs per scored customer "
           f"({settings.hazard.steps}-step silence path + explanation, batches of 500); whole replay {replay_s:.1f} s")
+    complained = np.array([complained_recently(replay.states[cid], cutoff_ms) for cid in buyers], dtype=bool)
+    complainers = {"complainers": int(complained.sum())}
+    if complained.any():
+        complainers |= {"complainers_observed": float(churned[complained].mean()),
+                        "complainers_served": float(streaming[complained].mean()),
+                        "complainers_batch": float(at_cutoff["batch_p"][complained].mean())}
+        print(f"\nbuyers who complained in the {RECENT_COMPLAINT_MS // DAY_MS} days before the cutoff: "
+              f"{complained.sum()}; churned {complainers['complainers_observed']:.3f}, mean churn_p served "
+              f"{complainers['complainers_served']:.3f}, batch LR {complainers['complainers_batch']:.3f}")
     window = report["learners"][report["served"]]["window"]
-    return {"buyers": len(buyers), "auc_streaming": auc_stream, "auc_batch": auc_batch, "auc_recency": auc_recency,
+    return {**complainers, "buyers": len(buyers), "auc_streaming": auc_stream, "auc_batch": auc_batch,
+            "auc_recency": auc_recency,
             "auc_bgnbd": auc_bgnbd, "bgnbd_calibration_gap": _worst_gap(at_cutoff["bgnbd_p"], churned),
             "churn_p": dict(zip(buyers, streaming.tolist())), "calibration_gap": worst,
             "auc_newest": auc_newest, "calibration_gap_newest": worst_newest, "score_lag_days": lag_ms / DAY_MS,
             "truth_calibration_gap": truth_worst, "prequential_auc": window["roc_auc"],
             "prequential_calibration_gap": _worst(window["calibration"])}
+
+
+#: How recent a complaint counts in the cutoff's "complainers" (a ticket, a CSAT of 2 or less, an NPS of 6 or less).
+RECENT_COMPLAINT_MS = 14 * DAY_MS
+
+
+def complained_recently(state: CustomerState, at_ms: int) -> bool:
+    """A support ticket, a CSAT of 2 or less or an NPS of 6 or less within :data:`RECENT_COMPLAINT_MS` before
+    ``at_ms`` (as the latest answers and ticket show)."""
+    engagement, since = state.engagement, at_ms - RECENT_COMPLAINT_MS
+    return any(ts is not None and since < ts <= at_ms and bad for ts, bad in (
+        (engagement.last_ticket_ms, True),
+        (engagement.last_csat_ms, engagement.last_csat is not None and engagement.last_csat <= COMPLAINT_CSAT),
+        (engagement.last_nps_ms, engagement.last_nps is not None and engagement.last_nps <= NPS_DETRACTOR)))
 
 
 def _scores(replay: Replay, buyers: list[str], as_of: int, scorer, settings) -> np.ndarray:

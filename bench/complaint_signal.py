@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.churn_cutoff import Replay, one_history  # noqa: E402
+from bench.churn_cutoff import RECENT_COMPLAINT_MS, Replay, complained_recently, one_history  # noqa: E402
 from online_models.churn_features import FEATURES, MODEL_FEATURES  # noqa: E402
 from online_models.churn_model import scorer_from_snapshot  # noqa: E402
 from online_models.churn_tracking import raw_scores  # noqa: E402
@@ -36,7 +36,6 @@ from streams.config import Settings  # noqa: E402
 
 COMPLAINT_COLUMNS = tuple(name for name in ("open_tickets", "csat_centered", "nps_centered", "log_complaints")
                           if name in FEATURES)
-RECENT_MS = 14 * DAY_MS
 
 
 class WithoutComplaints:
@@ -52,14 +51,6 @@ class WithoutComplaints:
         return self.scorer.hazards(rows)
 
 
-def complained_recently(state, at_ms: int) -> bool:
-    engagement, since = state.engagement, at_ms - RECENT_MS
-    return any(ts is not None and ts > since and bad for ts, bad in (
-        (engagement.last_ticket_ms, True),
-        (engagement.last_csat_ms, (engagement.last_csat or 5) <= 2),
-        (engagement.last_nps_ms, (engagement.last_nps if engagement.last_nps is not None else 10) <= 6)))
-
-
 def served_reaction(replay: Replay, history, cutoff_ms: int, horizon_ms: int) -> None:
     """Observed churn, served churn_p and churn_p without the complaint columns, complainers vs the others."""
     scorer = scorer_from_snapshot(replay.trainer.snapshot(1, cutoff_ms))
@@ -73,7 +64,7 @@ def served_reaction(replay: Replay, history, cutoff_ms: int, horizon_ms: int) ->
                         for customer_id, _ in buyers])
     recent = np.array([complained_recently(state, cutoff_ms) for _, state in buyers])
     print(f"\nserved at the cutoff ({len(buyers):,} buyers; complaint = ticket, CSAT <= 2 or NPS <= 6 in the last "
-          f"{RECENT_MS // DAY_MS} days):")
+          f"{RECENT_COMPLAINT_MS // DAY_MS} days):")
     print(f"{'':>22} {'buyers':>7} {'churned (observed)':>19} {'served churn_p':>15} {'without complaints':>19}")
     for label, where in (("complained recently", recent), ("the others", ~recent)):
         if where.any():
