@@ -139,7 +139,10 @@ def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bo
                   "trend 0.02": replace(default, trend=0.02), "trend 0.05": replace(default, trend=0.05),
                   "trend .02 h 8": replace(default, trend=0.02, threshold=8.0),
                   "trend .02 h 10": replace(default, trend=0.02, threshold=10.0),
-                  "signals off": replace(default, signals=False)}
+                  "signals off": replace(default, signals=False),
+                  "relative off": replace(default, relative_rise=0.0),
+                  "relative floor 0.5": replace(default, relative_min_rate=0.5),
+                  "relative rise 0.15": replace(default, relative_rise=0.15)}
     if defaults_only:
         candidates = {"defaults": default}
     runs = []

@@ -83,6 +83,7 @@ class SpikeSettings:
     trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
     relative_rise: float = 0.1         # a rise above the silence path that counts in risk_rise (0: no such series)
+    relative_min_rate: float = 1.0     # floor of the risk_rise baseline per bucket
 
     def detector(self, measure: str = "risk") -> RateShiftDetector | ConversionDropDetector:
         if measure == CONVERSION:
@@ -99,8 +100,9 @@ class SpikeSettings:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.conversion_drop,
                     "threshold": self.signal_threshold, "min_trials": self.signal_min_drop_rate}
         if measure in RISING_SIGNALS or measure == RISK_RISE:
+            floor = self.relative_min_rate if measure == RISK_RISE else self.signal_min_rate
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_rise,
-                    "threshold": self.signal_threshold, "min_rate": self.signal_min_rate, "beta": self.trend}
+                    "threshold": self.signal_threshold, "min_rate": floor, "beta": self.trend}
         if measure in FALLING_SIGNALS:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_drop,
                     "threshold": self.signal_threshold, "min_rate": self.signal_min_drop_rate,

@@ -248,6 +248,9 @@ class Settings:
         "CRM_ALERT_RELATIVE_RISE", 0.1, float,
         "Relative risk: a customer whose churn_p rose at least this far above their silence path at something they "
         "did counts in the segment's `risk_rise` series (0: no such series).")
+    alert_relative_min_rate: float = _env_field(
+        "CRM_ALERT_RELATIVE_MIN_RATE", 1.0, float,
+        "Floor of the `risk_rise` baseline per bucket: a live-learning model's rises grow as it learns.")
     alert_signal_threshold: float = _env_field(
         "CRM_ALERT_SIGNAL_THRESHOLD", 10.0, float, "CUSUM threshold of a leading-indicator alert.")
     alert_signal_min_rate: float = _env_field(
@@ -486,7 +489,8 @@ class Settings:
             signal_rise=self.alert_signal_rise, signal_drop=self.alert_signal_drop,
             signal_threshold=self.alert_signal_threshold, signal_min_rate=self.alert_signal_min_rate,
             signal_min_drop_rate=self.alert_signal_min_drop_rate, conversion_drop=self.alert_conversion_drop,
-            trend=self.alert_baseline_trend, rfm_series=self.alert_rfm_series, relative_rise=self.alert_relative_rise)
+            trend=self.alert_baseline_trend, rfm_series=self.alert_rfm_series, relative_rise=self.alert_relative_rise,
+            relative_min_rate=self.alert_relative_min_rate)
         for measure in ("risk", "ticket", "orders", "conversion"):
             settings.detector(measure)  # validates the detectors' parameters
         return settings
@@ -551,7 +555,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "dedup_window_days item_view_window_hours item_recent_items item_candidates segment_count "
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
      "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "
-     "alert_signal_threshold alert_signal_min_rate alert_signal_min_drop_rate "
+     "alert_signal_threshold alert_signal_min_rate alert_signal_min_drop_rate alert_relative_min_rate "
      "alert_stream_length alert_webhook_attempts alert_webhook_timeout_s max_event_bytes session_timeout_ms "
      "heartbeat_interval_ms rebalance_timeout_ms api_workers api_rate_per_s api_rate_burst api_max_body_bytes "
      "api_erase_wait_s fetch_max_wait_ms", lambda v: v > 0, "must be > 0"),
