@@ -151,6 +151,13 @@ def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bo
         runs.append((data["kind"], data["seed"], scenario(data["seed"], days=days, kind=data["kind"]), data["records"]))
     print(f"{'settings':<16} {'kind':<11} {'recall':>6} {'true':>4} {'false':>5} {'calm':>4}  "
           "delays; calm alarms by series")
+    if defaults_only:  # each run, as bench/alert_scenario.py prints it
+        for kind, seed, simulation, records in runs:
+            o = judge_run(simulation, records, replay_monitor(records, default))
+            first = min(o.true_alerts, key=lambda a: a["ts_ms"])["series"] if o.true_alerts else "-"
+            print(f"{kind:<11} {seed:>4}  delay {o.delay_days if o.detected else '-'}  true {len(o.true_alerts)}  "
+                  f"false {len(o.false_alerts)}  calm {len(o.calm_alerts)}  first {first}  "
+                  f"calm/false: {[a['series'] for a in o.false_alerts]}", flush=True)
     for label, candidate in candidates.items():
         for kind in dict.fromkeys(run[0] for run in runs):
             outcomes = [judge_run(simulation, records, replay_monitor(records, candidate))
@@ -164,7 +171,7 @@ def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bo
 
 
 #: The churn features that carry what customers say (online_models/churn_features.py).
-VOICE_FEATURES = ("open_tickets", "csat_centered", "nps_centered")
+VOICE_FEATURES = ("open_tickets", "csat_centered", "nps_centered", "log_complaints")
 
 
 def complaint_reaction(runs: list[tuple]) -> None:
