@@ -462,7 +462,6 @@ class ChurnStage(BatchStage):
                 newest = stored  # the stored score is newer than the ticks (an event's fresh score)
             state.churn_score = {**newest, "reported": reported}
 
-
     def _score_paths(self, on_path: list[tuple], version: int | str) -> None:
         """``path_churn_p`` of each change after an event: its silence path from the tick before, scored in one
         evaluation under the model of the change, held at the carrier's score as a silent customer's is."""
