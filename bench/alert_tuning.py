@@ -32,7 +32,8 @@ from agents.customer_state import fold_batch  # noqa: E402
 from agents.ingest import SourceMessage, triage  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from online_models.segment_snapshot import SegmentModel  # noqa: E402
-from online_models.spike_alerts import CARTS, CONVERSION, FALLING_SIGNALS, SpikeSettings, measure_of  # noqa: E402
+from online_models.spike_alerts import (CARTS, CONVERSION, FALLING_SIGNALS, SpikeSettings, driving_segments,  # noqa: E402
+                                        measure_of)
 from streams.config import Settings  # noqa: E402
 from streams.redis_store import CustomerSnapshot  # noqa: E402
 from tests.alert_scenario import scenario  # noqa: E402
@@ -104,13 +105,10 @@ def alerts_of(series: dict[str, list[int]], settings: SpikeSettings, cooldown_da
             top = None
             if scope == "all":
                 falling = signal in FALLING_SIGNALS or signal == CONVERSION
-                # as SpikeMonitor._driving_segments: the most accumulated evidence, then the day's largest move
-                moves = {other: (-v[day].statistic, v[day].observed - v[day].expected) for other, v in verdicts.items()
-                         if other.startswith(f"{signal}:segment:") and v[day] is not None
-                         and (v[day].observed > 0 or falling)}
-                if moves:
-                    best = min(moves, key=lambda k: (moves[k][0], moves[k][1] if falling else -moves[k][1], k))
-                    top = int(best.rsplit(":", 1)[1])
+                driving = driving_segments(signal, {other: v[day] for other, v in verdicts.items()
+                                                    if v[day] is not None}, falling, 1)  # as the monitor names them
+                if driving:
+                    top = driving[0]["segment_id"]
             segment = int(scope.split(":")[1]) if scope.startswith("segment:") else None
             alerts.append({"day": day + 1, "series": name, "segment": segment, "top": top})
     return alerts

@@ -129,8 +129,11 @@ def as_current(values: Sequence[float], model: bool = False, fill: float = 0.0) 
     return [at.get(name, fill) for name in (MODEL_FEATURES if model else FEATURES)]
 
 
-def upgrade_anchor(anchor: Sequence[float]) -> list[float]:
-    """An engagement anchor remembered under the earlier feature list, as today's (:func:`as_current`)."""
+def upgrade_anchor(anchor: Sequence[float]) -> Sequence[float]:
+    """An engagement anchor remembered under the earlier feature list, as today's (:func:`as_current`); one of
+    today's as it is."""
+    if len(anchor) == _ENGAGEMENT_WIDTH:
+        return anchor
     at = dict(zip([name for name in FEATURES[_ENGAGEMENT] if name in EARLIER_FEATURES[-1]], anchor))
     return [at.get(name, 0.0) for name in FEATURES[_ENGAGEMENT]]
 
@@ -249,7 +252,7 @@ def _full_row(state: CustomerState, base: list[float], anchor: Sequence[float] |
     """One row in plain Python (a checkpoint builds one at a time; numpy's per-call cost was most of it)."""
     row = base + [float(lag_steps)]   # the engagement age closes the base columns
     if anchor is not None:
-        row[_ENGAGEMENT] = anchor if len(anchor) == _ENGAGEMENT_WIDTH else upgrade_anchor(anchor)
+        row[_ENGAGEMENT] = upgrade_anchor(anchor)
         fade = 2.0 ** (-lag_steps * step_ms / state.engagement.half_life_ms)
         for column in _DECAYED:
             row[column] = math.log1p(math.expm1(row[column]) * fade)
@@ -447,7 +450,7 @@ def anchored_paths(customers: Sequence[tuple[CustomerState, int, Sequence[float]
     paths = silence_paths([(state, [at_ms]) for state, at_ms, _, _ in customers], step_ms, steps)
     offsets = step_ms * np.arange(steps)
     for row, (state, at_ms, anchor, anchor_ms) in enumerate(customers):
-        values = np.asarray(anchor if len(anchor) == _ENGAGEMENT_WIDTH else upgrade_anchor(anchor), dtype=float)
+        values = np.asarray(upgrade_anchor(anchor), dtype=float)
         fade = 2.0 ** (-(at_ms - anchor_ms + offsets) / state.engagement.half_life_ms)
         paths[row, :, _ENGAGEMENT] = values
         for column in _DECAYED:

@@ -38,7 +38,7 @@ from online_models.purchase_history import DAY_MS
 from online_models.spike_detection import ConversionDropDetector, RateShiftDetector
 
 __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS",
-           "SIGNALS", "CARTS", "CONVERSION", "RISK_RISE", "risk_rise_of"]
+           "SIGNALS", "CARTS", "CONVERSION", "RISK_RISE", "risk_rise_of", "driving_segments"]
 
 HOUR_MS = 3_600_000
 _RECENT_ROWS = 2000
@@ -242,8 +242,9 @@ class SpikeMonitor:
             for series in (scope, f"{RISK_RISE}:{scope}") if relative else (scope,):
                 self.known[series] = min(self.known.get(series, ts), ts)
         rise = risk_rise_of(change) if relative else None
+        riser = rise is not None and rise >= self.settings.relative_rise
         entry = is_entry(change, self.settings.entry_band)
-        if not entry and (rise is None or rise < self.settings.relative_rise):
+        if not (entry or riser):
             return
         bucket = ts - ts % self.settings.bucket_ms
         if self.next_bucket is not None and bucket < self.next_bucket:
@@ -256,8 +257,7 @@ class SpikeMonitor:
             by_series["customers"][customer] = 1
             for scope in _scopes_of(change):
                 self._count_change(by_series, scope, change)
-        if rise is not None and rise >= self.settings.relative_rise \
-                and customer not in by_series.setdefault("risers", {}):
+        if riser and customer not in by_series.setdefault("risers", {}):
             by_series["risers"][customer] = 1
             for scope in _scopes_of(change):
                 cell = self._count_change(by_series, f"{RISK_RISE}:{scope}", change)
@@ -420,7 +420,7 @@ class SpikeMonitor:
             evidence["top_customers"] = (self._gone_quiet(quiet, run_start) if falling
                                          else [{"customer_id": c, "value_minor": v} for c, v in cell["customers"]])
         if not scope.startswith("segment:"):
-            evidence["top_segments"] = self._driving_segments(measure, verdicts, falling)
+            evidence["top_segments"] = driving_segments(measure, verdicts, falling, top)
         strong = verdict.statistic >= 2 * self.detectors[series].threshold
         rule = ("risk_spike" if measure == "risk" else "relative_risk" if measure == RISK_RISE
                 else "signal_drop" if falling else "signal_rise")
@@ -431,27 +431,6 @@ class SpikeMonitor:
             "segment_id": _segment_of_scope(scope), "rfm_segment": scope[4:] if scope.startswith("rfm:") else None,
             "bucket_start_ms": start, "bucket_end_ms": end, "evidence": evidence,
         }
-
-    def _driving_segments(self, measure: str, verdicts: dict, falling: bool) -> list[dict]:
-        """Which segments drive a whole-base alert: those whose own series has gathered the most evidence (their
-        CUSUM statistic), then the largest move against their baseline in the bucket. Why the statistic first: a
-        drop builds over days, and one day's largest shortfall named a segment that only had a quiet day (every
-        false alarm of the silent and price shocks on seeds 11-20 was such a whole-base alert; docs/alerts.md).
-
-        >>> monitor = SpikeMonitor()
-        >>> Verdict = lambda observed, expected, statistic: type("V", (), dict(observed=observed, expected=expected,
-        ...                                                                  statistic=statistic))
-        >>> verdicts = {"orders:segment:1": Verdict(8, 10.0, 0.5), "orders:segment:2": Verdict(9, 10.0, 7.5)}
-        >>> [s["segment_id"] for s in monitor._driving_segments("orders", verdicts, falling=True)]
-        [2, 1]
-        """
-        prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
-        moves = {name[len(prefix):]: (round(v.statistic, 6), round(v.observed - v.expected, 6))
-                 for name, v in verdicts.items() if name.startswith(prefix) and (v.observed > 0 or falling)}
-        ranked = sorted(moves.items(), key=lambda kv: (-kv[1][0], kv[1][1] if falling else -kv[1][1], kv[0]))
-        return [{"segment_id": int(segment), "observed": verdicts[prefix + segment].observed,
-                 "expected": round(verdicts[prefix + segment].expected, 6), "excess": excess, "statistic": statistic}
-                for segment, (statistic, excess) in ranked[:self.settings.top]]
 
     def _gone_quiet(self, series: str, since_ms: int) -> list[dict]:
         """The most valuable customers the series counted before ``since_ms`` and not since."""
@@ -486,6 +465,28 @@ class SpikeMonitor:
         monitor.run_start = {s: int(t) for s, t in data.get("run_start", {}).items()}
         monitor.active = data.get("active", {})
         return monitor
+
+
+def driving_segments(measure: str, verdicts: dict, falling: bool, top: int) -> list[dict]:
+    """Which segments drive a whole-base alert of ``measure`` (``verdicts``: the bucket's verdict per series): those
+    whose own series has gathered the most evidence (their CUSUM statistic), then the largest move against their
+    baseline in the bucket. Why the statistic first: a drop builds over days, and one day's largest shortfall named
+    a segment that only had a quiet day (every false alarm of the silent and price shocks on seeds 11-20 was such a
+    whole-base alert; docs/alerts.md).
+
+    >>> Verdict = lambda observed, expected, statistic: type("V", (), dict(observed=observed, expected=expected,
+    ...                                                                  statistic=statistic))
+    >>> verdicts = {"orders:segment:1": Verdict(8, 10.0, 0.5), "orders:segment:2": Verdict(9, 10.0, 7.5)}
+    >>> [s["segment_id"] for s in driving_segments("orders", verdicts, falling=True, top=3)]
+    [2, 1]
+    """
+    prefix = "segment:" if measure == "risk" else f"{measure}:segment:"
+    moves = {name[len(prefix):]: (round(v.statistic, 6), round(v.observed - v.expected, 6))
+             for name, v in verdicts.items() if name.startswith(prefix) and (v.observed > 0 or falling)}
+    ranked = sorted(moves.items(), key=lambda kv: (-kv[1][0], kv[1][1] if falling else -kv[1][1], kv[0]))
+    return [{"segment_id": int(segment), "observed": verdicts[prefix + segment].observed,
+             "expected": round(verdicts[prefix + segment].expected, 6), "excess": excess, "statistic": statistic}
+            for segment, (statistic, excess) in ranked[:top]]
 
 
 def _most_valuable(customers: list[list], n: int) -> list[list]:
