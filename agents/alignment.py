@@ -52,9 +52,11 @@ class EventTimeAligner(Generic[P, R]):
     >>> [(p, r.timestamp) for p, r in aligner.release(caught_up=lambda p: p == "interactions-0")]
     [('purchases-0', 90)]
 
-    A partition seen at its end holds back only the records fetched after it was last seen there (times
-    of the fetch responses, wall clock): they may be newer than what its producer wrote since. Here
-    "quiet" was at its end at 100 (its last record at 12); "busy" was fetched again at 200.
+    A partition seen at its end holds back only the records fetched since it was last seen there, in that
+    same response or a later one (times of the fetch responses, wall clock): they may be newer than what its
+    producer wrote since. The same response counts because a broker reads a response's partitions one after
+    another while producers append: "busy" read after a write, "quiet" read before the write that came first.
+    Here "quiet" was at its end at 100 (its last record at 12); "busy" was fetched again at 200.
 
     >>> aligner = EventTimeAligner()
     >>> aligner.add("quiet", [Record(12, 0)], fetched_ms=100)
@@ -66,6 +68,10 @@ class EventTimeAligner(Generic[P, R]):
     >>> seen_at_end["quiet"] = 210  # fetched again after "busy": still at its end
     >>> [(p, r.timestamp) for p, r in aligner.release(lambda p: p == "quiet", seen_at_end=seen_at_end.get)]
     [('busy', 14)]
+    >>> aligner.add("busy", [Record(15, 2)], fetched_ms=300)
+    >>> seen_at_end["quiet"] = 300  # in the same response: it waits for the next one
+    >>> aligner.release(lambda p: p == "quiet", seen_at_end=seen_at_end.get)
+    []
 
     A record's ordering time is at most its successor's: a record stamped years ahead (a clock error,
     dead-lettered later as a future timestamp) would otherwise hold its partition, and every record
@@ -118,7 +124,7 @@ class EventTimeAligner(Generic[P, R]):
         """Records at or below the frontier (all buffered ones with ``force``), merged by timestamp,
         at most ``limit``; each partition's prefix only, so its offsets stay contiguous. With
         ``seen_at_end`` (when a ``caught_up`` partition was last seen at its end, as ``fetched_ms``), a record
-        fetched after that and newer than the partition's stream time waits for it to be seen again."""
+        fetched then or after and newer than the partition's stream time waits for it to be seen again."""
         frontier = float("inf") if force else self.frontier(caught_up)
         streams = [_keyed(index, partition, buffer)
                    for index, (partition, buffer) in enumerate(self._buffers.items()) if buffer]
@@ -130,7 +136,7 @@ class EventTimeAligner(Generic[P, R]):
                 break
             if partition in held:
                 continue
-            if timestamp > frontier or ends and any(seen < fetched_ms and timestamp > newest and other != partition
+            if timestamp > frontier or ends and any(seen <= fetched_ms and timestamp > newest and other != partition
                                                     for seen, newest, other in ends):
                 frontier = min(frontier, timestamp)  # nor may a newer record of another partition pass it
                 held.add(partition)  # later records of this partition stay behind this one
@@ -144,13 +150,14 @@ class EventTimeAligner(Generic[P, R]):
 
     def _stale_ends(self, caught_up: Callable[[P], bool], seen_at_end: Callable[[P], float | None]
                     ) -> list[tuple[float, float, P]]:
-        """(seen at end, stream time, partition) of the caught-up partitions last seen at their end before some
-        buffered record was fetched: only those can hold a record back (usually none: one fetch response sees
-        every partition of a broker). A buffer's last record is its newest fetched (responses come in order)."""
+        """(seen at end, stream time, partition) of the caught-up partitions last seen at their end no later than
+        some buffered record was fetched: only those can hold a record back (live, usually every caught-up one:
+        one fetch response sees every partition of a broker, so what it brought waits for the next response).
+        A buffer's last record is its newest fetched (responses come in order)."""
         newest_fetch = max((buffer[-1][2] for buffer in self._buffers.values() if buffer), default=0)
         ends = [(seen_at_end(p) or 0, self._stream_time.get(p, float("-inf")), p)
                 for p in self._buffers if caught_up(p)]
-        return [end for end in ends if end[0] < newest_fetch]
+        return [end for end in ends if end[0] <= newest_fetch]
 
 
 def _keyed(index: int, partition: P, buffer: deque[list]) -> Iterator[tuple[int, int, P, R, float]]:
