@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -88,7 +89,7 @@ def alerts_of(series: dict[str, list[int]], settings: SpikeSettings, cooldown_da
     for name, counts in judged.items():
         measure, scope = measure_of(name)
         first = next((day for day, count in enumerate(counts) if count), None)
-        detector = settings.detector(measure)
+        detector = settings.detector(measure, scope)
         verdicts[name] = [None] * len(counts)
         orders = series.get(f"orders:{scope}", [0] * len(counts))
         for day in range(first or 0, len(counts)) if first is not None else ():
@@ -126,8 +127,6 @@ def judge(alerts: list[dict], shocked: set[int]) -> dict:
 def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bool = False) -> None:
     """The monitor itself (``SpikeMonitor``, as the detector runs it) on each kept run, under the defaults and a
     few changes of the risk-entry and signal settings: calm-period alarms, false alarms, recall and delays."""
-    from dataclasses import replace
-
     from bench.alert_scenario import replay_monitor
     from tests.alert_scenario import judge as judge_run
 
@@ -140,7 +139,10 @@ def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bo
                   "signals off": replace(default, signals=False),
                   "relative off": replace(default, relative_rise=0.0),
                   "relative floor 0.5": replace(default, relative_min_rate=0.5),
-                  "relative rise 0.15": replace(default, relative_rise=0.15)}
+                  "relative rise 0.15": replace(default, relative_rise=0.15),
+                  "seg drop h 12": replace(default, segment_drop_threshold=12.0),
+                  "seg drop h 14": replace(default, segment_drop_threshold=14.0),
+                  "seg drop h 16": replace(default, segment_drop_threshold=16.0)}
     if defaults_only:
         candidates = {"defaults": default}
     runs = []
@@ -252,10 +254,13 @@ def report(runs: list[dict], settings: Settings, kinds: list[str]) -> None:
     """The grid's table per shock kind, then the calm-period alarms of the defaults, by series."""
     default = settings.spike_settings()
     grid = [default.__class__(**{**default.__dict__, "signal_threshold": h, "signal_rise": 3.0, "signal_drop": drop,
-                                 "signal_min_drop_rate": 5.0, "trend": trend, "conversion_drop": conversion})
+                                 "signal_min_drop_rate": 5.0, "trend": trend, "conversion_drop": conversion,
+                                 "segment_drop_threshold": h})
             for trend, h, drop, conversion in itertools.product((0.0, 0.02), (8.0, 10.0, 12.0), (0.5, 0.6),
                                                                 (0.5, 0.7, 0.8))]
-    print(f"\n{'trend':>5} {'h':>4} {'drop':>4} {'conv':>5} | " + " | ".join(
+    grid += [replace(default, segment_drop_threshold=h) for h in (10.0, 12.0, 14.0, 16.0)
+             if h != default.segment_drop_threshold]  # the chosen row, with a segment's drops judged apart
+    print(f"\n{'trend':>5} {'h':>4} {'drop':>4} {'conv':>5} {'seg':>4} | " + " | ".join(
         f"{kind:<10} rec prec calm  med  max" for kind in kinds))
     for candidate in grid:
         cells = []
@@ -268,7 +273,8 @@ def report(runs: list[dict], settings: Settings, kinds: list[str]) -> None:
                          f"{statistics.median(delays) if delays else '-':>4} {max(delays) if delays else '-':>4}")
         mark = " <- default" if candidate == default else ""
         print(f"{candidate.trend:>5.2f} {candidate.signal_threshold:>4.0f} {candidate.signal_drop:>4.1f} "
-              f"{candidate.conversion_drop:>5.1f} | " + " | ".join(cells) + mark)
+              f"{candidate.conversion_drop:>5.1f} {candidate.segment_drop_threshold:>4.0f} | " + " | ".join(cells)
+              + mark)
     calm = Counter(a["series"].split(":")[0] for run in runs if run["kind"] == kinds[0]
                    for a in alerts_of(run["series"], default) if WARMUP_DAYS < a["day"] <= SHOCK_DAY)
     false_after = Counter(a["series"].split(":")[0] for run in runs for a in alerts_of(run["series"], default)

@@ -79,23 +79,27 @@ class SpikeSettings:
     signal_threshold: float = 10.0
     signal_min_rate: float = 0.5       # floor of a rising signal's baseline per bucket
     signal_min_drop_rate: float = 5.0  # a falling signal's baseline needed to judge a drop at all
+    segment_drop_threshold: float = 12.0  # a count's drop within one segment (customers migrate between them)
     conversion_drop: float = 0.7       # the conversion's shift (x baseline share)
     trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
     relative_rise: float = 0.1         # a rise above the silence path that counts in risk_rise (0: no such series)
     relative_min_rate: float = 1.0     # floor of the risk_rise baseline per bucket
 
-    def detector(self, measure: str = "risk") -> RateShiftDetector | ConversionDropDetector:
+    def detector(self, measure: str = "risk", scope: str = ALL) -> RateShiftDetector | ConversionDropDetector:
         if measure == CONVERSION:
-            return ConversionDropDetector(**self.detector_settings(measure))
-        return RateShiftDetector(**self.detector_settings(measure))
+            return ConversionDropDetector(**self.detector_settings(measure, scope))
+        return RateShiftDetector(**self.detector_settings(measure, scope))
 
-    def restore(self, measure: str, data: dict) -> RateShiftDetector | ConversionDropDetector:
+    def restore(self, measure: str, data: dict, scope: str = ALL) -> RateShiftDetector | ConversionDropDetector:
         """A detector of ``measure`` from its checkpoint, under these settings."""
         kind = ConversionDropDetector if measure == CONVERSION else RateShiftDetector
-        return kind.from_dict(data, **self.detector_settings(measure))
+        return kind.from_dict(data, **self.detector_settings(measure, scope))
 
-    def detector_settings(self, measure: str = "risk") -> dict:
+    def detector_settings(self, measure: str = "risk", scope: str = ALL) -> dict:
+        """The detector of a series. A count's drop within one segment needs ``segment_drop_threshold``: customers
+        move between segments as their features change, and take their browsing and orders along, a drop the
+        CUSUM cannot tell from customers going quiet (the whole base's count does not move)."""
         if measure == CONVERSION:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.conversion_drop,
                     "threshold": self.signal_threshold, "min_trials": self.signal_min_drop_rate}
@@ -105,8 +109,8 @@ class SpikeSettings:
                     "threshold": self.signal_threshold, "min_rate": floor, "beta": self.trend}
         if measure in FALLING_SIGNALS:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.signal_drop,
-                    "threshold": self.signal_threshold, "min_rate": self.signal_min_drop_rate,
-                    "beta": self.trend}
+                    "threshold": self.signal_threshold if scope == ALL else self.segment_drop_threshold,
+                    "min_rate": self.signal_min_drop_rate, "beta": self.trend}
         return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.shift, "threshold": self.threshold,
                 "min_rate": self.min_rate, "beta": self.trend}
 
@@ -370,7 +374,7 @@ class SpikeMonitor:
         for series, since in self.known.items():
             measure, _ = measure_of(series)
             if series not in self.detectors and measure != CARTS and (since < end or series in cells):
-                self.detectors[series] = self.settings.detector(measure)
+                self.detectors[series] = self.settings.detector(measure, measure_of(series)[1])
         verdicts = {}
         for series, detector in sorted(self.detectors.items()):
             measure, scope = measure_of(series)
@@ -457,7 +461,8 @@ class SpikeMonitor:
         monitor.next_bucket = data["next_bucket"]
         monitor.counts = {int(b): c for b, c in data["counts"].items()}
         monitor.known = {s: int(t) for s, t in data["known"].items()}
-        monitor.detectors = {s: monitor.settings.restore(measure_of(s)[0], d) for s, d in data["detectors"].items()}
+        monitor.detectors = {s: monitor.settings.restore(measure_of(s)[0], d, measure_of(s)[1])
+                             for s, d in data["detectors"].items()}
         monitor.last_alert_ms = {s: int(t) for s, t in data["last_alert_ms"].items()}
         monitor.late = int(data["late"])
         monitor.recent = [list(row) for row in data.get("recent", [])]

@@ -259,6 +259,10 @@ class Settings:
         "CRM_ALERT_SIGNAL_MIN_DROP_RATE", 5.0, float,
         "A falling indicator is judged only while its baseline is at least this per bucket (a quieter one cannot "
         "tell a drop from chance).")
+    alert_segment_drop_threshold: float = _env_field(
+        "CRM_ALERT_SEGMENT_DROP_THRESHOLD", 12.0, float,
+        "CUSUM threshold of a drop in orders or browsing within one segment: customers move between segments as "
+        "they change and take their activity along, which reads as a drop where they left (docs/alerts.md).")
     alert_rfm_series: bool = _env_field(
         "CRM_ALERT_RFM_SERIES", False, _flag,
         "Series per RFM segment too. Off by default: an RFM segment depends on the population as read, so a "
@@ -490,9 +494,10 @@ class Settings:
             signal_threshold=self.alert_signal_threshold, signal_min_rate=self.alert_signal_min_rate,
             signal_min_drop_rate=self.alert_signal_min_drop_rate, conversion_drop=self.alert_conversion_drop,
             trend=self.alert_baseline_trend, rfm_series=self.alert_rfm_series, relative_rise=self.alert_relative_rise,
-            relative_min_rate=self.alert_relative_min_rate)
-        for measure in ("risk", "ticket", "orders", "conversion"):
-            settings.detector(measure)  # validates the detectors' parameters
+            relative_min_rate=self.alert_relative_min_rate, segment_drop_threshold=self.alert_segment_drop_threshold)
+        for measure, scope in (("risk", "all"), ("ticket", "all"), ("orders", "all"), ("orders", "segment:0"),
+                               ("conversion", "all")):
+            settings.detector(measure, scope)  # validates the detectors' parameters
         return settings
 
     def customer_alert_rules(self):
@@ -556,6 +561,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "segment_warmup segment_snapshot_every segment_snapshot_interval_s segment_match_distance segment_window_days "
      "segment_sample_days alert_bucket_minutes alert_shift alert_threshold alert_min_rate alert_jump "
      "alert_signal_threshold alert_signal_min_rate alert_signal_min_drop_rate alert_relative_min_rate "
+     "alert_segment_drop_threshold "
      "alert_stream_length alert_webhook_attempts alert_webhook_timeout_s max_event_bytes session_timeout_ms "
      "heartbeat_interval_ms rebalance_timeout_ms api_workers api_rate_per_s api_rate_burst api_max_body_bytes "
      "api_erase_wait_s fetch_max_wait_ms", lambda v: v > 0, "must be > 0"),

@@ -3,6 +3,7 @@ against pandas recomputations and properties over any interleaving of the input 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import orjson
@@ -276,6 +277,38 @@ def test_a_segment_whose_orders_drop_is_alerted_and_names_the_valuable_customers
     assert 59 * DAY_MS <= alert["evidence"]["since_ms"] < alert["bucket_start_ms"]  # the evidence began with the drop
     named = [c["customer_id"] for c in alert["evidence"]["top_customers"]]
     assert named == ["c0", "c1", "c2", "c3", "c4"]  # the most valuable of those who went quiet
+
+
+def test_a_drop_within_one_segment_needs_the_segment_drop_threshold_and_keeps_it_through_a_checkpoint():
+    """Half the customers move to another segment on day 60 and go on ordering: the segment they left sees its
+    orders halve, the whole base sees nothing. A segment's drop is judged against ``segment_drop_threshold``
+    (more evidence than the whole base's), restored with it from a checkpoint."""
+    rng = np.random.default_rng(1)
+    records, offset = [], 0
+    for day in range(80):
+        for customer in range(40):
+            if rng.random() < 0.5:
+                offset += 1
+                segment = 8 if day >= 60 and customer < 20 else 7
+                records.append({"type": "signal", "signal": "orders", "customer_id": f"c{customer}",
+                                "as_of_ms": day * DAY_MS + 1, "source": "p:0", "offset": offset,
+                                "segment_id": segment, "rfm_segment": None, "value_minor": 1000})
+        records.append({"type": "progress", "partition": 0, "watermark_ms": (day + 1) * DAY_MS})
+    settings = SpikeSettings(bucket_ms=DAY_MS, delay_ms=0, partitions=1, segment_drop_threshold=14.0)
+    alerts, _ = run_monitor(records, settings)
+    drops = [a for a in alerts if a["rule"] == "signal_drop"]
+    assert [a["series"] for a in drops] == ["orders:segment:7"]  # the whole base did not move
+    assert drops[0]["evidence"]["threshold"] == 14.0 and drops[0]["evidence"]["statistic"] >= 14.0
+    earlier, _ = run_monitor(records, replace(settings, segment_drop_threshold=settings.signal_threshold))
+    assert min(a["ts_ms"] for a in earlier if a["rule"] == "signal_drop") < drops[0]["ts_ms"]
+    first, monitor = run_monitor(records[:300], settings)
+    resumed = SpikeMonitor.from_dict(orjson.loads(orjson.dumps(monitor.to_dict())))
+    assert resumed.detectors["orders:segment:7"].threshold == 14.0 and resumed.detectors["orders:all"].threshold == 10.0
+    later = []
+    for record in records[300:]:
+        resumed.observe(record)
+        later += resumed.close_due()
+    assert first + later == alerts
 
 
 def test_rfm_series_are_judged_only_when_asked_for_and_their_ids_can_be_acknowledged():
