@@ -13,6 +13,7 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 
 import faust
 import orjson
+from faust.types import TP
 
 from online_models import signed_pickle
 from online_models.signed_pickle import UntrustedSnapshot
@@ -99,6 +100,7 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
     topic = app.topic(full_name, key_serializer="raw", value_serializer="raw", partitions=1)
     needs_restore = [True]
     publishing = asyncio.Lock()  # timer and agent both publish: one snapshot version at a time
+    watch = StallWatch(agent_name)
 
     def holds_partition(tps) -> bool:
         return any(tp.topic == full_name for tp in tps)
@@ -117,7 +119,7 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
     async def publish_on_time() -> None:
         if not needs_restore[0]:
             try:
-                async with publishing:
+                async with publishing, watch.busy("publish on time"):
                     await process.publish_if_due()
             except Exception:  # a timer's exception stops the whole worker; the next tick tries again
                 logger.exception("%s: publishing a snapshot failed", agent_name)
@@ -125,12 +127,103 @@ def register_single_partition_trainer(app: faust.App, settings: Settings, topic_
     if interval_s is not None:
         app.timer(interval=interval_s, name=f"{agent_name}-publish")(publish_on_time)
 
+    @app.timer(interval=_WATCH_EVERY_S, name=f"{agent_name}-watch")
+    async def look_for_a_stall() -> None:
+        try:  # a timer's exception stops the whole worker
+            log_end = app.consumer.highwater(TP(full_name, 0)) if process.owns_topic else None
+        except Exception:  # not assigned (a rebalance in between): nothing to compare with
+            log_end = None
+        watch.check(log_end)
+
     @app.agent(topic, name=agent_name)
     async def train(stream: faust.StreamT) -> None:
         async for events in stream.take_events(1000, within=within_s):
+            watch.received(events[-1].message.offset)
             if needs_restore[0]:
                 await process.restore()
                 needs_restore[0] = False
             process.learn_batch([(event.message.offset, event.message.value) for event in events])
-            async with publishing:
+            async with publishing, watch.busy("after a batch"):
                 await process.after_batch()
+
+
+_WATCH_EVERY_S = 10.0
+_STALLED_AFTER_S = 30.0
+
+
+class StallWatch:
+    """Says loudly when a trainer stops: a batch's publishing step that does not return, or messages on the broker
+    that the agent has not been given for ``stalled_after_s``, with the stacks of the worker's tasks. Why: three
+    test runs saw a trainer stop for two minutes with nothing in the log (docs/performance.md); which of the two
+    it was, the next occurrence will say.
+
+    >>> watch = StallWatch("trainer", stalled_after_s=30.0, clock=iter([0.0, 0.0, 40.0]).__next__)
+    >>> watch.received(7)
+    >>> watch.check(log_end=8)   # offset 7 was the last: nothing waits
+    >>> watch.check(log_end=12)  # offsets 8-11 wait, since 0 s
+    >>> watch.check(log_end=12)  # 40 s later: stalled (logged once)
+    'offsets 8-11 on the broker not given to the agent for 40 s'
+    """
+
+    def __init__(self, name: str, stalled_after_s: float = _STALLED_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.stalled_after_s, self.clock = name, stalled_after_s, clock
+        self.last_offset = -1
+        self.waiting_since: float | None = None   # when messages were first seen waiting past the last offset
+        self.busy_since: tuple[str, float] | None = None
+        self.reported = False
+
+    def received(self, offset: int) -> None:
+        self.last_offset, self.waiting_since, self.reported = offset, None, False
+
+    def busy(self, what: str):
+        watch = self
+
+        class _Busy:
+            async def __aenter__(self) -> None:
+                watch.busy_since = (what, watch.clock())
+
+            async def __aexit__(self, *exc) -> None:
+                watch.busy_since = None
+        return _Busy()
+
+    def check(self, log_end: int | None) -> str | None:
+        """What is stalled now (logged with the tasks' stacks the first time), if anything."""
+        now, stalled = self.clock(), None
+        if self.busy_since is not None and now - self.busy_since[1] >= self.stalled_after_s:
+            stalled = f"{self.busy_since[0]} has not returned for {now - self.busy_since[1]:.0f} s"
+        elif log_end is not None and log_end - 1 > self.last_offset:
+            if self.waiting_since is None:
+                self.waiting_since = now
+            elif now - self.waiting_since >= self.stalled_after_s:
+                stalled = (f"offsets {self.last_offset + 1}-{log_end - 1} on the broker not given to the agent for "
+                           f"{now - self.waiting_since:.0f} s")
+        else:
+            self.waiting_since = None
+        if stalled is not None and not self.reported:
+            self.reported = True
+            logger.warning("%s stalled: %s; tasks:\n%s", self.name, stalled, _task_stacks())
+            return stalled
+        return None
+
+
+def _task_stacks() -> str:
+    """Where each task of the running loop waits (its chain of awaits, outermost first), those in this project's
+    code first, for a stall's log."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no running loop (a doctest)
+        return ""
+    lines = []
+    for task in tasks:
+        frames, awaited = [], task.get_coro()
+        while awaited is not None and len(frames) < 12:
+            frame = next((getattr(awaited, a) for a in ("cr_frame", "gi_frame", "ag_frame")
+                          if getattr(awaited, a, None) is not None), None)
+            if frame is not None:
+                frames.append(f"{'/'.join(frame.f_code.co_filename.rsplit('/', 2)[-2:])}:{frame.f_lineno} "
+                              f"{frame.f_code.co_name}")
+            awaited = next((getattr(awaited, a) for a in ("cr_await", "gi_yieldfrom", "ag_await")
+                            if getattr(awaited, a, None) is not None), None)
+        lines.append(f"{task.get_name()}: " + " -> ".join(frames))
+    return "\n".join(sorted(lines, key=lambda line: ("agents/" not in line and "streams/" not in line, line)))
