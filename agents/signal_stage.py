@@ -7,7 +7,8 @@ The record says where the customer stood then (behaviour segment, RFM segment, v
 does) and its source offset, so the detector counts a record sent again (a batch re-processed after a crash)
 once. An event older than the customer's newest of its kind is not counted (a late event cannot be told from
 one already counted in its bucket); a low CSAT (a detractor NPS) counts only when it is the customer's first
-answer on that scale in the bucket (the state keeps the newest answer, not the newest low one).
+answer on that scale in the bucket (the state keeps the newest answer, not the newest low one). An order's record
+says whether the customer filled a cart earlier in the bucket (``after_cart``): the conversion's successes.
 """
 from __future__ import annotations
 
@@ -89,9 +90,12 @@ class SignalStage(BatchStage):
         if newest is not None and newest - newest % self.bucket_ms >= bucket:
             return  # counted already in this bucket (or a late event behind the newest)
         source, offset = self.sources[id(event)]
-        self.signals.append({"type": "signal", "signal": signal, "customer_id": customer_id, "as_of_ms": event.ts_ms,
-                             "source": source, "offset": offset,
-                             **self.alerts.describe(customer_id, state, event.ts_ms)})
+        record = {"type": "signal", "signal": signal, "customer_id": customer_id, "as_of_ms": event.ts_ms,
+                  "source": source, "offset": offset, **self.alerts.describe(customer_id, state, event.ts_ms)}
+        if signal == "orders":  # a conversion: the customer filled a cart earlier in the bucket
+            cart_ms = _newest_of("carts", state)
+            record["after_cart"] = cart_ms is not None and bucket <= cart_ms <= event.ts_ms
+        self.signals.append(record)
 
     def forget(self, customer_id: str) -> None:
         self.signals = [s for s in self.signals if s["customer_id"] != customer_id]

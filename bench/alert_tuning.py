@@ -2,11 +2,12 @@
 
 The signal records do not depend on the churn model: they are a function of the events and the (frozen)
 segment snapshot. So the partition batch's own fold (``agents.customer_state.fold_batch``) over the scenario's
-history gives exactly the records the worker sends, in seconds instead of minutes per seed. Their daily
-counts per series are then judged by the CUSUM of ``online_models/spike_detection.py`` under a grid of settings
-(cool-down, warm-up and the whole-base attribution as ``SpikeMonitor`` does them), per shock kind.
+history gives exactly the records the worker sends, in seconds instead of minutes per seed. They are then fed
+to the detector's own ``SpikeMonitor`` under a grid of settings and judged as ``tests/alert_scenario.py`` judges a
+run, per shock kind (``--cached``: the records kept by the last run).
 
     .venv/bin/python bench/alert_tuning.py --seeds 1 2 3 4 5 6 7 8 9 10
+    .venv/bin/python bench/alert_tuning.py --records DIR    # the worker's records (risk entries too)
 
 The held-out seeds (31-40; 11-30 were held out before) are never run here: ``bench/alert_scenario.py`` runs them
 through the worker with the chosen defaults.
@@ -24,7 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import orjson
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,13 +33,11 @@ from agents.customer_state import fold_batch  # noqa: E402
 from agents.ingest import SourceMessage, triage  # noqa: E402
 from online_models.purchase_history import DAY_MS  # noqa: E402
 from online_models.segment_snapshot import SegmentModel  # noqa: E402
-from online_models.spike_alerts import (CARTS, CONVERSION, FALLING_SIGNALS, SpikeSettings, driving_segments,  # noqa: E402
-                                        measure_of)
 from streams.config import Settings  # noqa: E402
 from streams.redis_store import CustomerSnapshot  # noqa: E402
 from tests.alert_scenario import scenario  # noqa: E402
 
-WARMUP_DAYS, SHOCK_DAY, BATCH = 120, 240, 5000
+SHOCK_DAY, BATCH = 240, 5000
 KINDS = ("complaints", "silent", "price")
 
 
@@ -67,61 +65,49 @@ def signal_records(simulation, model: SegmentModel, settings: Settings) -> list[
     return records
 
 
-def daily_counts(records: list[dict], start_ms: int, days: int) -> dict[str, list[int]]:
-    """Customers per day and series ("<signal>:all", "<signal>:segment:<id>"), as the monitor counts them."""
-    frame = pd.DataFrame([(r["signal"], r["segment_id"], (r["as_of_ms"] - start_ms) // DAY_MS) for r in records],
-                         columns=["signal", "segment", "day"])
-    series = {}
-    for signal, group in frame.groupby("signal"):
-        series[f"{signal}:all"] = group.groupby("day").size()
-        for segment, by_segment in group[group.segment.notna()].groupby("segment"):
-            series[f"{signal}:segment:{int(segment)}"] = by_segment.groupby("day").size()
-    return {name: [int(counts.get(day, 0)) for day in range(days)] for name, counts in series.items()}
+def with_progress(records: list[dict], start_ms: int, days: int, bucket_ms: int = DAY_MS) -> list[dict]:
+    """The fold's signal records in event-time order with a progress record after each bucket: what the
+    detector reads from one partition that was never behind."""
+    ordered = sorted(records, key=lambda r: (r["as_of_ms"], r["source"], r["offset"]))
+    out, bucket_end = [], start_ms + bucket_ms
+    for record in ordered:
+        while record["as_of_ms"] >= bucket_end:
+            out.append({"type": "progress", "partition": 0, "watermark_ms": bucket_end})
+            bucket_end += bucket_ms
+        out.append(record)
+    while bucket_end <= start_ms + days * DAY_MS:
+        out.append({"type": "progress", "partition": 0, "watermark_ms": bucket_end})
+        bucket_end += bucket_ms
+    return out
 
 
-def alerts_of(series: dict[str, list[int]], settings: SpikeSettings, cooldown_days: int = 7) -> list[dict]:
-    """Every alert the monitor would raise on these daily series: (day, series, top segment of a whole-base one).
-    Customers filling carts are not judged alone: with the orders of the same scope they make its conversion."""
-    judged = {name: counts for name, counts in series.items() if not name.startswith(f"{CARTS}:")}
-    judged |= {f"{CONVERSION}:{name.split(':', 1)[1]}": counts for name, counts in series.items()
-               if name.startswith(f"{CARTS}:")}
-    verdicts: dict[str, list] = {}
-    for name, counts in judged.items():
-        measure, scope = measure_of(name)
-        first = next((day for day, count in enumerate(counts) if count), None)
-        detector = settings.detector(measure, scope)
-        verdicts[name] = [None] * len(counts)
-        orders = series.get(f"orders:{scope}", [0] * len(counts))
-        for day in range(first or 0, len(counts)) if first is not None else ():
-            verdicts[name][day] = (detector.observe(orders[day], counts[day]) if measure == CONVERSION
-                                   else detector.observe(counts[day]))
-    alerts = []
-    for name, by_day in verdicts.items():
-        last = -10**9
-        for day, verdict in enumerate(by_day):
-            if verdict is None or not verdict.alert or day + 1 - last < cooldown_days:
-                continue
-            last = day + 1
-            signal, scope = measure_of(name)
-            top = None
-            if scope == "all":
-                falling = signal in FALLING_SIGNALS or signal == CONVERSION
-                driving = driving_segments(signal, {other: v[day] for other, v in verdicts.items()
-                                                    if v[day] is not None}, falling, 1)  # as the monitor names them
-                if driving:
-                    top = driving[0]["segment_id"]
-            segment = int(scope.split(":")[1]) if scope.startswith("segment:") else None
-            alerts.append({"day": day + 1, "series": name, "segment": segment, "top": top})
-    return alerts
+def with_after_cart(records: list[dict]) -> list[dict]:
+    """Records kept before orders said whether a cart came first in the bucket (``after_cart``) get it from their
+    own carts records (the customer's first of each day), as the signal stage decides it.
+
+    >>> day = 86_400_000
+    >>> [r.get("after_cart") for r in with_after_cart([
+    ...     {"type": "signal", "signal": "carts", "customer_id": "a", "as_of_ms": 5},
+    ...     {"type": "signal", "signal": "orders", "customer_id": "a", "as_of_ms": 9},
+    ...     {"type": "signal", "signal": "orders", "customer_id": "b", "as_of_ms": 9},
+    ...     {"type": "signal", "signal": "orders", "customer_id": "a", "as_of_ms": day + 1}])]
+    [None, True, False, False]
+    """
+    if any("after_cart" in r for r in records if r.get("signal") == "orders"):
+        return records
+    carts = {(r["customer_id"], r["as_of_ms"] // DAY_MS): r["as_of_ms"] for r in records
+             if r.get("type") == "signal" and r["signal"] == "carts"}
+    return [{**r, "after_cart": carts.get((r["customer_id"], r["as_of_ms"] // DAY_MS), r["as_of_ms"] + 1)
+             <= r["as_of_ms"]} if r.get("type") == "signal" and r["signal"] == "orders" else r for r in records]
 
 
-def judge(alerts: list[dict], shocked: set[int]) -> dict:
-    after = [a for a in alerts if a["day"] > WARMUP_DAYS]
-    true = [a for a in after if a["day"] > SHOCK_DAY and (a["segment"] in shocked or a["top"] in shocked)]
-    calm = [a for a in after if a["day"] <= SHOCK_DAY]
-    return {"detected": bool(true), "delay": min((a["day"] - SHOCK_DAY for a in true), default=None),
-            "true": len(true), "all": len(after), "calm": len(calm),
-            "first": min(true, key=lambda a: a["day"])["series"] if true else None}
+def summary(outcomes: list) -> str:
+    """runs found, precision, calm-period alarms, median and worst delay (days) of one kind's outcomes."""
+    delays = [round(o.delay_days) for o in outcomes if o.detected]
+    true, total = sum(len(o.true_alerts) for o in outcomes), sum(len(o.aggregate) for o in outcomes)
+    return (f"{sum(o.detected for o in outcomes):>2}/{len(outcomes):<3}{true / total if total else 0:>4.2f} "
+            f"{sum(len(o.calm_alerts) for o in outcomes):>4} {statistics.median(delays) if delays else '-':>4} "
+            f"{max(delays) if delays else '-':>4}")
 
 
 def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bool = False) -> None:
@@ -142,13 +128,14 @@ def judge_records(folder: Path, settings: Settings, days: int, defaults_only: bo
                   "relative rise 0.15": replace(default, relative_rise=0.15),
                   "seg drop h 12": replace(default, segment_drop_threshold=12.0),
                   "seg drop h 14": replace(default, segment_drop_threshold=14.0),
-                  "seg drop h 16": replace(default, segment_drop_threshold=16.0)}
+                  "conversion 0.7": replace(default, conversion_drop=0.7)}
     if defaults_only:
         candidates = {"defaults": default}
     runs = []
     for path in sorted(folder.glob("*.json.gz")):
         data = orjson.loads(gzip.decompress(path.read_bytes()))
-        runs.append((data["kind"], data["seed"], scenario(data["seed"], days=days, kind=data["kind"]), data["records"]))
+        runs.append((data["kind"], data["seed"], scenario(data["seed"], days=days, kind=data["kind"]),
+                     with_after_cart(data["records"])))
     print(f"{'settings':<16} {'kind':<11} {'recall':>6} {'true':>4} {'false':>5} {'calm':>4}  "
           "delays; calm alarms by series")
     if defaults_only:  # each run, as bench/alert_scenario.py prints it
@@ -212,9 +199,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)))
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
     parser.add_argument("--days", type=int, default=330)
-    parser.add_argument("--series", default=str(ROOT / "bench" / "out" / "alert_tuning_series.json"),
-                        help="where the runs' daily series are kept")
-    parser.add_argument("--cached", action="store_true", help="judge the series kept by an earlier run")
+    parser.add_argument("--series", default=str(ROOT / "bench" / "out" / "alert_tuning_records.json.gz"),
+                        help="where the runs' signal records are kept")
+    parser.add_argument("--cached", action="store_true", help="judge the records kept by an earlier run")
     parser.add_argument("--records", metavar="DIR",
                         help="instead: judge the worker's records kept by bench/alert_scenario.py --save-records with "
                              "the whole monitor (risk entries too) under a few settings")
@@ -224,62 +211,54 @@ def main() -> None:
     if args.records:
         judge_records(Path(args.records), settings, args.days, args.defaults_only)
         return
+    cache = Path(args.series)
     if args.cached:
-        runs = [{**run, "shocked": set(run["shocked"])} for run in orjson.loads(Path(args.series).read_bytes())]
-        report(runs, settings, args.kinds)
-        return
-    started = time.perf_counter()
-    model = segment_model()
-    print(f"segment snapshot learnt from another shop in {time.perf_counter() - started:.1f} s")
-    runs = []
-    for kind in args.kinds:
-        for seed in args.seeds:
-            started = time.perf_counter()
-            simulation = scenario(seed, days=args.days, kind=kind)
-            records = signal_records(simulation, model, settings)
-            shocked_ids = {c.customer_id for c in simulation.customers if c.shocked_ms is not None}
-            shock_ms = simulation.config.start_ms + SHOCK_DAY * DAY_MS
-            carried = Counter(r["segment_id"] for r in records if r["customer_id"] in shocked_ids
-                              and r["as_of_ms"] < shock_ms and r["segment_id"] is not None)
-            runs.append({"kind": kind, "seed": seed, "shocked": {carried.most_common(1)[0][0]},
-                         "series": daily_counts(records, simulation.config.start_ms, args.days)})
-            print(f"{kind} seed {seed}: {len(simulation.events):,} events, {len(records):,} signals, "
-                  f"{time.perf_counter() - started:.1f} s", flush=True)
-    Path(args.series).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.series).write_bytes(orjson.dumps([{**run, "shocked": sorted(run["shocked"])} for run in runs]))
-    report(runs, settings, args.kinds)
+        runs = orjson.loads(gzip.decompress(cache.read_bytes()))
+    else:
+        started = time.perf_counter()
+        model = segment_model()
+        print(f"segment snapshot learnt from another shop in {time.perf_counter() - started:.1f} s")
+        runs = []
+        for kind in args.kinds:
+            for seed in args.seeds:
+                started = time.perf_counter()
+                simulation = scenario(seed, days=args.days, kind=kind)
+                records = with_progress(signal_records(simulation, model, settings), simulation.config.start_ms,
+                                        args.days)
+                runs.append({"kind": kind, "seed": seed, "records": records})
+                print(f"{kind} seed {seed}: {len(simulation.events):,} events, {len(records):,} signals, "
+                      f"{time.perf_counter() - started:.1f} s", flush=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(gzip.compress(orjson.dumps(runs)))
+    report(runs, settings, args.days)
 
 
-def report(runs: list[dict], settings: Settings, kinds: list[str]) -> None:
-    """The grid's table per shock kind, then the calm-period alarms of the defaults, by series."""
-    default = settings.spike_settings()
-    grid = [default.__class__(**{**default.__dict__, "signal_threshold": h, "signal_rise": 3.0, "signal_drop": drop,
-                                 "signal_min_drop_rate": 5.0, "trend": trend, "conversion_drop": conversion,
-                                 "segment_drop_threshold": h})
-            for trend, h, drop, conversion in itertools.product((0.0, 0.02), (8.0, 10.0, 12.0), (0.5, 0.6),
-                                                                (0.5, 0.7, 0.8))]
-    grid += [replace(default, segment_drop_threshold=h) for h in (10.0, 12.0, 14.0, 16.0)
-             if h != default.segment_drop_threshold]  # the chosen row, with a segment's drops judged apart
-    print(f"\n{'trend':>5} {'h':>4} {'drop':>4} {'conv':>5} {'seg':>4} | " + " | ".join(
-        f"{kind:<10} rec prec calm  med  max" for kind in kinds))
+def report(runs: list[dict], settings: Settings, days: int) -> None:
+    """The grid's table per shock kind (the monitor itself over each run's records, judged as
+    tests/alert_scenario.py judges a run), then the defaults' calm-period alarms by series."""
+    from bench.alert_scenario import replay_monitor
+    from tests.alert_scenario import judge as judge_run
+
+    default = replace(settings.spike_settings(), partitions=1, delay_ms=0)
+    grid = [replace(default, signal_threshold=h, conversion_drop=conversion, segment_drop_threshold=segment_h)
+            for h, conversion, segment_h in itertools.product((8.0, 10.0, 12.0), (0.5, 0.7, 0.8), (10.0, 12.0, 14.0))
+            if segment_h >= h]
+    kinds = list(dict.fromkeys(run["kind"] for run in runs))
+    simulations = {(run["kind"], run["seed"]): scenario(run["seed"], days=days, kind=run["kind"]) for run in runs}
+    print(f"\n{'h':>4} {'conv':>5} {'seg':>4} | " + " | ".join(f"{kind:<10} rec prec calm  med  max" for kind in kinds))
+    calm_of_default: Counter = Counter()
     for candidate in grid:
         cells = []
         for kind in kinds:
-            outcomes = [judge(alerts_of(r["series"], candidate), r["shocked"]) for r in runs if r["kind"] == kind]
-            delays = [o["delay"] for o in outcomes if o["detected"]]
-            true, total = sum(o["true"] for o in outcomes), sum(o["all"] for o in outcomes)
-            cells.append(f"{'':<10} {sum(o['detected'] for o in outcomes):>2}/{len(outcomes):<3}"
-                         f"{true / total if total else 0:>4.2f} {sum(o['calm'] for o in outcomes):>4} "
-                         f"{statistics.median(delays) if delays else '-':>4} {max(delays) if delays else '-':>4}")
+            outcomes = [judge_run(simulations[kind, run["seed"]], run["records"],
+                                  replay_monitor(run["records"], candidate)) for run in runs if run["kind"] == kind]
+            cells.append(f"{'':<10} {summary(outcomes)}")
+            if candidate == default:
+                calm_of_default.update(a["series"] for o in outcomes for a in o.calm_alerts)
         mark = " <- default" if candidate == default else ""
-        print(f"{candidate.trend:>5.2f} {candidate.signal_threshold:>4.0f} {candidate.signal_drop:>4.1f} "
-              f"{candidate.conversion_drop:>5.1f} {candidate.segment_drop_threshold:>4.0f} | " + " | ".join(cells)
-              + mark)
-    calm = Counter(a["series"].split(":")[0] for run in runs if run["kind"] == kinds[0]
-                   for a in alerts_of(run["series"], default) if WARMUP_DAYS < a["day"] <= SHOCK_DAY)
-    false_after = Counter(a["series"].split(":")[0] for run in runs for a in alerts_of(run["series"], default)
-                          if a["day"] > SHOCK_DAY and not ({a["segment"], a["top"]} & run["shocked"]))
-    print(f"\ndefaults: calm-period alarms by signal {dict(calm)}; false alarms after the shock {dict(false_after)}")
+        print(f"{candidate.signal_threshold:>4.0f} {candidate.conversion_drop:>5.1f} "
+              f"{candidate.segment_drop_threshold:>4.0f} | " + " | ".join(cells) + mark, flush=True)
+    print(f"\ndefaults: calm-period alarms by series (all kinds) {dict(calm_of_default)}")
 
 
 if __name__ == "__main__":

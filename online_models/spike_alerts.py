@@ -8,7 +8,8 @@ segment (a score change sent again after a crash counts once).
 *Leading indicators* come as ``signal`` records on the same topic, one per customer, kind and bucket (the
 partition batch tells a customer's first of the bucket from their state): support tickets, low CSAT, NPS
 detractors and e-mail unsubscribes, watched for a rise; customers ordering and browsing, watched for a drop
-against the series' own baseline; and the conversion of customers filling carts into orders, watched for a drop.
+against the series' own baseline (a segment's drop confirmed by the whole base's, :meth:`SpikeMonitor._confirm_drops`);
+and the conversion of customers filling carts into orders in the bucket, watched for a drop.
 *Relative risk* (``risk_rise``): customers whose risk rose at something they did (a score change with ``cause``
 ``event``) by at least ``relative_rise`` above the risk their silence path gave the tick before, watched for a
 rise: a segment whose risk climbs faster than silence explains, before anyone crosses a band.
@@ -32,16 +33,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from online_models.purchase_history import DAY_MS
-from online_models.spike_detection import ConversionDropDetector, RateShiftDetector
+from online_models.spike_detection import ConversionDropDetector, RateShiftDetector, RateVerdict
 
 __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RISING_SIGNALS", "FALLING_SIGNALS",
            "SIGNALS", "CARTS", "CONVERSION", "RISK_RISE", "risk_rise_of", "driving_segments"]
 
 HOUR_MS = 3_600_000
 _RECENT_ROWS = 2000
+_BASE_KEPT = 400       # buckets of the whole base's falling counts kept, to confirm a segment's drop
 _TOP_CUSTOMERS = 5
 _ACTIVE_KEPT = 50      # per falling series: the most valuable customers recently counted (who went quiet?)
 #: The series of the whole base.
@@ -54,6 +56,7 @@ CARTS = "carts"
 SIGNALS = RISING_SIGNALS + FALLING_SIGNALS + (CARTS,)
 #: The share of customers filling a cart who also ordered (orders / carts per bucket and scope), watched for a drop.
 CONVERSION = "conversion"
+CONVERTED = "converted"  # customers who filled a cart and then ordered in the bucket: the conversion's successes
 #: Customers whose risk rose above their silence path at an event (from score changes, not signal records).
 RISK_RISE = "risk_rise"
 #: Per-bucket sets of customers already counted (dedup), not series.
@@ -79,8 +82,8 @@ class SpikeSettings:
     signal_threshold: float = 10.0
     signal_min_rate: float = 0.5       # floor of a rising signal's baseline per bucket
     signal_min_drop_rate: float = 5.0  # a falling signal's baseline needed to judge a drop at all
-    segment_drop_threshold: float = 12.0  # a count's drop within one segment (customers migrate between them)
-    conversion_drop: float = 0.7       # the conversion's shift (x baseline share)
+    segment_drop_threshold: float = 10.0  # a count's drop within one segment (customers migrate between them)
+    conversion_drop: float = 0.8       # the conversion's shift (x baseline share)
     trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
     relative_rise: float = 0.1         # a rise above the silence path that counts in risk_rise (0: no such series)
@@ -223,6 +226,8 @@ class SpikeMonitor:
         self.signal_offsets: dict[str, int] = {}   # input topic-partition -> newest source offset of a signal counted
         self.run_start: dict[str, int] = {}        # series -> bucket where its CUSUM statistic left 0
         self.active: dict[str, dict[str, list]] = {}  # falling series -> customer -> [value, last bucket counted]
+        self.base_history: dict[str, list[list]] = {}  # falling measure -> [bucket, observed, expected] of the base
+        self.shortfall: dict[str, float] = {}      # a segment's falling series -> expected - observed over its run
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -300,6 +305,9 @@ class SpikeMonitor:
             series = f"{measure}:{scope}"
             cell = by_series.setdefault(series, {"n": 0, "rfm": {}, "segments": {}, "customers": []})
             cell["n"] += 1
+            if measure == "orders" and record.get("after_cart"):
+                converted = by_series.setdefault(f"{CONVERTED}:{scope}", {"n": 0})
+                converted["n"] += 1
             self._attribute(cell, record)
             if measure in FALLING_SIGNALS:
                 self._note_active(series, customer, value, bucket)
@@ -379,7 +387,7 @@ class SpikeMonitor:
         for series, detector in sorted(self.detectors.items()):
             measure, scope = measure_of(series)
             if measure == CONVERSION:
-                verdict = detector.observe(cells.get(f"orders:{scope}", {}).get("n", 0),
+                verdict = detector.observe(cells.get(f"{CONVERTED}:{scope}", {}).get("n", 0),
                                            cells.get(f"{CARTS}:{scope}", {}).get("n", 0))
             else:
                 verdict = detector.observe(cells.get(series, {}).get("n", 0))
@@ -388,6 +396,7 @@ class SpikeMonitor:
                 self.run_start.pop(series, None)
             else:
                 self.run_start.setdefault(series, start)
+        self._confirm_drops(start, verdicts)
         self.recent += [[start, series, v.observed, round(v.expected, 6)] for series, v in verdicts.items()]
         del self.recent[:-_RECENT_ROWS]
         alerts = []
@@ -403,6 +412,50 @@ class SpikeMonitor:
             if verdict.alert:  # the statistic restarts: the run that led to the alert is over
                 self.run_start.pop(series, None)
         return alerts
+
+    def _confirm_drops(self, start: int, verdicts: dict[str, RateVerdict]) -> None:
+        """A segment's drop of orders or browsing stands only if the whole base's count fell too over the same run:
+        by at least half the segment's shortfall and by at least twice its own standard deviation (sqrt of its
+        expected count). Customers who move to another segment take their activity along, a drop where they left
+        that the whole base does not see; customers going quiet are missing from both. An unconfirmed alarm keeps
+        its evidence (the statistic goes on) and waits for the whole base.
+
+        >>> monitor = SpikeMonitor(SpikeSettings(bucket_ms=1, warmup=1))
+        >>> monitor.detectors["orders:segment:1"] = monitor.settings.detector("orders", "segment:1")
+        >>> V = lambda observed, expected, alert=False: RateVerdict(observed, expected, 12.0, 0.0, alert)
+        >>> monitor.run_start = {"orders:segment:1": 0}
+        >>> verdicts = {"orders:all": V(30, 30.0), "orders:segment:1": V(2, 10.0, alert=True)}
+        >>> monitor._confirm_drops(0, verdicts)   # moved elsewhere: the whole base is as expected
+        >>> verdicts["orders:segment:1"].alert, monitor.detectors["orders:segment:1"].statistic
+        (False, 12.0)
+        >>> verdicts = {"orders:all": V(10, 30.0), "orders:segment:1": V(2, 10.0, alert=True)}
+        >>> monitor._confirm_drops(1, verdicts)   # gone: the base misses 20 over the run (> 2 sqrt 60, > 16 / 2)
+        >>> verdicts["orders:segment:1"].alert, monitor.shortfall
+        (True, {})
+        """
+        for measure in FALLING_SIGNALS:
+            base = verdicts.get(f"{measure}:{ALL}")
+            if base is not None:
+                self.base_history.setdefault(measure, []).append([start, base.observed, base.expected])
+                del self.base_history[measure][:-_BASE_KEPT]
+        for series, verdict in verdicts.items():
+            measure, scope = measure_of(series)
+            if measure not in FALLING_SIGNALS or scope == ALL:
+                continue
+            if verdict.statistic <= 0:
+                self.shortfall.pop(series, None)
+                continue
+            self.shortfall[series] = self.shortfall.get(series, 0.0) + verdict.expected - verdict.observed
+            if not verdict.alert:
+                continue
+            since = self.run_start.get(series, start)
+            run = [(observed, expected) for at, observed, expected in self.base_history.get(measure, []) if at >= since]
+            missing, expected = sum(e - o for o, e in run), sum(e for _, e in run)
+            if missing >= max(self.shortfall[series] / 2, 2 * expected ** 0.5) and expected > 0:
+                self.shortfall.pop(series)  # confirmed: the alert restarts the statistic, and the run
+            else:
+                self.detectors[series].statistic = verdict.statistic  # the evidence stays; no alert yet
+                verdicts[series] = replace(verdict, alert=False)
 
     def _alert(self, series: str, start: int, end: int, verdict, cells: dict[str, dict], verdicts) -> dict:
         top = self.settings.top
@@ -451,7 +504,8 @@ class SpikeMonitor:
                 "next_bucket": self.next_bucket, "counts": {str(b): c for b, c in self.counts.items()},
                 "known": self.known, "detectors": {s: d.to_dict() for s, d in self.detectors.items()},
                 "last_alert_ms": self.last_alert_ms, "late": self.late, "recent": self.recent,
-                "signal_offsets": self.signal_offsets, "run_start": self.run_start, "active": self.active}
+                "signal_offsets": self.signal_offsets, "run_start": self.run_start, "active": self.active,
+                "base_history": self.base_history, "shortfall": self.shortfall}
 
     @classmethod
     def from_dict(cls, data: dict, settings: SpikeSettings | None = None) -> "SpikeMonitor":
@@ -469,6 +523,8 @@ class SpikeMonitor:
         monitor.signal_offsets = {s: int(o) for s, o in data.get("signal_offsets", {}).items()}
         monitor.run_start = {s: int(t) for s, t in data.get("run_start", {}).items()}
         monitor.active = data.get("active", {})
+        monitor.base_history = {m: [list(row) for row in rows] for m, rows in data.get("base_history", {}).items()}
+        monitor.shortfall = {s: float(v) for s, v in data.get("shortfall", {}).items()}
         return monitor
 
 

@@ -241,7 +241,7 @@ class Settings:
     alert_signal_drop: float = _env_field(
         "CRM_ALERT_SIGNAL_DROP", 0.5, float, "The rate multiple (below 1) a falling indicator's CUSUM looks for.")
     alert_conversion_drop: float = _env_field(
-        "CRM_ALERT_CONVERSION_DROP", 0.7, float,
+        "CRM_ALERT_CONVERSION_DROP", 0.8, float,
         "The multiple (below 1) of the baseline share of cart-filling customers who order that the conversion CUSUM "
         "looks for (customers who keep coming but stop buying: a price rise).")
     alert_relative_rise: float = _env_field(
@@ -260,9 +260,9 @@ class Settings:
         "A falling indicator is judged only while its baseline is at least this per bucket (a quieter one cannot "
         "tell a drop from chance).")
     alert_segment_drop_threshold: float = _env_field(
-        "CRM_ALERT_SEGMENT_DROP_THRESHOLD", 12.0, float,
-        "CUSUM threshold of a drop in orders or browsing within one segment: customers move between segments as "
-        "they change and take their activity along, which reads as a drop where they left (docs/alerts.md).")
+        "CRM_ALERT_SEGMENT_DROP_THRESHOLD", 10.0, float,
+        "CUSUM threshold of a drop in orders or browsing within one segment (such a drop alerts only when the whole "
+        "base's count fell too: customers moving between segments take their activity along; docs/alerts.md).")
     alert_rfm_series: bool = _env_field(
         "CRM_ALERT_RFM_SERIES", False, _flag,
         "Series per RFM segment too. Off by default: an RFM segment depends on the population as read, so a "

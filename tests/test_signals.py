@@ -85,6 +85,20 @@ def test_one_signal_per_customer_kind_and_day_as_pandas_counts_them():
     assert {s["source"] for s in signals} == {"crm.purchases:0", "crm.interactions:0"}
 
 
+def test_an_order_says_whether_its_customer_filled_a_cart_earlier_that_day_as_pandas_finds():
+    simulation, messages = _history()
+    signals = _signals(messages, cuts=[len(messages) // 2])
+    events = pd.DataFrame([(p["customer_id"], p.get("type") or p.get("kind"), p["ts"]) for _, p in simulation.events],
+                          columns=["customer", "type", "ts"])
+    events["day"] = events.ts // DAY_MS
+    first_cart = events[events.type == "add_to_cart"].groupby(["customer", "day"]).ts.min()
+    orders = [s for s in signals if s["signal"] == "orders"]
+    expected = [first_cart.get((s["customer_id"], s["as_of_ms"] // DAY_MS), s["as_of_ms"] + 1) <= s["as_of_ms"]
+                for s in orders]
+    assert [s["after_cart"] for s in orders] == expected and 0 < sum(expected) < len(expected)
+    assert all("after_cart" not in s for s in signals if s["signal"] != "orders")
+
+
 def test_the_signals_do_not_depend_on_how_batches_were_cut():
     _, messages = _history(seed=5)
     rng = np.random.default_rng(5)
