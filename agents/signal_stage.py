@@ -3,9 +3,9 @@ alert bucket, for the aggregate alert detector (online_models/spike_alerts.py).
 
 Why here: the partition owns the customer, so it knows whether this is the customer's first order (or ticket,
 or visit) of the bucket from the state before the event, without a set of customers per bucket anywhere.
-The record says where the customer stood then (behaviour segment, RFM segment, value, as a score change
-does) and its source offset, so the detector counts a record sent again (a batch re-processed after a crash)
-once. An event older than the customer's newest of its kind is not counted (a late event cannot be told from
+The record says where the customer stood just before the event (behaviour segment, RFM segment, value, as a
+score change does) and its source offset, so the detector counts a record sent again (a batch re-processed after
+a crash) once. An event older than the customer's newest of its kind is not counted (a late event cannot be told from
 one already counted in its bucket); a low CSAT (a detractor NPS) counts only when it is the customer's first
 answer on that scale in the bucket (the state keeps the newest answer, not the newest low one). An order's record
 says whether the customer filled a cart earlier in the bucket (``after_cart``): the conversion's successes.
@@ -75,17 +75,16 @@ class SignalStage(BatchStage):
     low_csat: int
     sources: Mapping[int, tuple[str, int]]       # id(event) -> (input topic-partition, offset)
     signals: list[dict] = field(default_factory=list)
-    _pending: tuple[int, str, int | None] | None = None
+    _pending: tuple[int, dict] | None = None
 
     def before_event(self, customer_id: str, state: CustomerState, event: Event, partition: int) -> None:
-        signal = signal_of(event, self.low_csat) if self.bucket_ms else None
-        self._pending = None if signal is None else (id(event), signal, _newest_of(signal, state))
-
-    def after_event(self, customer_id: str, state: CustomerState, event: Event) -> None:
-        if self._pending is None or self._pending[0] != id(event):
-            return
-        _, signal, newest = self._pending
+        """The record, described as the customer stood before the event: an order moves its customer to another
+        segment, and its conversion (``after_cart``) must count where the cart that preceded it was counted."""
         self._pending = None
+        signal = signal_of(event, self.low_csat) if self.bucket_ms else None
+        if signal is None:
+            return
+        newest = _newest_of(signal, state)
         bucket = event.ts_ms - event.ts_ms % self.bucket_ms
         if newest is not None and newest - newest % self.bucket_ms >= bucket:
             return  # counted already in this bucket (or a late event behind the newest)
@@ -95,7 +94,13 @@ class SignalStage(BatchStage):
         if signal == "orders":  # a conversion: the customer filled a cart earlier in the bucket
             cart_ms = _newest_of("carts", state)
             record["after_cart"] = cart_ms is not None and bucket <= cart_ms <= event.ts_ms
-        self.signals.append(record)
+        self._pending = (id(event), record)
+
+    def after_event(self, customer_id: str, state: CustomerState, event: Event) -> None:
+        """The event was applied (not refused): its record goes out."""
+        if self._pending is not None and self._pending[0] == id(event):
+            self.signals.append(self._pending[1])
+        self._pending = None
 
     def forget(self, customer_id: str) -> None:
         self.signals = [s for s in self.signals if s["customer_id"] != customer_id]

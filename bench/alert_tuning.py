@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--records", metavar="DIR",
                         help="instead: judge the worker's records kept by bench/alert_scenario.py --save-records with "
                              "the whole monitor (risk entries too) under a few settings")
-    parser.add_argument("--defaults-only", action="store_true", help="with --records: the defaults alone")
+    parser.add_argument("--defaults-only", action="store_true", help="the defaults alone")
     args = parser.parse_args()
     settings = Settings.from_env({})
     if args.records:
@@ -230,10 +230,10 @@ def main() -> None:
                       f"{time.perf_counter() - started:.1f} s", flush=True)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(gzip.compress(orjson.dumps(runs)))
-    report(runs, settings, args.days)
+    report(runs, settings, args.days, args.defaults_only)
 
 
-def report(runs: list[dict], settings: Settings, days: int) -> None:
+def report(runs: list[dict], settings: Settings, days: int, defaults_only: bool = False) -> None:
     """The grid's table per shock kind (the monitor itself over each run's records, judged as
     tests/alert_scenario.py judges a run), then the defaults' calm-period alarms by series."""
     from bench.alert_scenario import replay_monitor
@@ -242,7 +242,7 @@ def report(runs: list[dict], settings: Settings, days: int) -> None:
     default = replace(settings.spike_settings(), partitions=1, delay_ms=0)
     grid = [replace(default, signal_threshold=h, conversion_drop=conversion, segment_drop_threshold=segment_h)
             for h, conversion, segment_h in itertools.product((8.0, 10.0, 12.0), (0.5, 0.7, 0.8), (10.0, 12.0, 14.0))
-            if segment_h >= h]
+            if segment_h >= h and not defaults_only] or [default]
     kinds = list(dict.fromkeys(run["kind"] for run in runs))
     simulations = {(run["kind"], run["seed"]): scenario(run["seed"], days=days, kind=run["kind"]) for run in runs}
     print(f"\n{'h':>4} {'conv':>5} {'seg':>4} | " + " | ".join(f"{kind:<10} rec prec calm  med  max" for kind in kinds))
