@@ -9,7 +9,7 @@ run, per shock kind (``--cached``: the records kept by the last run).
     .venv/bin/python bench/alert_tuning.py --seeds 1 2 3 4 5 6 7 8 9 10
     .venv/bin/python bench/alert_tuning.py --records DIR    # the worker's records (risk entries too)
 
-The held-out seeds (31-40; 11-30 were held out before) are never run here: ``bench/alert_scenario.py`` runs them
+The held-out seeds (41-50; 11-40 were held out before) are never run here: ``bench/alert_scenario.py`` runs them
 through the worker with the chosen defaults.
 """
 from __future__ import annotations

@@ -54,7 +54,7 @@ FALLING_SIGNALS = ("orders", "browsing")
 #: Counted, not judged alone: customers filling a cart are the trials of the conversion series.
 CARTS = "carts"
 SIGNALS = RISING_SIGNALS + FALLING_SIGNALS + (CARTS,)
-#: The share of customers filling a cart who also ordered (orders / carts per bucket and scope), watched for a drop.
+#: The share of customers filling a cart who then ordered in the bucket (converted / carts per scope), for a drop.
 CONVERSION = "conversion"
 CONVERTED = "converted"  # customers who filled a cart and then ordered in the bucket: the conversion's successes
 #: Customers whose risk rose above their silence path at an event (from score changes, not signal records).
@@ -82,7 +82,7 @@ class SpikeSettings:
     signal_threshold: float = 10.0
     signal_min_rate: float = 0.5       # floor of a rising signal's baseline per bucket
     signal_min_drop_rate: float = 5.0  # a falling signal's baseline needed to judge a drop at all
-    segment_drop_threshold: float = 10.0  # a count's drop within one segment (customers migrate between them)
+    segment_drop_threshold: float = 10.0  # a count's drop within one segment (confirmed by the whole base)
     conversion_drop: float = 0.8       # the conversion's shift (x baseline share)
     trend: float = 0.0                 # Holt's trend weight of every series' baseline (0: a level only)
     rfm_series: bool = False           # series per RFM segment too (population-relative: not replay-exact)
@@ -100,9 +100,8 @@ class SpikeSettings:
         return kind.from_dict(data, **self.detector_settings(measure, scope))
 
     def detector_settings(self, measure: str = "risk", scope: str = ALL) -> dict:
-        """The detector of a series. A count's drop within one segment needs ``segment_drop_threshold``: customers
-        move between segments as their features change, and take their browsing and orders along, a drop the
-        CUSUM cannot tell from customers going quiet (the whole base's count does not move)."""
+        """The detector of a series (a count's drop within one segment at ``segment_drop_threshold``; whether such a
+        drop alerts is then confirmed against the whole base: :meth:`SpikeMonitor._confirm_drops`)."""
         if measure == CONVERSION:
             return {"alpha": self.alpha, "warmup": self.warmup, "shift": self.conversion_drop,
                     "threshold": self.signal_threshold, "min_trials": self.signal_min_drop_rate}
