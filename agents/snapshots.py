@@ -157,7 +157,8 @@ class StallWatch:
     test runs saw a trainer stop for two minutes with nothing in the log (docs/performance.md); which of the two
     it was, the next occurrence will say.
 
-    >>> watch = StallWatch("trainer", stalled_after_s=30.0, clock=iter([0.0, 0.0, 40.0]).__next__)
+    >>> watch = StallWatch("trainer", stalled_after_s=30.0, clock=iter([0.0, 0.0, 0.0, 40.0]).__next__)
+    >>> watch.check(log_end=12)  # nothing received yet: what a restarted worker had committed is not owed
     >>> watch.received(7)
     >>> watch.check(log_end=8)   # offset 7 was the last: nothing waits
     >>> watch.check(log_end=12)  # offsets 8-11 wait, since 0 s
@@ -192,7 +193,8 @@ class StallWatch:
         now, stalled = self.clock(), None
         if self.busy_since is not None and now - self.busy_since[1] >= self.stalled_after_s:
             stalled = f"{self.busy_since[0]} has not returned for {now - self.busy_since[1]:.0f} s"
-        elif log_end is not None and log_end - 1 > self.last_offset:
+        elif log_end is not None and self.last_offset >= 0 and log_end - 1 > self.last_offset:
+            # (nothing received since the start: a restarted worker's committed messages are not owed to it)
             if self.waiting_since is None:
                 self.waiting_since = now
             elif now - self.waiting_since >= self.stalled_after_s:
