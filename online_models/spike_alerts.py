@@ -43,7 +43,6 @@ __all__ = ["SpikeSettings", "SpikeMonitor", "is_entry", "measure_of", "ALL", "RI
 
 HOUR_MS = 3_600_000
 _RECENT_ROWS = 2000
-_BASE_KEPT = 400       # buckets of the whole base's falling counts kept, to confirm a segment's drop
 _TOP_CUSTOMERS = 5
 _ACTIVE_KEPT = 50      # per falling series: the most valuable customers recently counted (who went quiet?)
 #: The series of the whole base.
@@ -225,8 +224,8 @@ class SpikeMonitor:
         self.signal_offsets: dict[str, int] = {}   # input topic-partition -> newest source offset of a signal counted
         self.run_start: dict[str, int] = {}        # series -> bucket where its CUSUM statistic left 0
         self.active: dict[str, dict[str, list]] = {}  # falling series -> customer -> [value, last bucket counted]
-        self.base_history: dict[str, list[list]] = {}  # falling measure -> [bucket, observed, expected] of the base
-        self.shortfall: dict[str, float] = {}      # a segment's falling series -> expected - observed over its run
+        self.drop_runs: dict[str, list[float]] = {}  # a segment's falling series while its statistic is above 0 ->
+        #                                    [its expected - observed, the base's expected - observed, base expected]
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -379,9 +378,9 @@ class SpikeMonitor:
     def _judge(self, start: int, cells: dict[str, dict]) -> list[dict]:
         end = start + self.settings.bucket_ms
         for series, since in self.known.items():
-            measure, _ = measure_of(series)
+            measure, scope = measure_of(series)
             if series not in self.detectors and measure != CARTS and (since < end or series in cells):
-                self.detectors[series] = self.settings.detector(measure, measure_of(series)[1])
+                self.detectors[series] = self.settings.detector(measure, scope)
         verdicts = {}
         for series, detector in sorted(self.detectors.items()):
             measure, scope = measure_of(series)
@@ -395,7 +394,7 @@ class SpikeMonitor:
                 self.run_start.pop(series, None)
             else:
                 self.run_start.setdefault(series, start)
-        self._confirm_drops(start, verdicts)
+        self._confirm_drops(verdicts)
         self.recent += [[start, series, v.observed, round(v.expected, 6)] for series, v in verdicts.items()]
         del self.recent[:-_RECENT_ROWS]
         alerts = []
@@ -412,7 +411,7 @@ class SpikeMonitor:
                 self.run_start.pop(series, None)
         return alerts
 
-    def _confirm_drops(self, start: int, verdicts: dict[str, RateVerdict]) -> None:
+    def _confirm_drops(self, verdicts: dict[str, RateVerdict]) -> None:
         """A segment's drop of orders or browsing stands only if the whole base's count fell too over the same run:
         by at least half the segment's shortfall and by at least twice its own standard deviation (sqrt of its
         expected count). Customers who move to another segment take their activity along, a drop where they left
@@ -422,36 +421,33 @@ class SpikeMonitor:
         >>> monitor = SpikeMonitor(SpikeSettings(bucket_ms=1, warmup=1))
         >>> monitor.detectors["orders:segment:1"] = monitor.settings.detector("orders", "segment:1")
         >>> V = lambda observed, expected, alert=False: RateVerdict(observed, expected, 12.0, 0.0, alert)
-        >>> monitor.run_start = {"orders:segment:1": 0}
         >>> verdicts = {"orders:all": V(30, 30.0), "orders:segment:1": V(2, 10.0, alert=True)}
-        >>> monitor._confirm_drops(0, verdicts)   # moved elsewhere: the whole base is as expected
+        >>> monitor._confirm_drops(verdicts)   # moved elsewhere: the whole base is as expected
         >>> verdicts["orders:segment:1"].alert, monitor.detectors["orders:segment:1"].statistic
         (False, 12.0)
         >>> verdicts = {"orders:all": V(10, 30.0), "orders:segment:1": V(2, 10.0, alert=True)}
-        >>> monitor._confirm_drops(1, verdicts)   # gone: the base misses 20 over the run (> 2 sqrt 60, > 16 / 2)
-        >>> verdicts["orders:segment:1"].alert, monitor.shortfall
+        >>> monitor._confirm_drops(verdicts)   # gone: the base misses 20 over the run (> 2 sqrt 60, > 16 / 2)
+        >>> verdicts["orders:segment:1"].alert, monitor.drop_runs
         (True, {})
         """
-        for measure in FALLING_SIGNALS:
-            base = verdicts.get(f"{measure}:{ALL}")
-            if base is not None:
-                self.base_history.setdefault(measure, []).append([start, base.observed, base.expected])
-                del self.base_history[measure][:-_BASE_KEPT]
+        bases = {measure: verdicts.get(f"{measure}:{ALL}") for measure in FALLING_SIGNALS}
         for series, verdict in verdicts.items():
             measure, scope = measure_of(series)
             if measure not in FALLING_SIGNALS or scope == ALL:
                 continue
             if verdict.statistic <= 0:
-                self.shortfall.pop(series, None)
+                self.drop_runs.pop(series, None)
                 continue
-            self.shortfall[series] = self.shortfall.get(series, 0.0) + verdict.expected - verdict.observed
+            run = self.drop_runs.setdefault(series, [0.0, 0.0, 0.0])  # over the run: shortfall; base missing, expected
+            base = bases[measure]
+            run[0] += verdict.expected - verdict.observed
+            if base is not None:
+                run[1] += base.expected - base.observed
+                run[2] += base.expected
             if not verdict.alert:
                 continue
-            since = self.run_start.get(series, start)
-            run = [(observed, expected) for at, observed, expected in self.base_history.get(measure, []) if at >= since]
-            missing, expected = sum(e - o for o, e in run), sum(e for _, e in run)
-            if missing >= max(self.shortfall[series] / 2, 2 * expected ** 0.5) and expected > 0:
-                self.shortfall.pop(series)  # confirmed: the alert restarts the statistic, and the run
+            if run[1] >= max(run[0] / 2, 2 * run[2] ** 0.5) and run[2] > 0:
+                del self.drop_runs[series]  # confirmed: the alert restarts the statistic, and the run
             else:
                 self.detectors[series].statistic = verdict.statistic  # the evidence stays; no alert yet
                 verdicts[series] = replace(verdict, alert=False)
@@ -504,7 +500,7 @@ class SpikeMonitor:
                 "known": self.known, "detectors": {s: d.to_dict() for s, d in self.detectors.items()},
                 "last_alert_ms": self.last_alert_ms, "late": self.late, "recent": self.recent,
                 "signal_offsets": self.signal_offsets, "run_start": self.run_start, "active": self.active,
-                "base_history": self.base_history, "shortfall": self.shortfall}
+                "drop_runs": self.drop_runs}
 
     @classmethod
     def from_dict(cls, data: dict, settings: SpikeSettings | None = None) -> "SpikeMonitor":
@@ -522,8 +518,7 @@ class SpikeMonitor:
         monitor.signal_offsets = {s: int(o) for s, o in data.get("signal_offsets", {}).items()}
         monitor.run_start = {s: int(t) for s, t in data.get("run_start", {}).items()}
         monitor.active = data.get("active", {})
-        monitor.base_history = {m: [list(row) for row in rows] for m, rows in data.get("base_history", {}).items()}
-        monitor.shortfall = {s: float(v) for s, v in data.get("shortfall", {}).items()}
+        monitor.drop_runs = {s: [float(v) for v in run] for s, run in data.get("drop_runs", {}).items()}
         return monitor
 
 
