@@ -7,9 +7,10 @@ Redis that every worker re-reads at most once a second, and may checkpoint thems
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, AsyncIterator, Callable, Generic, Protocol, TypeVar
 
 import faust
 import orjson
@@ -177,16 +178,14 @@ class StallWatch:
     def received(self, offset: int) -> None:
         self.last_offset, self.waiting_since, self.reported = offset, None, False
 
-    def busy(self, what: str):
-        watch = self
-
-        class _Busy:
-            async def __aenter__(self) -> None:
-                watch.busy_since = (what, watch.clock())
-
-            async def __aexit__(self, *exc) -> None:
-                watch.busy_since = None
-        return _Busy()
+    @contextlib.asynccontextmanager
+    async def busy(self, what: str) -> AsyncIterator[None]:
+        """``what`` runs now: a stall if it has not returned within ``stalled_after_s``."""
+        self.busy_since = (what, self.clock())
+        try:
+            yield
+        finally:
+            self.busy_since = None
 
     def check(self, log_end: int | None) -> str | None:
         """What is stalled now (logged with the tasks' stacks the first time), if anything."""

@@ -93,7 +93,7 @@ class SpikeSettings:
             return ConversionDropDetector(**self.detector_settings(measure, scope))
         return RateShiftDetector(**self.detector_settings(measure, scope))
 
-    def restore(self, measure: str, data: dict, scope: str = ALL) -> RateShiftDetector | ConversionDropDetector:
+    def restore(self, measure: str, scope: str, data: dict) -> RateShiftDetector | ConversionDropDetector:
         """A detector of ``measure`` from its checkpoint, under these settings."""
         kind = ConversionDropDetector if measure == CONVERSION else RateShiftDetector
         return kind.from_dict(data, **self.detector_settings(measure, scope))
@@ -510,8 +510,7 @@ class SpikeMonitor:
         monitor.next_bucket = data["next_bucket"]
         monitor.counts = {int(b): c for b, c in data["counts"].items()}
         monitor.known = {s: int(t) for s, t in data["known"].items()}
-        monitor.detectors = {s: monitor.settings.restore(measure_of(s)[0], d, measure_of(s)[1])
-                             for s, d in data["detectors"].items()}
+        monitor.detectors = {s: monitor.settings.restore(*measure_of(s), d) for s, d in data["detectors"].items()}
         monitor.last_alert_ms = {s: int(t) for s, t in data["last_alert_ms"].items()}
         monitor.late = int(data["late"])
         monitor.recent = [list(row) for row in data.get("recent", [])]
