@@ -11,7 +11,7 @@ alert id header); a delivered one never is.
 
 Erasure: the pipeline sends ``{"type": "erasure", "customer_id"}`` to ``alerts`` after the customer's last
 alerts (one partition owns a customer, so its records keep their order). Delivery then deletes every stored
-alert of the customer (hash, stream entry; found through ``c:{id}:alerts``) and tells the webhook, so
+alert of the customer (hash, stream entry; found through ``alerts:{alerts}:customer:<id>``) and tells the webhook, so
 receivers can forget the customer too. A batch re-processed after a crash re-sends both, in the same order.
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ __all__ = ["DeliveryProcess", "register_alert_delivery", "STREAM_KEY", "STATS_KE
 
 logger = logging.getLogger(__name__)
 
-STREAM_KEY = "alerts:stream"
-STATS_KEY = "alerts:stats"
+STREAM_KEY = "alerts:{alerts}:stream"
+STATS_KEY = "alerts:{alerts}:stats"
 _RETENTION_S = 90 * 86_400
 _MAX_CONCURRENT_POSTS = 16
 #: HSET on a stored alert only: a webhook outcome or an acknowledgement must not bring back an alert that was
@@ -43,13 +43,14 @@ SET_IF_STORED = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.c
 
 
 def alert_key(alert_id: str) -> str:
-    """Redis hash (under the prefix) of one alert."""
-    return f"alert:{alert_id}"
+    """Redis hash (under the prefix) of one alert. Every alert key has the ``{alerts}`` hash tag: a script
+    storing or erasing alerts touches one Redis Cluster slot."""
+    return f"alerts:{{alerts}}:alert:{alert_id}"
 
 
 def customer_alerts_key(customer_id: str) -> str:
     """Redis set (under the prefix) of a customer's stored alerts (``<hash key> <stream entry id>``)."""
-    return f"c:{{{customer_id}}}:alerts"
+    return f"alerts:{{alerts}}:customer:{customer_id}"
 
 
 def erasure_record(customer_id: str, requested_ts_ms: int) -> tuple[bytes, bytes]:
@@ -145,9 +146,13 @@ class DeliveryProcess:
     async def _erase(self, erasure: dict, offset: int, to_post: list[tuple[str, bytes, int]]) -> None:
         """Delete the customer's stored alerts; alerts of the batch still to be POSTed are not POSTed."""
         customer_id = erasure["customer_id"]
-        erased = await self._erase_alerts(
-            keys=[self.store.prefix + customer_alerts_key(customer_id), self.store.prefix + STREAM_KEY,
-                  self.store.prefix + STATS_KEY], args=[self.store.prefix])
+        index = self.store.prefix + customer_alerts_key(customer_id)
+        erased = -1
+        while erased < 0:  # every key the script deletes is declared: read the index, then erase what it named
+            members = sorted(await self.store.client.smembers(index))
+            erased = await self._erase_alerts(
+                keys=[index, self.store.prefix + STREAM_KEY, self.store.prefix + STATS_KEY,
+                      *(self.store.prefix + member.partition(" ")[0] for member in members)], args=members)
         to_post[:] = [item for item in to_post if orjson.loads(item[1]).get("customer_id") != customer_id]
         logger.info("erased %d alerts of an erased customer", erased)
         if self.sender is not None:

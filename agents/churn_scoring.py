@@ -31,7 +31,7 @@ from streams.redis_store import BatchWrite, RedisStore
 __all__ = ["MODEL_KEY", "model_view", "WheelClock", "ChurnStage", "example_messages"]
 
 #: Redis key (under the prefix) of the newest churn model snapshot (JSON).
-MODEL_KEY = "model:churn:latest"
+MODEL_KEY = "model:{churn}:latest"
 
 
 def model_view(store: RedisStore) -> SnapshotView[HazardScorer]:
@@ -91,7 +91,7 @@ class WheelClock:
         due_by_partition = await self.store.due_customers(watermarks, self.limit)
         for partition, customers in due_by_partition.items():
             if len(customers) == self.limit:  # the rest of the due wake-ups waits for the next batch
-                last_wake = await self.store.client.zscore(f"{self.store.prefix}wheel:{partition}", customers[-1])
+                last_wake = await self.store.client.zscore(self.store.wheel_key(partition), customers[-1])
                 self._wheel_bound[partition] = min(watermarks[partition], int(last_wake))
         return {customer_id: (partition, watermarks[partition])
                 for partition, customers in due_by_partition.items() for customer_id in customers}
@@ -115,7 +115,7 @@ class WheelClock:
             return {}
         async with self.store.client.pipeline(transaction=False) as pipe:
             for partition in partitions:
-                pipe.zrange(f"{self.store.prefix}wheel:{partition}", 0, 0, withscores=True)
+                pipe.zrange(self.store.wheel_key(partition), 0, 0, withscores=True)
             earliest = await pipe.execute()
         watermark = self._watermark(clock)
         return {partition: min([watermark] + [int(score) for _, score in first])
@@ -129,8 +129,10 @@ class WheelClock:
     async def _load(self, partitions: set[int]) -> None:
         unknown = [(topic, p) for p in partitions for topic in self._SCORING_TOPICS if (topic, p) not in self.newest_ms]
         if unknown:
-            stored = await self.store.client.hmget(
-                self.store.prefix + "watermark", [f"{self.settings.topic(topic)}:{p}" for topic, p in unknown])
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for topic, p in unknown:
+                    pipe.hget(self.store.part(p) + "watermark", f"{self.settings.topic(topic)}:{p}")
+                stored = await pipe.execute()
             for key, value in zip(unknown, stored):
                 self.newest_ms[key] = -1 if value is None else int(value)
 

@@ -44,12 +44,12 @@ __all__ = ["TrainerProcess", "register_trainer", "CHECKPOINT_KEY", "METRICS_KEY"
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "model:churn:trainer"
-METRICS_KEY = "model:churn:metrics"  # the trainer's report on its newest version, served or held back
-PROGRESS_KEY = "model:churn:progress"  # what the trainer has learned and holds, after every batch
-RETAINED_KEY = "model:churn:versions"  # hash: version -> snapshot, the newest RETAINED_VERSIONS and a held one
-HOLD_KEY = "model:churn:hold"  # the version an operator holds the served model at
-UNTIL_KEY = "model:churn:until"  # sorted set: retained version by the event time it was trained until
+CHECKPOINT_KEY = "model:{churn}:trainer"
+METRICS_KEY = "model:{churn}:metrics"  # the trainer's report on its newest version, served or held back
+PROGRESS_KEY = "model:{churn}:progress"  # what the trainer has learned and holds, after every batch
+RETAINED_KEY = "model:{churn}:versions"  # hash: version -> snapshot, the newest RETAINED_VERSIONS and a held one
+HOLD_KEY = "model:{churn}:hold"  # the version an operator holds the served model at
+UNTIL_KEY = "model:{churn}:until"  # sorted set: retained version by the event time it was trained until
 RETAINED_VERSIONS = 10
 _REMEMBERED_IDS = 200_000
 

@@ -1,7 +1,7 @@
 """The churn model version for an event time, as the worker's scorers use it (agents/version_targets.py).
 
 The trainer (agents/churn_trainer.py) publishes each version with the event time it was trained until
-(``model:churn:until``: a sorted set, version by ``trained_until_ms``) and, after every batch, how far its
+(``model:{churn}:until``: a sorted set, version by ``trained_until_ms``) and, after every batch, how far its
 versions are final (``final_until_ms`` in its progress report: every version trained until then has been
 published; none will be cut before it any more). The version for a target is the newest trained until it, once
 the trainer is final past it. Until then the batch waits: the partitions behind are still closing the examples

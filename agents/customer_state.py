@@ -131,20 +131,22 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
                settings: Settings, population: Mapping[str, FrozenRanks] | None = None,
                scorer: HazardScorer | None = None, due: Mapping[str, tuple[int, int]] | None = None,
                segment_model: SegmentModel | None = None, watermarks: Mapping[int, int] | None = None,
-               purchase_watermarks: Mapping[int, int] | None = None) -> AppliedBatch:
-    """Fold a triaged batch into customer states, run the stages, and build the atomic Redis write.
+               purchase_watermarks: Mapping[int, int] | None = None, partition: int = 0) -> AppliedBatch:
+    """Fold one partition's triaged batch into customer states, run the stages, and build its atomic Redis write.
 
     ``due``: customers the event-time wheel wakes (customer -> (partition, purchases watermark)).
     ``watermarks``: per partition, the event time up to which report ticks are decided in this batch (the
     watermark of purchases and interactions, the topics that change a score).
     ``purchase_watermarks``: per partition, the purchases watermark (examples it has decided close before an event).
     ``segment_model``: the newest segment snapshot (None: none published yet; customers are still sampled).
+    ``partition``: the input partition all of the batch's records and wake-ups are of (its write is applied in
+    that partition's hash slot, streams/keyspace.py).
     """
     half_life_ms = settings.engagement_half_life_days * DAY_MS
     stages = batch_stages(settings, population or {}, scorer, segment_model, watermarks or {},
                           purchase_watermarks or {},
                           {id(event): (message.tp, message.offset) for message, event, _ in triaged.accepted})
-    write = BatchWrite()
+    write = BatchWrite(partition=partition)
     states: dict[str, CustomerState] = {}
     seen: dict[str, set[tuple[str, str]]] = {cid: set(s.seen) for cid, s in snapshots.items()}
     new_seen: dict[str, dict[str, list[str]]] = {}
@@ -224,6 +226,9 @@ def fold_batch(triaged: Triage, snapshots: dict[str, CustomerSnapshot], messages
         known_delta += stored - bool(snapshot and snapshot.state is not None)
     if known_delta:
         write.count(STATS_HASH, "customers", known_delta)
+    write.indexed_before = {customer_id: snapshots[customer_id].indexed
+                            for customer_id in (*write.index, *write.erase)
+                            if customer_id in snapshots and snapshots[customer_id].indexed}
 
     write.seen = new_seen
     # Forget ids older than the dedup window behind their own topic-partition's event time: when a

@@ -101,9 +101,9 @@ class BatchProcessor:
         EVENTS_OUT.labels(topic).inc()
         return await self.outputs[topic].send(key=key, value=value)
 
-    async def process(self, messages: Sequence[SourceMessage]) -> AppliedBatch | None:
+    async def process(self, messages: Sequence[SourceMessage]) -> list[AppliedBatch] | None:
         """Apply the batch's new messages, as one or more batches of their own: one per churn model version
-        their event time needs (:meth:`_by_version`), in order. The last applied, or None."""
+        their event time needs (:meth:`_by_version`), in order. The last one's partition parts, or None."""
         started = time.perf_counter()
         fresh = [m for m in messages if self.store.owns(m.tp) and not self.store.is_applied(m.tp, m.offset)]
         if len(fresh) < len(messages):
@@ -115,8 +115,6 @@ class BatchProcessor:
         for part, triaged, target_ms, wait in await self._by_version(fresh, triage(fresh, self.settings, now_ms)):
             model = await self.versions.for_target(target_ms, self._send_standing_progress if wait else None)
             applied = await self._process(part, triaged, model, now_ms)
-            if applied is None:  # fenced: the partitions moved, the rest is another worker's
-                return None
         BATCH_SECONDS.observe(time.perf_counter() - started)
         return applied
 
@@ -149,72 +147,132 @@ class BatchProcessor:
                 for target, (part, part_triage) in parts.items()]
 
     async def _process(self, fresh: list[SourceMessage], triaged: Triage, model: HazardScorer | None,
-                       now_ms: int) -> AppliedBatch | None:
+                       now_ms: int) -> list[AppliedBatch] | None:
+        """Fold and commit the batch as one write per input partition (each in its own hash slot,
+        streams/keyspace.py), after sending what they derived. The worker's clock is the batch's: it may wake
+        customers of a partition the batch holds no record of (a wake-ups-only write)."""
         wanted = digests_by_customer(triaged.accepted)
-        owned = self._owned()
-        due = await self.wheel.due(triaged.accepted, owned)
-        for customer_id in due:
+        partition_of = {event.customer_id: message.partition for message, event, _ in triaged.accepted}
+        due = await self.wheel.due(triaged.accepted, self._owned())
+        for customer_id, (partition, _) in due.items():
             wanted.setdefault(customer_id, {})
+            partition_of.setdefault(customer_id, partition)
         with REDIS_SECONDS.labels("load_batch").time():
-            snapshots = await self.store.load_batch(wanted)
+            snapshots = await self.store.load_batch(wanted, partition_of)
         # The fold is the batch's CPU work, pure and given all it reads: in a thread, the event loop meanwhile
         # sends the consumer's heartbeats (a backlog's batch takes seconds, the session timeout is 6 s).
-        applied = await asyncio.to_thread(fold_batch, triaged, snapshots, fresh, self.settings,
-                                          await self.population.ranks(), model, due, await self.segments.current(),
-                                          dict(self.wheel.tick_bounds), dict(self.wheel.purchase_watermarks))
+        inputs = (snapshots, self.settings, await self.population.ranks(), model, await self.segments.current(),
+                  dict(self.wheel.tick_bounds), dict(self.wheel.purchase_watermarks))
+        parts = await asyncio.to_thread(_fold_by_partition, _split_by_partition(fresh, triaged, due), *inputs)
+        first = min(fresh, key=lambda m: (m.tp, m.offset))
+        keys = {partition: _batch_key(part_messages, partition, first)
+                for partition, (part_messages, _) in parts.items()}
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
         deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))
                       for r in triaged.rejected]
+        applied = [part for _, part in parts.values()]
+        erasures = [erasure for part in applied for erasure in part.erasures]
         deliveries += [await self._send("erasures", key=e.customer_id.encode(),
-                                        value=_erasure_confirmation(e, now_ms)) for e in applied.erasures]
-        first = min(fresh, key=lambda m: (m.tp, m.offset))
-        batch_key = f"{first.tp}:{first.offset}"
-        for key, value in example_messages(applied.churn.examples, batch_key):
-            deliveries.append(await self._send("training-examples", key=key, value=value))
-        example_progress = self.wheel.example_progress(applied.churn.label_wakes)
+                                        value=_erasure_confirmation(e, now_ms)) for e in erasures]
+        for partition, (_, part) in parts.items():
+            for key, value in example_messages(part.churn.examples, keys[partition]):
+                deliveries.append(await self._send("training-examples", key=key, value=value))
+        example_progress = self.wheel.example_progress(
+            {customer: wake for part in applied for customer, wake in part.churn.label_wakes.items()})
         if progress := self._example_progress_moved(example_progress):
-            deliveries.append(await self._send("training-examples", key=f"{batch_key}:progress".encode(),
+            deliveries.append(await self._send("training-examples", key=f"{keys[min(keys)]}:progress".encode(),
                                                value=orjson.dumps({"progress": {str(p): ms for p, ms in
                                                                                 progress.items()}})))
         deliveries += [await self._send("score-changes", key=change["customer_id"].encode(),
-                                        value=orjson.dumps(change)) for change in applied.churn.score_changes]
-        signals = applied.signals  # a few records of many signals: one send each cost more than the signals
-        deliveries += [await self._send("score-changes", key=f"{batch_key}:signals:{i}".encode(), value=orjson.dumps(
-            {"type": "signals", "signals": signals[i:i + _SIGNALS_PER_RECORD]}))
-            for i in range(0, len(signals), _SIGNALS_PER_RECORD)]
+                                        value=orjson.dumps(change))
+                       for part in applied for change in part.churn.score_changes]
+        for partition, (_, part) in parts.items():  # a few records of many signals: one send each cost more
+            signals = part.signals
+            deliveries += [await self._send("score-changes", key=f"{keys[partition]}:signals:{i}".encode(),
+                                            value=orjson.dumps({"type": "signals",
+                                                                "signals": signals[i:i + _SIGNALS_PER_RECORD]}))
+                           for i in range(0, len(signals), _SIGNALS_PER_RECORD)]
         deliveries += [await self._send("score-changes", key=e.customer_id.encode(), value=orjson.dumps(
-            {"type": "erasure", "customer_id": e.customer_id, "requested_ts_ms": e.ts_ms})) for e in applied.erasures]
+            {"type": "erasure", "customer_id": e.customer_id, "requested_ts_ms": e.ts_ms})) for e in erasures]
+        scheduled = {customer: wake for part in applied for customer, wake in part.churn.wheel.items()}
         deliveries += [await self._send("score-changes", key=f"progress:{partition}".encode(), value=orjson.dumps(
             {"type": "progress", "partition": partition, "watermark_ms": watermark}))
-            for partition, watermark in self._progress_to_send(applied.churn.wheel)]
+            for partition, watermark in self._progress_to_send(scheduled)]
         deliveries += [await self._send("alerts", key=alert["id"].encode(), value=orjson.dumps(alert))
-                       for alert in applied.alerts]
-        for erased in applied.erasures:
+                       for part in applied for alert in part.alerts]
+        for erased in erasures:
             key, value = erasure_record(erased.customer_id, erased.ts_ms)
             deliveries.append(await self._send("alerts", key=key, value=value))
-        for key, value in sample_messages(applied.segments.samples, batch_key):
-            deliveries.append(await self._send("segment-features", key=key, value=value))
+        for partition, (_, part) in parts.items():
+            for key, value in sample_messages(part.segments.samples, keys[partition]):
+                deliveries.append(await self._send("segment-features", key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)
-        try:
-            with REDIS_SECONDS.labels("commit_batch").time():
-                newly_applied = await self.store.commit_batch(applied.write)
-        except Fenced as exc:
-            logger.warning("batch dropped, partition moved to another worker: %s", exc)
-            return None
-        if newly_applied:
-            for contract, count in Counter(message.contract for message in fresh).items():
-                EVENTS_IN.labels(contract).inc(count)
-            for reason, count in Counter(rejection.reason for rejection in triaged.rejected).items():
-                DEADLETTERED.labels(reason).inc(count)
-            if model is not None and isinstance(model.version, int):
-                MODEL_VERSION.labels("churn").set(model.version)
-            self.population.follow(applied.write)
-            self.wheel.follow()
+        with REDIS_SECONDS.labels("commit_batch").time():
+            outcomes = await asyncio.gather(*(self.store.commit_batch(part.write) for part in applied
+                                              if not part.write.is_empty()), return_exceptions=True)
+        committed = [part for part in applied if not part.write.is_empty()]
+        failed = None
+        for (partition, (part_messages, part)), outcome in zip(
+                ((p, entry) for p, entry in parts.items() if not entry[1].write.is_empty()), outcomes):
+            if isinstance(outcome, Fenced):
+                logger.warning("batch of partition %d dropped, it moved to another worker: %s", partition, outcome)
+            elif isinstance(outcome, BaseException):
+                failed = failed or outcome
+            elif outcome:
+                for contract, count in Counter(message.contract for message in part_messages).items():
+                    EVENTS_IN.labels(contract).inc(count)
+                self.population.follow(part.write)
+        for reason, count in Counter(rejection.reason for rejection in triaged.rejected).items():
+            DEADLETTERED.labels(reason).inc(count)
+        if failed is not None:
+            raise failed  # the parts committed are not applied again when the batch is retried
+        if model is not None and isinstance(model.version, int):
+            MODEL_VERSION.labels("churn").set(model.version)
+        self.wheel.follow()
+        if all(outcome is True or outcome is False for outcome in outcomes):
             self._example_progress_sent.update(progress)
-        await self.kpi_retention.maybe_prune(max(applied.write.watermarks.values(), default=0))
+        await self.kpi_retention.maybe_prune(max((ms for part in committed for ms in part.write.watermarks.values()),
+                                                 default=0))
         return applied
+
+
+def _split_by_partition(fresh: list[SourceMessage], triaged: Triage, due: dict[str, tuple[int, int]]
+                        ) -> dict[int, tuple[list[SourceMessage], Triage, dict[str, tuple[int, int]]]]:
+    """The batch's records, triage and wake-ups by input partition (each partition's records in their order)."""
+    parts: dict[int, tuple[list[SourceMessage], Triage, dict[str, tuple[int, int]]]] = {}
+
+    def part(partition: int):
+        if partition not in parts:
+            parts[partition] = ([], Triage(), {})
+        return parts[partition]
+
+    for message in fresh:
+        part(message.partition)[0].append(message)
+    for accepted in triaged.accepted:
+        part(accepted[0].partition)[1].accepted.append(accepted)
+    for rejected in triaged.rejected:
+        part(rejected.message.partition)[1].rejected.append(rejected)
+    for customer_id, wake in due.items():
+        part(wake[0])[2][customer_id] = wake
+    return dict(sorted(parts.items()))
+
+
+def _fold_by_partition(parts, snapshots, settings, ranks, model, segment_model, tick_bounds, purchase_watermarks
+                       ) -> dict[int, tuple[list[SourceMessage], AppliedBatch]]:
+    return {partition: (messages, fold_batch(triaged, snapshots, messages, settings, ranks, model, due, segment_model,
+                                             tick_bounds, purchase_watermarks, partition=partition))
+            for partition, (messages, triaged, due) in parts.items()}
+
+
+def _batch_key(messages: list[SourceMessage], partition: int, first: SourceMessage) -> str:
+    """What names the derived records of one partition's part of a batch (its first record; a part of
+    wake-ups only: the partition and the batch's first record)."""
+    if messages:
+        head = min(messages, key=lambda m: m.offset)
+        return f"{head.tp}:{head.offset}"
+    return f"wake:{partition}:{first.tp}:{first.offset}"
 
 
 #: Signal records per ``signals`` message on ``score-changes`` (about 250 bytes each: 125 KB messages).
@@ -229,7 +287,7 @@ def _erasure_confirmation(event: CustomerEvent, now_ms: int) -> bytes:
 def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str]) -> None:
     """Run the partition batches in ``app``'s worker: a :class:`BatchSource` service reads the input topics
     (its rebalance listener fences partitions), the derived topics are Faust's."""
-    store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
+    store = RedisStore.from_settings(settings)
     outputs = {name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw", partitions=1)
                for name in ("deadletter", "erasures", "training-examples", "score-changes", "segment-features",
                            "alerts")}

@@ -38,9 +38,9 @@ __all__ = ["SNAPSHOT_KEY", "STATS_KEY", "EVENTS_KEY", "CHURN_SCALE", "segment_vi
            "migrations_key", "pseudonym", "sample_messages"]
 
 #: Redis keys (under the prefix): newest snapshot (JSON), per-segment totals, birth/death/rename stream.
-SNAPSHOT_KEY = "seg:latest"
+SNAPSHOT_KEY = "seg:{seg}:latest"
 STATS_KEY = "seg:stats"
-EVENTS_KEY = "seg:events"
+EVENTS_KEY = "seg:{seg}:events"
 
 #: Segment totals keep churn probabilities as integers of this many parts (``churn_micro:{segment}``).
 CHURN_SCALE = 1_000_000

@@ -4,7 +4,7 @@ It learns every sample once (re-sent samples are dropped by id), and once warmed
 up publishes a snapshot every ``CRM_SEGMENT_SNAPSHOT_EVERY`` samples or
 ``CRM_SEGMENT_SNAPSHOT_INTERVAL_S`` seconds: centroids matched to the previous
 snapshot (stable ids), names, profiles and ``changed_share``. Births, deaths and
-renames go to the ``segment-events`` topic and the bounded ``seg:events`` Redis
+renames go to the ``segment-events`` topic and the bounded ``seg:{seg}:events`` Redis
 stream. Workers pick a new snapshot up within a second (agents/segment_stage.py).
 
 With ``CRM_MODEL_SIGNING_KEY`` set, the trainer checkpoints itself after every
@@ -33,11 +33,11 @@ __all__ = ["SegmentTrainerProcess", "register_segment_trainer", "CHECKPOINT_KEY"
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = "seg:trainer"
+CHECKPOINT_KEY = "seg:{seg}:trainer"
 _REMEMBERED_IDS = 200_000
 _EVENTS_KEPT = 10_000
 _HISTORY_KEPT = 200
-HISTORY_KEY = "seg:history"  # newest first: version, samples, changed_share of every snapshot
+HISTORY_KEY = "seg:{seg}:history"  # newest first: version, samples, changed_share of every snapshot
 
 
 class SegmentTrainerProcess:

@@ -1,6 +1,6 @@
 """Read alerts from Redis and set their acknowledgement status (what the CLI, API and dashboard use).
 
-The stream ``alerts:stream`` holds the newest alerts in arrival order (bounded); each alert's hash holds
+The stream ``alerts:{alerts}:stream`` holds the newest alerts in arrival order (bounded); each alert's hash holds
 its status (``open`` or ``acknowledged``, by whom, when) and its webhook state.
 """
 from __future__ import annotations

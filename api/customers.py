@@ -10,6 +10,7 @@ online_models/customer_index.py): customers by churn band, behaviour segment and
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from online_models.customer_state import CustomerState
 from online_models.quantiles import FrozenRanks
 from online_models.rfm import POPULATION_SKETCHES, population_sketches
 from schemas.events import ID_PATTERN
+from streams.keyspace import KeySpace, merge_hashes, sum_hashes
 from streams.redis_store import lua_script
 
 __all__ = ["CustomerReader", "Population", "check_customer_id", "MAX_PAGE"]
@@ -57,10 +59,11 @@ class Population:
 
 
 class CustomerReader:
-    def __init__(self, client: aioredis.Redis, prefix: str, settings: ProfileSettings = ProfileSettings(),
+    def __init__(self, client: aioredis.Redis, keys: KeySpace, settings: ProfileSettings = ProfileSettings(),
                  sketch_ttl_s: float = 1.0) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
+        self.prefix = keys.prefix
         self.settings = settings
         self.sketch_ttl_s = sketch_ttl_s
         self._population: tuple[float, Population] | None = None
@@ -75,12 +78,9 @@ class CustomerReader:
         cached = self._population
         if cached is not None and time.monotonic() - cached[0] < self.sketch_ttl_s:
             return cached[1]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in POPULATION_SKETCHES:
-                pipe.hgetall(self.prefix + sketch_hash(name))
-            pipe.hvals(self.prefix + "watermark")
-            pipe.get(self.prefix + SNAPSHOT_KEY)
-            *sketch_counts, clocks, segments = await pipe.execute()
+        sketch_counts = await sum_hashes(self.client, self.keys, [sketch_hash(name) for name in POPULATION_SKETCHES])
+        clocks = (await merge_hashes(self.client, self.keys, ["watermark"]))[0].values()
+        segments = await self.client.get(self.prefix + SNAPSHOT_KEY)
         names = {s["id"]: s["name"] for s in orjson.loads(segments)["segments"]} if segments else {}
         sketches = {name: sketch.frozen() for name, sketch in population_sketches(sketch_counts).items()}
         population = Population(sketches, max((int(c) for c in clocks), default=0), names)
@@ -88,7 +88,7 @@ class CustomerReader:
         return population
 
     async def profile(self, customer_id: str) -> dict | None:
-        blob = await self.client.hget(f"{self.prefix}c:{{{check_customer_id(customer_id)}}}", "state")
+        blob = await self.client.hget(self.keys.customer(check_customer_id(customer_id)), "state")
         if blob is None:
             return None
         return self._card(customer_id, blob, await self.population_view())
@@ -115,16 +115,29 @@ class CustomerReader:
         filters = ([f"idx:band:{band}"] if band else []) + ([f"idx:segment:{segment}"] if segment is not None else [])
         lowest = "-inf" if min_value_minor is None else str(int(min_value_minor))
         highest = "+inf" if max_value_minor is None else str(int(max_value_minor))
-        total, page = await self._search(args=[self.prefix, sort, lowest, highest, offset, limit, *filters])
-        profiles = await self._summaries(page[0::2])
+        total, page = await self._search_partitions(sort, lowest, highest, offset, limit, filters)
+        profiles = await self._summaries(page)
         return {"total": int(total), "offset": offset, "limit": limit, "sort": sort,
                 "customers": [p for p in profiles if p is not None]}
+
+    async def _search_partitions(self, sort: str, lowest: str, highest: str, offset: int, limit: int,
+                                 filters: list[str]) -> tuple[int, list[str]]:
+        """Every partition's first ``offset + limit`` matches, merged highest score first (a tie in reverse
+        name order, as one sorted set orders it): the total and the page's ids."""
+        replies = await asyncio.gather(*(
+            self._search(keys=[part + f"idx:{sort}", part + "idx:scratch", *(part + name for name in filters)],
+                         args=[lowest, highest, 0, offset + limit]) for part in self.keys.parts()))
+        matches = [(float(score), customer_id) for _, page in replies
+                   for customer_id, score in zip(page[0::2], page[1::2])]
+        matches.sort(reverse=True)
+        page = [customer_id for _, customer_id in matches[offset:offset + limit]]
+        return sum(int(total) for total, _ in replies), page
 
     async def _summaries(self, ids: list[str]) -> list[dict | None]:
         """The search row of each customer: who, value, churn, segments (the full card is one click away)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for customer_id in ids:
-                pipe.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
+                pipe.hget(self.keys.customer(customer_id), "state")
             blobs = await pipe.execute()
         population = await self.population_view()
         rows: list[dict | None] = []
@@ -147,14 +160,21 @@ class CustomerReader:
             raise ValueError("bins must be in [2, 100]")
         edges = [i / bins for i in range(bins + 1)]
         async with self.client.pipeline(transaction=False) as pipe:
-            for low, high in zip(edges, edges[1:]):
-                pipe.zcount(self.prefix + "idx:churn", low, high if high == 1.0 else f"({high}")
-            for band in BANDS:
-                pipe.scard(self.prefix + f"idx:band:{band}")
-            counts = await pipe.execute()
+            for part in self.keys.parts():
+                for low, high in zip(edges, edges[1:]):
+                    pipe.zcount(part + "idx:churn", low, high if high == 1.0 else f"({high}")
+                for band in BANDS:
+                    pipe.scard(part + f"idx:band:{band}")
+            replies = await pipe.execute()
+        width = bins + len(BANDS)
+        counts = [sum(replies[i::width]) for i in range(width)]
         return {"bins": [{"low": low, "high": high, "customers": count}
                          for low, high, count in zip(edges, edges[1:], counts[:bins])],
                 "bands": dict(zip(BANDS, counts[bins:])), "scored": sum(counts[:bins])}
 
     async def erasure_confirmed(self, key: str) -> bool:
-        return bool(await self.client.exists(self.prefix + key))
+        """Whether a partition confirmed the erase event (the confirmation names no customer: any partition)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for part in self.keys.parts():
+                pipe.exists(part + key)
+            return any(await pipe.execute())

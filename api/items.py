@@ -1,25 +1,27 @@
 """Item queries the API serves: also bought, viewed then bought, recommendations for a customer.
 
-Redis holds counts only (written by the pipeline, online_models/cooccurrence.py);
-a query fetches an item's most frequent neighbours with the counts every
-measure needs in one round trip (``item_neighbours.lua``) and scores them with
-the pure :func:`online_models.cooccurrence.rank_neighbours`. A recommendation
-adds one read of the customer's state before it.
+Redis holds counts only, each input partition its share (written by the pipeline,
+online_models/cooccurrence.py; streams/keyspace.py): a query sums the partitions' neighbours of an item
+(``item_neighbours.lua``, one call per partition, concurrently), keeps the most frequent, reads their totals
+(a second round trip) and scores them with the pure :func:`online_models.cooccurrence.rank_neighbours`. A
+recommendation adds one read of the customer's state before it, and the summed best-sellers.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from api.customers import CustomerReader, check_customer_id
 from online_models.cooccurrence import (
-    FIRST_ORDER, ITEM_COUNTS_KEY, MEASURES, ItemSettings, Neighbour, popular_key, rank_neighbours,
+    FIRST_ORDER, ITEM_COUNTS_KEY, MEASURES, TOTALS_KEY, VIEWED_BEFORE_KEY, ItemSettings, Neighbour, co_key,
+    popular_key, rank_neighbours, viewed_bought_key,
 )
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState
 from online_models.recommendations import Anchor, anchor_weight, recommend
+from streams.keyspace import KeySpace, merge_hashes, sum_sorted_sets
 from streams.redis_store import lua_script
 
 __all__ = ["ItemReader", "MAX_RESULTS"]
@@ -39,14 +41,13 @@ class _Fetched:
 
 
 class ItemReader:
-    def __init__(self, client: aioredis.Redis, prefix: str, settings: ItemSettings,
+    def __init__(self, client: aioredis.Redis, keys: KeySpace, settings: ItemSettings,
                  customers: CustomerReader) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.settings = settings
         self.customers = customers
         self._neighbours = client.register_script(lua_script("item_neighbours.lua"))
-        self._best_sellers = client.register_script(lua_script("best_sellers.lua"))
 
     async def also_bought(self, sku: str, measure: str = "llr", k: int = 10,
                           min_support: float | None = None) -> dict:
@@ -66,7 +67,7 @@ class ItemReader:
         support = self.settings.min_support if min_support is None else float(min_support)
         if support < 0:
             raise ValueError("min_support must be >= 0")
-        baskets, as_of_ms, [fetched] = await self._fetch(self.client, [(matrix, sku)])
+        baskets, as_of_ms, [fetched] = await self._fetch([(matrix, sku)])
         ranked = rank_neighbours(sku, measure, fetched.neighbours, fetched.together, fetched.anchor_total,
                                  fetched.neighbour_totals, baskets, k, support)
         return {"sku": sku, "measure": measure, "as_of_ms": as_of_ms, "min_support": support,
@@ -77,7 +78,7 @@ class ItemReader:
         """What ``customer_id`` should see next, with the recent items behind each pick."""
         check_customer_id(customer_id)
         _check_k(k)
-        blob = await self.client.hget(f"{self.prefix}c:{{{customer_id}}}", "state")
+        blob = await self.client.hget(self.keys.customer(customer_id), "state")
         state = CustomerState.from_json(blob)
         sketches, _ = await self.customers.population()
         segment = FIRST_ORDER if state.purchases.orders == 0 else segment_label(state, sketches)
@@ -88,12 +89,9 @@ class ItemReader:
         # Each recent item's indicators are its best 50 by LLR among its 200 most frequent neighbours
         # (all of them for a single-item query): 20 anchors x 500 candidates took 21 ms (bench/items.py).
         per_anchor = min(self.settings.candidates, 4 * self.settings.indicators_per_item)
-        async with self.client.pipeline(transaction=False) as pipe:
-            await self._fetch(pipe, [(_MATRIX_OF_KIND[kind], sku) for sku, _, kind in recent], per_anchor)
-            await self._best_sellers(args=[depth, self.prefix + popular_key(segment), self.prefix + ITEM_COUNTS_KEY],
-                                     client=pipe)
-            raw, (in_segment, in_shop) = await pipe.execute()
-        baskets, as_of_ms, fetched = self._parse(raw)
+        (baskets, as_of_ms, fetched), (in_segment, in_shop) = await asyncio.gather(
+            self._fetch([(_MATRIX_OF_KIND[kind], sku) for sku, _, kind in recent], per_anchor),
+            self._best_sellers(depth, [popular_key(segment), ITEM_COUNTS_KEY]))
         scale = self.settings.decay.scale(as_of_ms)
         anchors = [
             Anchor(sku, kind, anchor_weight(kind, ts_ms, as_of_ms, self.settings.recent_half_life_ms),
@@ -108,23 +106,53 @@ class ItemReader:
                 "items": [{"sku": p.sku, "score": round(p.score, 6), "source": p.source, "because": list(p.because)}
                           for p in picks]}
 
-    async def _fetch(self, client, anchors: list[tuple[str, str]], candidates: int | None = None):
-        """Run the neighbours script on ``client`` (a pipeline only queues it)."""
-        args = [self.prefix, candidates or self.settings.candidates, *(part for anchor in anchors for part in anchor)]
-        raw = await self._neighbours(args=args, client=client)
-        return None if isinstance(client, Pipeline) else self._parse(raw)
-
-    def _parse(self, raw: list) -> tuple[float, int, list[_Fetched]]:
-        """Counts as decayed counts "as of" the event-time clock (the raw counts when decay is off)."""
-        as_of_ms = int(float(raw[1]))
+    async def _fetch(self, anchors: list[tuple[str, str]], candidates: int | None = None
+                     ) -> tuple[float, int, list[_Fetched]]:
+        """Each anchor's ``candidates`` most frequent neighbours (summed over the partitions; a tie in reverse
+        name order, as one sorted set orders it) with the counts every measure needs. Counts as decayed counts
+        "as of" the event-time clock (the raw counts when decay is off)."""
+        candidates = candidates or self.settings.candidates
+        matrix_keys = [co_key(sku) if matrix == "co" else viewed_bought_key(sku) for matrix, sku in anchors]
+        flat = [part for anchor in anchors for part in anchor]
+        *replies, (clocks,) = await asyncio.gather(
+            *(self._neighbours(keys=[part + TOTALS_KEY, part + ITEM_COUNTS_KEY, part + VIEWED_BEFORE_KEY,
+                                     *(part + key for key in matrix_keys)], args=flat) for part in self.keys.parts()),
+            merge_hashes(self.client, self.keys, ["watermark"]))
+        as_of_ms = max((int(clock) for clock in clocks.values()), default=0)
         scale = self.settings.decay.scale(as_of_ms)
-        fetched = []
-        for position in range(2, len(raw), 3):
-            anchor_total, scored, totals = raw[position:position + 3]
-            fetched.append(_Fetched(float(anchor_total) / scale, scored[0::2],
-                                    [float(count) / scale for count in scored[1::2]],
-                                    [float(total) / scale for total in totals]))
-        return float(raw[0]) / scale, as_of_ms, fetched
+        baskets = sum(float(reply[0]) for reply in replies)
+        tops = []
+        for i in range(len(anchors)):
+            together: dict[str, float] = {}
+            for reply in replies:
+                scored = reply[2 + 2 * i]
+                for member, count in zip(scored[0::2], scored[1::2]):
+                    together[member] = together.get(member, 0.0) + float(count)
+            top = sorted(together.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)[:candidates]
+            tops.append((sum(float(reply[1 + 2 * i]) for reply in replies), top))
+        wanted = sorted({member for _, top in tops for member, _ in top})
+        totals: dict[str, float] = dict.fromkeys(wanted, 0.0)
+        if wanted:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for part in self.keys.parts():
+                    pipe.zmscore(part + ITEM_COUNTS_KEY, wanted)
+                for scores in await pipe.execute():
+                    for member, score in zip(wanted, scores):
+                        totals[member] += score or 0.0
+        fetched = [_Fetched(anchor_total / scale, [member for member, _ in top], [count / scale for _, count in top],
+                            [totals[member] / scale for member, _ in top]) for anchor_total, top in tops]
+        return baskets / scale, as_of_ms, fetched
+
+    async def _best_sellers(self, n: int, names: list[str]) -> list[list]:
+        """The top ``n`` of each sorted set summed over the partitions, with every member tied with the n-th, as
+        flat [member, score, ...] (the caller breaks ties by name, ascending, like every item ranking)."""
+        tops = []
+        for counts in await sum_sorted_sets(self.client, self.keys, names):
+            ranked = sorted(counts.items(), key=lambda pair: -pair[1])
+            cut = ranked[n - 1][1] if len(ranked) >= n else None
+            tops.append([value for member, score in ranked if cut is None or score >= cut
+                         for value in (member, score)])
+        return tops
 
 
 def _by_count(flat: list, scale: float) -> list[tuple[str, float]]:

@@ -8,30 +8,29 @@ from online_models.kpis import (
     ADDITIVE_METRICS, DISTINCT_METRICS, GRANULARITIES, bucket_first_day, bucket_of, buckets_between, day_of,
     kpi_rates,
 )
+from streams.keyspace import KeySpace, merge_hashes, scan_names, sum_hashes
 
 __all__ = ["read_kpis"]
 
 
-async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horizon_days: int,
+async def read_kpis(client: aioredis.Redis, keys: KeySpace, granularity: str, horizon_days: int,
                     last: int | None = None) -> list[dict]:
-    """KPI rows of the ``last`` buckets (all when None), oldest first, as of the event-time clock."""
+    """KPI rows of the ``last`` buckets (all when None), oldest first, as of the event-time clock (every
+    bucket summed over the partitions' shares, streams/keyspace.py)."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
-    day_prefix = prefix + kpi_hash("day", "")
-    day_keys = [key async for key in client.scan_iter(match=day_prefix + "*", count=1000)]
-    clocks = await client.hvals(prefix + "watermark")
-    if not day_keys or not clocks:
+    day_prefix = kpi_hash("day", "")
+    day_names = sorted(await scan_names(client, keys, day_prefix + "*"))
+    clocks = (await merge_hashes(client, keys, ["watermark"]))[0].values()
+    if not day_names or not clocks:
         return []
     as_of_day = day_of(max(int(clock) for clock in clocks))
-    async with client.pipeline(transaction=False) as pipe:
-        for key in day_keys:
-            pipe.hgetall(key)
-        pipe.hgetall(prefix + sketch_hash("last_order_day"))
-        pipe.hget(prefix + "kpi:base", "alive")
-        *day_counts, last_order_days, alive_before_retained = await pipe.execute()
+    *day_counts, last_order_days, base = await sum_hashes(
+        client, keys, [*day_names, sketch_hash("last_order_day"), "kpi:base"])
+    alive_before_retained = base.get("alive", 0)
     daily: dict[int, dict[str, int]] = {}
-    for key, counts in zip(day_keys, day_counts):
-        daily[bucket_first_day("day", key[len(day_prefix):])] = {m: int(v) for m, v in counts.items()}
+    for name, counts in zip(day_names, day_counts):
+        daily[bucket_first_day("day", name[len(day_prefix):])] = counts
     first_day = min(daily)  # the oldest retained day; older days were folded into kpi:base
     carried_base = int(alive_before_retained or 0)
     # Open churns: customers whose last order is a full horizon old, on completed days only.
@@ -46,10 +45,7 @@ async def read_kpis(client: aioredis.Redis, prefix: str, granularity: str, horiz
     last_day = max(max(daily), as_of_day)
     labels = buckets_between(granularity, first_day, last_day)
     labels = labels[-last:] if last else labels
-    async with client.pipeline(transaction=False) as pipe:
-        for label in labels:
-            pipe.hgetall(prefix + kpi_hash(granularity, label))
-        distinct_counts = await pipe.execute()
+    distinct_counts = await sum_hashes(client, keys, [kpi_hash(granularity, label) for label in labels])
 
     days_of: dict[str, list[int]] = {}
     for day in daily:

@@ -6,21 +6,20 @@ import orjson
 import redis.asyncio as aioredis
 
 from agents.segment_stage import CHURN_SCALE, SNAPSHOT_KEY, STATS_KEY, migrations_key
+from streams.keyspace import KeySpace, scan_names, sum_hashes
 
 __all__ = ["read_segments"]
 
 
-async def read_segments(client: aioredis.Redis, prefix: str, days: list[str] | None = None) -> dict | None:
+async def read_segments(client: aioredis.Redis, keys: KeySpace, days: list[str] | None = None) -> dict | None:
     """The served snapshot's segments with their totals, and migrations summed over ``days`` (event-time day
     labels, ``YYYY-MM-DD``; all retained days when None). None before the first snapshot.
 
     Totals count every customer by the segment they are stored with, so a segment that died keeps its
     customers until they are re-assigned; such ids appear under ``retired``.
     """
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.get(prefix + SNAPSHOT_KEY)
-        pipe.hgetall(prefix + STATS_KEY)
-        blob, stats = await pipe.execute()
+    blob = await client.get(keys.prefix + SNAPSHOT_KEY)
+    stats, = await sum_hashes(client, keys, [STATS_KEY])
     if blob is None:
         return None
     snapshot = orjson.loads(blob)
@@ -48,20 +47,15 @@ async def read_segments(client: aioredis.Redis, prefix: str, days: list[str] | N
     return {"version": snapshot["version"], "algorithm": snapshot["algorithm"], "samples": snapshot["samples"],
             "created_at_ms": snapshot["created_at_ms"], "changed_share": snapshot.get("changed_share"),
             "restarted": snapshot.get("restarted", False), "segments": served, "retired": retired,
-            "migrations": await _migrations(client, prefix, days)}
+            "migrations": await _migrations(client, keys, days)}
 
 
-async def _migrations(client: aioredis.Redis, prefix: str, days: list[str] | None) -> dict[str, dict[str, int]]:
-    """``{from: {to: customers}}`` summed over the days; ``from`` is ``new`` for a first assignment."""
-    if days is None:
-        pattern = prefix + migrations_key("*")
-        keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
-    else:
-        keys = [prefix + migrations_key(day) for day in days]
-    async with client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hgetall(key)
-        per_day = await pipe.execute()
+async def _migrations(client: aioredis.Redis, keys: KeySpace, days: list[str] | None) -> dict[str, dict[str, int]]:
+    """``{from: {to: customers}}`` summed over the days and partitions; ``from`` is ``new`` for a first
+    assignment."""
+    names = (sorted(await scan_names(client, keys, migrations_key("*"))) if days is None
+             else [migrations_key(day) for day in days])
+    per_day = await sum_hashes(client, keys, names) if names else []
     matrix: dict[str, dict[str, int]] = {}
     for moves in per_day:
         for move, count in moves.items():

@@ -13,7 +13,6 @@ from importlib import resources
 from typing import Annotated, Awaitable, Callable, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,6 +31,7 @@ from api.status import read_overview, read_pipeline_health
 from online_models.cooccurrence import MEASURES
 from schemas.events import ID_PATTERN
 from streams.config import Settings
+from streams.redis_store import redis_client
 
 __all__ = ["create_api", "serve", "api_from_env"]
 
@@ -133,11 +133,11 @@ def create_api(settings: Settings) -> FastAPI:
                   description="Live customer intelligence served from Redis. Keys and roles: docs/api.md.")
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    prefix = settings.redis_prefix
+    client = redis_client(settings.redis_url, settings.redis_cluster)
+    prefix, key_space = settings.redis_prefix, settings.key_space()
     guard = _guard(keys, RateLimiter(client, prefix, settings.api_rate_per_s, settings.api_rate_burst))
-    customers = CustomerReader(client, prefix, settings.profile_settings())
-    items = ItemReader(client, prefix, settings.item_settings(), customers)
+    customers = CustomerReader(client, key_space, settings.profile_settings())
+    items = ItemReader(client, key_space, settings.item_settings(), customers)
     alerts = AlertReader(client, prefix)
     model_ops = ModelOps(client, prefix)
     eraser = Eraser(settings, customers)
@@ -219,7 +219,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @app.get("/overview", tags=["aggregates"], dependencies=[analyst])
     async def overview() -> dict:
-        return await read_overview(client, prefix)
+        return await read_overview(client, key_space)
 
     @app.get("/kpis", tags=["aggregates"], dependencies=[analyst])
     async def kpis(granularity: Annotated[str, Query(pattern="^(day|week|month)$")] = "week",
@@ -227,7 +227,7 @@ def create_api(settings: Settings) -> FastAPI:
                    segment: Annotated[str | None, Query(max_length=64, description="a named RFM segment")] = None
                    ) -> list[dict]:
         """KPIs per event-time bucket (oldest first); with ``segment``, that named RFM segment's rows."""
-        rows = await _answer(read_kpis(client, prefix, granularity, settings.horizon_days, last))
+        rows = await _answer(read_kpis(client, key_space, granularity, settings.horizon_days, last))
         if segment is None:
             return rows
         return [{"bucket": row["bucket"], **row["segments"].get(segment, {})} for row in rows]
@@ -239,7 +239,7 @@ def create_api(settings: Settings) -> FastAPI:
         for label in day or []:
             if not _is_iso_day(label):
                 raise HTTPException(422, f"not a YYYY-MM-DD day: {label!r}")
-        return await _answer(read_segments(client, prefix, day or None), missing="no segment snapshot yet")
+        return await _answer(read_segments(client, key_space, day or None), missing="no segment snapshot yet")
 
     @app.get("/churn/distribution", tags=["aggregates"], dependencies=[analyst])
     async def churn_distribution(bins: Annotated[int, Query(ge=2, le=100)] = 10) -> dict:
@@ -248,7 +248,7 @@ def create_api(settings: Settings) -> FastAPI:
     @app.get("/pipeline", tags=["aggregates"], dependencies=[analyst])
     async def pipeline_health() -> dict:
         """Consumer lag and watermark per partition, dead-letter counts by reason."""
-        return await read_pipeline_health(client, prefix, settings.lateness_ms)
+        return await read_pipeline_health(client, key_space, settings.lateness_ms)
 
     # -- models (analyst reads, admin holds) ------------------------------------------------------------------
 

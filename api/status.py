@@ -4,20 +4,17 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from agents.batch_source import LOG_END_KEY, lag_of
+from streams.keyspace import KeySpace, merge_hashes, sum_hashes
 
 __all__ = ["read_overview", "read_pipeline_health"]
 
 
-async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
-    """Counters, per-partition offsets, log ends and watermarks, as the pipeline committed them (one round
-    trip, so a partition's offset and log end are read together)."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(prefix + "stats:ingest")
-        pipe.hgetall(prefix + "offsets")
-        pipe.hgetall(prefix + "watermark")
-        pipe.hgetall(prefix + LOG_END_KEY)
-        stats, offsets, watermarks, log_ends = await pipe.execute()
-    counters = {name: int(value) for name, value in stats.items()}
+async def read_overview(client: aioredis.Redis, keys: KeySpace) -> dict:
+    """Counters (summed over the partitions), per-partition offsets, log ends and watermarks, as the pipeline
+    committed them (the log ends first: a partition's offset is read no earlier than its log end)."""
+    log_ends = await client.hgetall(keys.prefix + LOG_END_KEY)
+    offsets, watermarks = await merge_hashes(client, keys, ["offsets", "watermark"])
+    counters, = await sum_hashes(client, keys, ["stats:ingest"])
     return {
         "customers": counters.get("customers", 0),
         "accepted": {k.removeprefix("accepted:"): v for k, v in counters.items() if k.startswith("accepted:")},
@@ -30,11 +27,11 @@ async def read_overview(client: aioredis.Redis, prefix: str) -> dict:
     }
 
 
-async def read_pipeline_health(client: aioredis.Redis, prefix: str, lateness_ms: int) -> dict:
+async def read_pipeline_health(client: aioredis.Redis, keys: KeySpace, lateness_ms: int) -> dict:
     """Per input partition: last applied offset, log end (as its worker last fetched it) and lag = log end -
     applied offset (what is not applied yet, held or in flight included), newest event time and the watermark
     (newest - allowed lateness); dead-letter counts by reason."""
-    overview = await read_overview(client, prefix)
+    overview = await read_overview(client, keys)
     offsets, log_ends = overview["offsets"], overview["log_ends"]
     lags = {tp: lag_of(end, offsets.get(tp)) for tp, end in log_ends.items()}
     partitions = [{"partition": tp, "offset": offsets.get(tp), "log_end": log_ends.get(tp), "lag": lags.get(tp),

@@ -49,7 +49,7 @@ async def drain(settings, total: int, aligned: bool) -> tuple[float, list[int]]:
         handed.extend(orjson.loads(m.value)["ts"] for m in messages)
 
     topics = [settings.topic(name) for name in ("purchases", "interactions", "customers")]
-    store = RedisStore.from_url(settings.redis_url, settings.redis_prefix)
+    store = RedisStore.from_settings(settings)
     source = BatchSource(settings, store, topics, record, {t: t.split(".")[-1] for t in topics})
     await source.start()
     started = time.perf_counter()

@@ -51,7 +51,7 @@ def run_once(broker: EmbeddedBroker, redis_server: EmbeddedRedis, events, buyers
                     for e in orjson.loads(m.value).get("examples", [])}
 
         def learned() -> int:  # or held: ends after the slowest partition's progress (agents/churn_trainer.py)
-            blob = client.get(prefix + "model:churn:progress")
+            blob = client.get(prefix + "model:{churn}:progress")
             return -1 if blob is None else orjson.loads(blob)["learned"] + orjson.loads(blob)["held"]
         wait_until(lambda: learned() >= len(examples), 600, "trainer did not catch up", interval_s=0.5,
                    process=worker.process)
@@ -59,11 +59,11 @@ def run_once(broker: EmbeddedBroker, redis_server: EmbeddedRedis, events, buyers
     finally:
         worker.stop()
     elapsed = time.monotonic() - started
-    versions = {int(v): orjson.loads(blob) for v, blob in client.hgetall(prefix + "model:churn:versions").items()}
+    versions = {int(v): orjson.loads(blob) for v, blob in client.hgetall(prefix + "model:{churn}:versions").items()}
     scores = {cid: (state.churn_score or {}) for cid in buyers
               if (state := read_state(client, settings, cid))}
     return {"examples": examples, "versions": versions, "scores": scores, "elapsed_s": elapsed,
-            "learned": orjson.loads(client.get(prefix + "model:churn:progress"))["learned"]}
+            "learned": orjson.loads(client.get(prefix + "model:{churn}:progress"))["learned"]}
 
 
 def coefficients(snapshot: dict) -> list[float]:

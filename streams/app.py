@@ -89,7 +89,7 @@ def create_trainer_app(settings: Settings) -> faust.App:
     from streams.redis_store import RedisStore
 
     app = _faust_app(settings, f"{settings.app_id}-trainers", 0)
-    _register_trainers(app, settings, RedisStore.from_url(settings.redis_url, settings.redis_prefix))
+    _register_trainers(app, settings, RedisStore.from_settings(settings))
     return app
 
 

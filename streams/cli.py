@@ -19,10 +19,10 @@ def _with_redis(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(client)`` (a coroutine function) against CRM_REDIS_URL, closing the client afterwards."""
     import asyncio
 
-    import redis.asyncio as aioredis
+    from streams.redis_store import redis_client
 
     async def run():
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = redis_client(settings.redis_url, settings.redis_cluster)
         try:
             return await work(client)
         finally:
@@ -106,7 +106,7 @@ def _customer(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:
         profile = _with_redis(settings, lambda client: CustomerReader(
-            client, settings.redis_prefix, settings.profile_settings()).profile(args.id))
+            client, settings.key_space(), settings.profile_settings()).profile(args.id))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -169,7 +169,7 @@ def _top(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     try:
         page = _with_redis(settings, lambda client: CustomerReader(
-            client, settings.redis_prefix, settings.profile_settings()).search(
+            client, settings.key_space(), settings.profile_settings()).search(
             band=args.band, segment=args.segment, sort=args.sort, limit=args.limit))
     except ValueError as exc:
         print(exc, file=sys.stderr)
@@ -195,7 +195,7 @@ def _kpis(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     rows = _with_redis(settings, lambda client: read_kpis(
-        client, settings.redis_prefix, args.by, settings.horizon_days, args.last))
+        client, settings.key_space(), args.by, settings.horizon_days, args.last))
     if args.segment:
         rows = [{"bucket": row["bucket"], **{c: None for c in ("churned", "churn_rate")},
                  **row["segments"].get(args.segment, {})} for row in rows]
@@ -227,7 +227,7 @@ def _segments(args: argparse.Namespace) -> int:
     from api.segments import read_segments
 
     settings = Settings.from_env()
-    overview = _with_redis(settings, lambda client: read_segments(client, settings.redis_prefix, args.day or None))
+    overview = _with_redis(settings, lambda client: read_segments(client, settings.key_space(), args.day or None))
     if overview is None:
         print("no segment snapshot yet (the trainer publishes after CRM_SEGMENT_WARMUP samples)", file=sys.stderr)
         return 1
@@ -305,10 +305,10 @@ def _items(args: argparse.Namespace) -> int:
         return 2
 
     async def run(client) -> dict:
-        customers = CustomerReader(client, settings.redis_prefix, settings.profile_settings())
+        customers = CustomerReader(client, settings.key_space(), settings.profile_settings())
         if args.items_command == "rebuild":
             return await _rebuild_items(client, customers, settings, args)
-        reader = ItemReader(client, settings.redis_prefix, settings.item_settings(), customers)
+        reader = ItemReader(client, settings.key_space(), settings.item_settings(), customers)
         if args.items_command == "recommend":
             return await reader.recommendations(args.customer_id, args.k, not args.include_bought)
         query = reader.also_bought if args.items_command == "also-bought" else reader.viewed_then_bought
@@ -339,8 +339,9 @@ async def _rebuild_items(client, customers, settings: Settings, args: argparse.N
             [(row["topic"], row["event"]) for row in read_rows(Path(file))]
     sketches, _ = await customers.population()
     counts, invalid = count_history(records, settings, lambda state: segment_label(state, sketches))
-    keys = await replace_item_keys(client, settings.redis_prefix, counts, settings)
-    return {"events": len(records), "invalid": invalid, "baskets": counts.baskets, "keys_written": keys}
+    keys = await replace_item_keys(client, settings.key_space(), counts, settings)
+    return {"events": len(records), "invalid": invalid, "baskets": sum(c.baskets for c in counts.values()),
+            "keys_written": keys}
 
 
 def _create_topics(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from online_models.purchase_history import DAY_MS
+from streams.keyspace import KeySpace
 
 __all__ = ["ConfigError", "Settings", "SETTINGS_DOC", "settings_table_markdown"]
 
@@ -52,6 +53,10 @@ class Settings:
     redis_url: str = _env_field(
         "CRM_REDIS_URL", "", str,
         "Redis URL (`redis://host:port/db`). Empty: `crmstream demo` starts an embedded `redis-server`.")
+    redis_cluster: bool = _env_field(
+        "CRM_REDIS_CLUSTER", False, _flag,
+        "Connect to a Redis Cluster (`CRM_REDIS_URL` names one node, or several: `redis://a:7000,redis://b:7001`; "
+        "several nodes imply a cluster). Key layout: docs/architecture.md, one hash slot per input partition.")
     topic_prefix: str = _env_field(
         "CRM_TOPIC_PREFIX", "crm.", str, "Prefix of every topic name (`crm.purchases`, `crm.deadletter`, ...).")
     redis_prefix: str = _env_field(
@@ -521,6 +526,10 @@ class Settings:
         except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
             raise ValueError(f"CRM_ALERT_ACTIONS_FILE={self.alert_actions_file!r}: {exc}") from None
 
+    def key_space(self) -> KeySpace:
+        """Where the pipeline's Redis keys live (streams/keyspace.py)."""
+        return KeySpace(self.redis_prefix, self.partitions)
+
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("purchases") -> "crm.purchases"``."""
         return f"{self.topic_prefix}{name}"
@@ -587,7 +596,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("alert_entry_band", lambda v: v in ("medium", "high"), "must be medium or high"),
     ("segment_algorithm", lambda v: v in SEGMENT_ALGORITHMS, f"must be one of {', '.join(SEGMENT_ALGORITHMS)}"),
     ("kafka_bootstrap", _host_ports, "must be host:port[,host:port...] (or empty for the embedded broker)"),
-    ("redis_url", lambda v: not v or v.startswith(("redis://", "rediss://", "unix://")),
+    ("redis_url", lambda v: not v or all(u.strip().startswith(("redis://", "rediss://", "unix://"))
+                                         for u in v.split(",")),
      "must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)"),
     ("alert_webhook_url", lambda v: not v or v.startswith(("http://", "https://")), "must be an http(s):// URL"),
     ("topic_prefix app_id", lambda v: set(v) <= _NAME_CHARS and len(v) <= 100,

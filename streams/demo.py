@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from streams.config import Settings
+from streams.keyspace import merged, summed
 from api.auth import new_key
 from streams.embedded import (
     EmbeddedBroker, EmbeddedRedis, MissingComponent, create_topics, free_port, wait_for_port,
@@ -43,10 +44,10 @@ def _child(argv: list[str], settings: Settings, log_path: Path) -> subprocess.Po
 
 def _print_progress(client: redis.Redis, settings: Settings, started: float, sent_total: int,
                     last: dict) -> None:
-    stats = {k: int(v) for k, v in client.hgetall(settings.redis_prefix + "stats:ingest").items()}
+    stats = summed(client, settings.key_space(), "stats:ingest")
     accepted = sum(v for k, v in stats.items() if k.startswith("accepted:"))
     rejected = sum(v for k, v in stats.items() if k.startswith("rejected:"))
-    watermarks = [int(v) for v in client.hvals(settings.redis_prefix + "watermark")]
+    watermarks = [int(v) for v in merged(client, settings.key_space(), "watermark").values()]
     now = time.monotonic()
     rate = (accepted - last.get("accepted", 0)) / max(now - last.get("t", started), 1e-9)
     last.update(accepted=accepted, t=now)
@@ -79,7 +80,9 @@ def run_demo(args: argparse.Namespace) -> int:
             settings = settings.with_(redis_url=server.url)
             print(f"embedded redis-server on {server.url}")
         asyncio.run(create_topics(settings.kafka_bootstrap, topic_specs(settings)))
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = (redis.RedisCluster.from_url(settings.redis_url.split(",")[0], decode_responses=True)
+                  if settings.redis_cluster or "," in settings.redis_url
+                  else redis.Redis.from_url(settings.redis_url, decode_responses=True))
 
         admin_key = None
         if not settings.api_keys and not settings.api_keys_file:

@@ -1,36 +1,37 @@
 """The one place that talks to Redis for the pipeline: load a batch, commit a batch.
 
-Exactly-once effect: a batch's state writes, its dead-letter/erasure counters
-and the last offset of every partition it covers are written by one Lua
-script, which Redis runs atomically. A restarted or re-balanced worker reads
-the offsets and skips what is already applied. A worker that lost a partition
-(a zombie after a rebalance) is fenced: on assignment the new owner bumps the
-partition's fence token, and a commit whose token is stale is refused as a
-whole.
+Exactly-once effect: a partition's batch (its state writes, its share of the aggregates and the last offset
+of its topic-partitions) is written by one Lua script, which Redis runs atomically. A restarted or
+re-balanced worker reads the offsets and skips what is already applied. A worker that lost a partition (a
+zombie after a rebalance) is fenced: on assignment the new owner bumps the partition's fence token, and a
+commit whose token is stale is refused as a whole.
 
-Key layout (prefix ``crm:`` by default; ``{customer_id}`` is a hash tag so
-Redis Cluster keeps a customer's keys together):
-
-``crm:c:{id}`` customer hash · ``crm:c:{id}:seen:{topic}`` recent event-id digests ·
-``crm:offsets`` · ``crm:fence`` · ``crm:watermark`` (newest event time per topic-partition) ·
-``crm:stats:*`` counters · ``crm:rfm:sketch:*`` population sketches · ``crm:idx:*`` customer search index ·
-``crm:erasure:*`` erasure confirmations · ``crm:item:*`` co-occurrence
-sorted sets (online_models/cooccurrence.py).
+Key layout (streams/keyspace.py; prefix ``crm:`` by default, ``{p3}`` the hash tag of input partition 3, so a
+partition's batch touches one Redis Cluster slot): ``crm:{p3}:c:{<id>}`` customer hash ·
+``crm:{p3}:c:{<id>}:seen:<topic>`` recent event-id digests · ``crm:{p3}:offsets`` · ``crm:{p3}:fence`` ·
+``crm:{p3}:watermark`` (newest event time per topic-partition) · ``crm:{p3}:wheel`` · ``crm:{p3}:idx:*`` the
+partition's customer search index · ``crm:{p3}:erasure:*`` erasure confirmations · the partition's share of the
+aggregates: ``crm:{p3}:stats:*`` counters, ``crm:{p3}:rfm:sketch:*`` population sketches, ``crm:{p3}:kpi:*``,
+``crm:{p3}:seg:*`` segment totals, ``crm:{p3}:item:*`` co-occurrence sorted sets (online_models/cooccurrence.py).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable, Iterable
+from urllib.parse import urlparse
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from streams.keyspace import KeySpace, sum_hashes
+
 __all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest",
-           "lua_script", "erasure_key"]
+           "lua_script", "erasure_key", "redis_client", "partition_of_tp"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +67,14 @@ class CustomerSnapshot:
 
     state: str | None  # the customer's state JSON, None for a customer never seen
     seen: set[tuple[str, str]]  # (topic, event digest): ids are unique per topic
+    indexed: str = ""  # the search index's "<band>|<segment>" of the customer ("": not indexed)
 
 
 @dataclass
 class BatchWrite:
-    """Everything one batch changes, applied atomically by :meth:`RedisStore.commit_batch`."""
+    """Everything one partition's batch changes, applied atomically by :meth:`RedisStore.commit_batch`."""
 
+    partition: int = 0
     offsets: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)  # customer id -> state JSON
@@ -81,7 +84,8 @@ class BatchWrite:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     wheel: dict[str, dict[str, list]] = field(default_factory=dict)  # partition -> {"add": [...], "remove": [...]}
     sorted_sets: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> member -> ZINCRBY amount
-    index: dict[str, list[str]] = field(default_factory=dict)  # customer id -> search index entry (commit_batch.lua)
+    index: dict[str, list[str]] = field(default_factory=dict)  # customer id -> search index entry
+    indexed_before: dict[str, str] = field(default_factory=dict)  # customer id -> "<band>|<segment>" as loaded
     confirm: list[str] = field(default_factory=list)  # erasure_key of each applied erase event
 
     def schedule(self, partition: int, customer_id: str, wake_ms: int | None) -> None:
@@ -96,6 +100,10 @@ class BatchWrite:
         bucket = self.counters.setdefault(hash_name, {})
         bucket[field_name] = bucket.get(field_name, 0) + amount
 
+    def is_empty(self) -> bool:
+        """Nothing to apply: no offsets and no wheel change (a partition the batch neither read nor woke)."""
+        return not self.offsets and not self.wheel
+
 
 def lua_script(name: str) -> str:
     """The source of one of the scripts in ``streams/lua``."""
@@ -106,40 +114,82 @@ def tp_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-class RedisStore:
-    """Batch-oriented access to the pipeline state in Redis."""
+def partition_of_tp(tp: str) -> int:
+    """The partition number of a ``<topic>:<partition>`` name.
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "crm:") -> None:
+    >>> partition_of_tp("crm.purchases:3")
+    3
+    """
+    return int(tp.rpartition(":")[2])
+
+
+class _Keys:
+    """The KEYS of one script call: each key once, named by its index (1-based, as in Lua)."""
+
+    def __init__(self, fixed: list[str]) -> None:
+        self.names = list(fixed)
+        self._index = {name: i + 1 for i, name in enumerate(fixed)}
+
+    def __call__(self, name: str) -> int:
+        index = self._index.get(name)
+        if index is None:
+            self.names.append(name)
+            index = self._index[name] = len(self.names)
+        return index
+
+
+class RedisStore:
+    """Batch-oriented access to the pipeline state in Redis (one Redis or a Redis Cluster)."""
+
+    def __init__(self, client, prefix: str = "crm:", partitions: int = 4) -> None:
         self.client = client
         self.prefix = prefix
+        self.keys = KeySpace(prefix, partitions)
         self._load = client.register_script(lua_script("load_batch.lua"))
         self._commit = client.register_script(lua_script("commit_batch.lua"))
         self._prune = client.register_script(lua_script("prune_kpis.lua"))
+        self._claim = client.register_script(lua_script("claim_partition.lua"))
         self.fence_tokens: dict[str, int] = {}
         self.applied_offsets: dict[str, int] = {}
+        self.commits: dict[int, int] = {}  # partition -> its commit count (commit_batch.lua)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "crm:") -> "RedisStore":
-        return cls(aioredis.Redis.from_url(url, decode_responses=True), prefix)
+    def from_url(cls, url: str, prefix: str = "crm:", partitions: int = 4, cluster: bool = False) -> "RedisStore":
+        return cls(redis_client(url, cluster), prefix, partitions)
+
+    @classmethod
+    def from_settings(cls, settings) -> "RedisStore":
+        return cls.from_url(settings.redis_url, settings.redis_prefix, settings.partitions, settings.redis_cluster)
 
     async def close(self) -> None:
         await self.client.aclose()
 
+    def part(self, partition: int) -> str:
+        """The key prefix of a partition's slot."""
+        return self.keys.part(partition)
+
+    def wheel_key(self, partition: int) -> str:
+        return self.keys.part(partition) + "wheel"
+
     # -- ownership ---------------------------------------------------------------------------
 
     async def claim(self, tps: Iterable[str]) -> None:
-        """Take ownership of partitions: bump their fence tokens, load their applied offsets."""
+        """Take ownership of partitions: bump their fence tokens, load their applied offsets and commit counts."""
         tps = [tp for tp in tps if tp not in self.fence_tokens]
         if not tps:
             return
-        async with self.client.pipeline(transaction=True) as pipe:
-            for tp in tps:
-                pipe.hincrby(self.prefix + "fence", tp, 1)
-            pipe.hmget(self.prefix + "offsets", tps)
-            *tokens, offsets = await pipe.execute()
-        for tp, token, offset in zip(tps, tokens, offsets):
-            self.fence_tokens[tp] = int(token)
-            self.applied_offsets[tp] = -1 if offset is None else int(offset)
+        by_partition: dict[int, list[str]] = {}
+        for tp in tps:
+            by_partition.setdefault(partition_of_tp(tp), []).append(tp)
+        replies = await asyncio.gather(*(
+            self._claim(keys=[self.part(partition) + "fence", self.part(partition) + "offsets"], args=owned)
+            for partition, owned in by_partition.items()))
+        for (partition, owned), reply in zip(by_partition.items(), replies):
+            self.commits[partition] = int(reply[0])
+            for i, tp in enumerate(owned):
+                token, offset = reply[1 + 2 * i], reply[2 + 2 * i]
+                self.fence_tokens[tp] = int(token)
+                self.applied_offsets[tp] = -1 if offset is None else int(offset)
         logger.info("claimed partitions %s", sorted(tps))
 
     def release(self, tps: Iterable[str]) -> None:
@@ -156,24 +206,37 @@ class RedisStore:
 
     # -- batches ------------------------------------------------------------------------------
 
-    async def load_batch(self, digests: dict[str, dict[str, list[str]]]) -> dict[str, CustomerSnapshot]:
-        """State and already-seen event digests (customer -> topic -> digests) of a batch, one round trip."""
+    async def load_batch(self, digests: dict[str, dict[str, list[str]]],
+                         partition_of: dict[str, int]) -> dict[str, CustomerSnapshot]:
+        """State, search-index attributes and already-seen event digests (customer -> topic -> digests) of a
+        batch's customers (``partition_of``: each one's partition); one script call per partition, concurrently."""
         if not digests:
             return {}
-        reply = await self._load(args=[self.prefix, orjson.dumps(digests)])
+        by_partition: dict[int, list[str]] = {}
+        for customer_id in digests:
+            by_partition.setdefault(partition_of[customer_id], []).append(customer_id)
+        calls = []
+        for partition, customers in by_partition.items():
+            part = self.part(partition)
+            keys = _Keys([part + "idx:attrs"])
+            wanted = [[customer_id, keys(f"{part}c:{{{customer_id}}}"),
+                       [[topic, keys(f"{part}c:{{{customer_id}}}:seen:{topic}"), asked]
+                        for topic, asked in digests[customer_id].items()]] for customer_id in customers]
+            calls.append(self._load(keys=keys.names, args=[orjson.dumps(wanted)]))
         snapshots = {}
-        position = 0
-        while position < len(reply):
-            customer_id, state = reply[position], reply[position + 1]
-            position += 2
-            seen = set()
-            while reply[position] != "":
-                topic, scores = reply[position], reply[position + 1]
-                seen.update((topic, digest) for digest, score in zip(digests[customer_id][topic], scores)
-                            if score is not None)
-                position += 2
-            position += 1
-            snapshots[customer_id] = CustomerSnapshot(state, seen)
+        for reply in await asyncio.gather(*calls):
+            position = 0
+            while position < len(reply):
+                customer_id, state, indexed = reply[position], reply[position + 1], reply[position + 2]
+                position += 3
+                seen = set()
+                while reply[position] != "":
+                    topic, scores = reply[position], reply[position + 1]
+                    seen.update((topic, digest) for digest, score in zip(digests[customer_id][topic], scores)
+                                if score is not None)
+                    position += 2
+                position += 1
+                snapshots[customer_id] = CustomerSnapshot(state, seen, indexed or "")
         return snapshots
 
     async def due_customers(self, until_ms: dict[int, int], limit: int) -> dict[int, list[str]]:
@@ -181,64 +244,117 @@ class RedisStore:
         first, at most ``limit``); one round trip for all partitions."""
         async with self.client.pipeline(transaction=False) as pipe:
             for partition, until in until_ms.items():
-                pipe.zrangebyscore(f"{self.prefix}wheel:{partition}", "-inf", until, 0, limit)
+                pipe.zrangebyscore(self.wheel_key(partition), "-inf", until, 0, limit)
             return dict(zip(until_ms, await pipe.execute()))
 
-    async def read_hashes(self, names: list[str]) -> list[dict[str, str]]:
-        """Several hashes (names under the prefix) in one round trip."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(self.prefix + name)
-            return await pipe.execute()
+    async def read_hashes(self, names: list[str]) -> list[dict[str, int]]:
+        """Several aggregate hashes (names under a partition's tag), each summed over the partitions."""
+        return await sum_hashes(self.client, self.keys, names)
 
     async def drop_buckets(self, pattern: str, expired: Callable[[str], bool],
                            carrying: Callable[[str], bool]) -> int:
-        """Delete keys matching ``pattern`` (under the prefix) whose name ``expired``; those ``carrying``
-        hand their base-of-customers change to ``kpi:base`` atomically. Returns how many were carried."""
-        carried, plain = [], []
-        async for key in self.client.scan_iter(match=self.prefix + pattern, count=1000):
-            name = key[len(self.prefix):]
-            if expired(name):
-                (carried if carrying(name) else plain).append(key)
-        if not carried and not plain:
-            return 0
-        return int(await self._prune(args=[self.prefix, *carried, "--", *plain]))
+        """Delete the partitions' keys matching ``pattern`` (a name under a partition's tag) whose name
+        ``expired``; those ``carrying`` hand their base-of-customers change to the partition's ``kpi:base``
+        atomically. Returns how many were carried."""
+        carried = 0
+        for partition in range(self.keys.partitions):
+            part = self.part(partition)
+            carry, plain = [], []
+            async for key in self.client.scan_iter(match=part + pattern, count=1000):
+                name = key[len(part):]
+                if expired(name):
+                    (carry if carrying(name) else plain).append(key)
+            if carry or plain:
+                carried += int(await self._prune(keys=[part + "kpi:base", *carry, *plain], args=[len(carry)]))
+        return carried
 
     async def commit_batch(self, write: BatchWrite) -> bool:
-        """Apply ``write`` atomically; raise :class:`Fenced` if a partition changed owner.
+        """Apply one partition's ``write`` atomically; raise :class:`Fenced` if the partition changed owner.
 
         Returns False when the batch had already been applied (a retry after a lost reply).
         """
-        # The partitions read, and those whose wheels (and silent customers) the batch moved without a record of
-        # theirs (the worker's clock wakes all its partitions, agents/churn_scoring.py): fenced alike.
-        fences = {tp: token for tp, token in self.fence_tokens.items()
-                  if tp in write.offsets or tp.rpartition(":")[2] in write.wheel}
-        lost = (set(write.wheel) - {tp.rpartition(":")[2] for tp in fences}) | (set(write.offsets) - set(fences))
-        if lost:
-            raise Fenced(f"{sorted(lost)} no longer owned")
+        partition = write.partition
+        # The partition's topic-partitions read, and all of them when the batch moved its wheel (and silent
+        # customers) without a record of theirs (the worker's clock wakes all its partitions,
+        # agents/churn_scoring.py): fenced alike.
+        fences = [[tp, token] for tp, token in self.fence_tokens.items() if partition_of_tp(tp) == partition]
+        stray = ({partition_of_tp(tp) for tp in write.offsets} | {int(p) for p in write.wheel}) - {partition}
+        if stray:
+            raise ValueError(f"a batch write of partition {partition} touches partitions {sorted(stray)}")
+        if not fences or set(write.offsets) - {tp for tp, _ in fences}:
+            raise Fenced(f"partition {partition} no longer owned")
+        part = self.part(partition)
+        keys = _Keys([part + name for name in
+                      ("fence", "offsets", "watermark", "wheel", "idx:value", "idx:churn", "idx:attrs")])
         payload = {
-            "fences": fences,
-            "offsets": {tp: str(offset) for tp, offset in write.offsets.items()},
-            "watermarks": {tp: str(ts) for tp, ts in write.watermarks.items()},
-            "erase": write.erase, "customer_key_suffixes": list(CUSTOMER_KEY_SUFFIXES),
-            "seen": write.seen,
-            "seen_floor_ms": {customer_id: {topic: str(floor) for topic, floor in floors.items()}
-                              for customer_id, floors in write.seen_floor_ms.items()},
-            "counters": write.counters,
-            "wheel": write.wheel,
-            "zincr": write.sorted_sets,
-            "index": write.index,
-            "confirm": write.confirm,
+            "fences": fences, "commits": self.commits.get(partition, 0),
+            "offsets": [[tp, str(offset)] for tp, offset in write.offsets.items()],
+            "watermarks": [[tp, str(ts)] for tp, ts in write.watermarks.items()],
+            "del": [keys(f"{part}c:{{{customer_id}}}{suffix}")
+                    for customer_id in write.erase for suffix in CUSTOMER_KEY_SUFFIXES],
+            "confirm": [keys(part + name) for name in write.confirm],
+            "seen": [[keys(f"{part}c:{{{customer_id}}}:seen:{topic}"), str(write.seen_floor_ms[customer_id][topic]),
+                      *members] for customer_id, by_topic in write.seen.items() for topic, members in by_topic.items()],
+            "counters": [[keys(part + name), *(value for item in increments.items() for value in item)]
+                         for name, increments in write.counters.items() if increments],
+            "zincr": [[keys(part + name), *(value for item in increments.items() for value in item)]
+                      for name, increments in write.sorted_sets.items() if increments],
+            "wheel": write.wheel.get(str(partition), {"add": [], "remove": []}),
+            **self._index_ops(part, write, keys),
         }
+        states = list(write.states.values())
+        payload["states"] = [[keys(f"{part}c:{{{customer_id}}}"), i + 2] for i, customer_id in enumerate(write.states)]
         try:
-            states = [part for customer_id, state in write.states.items() for part in (customer_id, state)]
-            outcome = await self._commit(args=[self.prefix, orjson.dumps(payload), *states])
+            outcome = int(await self._commit(keys=keys.names, args=[orjson.dumps(payload), *states]))
         except ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 raise Fenced(str(exc)) from None
             raise
+        self.commits[partition] = abs(outcome) - 1 if outcome < 0 else outcome
         self.applied_offsets.update(write.offsets)
-        if outcome == "ALREADY_APPLIED":
-            logger.warning("batch up to offsets %s was already applied; not applied again", write.offsets)
+        if outcome < 0:
+            logger.warning("batch of partition %d up to offsets %s was already applied; not applied again",
+                           partition, write.offsets)
             return False
         return True
+
+    @staticmethod
+    def _index_ops(part: str, write: BatchWrite, keys: _Keys) -> dict[str, list]:
+        """The search index's changes: erased customers leave it, indexed ones move between the band and segment
+        sets when their attributes change (the attributes as loaded are checked by the script)."""
+        attrs, srem, sadd = [], [], []
+
+        def sets_of(indexed: str) -> set[str]:
+            band, _, segment = indexed.partition("|")
+            return {f"{part}idx:{name}:{value}" for name, value in (("band", band), ("segment", segment)) if value}
+
+        erased = set(write.erase)
+        final = {customer_id: "" for customer_id in write.erase}
+        final.update((customer_id, f"{entry[1]}|{entry[2]}") for customer_id, entry in write.index.items())
+        for customer_id, after in final.items():
+            before = write.indexed_before.get(customer_id, "")
+            if before == after and customer_id not in erased:
+                continue
+            attrs.append([customer_id, before, after])
+            leave, join = sets_of(before), sets_of(after)
+            if customer_id not in erased:
+                leave, join = leave - join, join - leave
+            srem += [[keys(key), customer_id] for key in sorted(leave)]
+            sadd += [[keys(key), customer_id] for key in sorted(join)]
+        return {"attrs": attrs, "srem": srem, "sadd": sadd, "zrem": list(write.erase),
+                "zadd": [[customer_id, entry[0], entry[3]] for customer_id, entry in write.index.items()]}
+
+
+def redis_client(url: str, cluster: bool = False):
+    """An asyncio Redis client: a :class:`~redis.asyncio.cluster.RedisCluster` when ``cluster`` or when
+    ``url`` names several nodes (``redis://a:7000,redis://b:7001``), else a plain one."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if cluster or len(urls) > 1:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes = []
+        for node_url in urls:
+            parsed = urlparse(node_url)
+            nodes.append(ClusterNode(parsed.hostname or "localhost", parsed.port or 6379))
+        return RedisCluster(startup_nodes=nodes, decode_responses=True)
+    return aioredis.Redis.from_url(url, decode_responses=True)

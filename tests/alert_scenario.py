@@ -199,8 +199,8 @@ def frozen_models(seed: int = 99, customers: int = 800, days: int = 300) -> dict
         churn.event(topic, payload)
     churn.advance(end_ms)
     training, *_ = segment_replay(simulation, SegmentSettings(warmup=1000), snapshot_every=2000)
-    return {"model:churn:latest": orjson.dumps(churn.trainer.snapshot(1, end_ms)),
-            "seg:latest": orjson.dumps(training.publish(end_ms)[0])}
+    return {"model:{churn}:latest": orjson.dumps(churn.trainer.snapshot(1, end_ms)),
+            "seg:{seg}:latest": orjson.dumps(training.publish(end_ms)[0])}
 
 
 #: Settings that keep the published frozen models: the trainers never reach their thresholds.

@@ -19,6 +19,7 @@ from online_models.purchase_history import DAY_MS
 from schemas.timestamps import record_timestamp_ms
 from streams.config import Settings
 from streams.embedded import create_topics
+from streams.keyspace import merged, summed
 from streams.topics import topic_specs
 
 __all__ = ["ApiThread", "WorkerProcess", "unique_settings", "wait_until", "produce", "prepare_topics", "event_messages",
@@ -65,10 +66,9 @@ class WorkerProcess:
     def wait_owning(self, client: redis.Redis, partitions: int, timeout_s: float = 120) -> float:
         """Wait until all input partitions have been claimed since start; returns seconds waited."""
         started = time.monotonic()
-        fence_key = self.settings.redis_prefix + "fence"
-        before = client.hgetall(fence_key)
+        before = fence_tokens(client, self.settings)
         def claimed() -> bool:
-            now = client.hgetall(fence_key)
+            now = fence_tokens(client, self.settings)
             changed = [tp for tp, token in now.items() if before.get(tp) != token]
             return len(changed) >= 3 * partitions
         wait_until(claimed, timeout_s, f"worker did not claim partitions; log: {self.log_path}",
@@ -170,7 +170,7 @@ def read_topic(bootstrap: str, topic: str, expected: int = 1, timeout_s: float =
 def segment_trainer_caught_up(settings: Settings, client: redis.Redis, seen: dict | None = None) -> bool:
     """The newest segment snapshot has learnt every distinct sample the workers sent (no newer one is coming
     unless they send more). ``seen``, when given, gets the counts compared (for a failure's message)."""
-    blob = client.get(settings.redis_prefix + "seg:latest")
+    blob = client.get(settings.redis_prefix + "seg:{seg}:latest")
     samples = read_topic(settings.kafka_bootstrap, settings.topic("segment-features"), timeout_s=5.0)
     distinct = {s["sample_id"] for m in samples for s in orjson.loads(m.value)["samples"]}
     snapshot = None if blob is None else orjson.loads(blob)
@@ -188,9 +188,14 @@ def event_messages(settings: Settings, events) -> list[tuple[str, bytes, bytes, 
             for topic, event in events]
 
 
+def fence_tokens(client: redis.Redis, settings: Settings) -> dict[str, str]:
+    """Every topic-partition's fence token (each partition's fence hash also counts its commits)."""
+    return {tp: token for tp, token in merged(client, settings.key_space(), "fence").items() if tp != "commits"}
+
+
 def accepted_total(client: redis.Redis, settings: Settings, with_duplicates: bool = False) -> int:
     """Events the pipeline has accepted (optionally plus those it dropped as duplicates)."""
-    stats = client.hgetall(settings.redis_prefix + "stats:ingest")
+    stats = summed(client, settings.key_space(), "stats:ingest")
     return sum(int(v) for k, v in stats.items() if k.startswith("accepted:") or (with_duplicates and k == "duplicates"))
 
 
@@ -212,7 +217,7 @@ def read_state(client: redis.Redis, settings: Settings, customer_id: str):
     """The customer's stored state model (None if there is none)."""
     from online_models.customer_state import CustomerState
 
-    blob = client.hget(f"{settings.redis_prefix}c:{{{customer_id}}}", "state")
+    blob = client.hget(settings.key_space().customer(customer_id), "state")
     return None if blob is None else CustomerState.from_json(blob)
 
 

@@ -290,7 +290,7 @@ def test_webhooks_deliver_each_alert_exactly_once_signed_and_alerts_can_be_ackno
         assert not verify(b"other", headers["X-Crmstream-Timestamp"], body, headers["X-Crmstream-Signature"])
     stats = redis_client.hgetall(settings.redis_prefix + STATS_KEY)
     assert (stats["stored"], stats["rejected"], stats.get("webhook_dead")) == ("2", "2", None)
-    assert redis_client.xlen(settings.redis_prefix + "alerts:stream") == 2
+    assert redis_client.xlen(settings.redis_prefix + "alerts:{alerts}:stream") == 2
     stored = redis_client.hgetall(settings.redis_prefix + alert_key(alerts[0]["id"]))
     assert stored["webhook"] == "delivered" and orjson.loads(stored["webhook_attempts"]) == ["503", "503", "200"]
 
@@ -389,10 +389,10 @@ def test_erasing_a_customer_deletes_their_alerts_from_redis_and_tells_the_webhoo
     finally:
         worker.stop()
         receiver.close()
-    left = [fields["id"] for _, fields in redis_client.xrange(prefix + "alerts:stream")]
+    left = [fields["id"] for _, fields in redis_client.xrange(prefix + "alerts:{alerts}:stream")]
     assert left == [alerts[2]["id"], aggregate["id"]]
     assert not any("cust-1" in key for key in redis_client.scan_iter(prefix + "*"))
-    assert not any("cust-1" in value for _, fields in redis_client.xrange(prefix + "alerts:stream")
+    assert not any("cust-1" in value for _, fields in redis_client.xrange(prefix + "alerts:{alerts}:stream")
                    for value in fields.values())
     notice = next((headers, body) for headers, body in receiver.accepted if orjson.loads(body).get("type") == "erasure")
     assert orjson.loads(notice[1]) == {"type": "erasure", "customer_id": "cust-1"}

@@ -18,6 +18,7 @@ import redis
 from streams.cli import main as cli_main
 from streams.config import Settings
 from streams.embedded import free_port
+from streams.keyspace import summed
 from streams.simulator import SimulationConfig, Simulation, simulate
 from tests import events_factory
 from tests.conftest import OUTPUT_DIR
@@ -73,8 +74,8 @@ def stack(broker, redis_server):
                 samples.append(httpx.get(api.url + "/pipeline", headers={"X-API-Key": KEYS["analyst"]}).json())
                 return accepted_total(client, settings) >= len(simulation.events)
             wait_until(drained, 240, "history not processed", interval_s=0.25, process=worker.process)
-            wait_until(lambda: client.exists(prefix + "model:churn:latest") and client.exists(prefix + "seg:latest"),
-                       120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
+            wait_until(lambda: client.exists(prefix + "model:{churn}:latest")
+                       and client.exists(prefix + "seg:{seg}:latest"), 120, "no churn model or segment snapshot", interval_s=0.5, process=worker.process)
             nudge = _worker_scores_with_a_trained_model(settings, simulation.events, worker)
             # Segment names change between snapshots: the cards are compared with the last one to come.
             seen: dict = {}
@@ -113,7 +114,7 @@ def test_profile_agrees_with_pandas_and_the_stored_state(stack):
     orders = frame[frame.kind == "order"].groupby("customer_id").agg(orders=("ts", "size"), gross=("amount", "sum"),
                                                                      last=("ts", "max"))
     refunded = frame[frame.kind == "refund"].groupby("customer_id")["amount"].sum()
-    snapshot = orjson.loads(stack.client.get(stack.settings.redis_prefix + "seg:latest"))
+    snapshot = orjson.loads(stack.client.get(stack.settings.redis_prefix + "seg:{seg}:latest"))
     names = {s["id"]: s["name"] for s in snapshot["segments"]}
     with stack.http("support") as http:
         for customer_id in list(orders.index[:40]):
@@ -137,9 +138,10 @@ def test_profile_agrees_with_pandas_and_the_stored_state(stack):
 
 
 def test_search_pages_and_risk_distribution_match_every_stored_state(stack):
-    prefix = stack.settings.redis_prefix
-    states = {key[len(prefix) + 3:-1]: read_state(stack.client, stack.settings, key[len(prefix) + 3:-1])
-              for key in stack.client.scan_iter(match=prefix + "c:{*}", count=1000)}
+    keys = stack.settings.key_space()
+    states = {keys.customer_of(key): read_state(stack.client, stack.settings, keys.customer_of(key))
+              for key in stack.client.scan_iter(match=keys.pattern("c:{*}"), count=1000)
+              if keys.customer_of(key) is not None}
     rows = pd.DataFrame([{"customer_id": cid, "value": s.purchases.net_minor,
                           "band": s.churn_score["band"] if s.churn_score else None,
                           "churn_p": s.churn_score["churn_p"] if s.churn_score else None,
@@ -204,12 +206,14 @@ def test_aggregate_routes_agree_with_the_events_and_the_broker(stack):
 
         segments = http.get("/segments").json()
         assert sum(s["customers"] for s in segments["segments"] + segments["retired"]) == \
-            sum(1 for key in stack.client.scan_iter(match=stack.settings.redis_prefix + "c:{*}")
-                if read_state(stack.client, stack.settings, key.split("{")[1][:-1]).segment is not None)
+            sum(1 for key in stack.client.scan_iter(match=stack.settings.key_space().pattern("c:{*}"))
+                if stack.settings.key_space().customer_of(key) is not None
+                and read_state(stack.client, stack.settings, stack.settings.key_space().customer_of(key)).segment
+                is not None)
         assert http.get("/segments", params={"day": "2024-13-40"}).status_code == 422
 
         models = http.get("/models").json()
-        latest = orjson.loads(stack.client.get(stack.settings.redis_prefix + "model:churn:latest"))
+        latest = orjson.loads(stack.client.get(stack.settings.redis_prefix + "model:{churn}:latest"))
         assert models["churn"]["version"] == latest["version"] and models["churn"]["examples"] >= 1500
         assert models["segments"]["version"] >= 1 and models["segments"]["history"]
 
@@ -320,7 +324,7 @@ def test_metrics_of_api_and_worker_and_json_logs(stack):
     worker_metrics = httpx.get(f"http://127.0.0.1:{stack.settings.worker_web_port}/metrics").text
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in worker_metrics.splitlines()
                if line and not line.startswith("#")}
-    stats = stack.client.hgetall(stack.settings.redis_prefix + "stats:ingest")
+    stats = summed(stack.client, stack.settings.key_space(), "stats:ingest")
     for topic in ("purchases", "interactions", "customers"):
         assert samples[f'crm_events_in_total{{topic="{topic}"}}'] >= int(stats[f"accepted:{topic}"])
     assert sum(v for k, v in samples.items() if k.startswith("crm_deadletter_total")) == 2
@@ -365,7 +369,7 @@ def test_shell_commands_print_what_the_api_serves(stack, monkeypatch, capsys):
 def test_erasure_through_the_api_leaves_nothing_behind(stack):
     prefix = stack.settings.redis_prefix
     customer_id = next(e["customer_id"] for t, e in stack.simulation.events if t == "purchases")
-    assert stack.client.exists(f"{prefix}c:{{{customer_id}}}")
+    assert stack.client.exists(stack.settings.key_space().customer(customer_id))
     with stack.http("support") as http:
         assert http.delete(f"/customers/{customer_id}").status_code == 403
     with stack.http("admin") as http:
@@ -420,7 +424,7 @@ def test_admin_holds_the_served_churn_model_and_the_worker_scores_with_it(stack)
         assert http.post("/models/churn/hold", json={"version": "one"}).status_code == 422
         held = http.post("/models/churn/hold", json={"version": retained[0]})
         assert held.json() == {"served_version": retained[0], "held": True}
-        assert orjson.loads(stack.client.get(prefix + "model:churn:latest"))["version"] == retained[0]
+        assert orjson.loads(stack.client.get(prefix + "model:{churn}:latest"))["version"] == retained[0]
         assert http.get("/models").json()["churn"]["serving"]["version"] == retained[0]
 
         # The worker follows once it works again: each send is a batch that reads the served model.
@@ -438,7 +442,7 @@ def test_admin_holds_the_served_churn_model_and_the_worker_scores_with_it(stack)
         assert released["held"] is False and released["served_version"] >= during["version"]
         after = http.get("/models").json()["churn"]
         assert after["serving"]["held"] is False and released["served_version"] in after["serving"]["retained_versions"]
-        assert orjson.loads(stack.client.get(prefix + "model:churn:latest"))["version"] >= released["served_version"]
+        assert orjson.loads(stack.client.get(prefix + "model:{churn}:latest"))["version"] >= released["served_version"]
 
 
 def test_schemathesis_finds_no_server_error(stack):

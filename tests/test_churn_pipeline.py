@@ -23,7 +23,7 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
     try:
         produce(settings.kafka_bootstrap, event_messages(settings, simulation.events[:half]))
-        wait_until(lambda: redis_client.exists(prefix + "model:churn:latest"), 180, "no model snapshot published",
+        wait_until(lambda: redis_client.exists(prefix + "model:{churn}:latest"), 180, "no model snapshot published",
                    interval_s=0.5, process=worker.process)
         produce(settings.kafka_bootstrap, event_messages(settings, simulation.events[half:]))
         wait_until(lambda: accepted_total(redis_client, settings) >= len(simulation.events), 180,
@@ -32,7 +32,7 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
         distinct = {e["example_id"] for m in examples for e in orjson.loads(m.value).get("examples", [])}
 
         def learned_or_held() -> int:
-            report = orjson.loads(redis_client.get(prefix + "model:churn:progress") or b'{"learned": 0, "held": 0}')
+            report = orjson.loads(redis_client.get(prefix + "model:{churn}:progress") or b'{"learned": 0, "held": 0}')
             return report["learned"] + report["held"]
         # Every distinct example is learned exactly once (re-sent ones are dropped by id), or held: its window
         # ends after the slowest partition's progress (the trainer learns in event-time order).
@@ -41,10 +41,10 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     finally:
         worker.stop()
 
-    snapshot = orjson.loads(redis_client.get(prefix + "model:churn:latest"))
-    metrics = orjson.loads(redis_client.get(prefix + "model:churn:metrics"))
+    snapshot = orjson.loads(redis_client.get(prefix + "model:{churn}:latest"))
+    metrics = orjson.loads(redis_client.get(prefix + "model:{churn}:metrics"))
     assert snapshot["version"] >= 1 and metrics["examples"] >= 1500
-    assert redis_client.exists(prefix + "model:churn:trainer")  # signed checkpoint
+    assert redis_client.exists(prefix + "model:{churn}:trainer")  # signed checkpoint
 
     assert metrics["learners"]["logistic"]["overall"]["roc_auc"] > 0.7
     buyers = {e["customer_id"] for topic, e in simulation.events if topic == "purchases"}
@@ -52,7 +52,7 @@ def test_examples_train_a_model_that_scores_every_buyer(settings, redis_client, 
     assert all(score is not None and 0 <= score["churn_p"] <= 1 for score in scores.values())
     assert any(isinstance(score["version"], int) for score in scores.values()), "the snapshot was never used"
     assert all(len(score["top_features"]) >= 1 for score in scores.values())
-    wheel = sum(redis_client.zcard(prefix + f"wheel:{p}") for p in range(settings.partitions))
+    wheel = sum(redis_client.zcard(part + "wheel") for part in settings.key_space().parts())
     assert wheel > 0
 
     records = [orjson.loads(m.value) for m in read_topic(settings.kafka_bootstrap, settings.topic("score-changes"))]
@@ -81,6 +81,6 @@ async def read_profile(settings, customer_id: str) -> dict:
     from api.customers import CustomerReader
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        return await CustomerReader(client, settings.redis_prefix, settings.profile_settings()).profile(customer_id)
+        return await CustomerReader(client, settings.key_space(), settings.profile_settings()).profile(customer_id)
     finally:
         await client.aclose()

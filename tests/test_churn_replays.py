@@ -37,7 +37,7 @@ def test_two_replays_batched_differently_train_the_same_versions_and_scores(brok
             sent.append(distinct)
 
             def learned_or_held(settings=settings) -> int:
-                report = redis_client.get(settings.redis_prefix + "model:churn:progress")
+                report = redis_client.get(settings.redis_prefix + "model:{churn}:progress")
                 return -1 if report is None else orjson.loads(report)["learned"] + orjson.loads(report)["held"]
             wait_until(lambda: learned_or_held() == len(distinct), 120, "trainer did not catch up", interval_s=0.5,
                        process=worker.process)
@@ -50,14 +50,14 @@ def test_two_replays_batched_differently_train_the_same_versions_and_scores(brok
     differing = [i for i in sent[0].keys() | sent[1].keys() if sent[0].get(i) != sent[1].get(i)]
     assert not differing, f"{len(differing)} of {len(sent[0])} examples differ, e.g. {differing[:3]}"
     versions = [{int(number): orjson.loads(blob) for number, blob in
-                 redis_client.hgetall(settings.redis_prefix + "model:churn:versions").items()} for settings in runs]
+                 redis_client.hgetall(settings.redis_prefix + "model:{churn}:versions").items()} for settings in runs]
     assert len(versions[0]) >= 5 and versions[0].keys() == versions[1].keys()
     for number in versions[0]:
         first, second = ({key: v[number][key] for key in SCORED_WITH} for v in versions)
         assert first == second, f"version {number} differs"
     # Past the last version each run has learned what its slowest partition's last progress allowed: that bound is
     # conservative and depends on the last batch (the customers it scheduled), so it is not compared.
-    progress = [orjson.loads(redis_client.get(s.redis_prefix + "model:churn:progress")) for s in runs]
+    progress = [orjson.loads(redis_client.get(s.redis_prefix + "model:{churn}:progress")) for s in runs]
     assert progress[0]["late"] == progress[1]["late"] == 0 and progress[0]["idle_partitions"] == []
 
     buyers = {e["customer_id"] for topic, e in simulation.events if topic == "purchases"}

@@ -128,11 +128,11 @@ async def test_the_frontier_waits_for_every_partition_and_publishes_in_order(red
     cut = [s["version"] for s in trainer.unpublished]
     await trainer.after_batch()
     prefix = trainer.store.prefix
-    served = orjson.loads(redis_client.get(prefix + "model:churn:latest"))
-    report = orjson.loads(redis_client.get(prefix + "model:churn:metrics"))
+    served = orjson.loads(redis_client.get(prefix + "model:{churn}:latest"))
+    report = orjson.loads(redis_client.get(prefix + "model:{churn}:metrics"))
     assert served["version"] == cut[-1] == report["version"] and trainer.unpublished == []
     assert report["trained_until_ms"] == served["trained_until_ms"]
-    progress = orjson.loads(redis_client.get(prefix + "model:churn:progress"))
+    progress = orjson.loads(redis_client.get(prefix + "model:{churn}:progress"))
     assert progress["learned"] + progress["held"] == sum(len(p) for p in by_partition.values())
     assert progress["learned"] >= report["learned"] and progress["frontier_ms"] >= 60 * DAY_MS
 

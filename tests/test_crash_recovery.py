@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import redis
 
+from streams.keyspace import summed
 from streams.simulator import SimulationConfig, simulate
 from tests.conftest import OUTPUT_DIR
 from tests.stack import (
-    WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, read_state,
+    WorkerProcess, accepted_total, fence_tokens, event_messages, prepare_topics, process_history, produce, read_state,
     unique_settings, wait_until,
 )
 
@@ -18,20 +19,22 @@ from tests.stack import (
 def redis_dump(client, settings) -> dict:
     """Every key of a run (key and topic prefixes stripped) with its content."""
     dump = {}
+    keys = settings.key_space()
     for key in client.scan_iter(match=settings.redis_prefix + "*", count=1000):
-        name = key[len(settings.redis_prefix):]
+        full_name = key[len(settings.redis_prefix):]
+        name = keys.name_of(key) if full_name.startswith("{p") else full_name  # a partition's key, untagged
         # Fence tokens differ by design; which old event ids have been forgotten depends on batch
         # boundaries (the de-duplication window is a lower bound), not on the data.
         # The churn wheel and scores follow the purchases watermark batch by batch; where a batch ends
         # decides which events within the allowed lateness a wake-up sees (docs/churn.md).
         # Model and segment snapshots are published on a wall-clock schedule; segment totals and migrations
         # follow the snapshot a customer was assigned with (docs/segments.md).
-        if name == "fence" or ":seen:" in name or name.startswith(("wheel:", "model:", "seg:")):
+        if name == "fence" or ":seen:" in name or name.startswith(("wheel", "model:", "seg:")):
             continue
         # Alerts: stored with their wall-clock arrival, counted with the repeats a crash causes, streamed; which
         # customers count as valuable follows the population of the moment (docs/alerts.md). tests/test_alerts.py
         # checks them, replay against live.
-        if name.startswith(("alert:", "alerts:")) or name.endswith("}:alerts"):
+        if name.startswith("alerts:"):
             continue
         # The search index's band, segment and churn entries follow the churn scores and segments above (its
         # value order, idx:value, is compared); consumer lag is a wall-clock report.
@@ -42,10 +45,10 @@ def redis_dump(client, settings) -> dict:
         if client.type(key) == "hash":
             # Per-segment KPI fields ("orders@Champions") depend on when the population was read
             # (docs/customer-state.md); everything else must be identical.
-            dump[name] = {field.removeprefix(settings.topic_prefix): without_churn(field, value)
+            dump[full_name] = {field.removeprefix(settings.topic_prefix): without_churn(field, value)
                           for field, value in client.hgetall(key).items() if "@" not in field}
         else:
-            dump[name] = client.zrange(key, 0, -1, withscores=True)
+            dump[full_name] = client.zrange(key, 0, -1, withscores=True)
     return dump
 
 
@@ -103,7 +106,7 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
     frame = pd.DataFrame([{"customer_id": e["customer_id"], "topic": t, "ts": e["ts"]} for t, e in events])
     expected = frame.groupby("customer_id").agg(first_seen_ms=("ts", "min"), last_seen_ms=("ts", "max"))
     counts = frame.pivot_table(index="customer_id", columns="topic", values="ts", aggfunc="count", fill_value=0)
-    stats = redis_client.hgetall(settings.redis_prefix + "stats:ingest")
+    stats = summed(redis_client, settings.key_space(), "stats:ingest")
     assert kills == 3
     assert int(stats["customers"]) == len(expected)
     assert {k: int(v) for k, v in stats.items() if k.startswith("accepted:")} == \
@@ -126,18 +129,17 @@ def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
     thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],
               events[2 * len(events) // 3:]]
     logs = output_dir / "logs"
-    fence = settings.redis_prefix + "fence"
 
     first = WorkerProcess(settings, logs / f"worker-{settings.app_id}-a.log").start()
     try:
         produce(broker.bootstrap, event_messages(settings, thirds[0]))
         wait_until(lambda: accepted_total(redis_client, settings) >= len(thirds[0]) // 2, 120,
                    "first worker made no progress", interval_s=0.05, process=first.process)
-        claimed_alone = redis_client.hgetall(fence)
+        claimed_alone = fence_tokens(redis_client, settings)
         second = WorkerProcess(settings, logs / f"worker-{settings.app_id}-b.log").start()
         produce(broker.bootstrap, event_messages(settings, thirds[1]))  # flows while the group rebalances
         # Revoking is eager: after the join, each partition is claimed again, by the first worker or the second.
-        wait_until(lambda: sum(int(token) for token in redis_client.hgetall(fence).values())
+        wait_until(lambda: sum(int(token) for token in fence_tokens(redis_client, settings).values())
                    >= sum(int(token) for token in claimed_alone.values()) + len(claimed_alone), 120,
                    "the second worker never took partitions", interval_s=0.05, process=second.process)
         produce(broker.bootstrap, event_messages(settings, thirds[2]))
@@ -148,5 +150,5 @@ def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
     finally:
         first.stop()
 
-    assert "duplicates" not in redis_client.hgetall(settings.redis_prefix + "stats:ingest")
+    assert "duplicates" not in summed(redis_client, settings.key_space(), "stats:ingest")
     assert redis_dump(redis_client, settings) == uninterrupted

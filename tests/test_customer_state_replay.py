@@ -14,6 +14,7 @@ import pytest
 from api.customers import CustomerReader
 from online_models.clv import estimate_clv
 from online_models.purchase_history import DAY_MS
+from streams.keyspace import summed
 from streams.simulator import SimulationConfig, simulate
 from tests.reference import purchases_frame
 from tests.stack import WorkerProcess, accepted_total, event_messages, prepare_topics, produce, wait_until
@@ -45,13 +46,12 @@ def test_replayed_history_equals_pandas_field_by_field(settings, redis_client, b
     events, delivered, duplicates = delivered_history()
     produce(broker.bootstrap, event_messages(settings, delivered))
     worker = WorkerProcess(settings, output_dir / "logs" / f"worker-{settings.app_id}.log").start()
-    stats_key = settings.redis_prefix + "stats:ingest"
     try:
         wait_until(lambda: accepted_total(redis_client, settings, with_duplicates=True) >= len(delivered), 240,
                    "replay not finished", interval_s=0.5, process=worker.process)
     finally:
         worker.stop()
-    assert int(redis_client.hget(stats_key, "duplicates")) == duplicates
+    assert summed(redis_client, settings.key_space(), "stats:ingest")["duplicates"] == duplicates
 
     frame = purchases_frame(events)
     orders = frame[frame.kind == "order"].sort_values("ts")
@@ -70,7 +70,7 @@ def test_replayed_history_equals_pandas_field_by_field(settings, redis_client, b
     monetary_rank = exact_midranks(per_customer["net"])
 
     reader = CustomerReader(__import__("redis.asyncio", fromlist=["Redis"]).Redis.from_url(
-        redis_server.url, decode_responses=True), settings.redis_prefix, settings.profile_settings())
+        redis_server.url, decode_responses=True), settings.key_space(), settings.profile_settings())
 
     async def read_all() -> dict:
         return {cid: await reader.profile(cid) for cid in per_customer.index}
@@ -105,4 +105,4 @@ def test_replayed_history_equals_pandas_field_by_field(settings, redis_client, b
         any(abs(per_customer.net.quantile(q) / value - 1) <= 0.02 for q in (0.2, 0.4, 0.6, 0.8))
         for value in per_customer.net if value > 0)
     assert mismatched_m <= near_boundary
-    assert int(redis_client.hget(stats_key, "customers")) == len({e["customer_id"] for _, e in events})
+    assert summed(redis_client, settings.key_space(), "stats:ingest")["customers"] == len({e["customer_id"] for _, e in events})

@@ -9,6 +9,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from streams.keyspace import summed
 from tests.events_factory import customer, interaction, purchase
 from tests.stack import WorkerProcess, prepare_topics, produce, read_state, read_topic, wait_until
 from tests.test_schemas import HOSTILE
@@ -52,7 +53,7 @@ def hostile_corpus(settings) -> list[tuple[str, bytes | None, bytes | None, str]
 
 
 def stats(redis_client, settings) -> dict[str, int]:
-    return {k: int(v) for k, v in redis_client.hgetall(settings.redis_prefix + "stats:ingest").items()}
+    return summed(redis_client, settings.key_space(), "stats:ingest")
 
 
 @pytest.fixture()
@@ -119,11 +120,11 @@ def test_erasure_removes_every_key_and_is_confirmed(worker, redis_client, broker
     produce(broker.bootstrap, [(settings.topic("customers" if "attributes" in e else
                                                 "purchases" if "order_id" in e else "interactions"),
                                 e["customer_id"].encode(), orjson.dumps(e)) for e in events])
-    wait_until(lambda: redis_client.exists(f"{settings.redis_prefix}c:{{gone}}"), 30, "customer never stored")
+    wait_until(lambda: redis_client.exists(settings.key_space().customer("gone")), 30, "customer never stored")
     produce(broker.bootstrap, [(settings.topic("customers"), b"gone", orjson.dumps(customer("gone", type="erase")))])
     wait_until(lambda: stats(redis_client, settings).get("erasures") == 1, 30, "erasure not applied")
 
     assert list(redis_client.scan_iter(match="*gone*")) == []
-    assert redis_client.exists(f"{settings.redis_prefix}c:{{stays}}")
+    assert redis_client.exists(settings.key_space().customer("stays"))
     confirmations = read_topic(broker.bootstrap, settings.topic("erasures"), 1)
     assert [orjson.loads(r.value)["customer_id"] for r in confirmations] == ["gone"]

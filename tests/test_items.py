@@ -125,10 +125,19 @@ def sorted_set(client, key: str) -> Counter:
     return Counter({member: score for member, score in client.zrange(key, 0, -1, withscores=True)})
 
 
-def served_pairs(client, prefix: str, matrix: str) -> Counter:
+def summed_set(client, settings, name: str) -> Counter:
+    """One item sorted set summed over the partitions' shares (streams/keyspace.py)."""
+    total = Counter()
+    for part in settings.key_space().parts():
+        total.update(sorted_set(client, part + name))
+    return total
+
+
+def served_pairs(client, settings, matrix: str) -> Counter:
+    keys = settings.key_space()
     served = Counter()
-    for key in client.scan_iter(match=f"{prefix}item:{{*}}:{matrix}", count=1000):
-        anchor = key[len(prefix) + len("item:{"):-len("}:" + matrix)]
+    for key in client.scan_iter(match=keys.pattern(f"item:{{*}}:{matrix}"), count=1000):
+        anchor = keys.name_of(key)[len("item:{"):-len("}:" + matrix)]
         served.update({(anchor, y): count for y, count in sorted_set(client, key).items()})
     return served
 
@@ -136,8 +145,8 @@ def served_pairs(client, prefix: str, matrix: str) -> Counter:
 async def ask(settings, question):
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        customers = CustomerReader(client, settings.redis_prefix, settings.profile_settings())
-        return await question(ItemReader(client, settings.redis_prefix, settings.item_settings(), customers))
+        customers = CustomerReader(client, settings.key_space(), settings.profile_settings())
+        return await question(ItemReader(client, settings.key_space(), settings.item_settings(), customers))
     finally:
         await client.aclose()
 
@@ -150,13 +159,13 @@ def test_served_counts_and_top_neighbours_equal_a_batch_recount(settings, redis_
     expected = batch_counts(events, settings.item_settings().view_window_ms)
     assert max(len({item["sku"] for item in e["items"]}) for topic, e in events if topic == "purchases") == 40
 
-    assert sorted_set(redis_client, prefix + "item:totals") == expected["baskets"]
-    assert sorted_set(redis_client, prefix + "item:counts") == expected["items"]
-    assert served_pairs(redis_client, prefix, "co") == expected["pairs"]
+    assert summed_set(redis_client, settings, "item:totals") == expected["baskets"]
+    assert summed_set(redis_client, settings, "item:counts") == expected["items"]
+    assert served_pairs(redis_client, settings, "co") == expected["pairs"]
     assert sum(expected["cross"].values()) > 500, "the history must exercise viewed-then-bought"
-    assert sorted_set(redis_client, prefix + "item:viewed_before") == expected["viewed_before"]
-    assert served_pairs(redis_client, prefix, "vb") == expected["cross"]
-    assert sorted_set(redis_client, prefix + "item:popular:first_order") == expected["first_orders"]
+    assert summed_set(redis_client, settings, "item:viewed_before") == expected["viewed_before"]
+    assert served_pairs(redis_client, settings, "vb") == expected["cross"]
+    assert summed_set(redis_client, settings, "item:popular:first_order") == expected["first_orders"]
 
     n = expected["baskets"]["baskets"]
 
@@ -185,20 +194,21 @@ def test_served_counts_and_top_neighbours_equal_a_batch_recount(settings, redis_
     counts, invalid = count_history(events, rebuilt, lambda state: "any")
     asyncio.run(rebuild_into(rebuilt, counts))
     assert invalid == 0
-    assert item_dump(redis_client, rebuilt.redis_prefix) == item_dump(redis_client, prefix)
+    assert item_dump(redis_client, rebuilt) == item_dump(redis_client, settings)
 
 
 async def rebuild_into(settings, counts) -> None:
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        await replace_item_keys(client, settings.redis_prefix, counts, settings)
+        await replace_item_keys(client, settings.key_space(), counts, settings)
     finally:
         await client.aclose()
 
 
-def item_dump(client, prefix: str) -> dict:
-    return {key[len(prefix):]: sorted_set(client, key) for key in client.scan_iter(match=prefix + "item:*")
-            if not key.startswith(prefix + "item:popular:") or key.endswith(":first_order")}
+def item_dump(client, settings) -> dict:
+    keys, prefix = settings.key_space(), settings.redis_prefix
+    return {key[len(prefix):]: sorted_set(client, key) for key in client.scan_iter(match=keys.pattern("item:*"))
+            if not keys.name_of(key).startswith("item:popular:") or key.endswith(":first_order")}
 
 
 def test_decayed_counts_are_served_as_of_the_event_time_clock(settings, redis_client):
@@ -208,7 +218,7 @@ def test_decayed_counts_are_served_as_of_the_event_time_clock(settings, redis_cl
     counts, _ = count_history(events, settings, lambda state: "any")
     asyncio.run(rebuild_into(settings, counts))
     now_ms = max(e["ts"] for _, e in events)
-    redis_client.hset(settings.redis_prefix + "watermark", "crm.purchases:0", now_ms)
+    redis_client.hset(settings.key_space().part(0) + "watermark", "crm.purchases:0", now_ms)
     half_life_ms = 14 * 24 * HOUR_MS
 
     decayed_pairs: Counter = Counter()
@@ -236,13 +246,13 @@ def test_decayed_counts_are_served_as_of_the_event_time_clock(settings, redis_cl
 def test_redelivered_and_replayed_orders_change_no_count(settings, redis_client, output_dir):
     events = basket_history(seed=5, customers=120)
     process_history(settings, redis_client, events, output_dir / "logs" / f"worker-{settings.app_id}-1.log")
-    prefix = settings.redis_prefix
 
     def item_keys() -> dict:
-        return {key: sorted_set(redis_client, key) for key in redis_client.scan_iter(match=prefix + "item:*")}
+        return {key: sorted_set(redis_client, key)
+                for key in redis_client.scan_iter(match=settings.key_space().pattern("item:*"))}
 
     before = item_keys()
-    assert before[prefix + "item:totals"]["baskets"] > 300
+    assert summed_set(redis_client, settings, "item:totals")["baskets"] > 300
     orders = [(topic, e) for topic, e in events if topic == "purchases"]
     # The same messages again (a producer retry / a replayed topic), and every order re-sent under a
     # new event id (a second export of the same orders): both must change nothing.

@@ -12,6 +12,7 @@ from online_models.kpis import bucket_of
 from online_models.rfm import SEGMENT_NAMES
 from online_models.purchase_history import DAY_MS
 from schemas.money import to_minor_units
+from streams.keyspace import summed
 from streams.simulator import SimulationConfig, simulate
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, prepare_topics, process_history, produce, wait_until,
@@ -82,7 +83,7 @@ def run_history(settings, broker, redis_client, output_dir, events) -> None:
 def read_all_kpis(redis_server, settings) -> dict[str, list[dict]]:
     async def read_all() -> dict:
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-        return {g: await read_kpis(client, settings.redis_prefix, g, HORIZON_DAYS) for g in ("day", "week", "month")}
+        return {g: await read_kpis(client, settings.key_space(), g, HORIZON_DAYS) for g in ("day", "week", "month")}
 
     return asyncio.run(read_all())
 
@@ -123,12 +124,13 @@ def test_retention_drops_old_buckets_and_keeps_the_customer_base_exact(settings,
     frame = event_frame(events)
     as_of_day = int(frame["ts"].max() // DAY_MS)
     oldest_kept = bucket_of("day", as_of_day - retention_days - 2)
-    day_prefix = settings.redis_prefix + "kpi:day:"
+    keys = settings.key_space()
 
     def pruned() -> bool:
         """Pruning follows each batch as a chore: a reactivation in the last batch can re-open the bucket of
         its churn day months back until the prune after it has run."""
-        return all(key[len(day_prefix):] >= oldest_kept for key in redis_client.scan_iter(day_prefix + "*"))
+        return all(keys.name_of(key)[len("kpi:day:"):] >= oldest_kept
+                   for key in redis_client.scan_iter(keys.pattern("kpi:day:*")))
 
     prepare_topics(settings)
     produce(settings.kafka_bootstrap, event_messages(settings, events))
@@ -143,7 +145,7 @@ def test_retention_drops_old_buckets_and_keeps_the_customer_base_exact(settings,
     oldest_served = min(served.index)
     assert bucket_of("day", as_of_day - retention_days - 2) <= oldest_served <= \
         bucket_of("day", as_of_day - retention_days + 2)
-    assert redis_client.hget(settings.redis_prefix + "kpi:base", "alive") is not None
+    assert "alive" in summed(redis_client, keys, "kpi:base")
     kept = [day for day in expected.index if day > bucket_of("day", as_of_day - retention_days + 2)]
     assert len(kept) > 40
     for column in ("active", "orders", "revenue_minor", "churned", "alive_at_start"):

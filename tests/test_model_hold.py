@@ -21,7 +21,7 @@ async def test_a_held_version_is_served_until_released_while_the_trainer_keeps_p
         await trainer.publish(trainer.trainer.snapshot(trainer.version, 0) | {"trained_until_ms": trainer.version})
 
     def served() -> int:
-        return orjson.loads(redis_client.get(prefix + "model:churn:latest"))["version"]
+        return orjson.loads(redis_client.get(prefix + "model:{churn}:latest"))["version"]
 
     assert await ops.release_churn("admin") is None  # nothing published yet
     for _ in range(3):

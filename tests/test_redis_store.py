@@ -30,8 +30,8 @@ async def test_a_stale_owner_is_fenced_and_writes_nothing(stores):
     await new_owner.claim(["crm.purchases:0"])  # the partition moved while the zombie was paused
     with pytest.raises(Fenced):
         await zombie.commit_batch(batch(11, "c2"))
-    assert await zombie.client.exists(f"{zombie.prefix}c:{{c2}}") == 0
-    assert await zombie.client.hget(f"{zombie.prefix}offsets", "crm.purchases:0") == "10"
+    assert await zombie.client.exists(zombie.part(0) + "c:{c2}") == 0
+    assert await zombie.client.hget(zombie.part(0) + "offsets", "crm.purchases:0") == "10"
     assert await new_owner.commit_batch(batch(11, "c3"))
     assert new_owner.applied_offsets["crm.purchases:0"] == 11
 
@@ -42,7 +42,7 @@ async def test_a_retried_commit_is_not_applied_twice(stores):
     assert await store.commit_batch(batch(5, events=3))
     store.applied_offsets["crm.purchases:0"] = 4  # as if the reply had been lost before the cache update
     assert not await store.commit_batch(batch(5, events=3))
-    assert await store.client.hget(f"{store.prefix}stats:ingest", "accepted:purchases") == "3"
+    assert await store.client.hget(store.part(0) + "stats:ingest", "accepted:purchases") == "3"
 
 
 async def test_claim_resumes_from_the_stored_offsets(stores):
@@ -65,8 +65,8 @@ async def test_a_catch_up_batch_larger_than_luas_unpack_limit_commits_whole(stor
     write.seen = {"c1": {"purchases": [value for i in range(5000) for value in (str(i), f"d{i}")]}}
     write.seen_floor_ms = {"c1": {"purchases": -1}}
     assert await store.commit_batch(write)
-    assert await store.client.zcard(f"{store.prefix}wheel:0") == 6000
-    assert await store.client.zcard(f"{store.prefix}c:{{c1}}:seen:purchases") == 5000
+    assert await store.client.zcard(store.wheel_key(0)) == 6000
+    assert await store.client.zcard(store.part(0) + "c:{c1}:seen:purchases") == 5000
     asked = [f"d{i}" for i in range(9000)]  # 5,000 seen, 4,000 new
-    loaded = await store.load_batch({"c1": {"purchases": asked}})
+    loaded = await store.load_batch({"c1": {"purchases": asked}}, {"c1": 0})
     assert loaded["c1"].seen == {("purchases", f"d{i}") for i in range(5000)}

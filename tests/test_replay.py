@@ -19,6 +19,7 @@ import redis
 
 from online_models.rfm import SEGMENT_NAMES
 from schemas.timestamps import MIN_TS_MS
+from streams.keyspace import summed
 from streams.config import Settings
 from streams.replay import NO_SKU, ColumnMapping, MissingColumns, ReplayReport, numbered_rows, rows_to_events
 from tests import events_factory
@@ -187,8 +188,8 @@ def replay_stack(broker, redis_server):
 def test_replaying_the_same_file_twice_changes_nothing(replay_stack, tmp_path):
     settings, client = replay_stack.settings, replay_stack.client
     path = write_retail_csv(tmp_path / "retail.csv")
-    stats_key = settings.redis_prefix + "stats:ingest"
     customers = ("17850", "13047")
+    keys = settings.key_space()
     run = run_cli(settings, "replay", str(path), *RETAIL_MAPPING, "--max-skipped", "2")
     assert run.returncode == 0, run.stderr
     assert "8 lines -> 4 purchase events (3 orders, 1 refunds)" in run.stdout
@@ -196,15 +197,15 @@ def test_replaying_the_same_file_twice_changes_nothing(replay_stack, tmp_path):
         buyer, other = replay_stack.state("17850"), replay_stack.state("13047")
         return buyer is not None and other is not None and (buyer.purchases.orders, buyer.purchases.refunds) == (2, 1)
     replay_stack.wait(applied, "first replay not applied")
-    first = {c: client.hgetall(f"{settings.redis_prefix}c:{{{c}}}") for c in customers}
+    first = {c: client.hgetall(keys.customer(c)) for c in customers}
     purchases = read_state(client, settings, "17850").purchases
     assert (purchases.orders, purchases.refunds, purchases.net_minor) == (2, 1, RETAIL_NET_MINOR)
 
     again = run_cli(settings, "replay", str(path), *RETAIL_MAPPING, "--max-skipped", "2")
     assert again.returncode == 0, again.stderr
-    replay_stack.wait(lambda: client.hget(stats_key, "duplicates") == "4", "second replay not seen")
-    assert {c: client.hgetall(f"{settings.redis_prefix}c:{{{c}}}") for c in customers} == first
-    assert int(client.hget(stats_key, "duplicates")) == 4
+    replay_stack.wait(lambda: summed(client, keys, "stats:ingest").get("duplicates") == 4, "second replay not seen")
+    assert {c: client.hgetall(keys.customer(c)) for c in customers} == first
+    assert summed(client, keys, "stats:ingest")["duplicates"] == 4
 
     profile = json.loads(run_cli(settings, "customer", "17850", "--json").stdout)
     assert (profile["orders"], profile["net_spend_minor"], profile["refunds"]) == (2, RETAIL_NET_MINOR, 1)

@@ -14,6 +14,7 @@ from agents.segment_stage import STATS_KEY
 from agents.segment_trainer import HISTORY_KEY
 from schemas.events import Purchase, validate_payload
 from streams.cli import main as cli_main
+from streams.keyspace import summed
 from online_models.purchase_history import DAY_MS
 from streams.simulator import DISTINCT_SEGMENTS, SegmentDrift, SimulationConfig, simulate
 from tests.stack import (
@@ -62,11 +63,11 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
     finally:
         worker.stop()
 
-    snapshot = orjson.loads(redis_client.get(prefix + "seg:latest"))
+    snapshot = orjson.loads(redis_client.get(prefix + "seg:{seg}:latest"))
     history = [orjson.loads(h) for h in redis_client.lrange(prefix + HISTORY_KEY, 0, -1)][::-1]
     (output_dir / "segments-history.json").write_bytes(orjson.dumps(history, option=orjson.OPT_INDENT_2))
     assert [h["version"] for h in history] == list(range(1, snapshot["version"] + 1)) and len(history) >= 5
-    assert redis_client.exists(prefix + "seg:trainer")  # signed checkpoint
+    assert redis_client.exists(prefix + "seg:{seg}:trainer")  # signed checkpoint
     # Every snapshot after the first measured how many recent customers it moves: fewer than 5%, unless the
     # trainer restarted its k-means from a clearly better batch fit (a deliberate, rare re-segmentation).
     assert history[0]["changed_share"] is None
@@ -94,7 +95,8 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
             net[event.customer_id] += event.amount_minor if event.kind == "order" else -event.amount_minor
     frame = pd.DataFrame({"segment": [assigned[c] for c in buyers], "net": [net[c] for c in buyers]})
     expected = frame.groupby("segment").agg(customers=("net", "size"), net_minor=("net", "sum"))
-    stats = {k: int(v) for k, v in redis_client.hgetall(prefix + STATS_KEY).items()}
+    keys = settings.key_space()
+    stats = summed(redis_client, keys, STATS_KEY)
     for segment, row in expected.iterrows():
         assert stats[f"customers:{segment}"] == row["customers"]
         assert stats[f"net_minor:{segment}"] == row["net_minor"]
@@ -103,7 +105,7 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
     # Migrations: every buyer entered once; moves in minus moves out give each segment's size.
     balance, moves = Counter(), Counter()
     entered = 0
-    for key in redis_client.scan_iter(prefix + "seg:migrations:*"):
+    for key in redis_client.scan_iter(keys.pattern("seg:migrations:*")):
         for move, count in redis_client.hgetall(key).items():
             source, target = move.split(">")
             moves[source, target] += int(count)
@@ -131,14 +133,14 @@ def test_workers_assign_published_segments_and_keep_exact_totals(settings, redis
         assert served["mean_churn_p"] == pytest.approx(row.churn_p.dropna().mean(), abs=1e-5)
     matrix = overview["migrations"]
     assert {(source, target): count for source, row in matrix.items() for target, count in row.items()} == moves
-    busiest_day = max(redis_client.scan_iter(prefix + "seg:migrations:*"), key=redis_client.hlen).rsplit(":", 1)[1]
+    busiest_day = max(redis_client.scan_iter(keys.pattern("seg:migrations:*")), key=redis_client.hlen).rsplit(":", 1)[1]
     capsys.readouterr()
     assert cli_main(["segments", "--json", "--day", busiest_day]) == 0
     one_day = orjson.loads(capsys.readouterr().out)["migrations"]
-    assert {f"{source}>{target}": str(count) for source, row in one_day.items() for target, count in row.items()} \
-        == redis_client.hgetall(prefix + f"seg:migrations:{busiest_day}")
+    assert {f"{source}>{target}": count for source, row in one_day.items() for target, count in row.items()} \
+        == summed(redis_client, keys, f"seg:migrations:{busiest_day}")
 
-    events = [orjson.loads(fields["event"]) for _, fields in redis_client.xrange(prefix + "seg:events")]
+    events = [orjson.loads(fields["event"]) for _, fields in redis_client.xrange(prefix + "seg:{seg}:events")]
     births = {e["segment_id"] for e in events if e["type"] == "birth"}
     deaths = {e["segment_id"] for e in events if e["type"] == "death"}
     assert served_ids == births - deaths

@@ -1,122 +1,130 @@
--- Apply one batch atomically, or nothing if this worker no longer owns a partition.
--- A Lua script runs as one transaction (like MULTI/EXEC) and can check the fence
--- first, which MULTI/EXEC cannot do without an extra WATCH round trip.
--- ARGV[1] = prefix, ARGV[3], ARGV[4], ...: customer_id, state JSON pairs (not inside ARGV[2], to
--- avoid escaping JSON in JSON), ARGV[2] = JSON:
---   fences    {"<topic>:<partition>": token}      must equal the stored fence tokens
---   offsets   {"<topic>:<partition>": offset}     last offset applied by this batch
---   watermarks{"<topic>:<partition>": max_event_ms} moved forward only
---   erase     ["<customer_id>", ...]               every key of the customer is deleted first
---   customer_key_suffixes ["", ":seen:purchases", ...]
---   seen      {"<customer_id>": {"<topic>": ["<score>", "<digest>", ...]}}
---   seen_floor_ms {"<customer_id>": {"<topic>": ms}}  ids older than this (event time) are forgotten
---   counters  {"<hash>": {field: increment}}
---   wheel     {"<partition>": {"add": ["<wake_ms>", "<customer_id>", ...], "remove": ["<customer_id>", ...]}}
---   zincr     {"<sorted set>": {member: "<increment>"}}   item co-occurrence counts (strings: exact doubles)
---   index     {"<customer_id>": ["<net_minor>", "<band>", "<segment>", "<churn_p>"]}  search index entries
---             ("" for an unknown band, segment or churn_p; online_models/customer_index.py)
---   confirm   ["erasure:<digest>", ...]            erase events to confirm (kept a week; no customer id in them)
-local prefix = ARGV[1]
-local batch = cjson.decode(ARGV[2])
+-- Apply one partition's batch atomically, or nothing if this worker no longer owns the partition.
+-- A Lua script runs as one transaction (like MULTI/EXEC) and can check the fence first, which MULTI/EXEC
+-- cannot do without an extra WATCH round trip. Every key is declared in KEYS and carries the partition's hash
+-- tag (streams/keyspace.py): one slot, on one Redis or a Redis Cluster alike. The ops name keys by their index
+-- in KEYS (k below), never by a name built here.
+-- KEYS[1] fence hash (tokens per topic-partition, and 'commits'), KEYS[2] offsets, KEYS[3] watermark,
+-- KEYS[4] wheel, KEYS[5] idx:value, KEYS[6] idx:churn, KEYS[7] idx:attrs, KEYS[8...] the batch's other keys.
+-- ARGV[1] = JSON (below), ARGV[2...] = state JSONs (not inside ARGV[1], to avoid escaping JSON in JSON):
+--   fences     [["<topic>:<partition>", token], ...]   must equal the stored fence tokens
+--   commits    n                                        must equal the partition's stored commit count
+--   offsets    [["<topic>:<partition>", offset], ...]  last offset applied by this batch
+--   watermarks [["<topic>:<partition>", max_event_ms], ...] moved forward only
+--   del        [k, ...]                                 keys deleted first (erased customers)
+--   attrs      [[customer_id, "<band>|<segment>" or "", new or ""], ...] the index's attributes before
+--              (as loaded: checked) and after; srem / sadd [[k, customer_id], ...] move the customer's sets
+--   zrem       [customer_id, ...]                       leave idx:value and idx:churn
+--   zadd       [[customer_id, value, churn or ""], ...] idx:value and idx:churn scores
+--   confirm    [k, ...]                                 erasure confirmations (kept a week; no customer id)
+--   states     [[k, argv index], ...]
+--   seen       [[k, floor_ms, score, digest, ...], ...]  ids older than floor_ms (event time) are forgotten
+--   counters   [[k, field, increment, ...], ...]
+--   wheel      {"remove": [customer_id, ...], "add": ["<wake_ms>", customer_id, ...]}
+--   zincr      [[k, member, "<increment>", ...], ...] item co-occurrence counts (strings: exact doubles)
+local batch = cjson.decode(ARGV[1])
+local fence_key, offsets_key, watermark_key, wheel_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local value_key, churn_key, attrs_key = KEYS[5], KEYS[6], KEYS[7]
 
 -- redis.call(command, key, values...) in chunks: unpack() fails beyond ~8,000 values, which one
 -- catch-up batch can reach (thousands of wheel entries in a partition, of ids of one customer).
 -- The chunk is even, so ZADD's score/member pairs never split.
-local function call_chunked(command, key, values)
-  for first = 1, #values, 1000 do
-    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
+local function call_chunked(command, key, values, first, last)
+  for start = first, last, 1000 do
+    redis.call(command, key, unpack(values, start, math.min(start + 999, last)))
   end
 end
 
-local fence_key = prefix .. 'fence'
-for tp, token in pairs(batch.fences) do
-  local current = redis.call('HGET', fence_key, tp)
-  if current ~= tostring(token) then
-    return redis.error_reply('FENCED ' .. tp .. ' token ' .. tostring(token) .. ' current ' .. tostring(current))
+for _, fence in ipairs(batch.fences) do
+  local current = redis.call('HGET', fence_key, fence[1])
+  if current ~= tostring(fence[2]) then
+    return redis.error_reply('FENCED ' .. fence[1] .. ' token ' .. tostring(fence[2]) .. ' current ' .. tostring(current))
   end
 end
--- A batch whose offsets are already stored was applied before (its reply was lost and the
--- worker retried): applying it again would count its events twice.
-for tp, offset in pairs(batch.offsets) do
-  local stored = redis.call('HGET', prefix .. 'offsets', tp)
-  if stored and tonumber(stored) >= tonumber(offset) then
-    return 'ALREADY_APPLIED'
+-- A batch already applied (its reply was lost and the worker retried) would count its events twice: its
+-- offsets are stored already, or (a batch of wake-ups only) the partition's commit count has moved past it.
+-- The reply is the partition's commit count (the worker's next 'commits'), negative when not applied.
+local commits = tonumber(redis.call('HGET', fence_key, 'commits') or '0')
+for _, offset in ipairs(batch.offsets) do
+  local stored = redis.call('HGET', offsets_key, offset[1])
+  if stored and tonumber(stored) >= tonumber(offset[2]) then
+    return -commits - 1
   end
 end
--- The search index: idx:value and idx:churn (sorted by net spend, churn probability), idx:band:<band> and
--- idx:segment:<id> (sets), and idx:attrs (customer -> "band|segment", to leave the old sets on a change).
-local attrs_key = prefix .. 'idx:attrs'
-local function leave_sets(customer_id, attrs)
-  local band, segment = string.match(attrs, '^([^|]*)|(.*)$')
-  if band ~= '' then redis.call('SREM', prefix .. 'idx:band:' .. band, customer_id) end
-  if segment ~= '' then redis.call('SREM', prefix .. 'idx:segment:' .. segment, customer_id) end
+if commits ~= batch.commits then
+  return -commits - 1
 end
-for _, customer_id in ipairs(batch.erase) do
-  local base = prefix .. 'c:{' .. customer_id .. '}'
-  for _, suffix in ipairs(batch.customer_key_suffixes) do
-    redis.call('DEL', base .. suffix)
-  end
-  local attrs = redis.call('HGET', attrs_key, customer_id)
-  if attrs then
-    leave_sets(customer_id, attrs)
-    redis.call('HDEL', attrs_key, customer_id)
-  end
-  redis.call('ZREM', prefix .. 'idx:value', customer_id)
-  redis.call('ZREM', prefix .. 'idx:churn', customer_id)
-end
-for _, key in ipairs(batch.confirm) do
-  redis.call('SET', prefix .. key, 'erased', 'EX', 604800)
-end
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', prefix .. 'c:{' .. ARGV[i] .. '}', 'state', ARGV[i + 1])
-end
-for customer_id, entry in pairs(batch.index) do
-  local band, segment = entry[2], entry[3]
-  local attrs = band .. '|' .. segment
-  local old = redis.call('HGET', attrs_key, customer_id)
-  if old ~= attrs then
-    if old then leave_sets(customer_id, old) end
-    if band ~= '' then redis.call('SADD', prefix .. 'idx:band:' .. band, customer_id) end
-    if segment ~= '' then redis.call('SADD', prefix .. 'idx:segment:' .. segment, customer_id) end
-    redis.call('HSET', attrs_key, customer_id, attrs)
-  end
-  redis.call('ZADD', prefix .. 'idx:value', entry[1], customer_id)
-  if entry[4] ~= '' then
-    redis.call('ZADD', prefix .. 'idx:churn', entry[4], customer_id)
+for _, entry in ipairs(batch.attrs) do
+  if (redis.call('HGET', attrs_key, entry[1]) or '') ~= entry[2] then
+    return redis.error_reply('INDEX_MOVED ' .. entry[1])
   end
 end
-for customer_id, by_topic in pairs(batch.seen) do
-  for topic, members in pairs(by_topic) do
-    local key = prefix .. 'c:{' .. customer_id .. '}:seen:' .. topic
-    call_chunked('ZADD', key, members)
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. batch.seen_floor_ms[customer_id][topic])
+
+for _, k in ipairs(batch.del) do
+  redis.call('DEL', KEYS[k])
+end
+for _, entry in ipairs(batch.srem) do
+  redis.call('SREM', KEYS[entry[1]], entry[2])
+end
+for _, entry in ipairs(batch.sadd) do
+  redis.call('SADD', KEYS[entry[1]], entry[2])
+end
+for _, entry in ipairs(batch.attrs) do
+  if entry[3] ~= '' then
+    redis.call('HSET', attrs_key, entry[1], entry[3])
+  else
+    redis.call('HDEL', attrs_key, entry[1])
   end
 end
-for hash, increments in pairs(batch.counters) do
-  for field, amount in pairs(increments) do
-    if redis.call('HINCRBY', prefix .. hash, field, amount) == 0 then
-      redis.call('HDEL', prefix .. hash, field)  -- empty sketch buckets take no memory
+for _, customer_id in ipairs(batch.zrem) do
+  redis.call('ZREM', value_key, customer_id)
+  redis.call('ZREM', churn_key, customer_id)
+end
+for _, entry in ipairs(batch.zadd) do
+  redis.call('ZADD', value_key, entry[2], entry[1])
+  if entry[3] ~= '' then
+    redis.call('ZADD', churn_key, entry[3], entry[1])
+  end
+end
+for _, k in ipairs(batch.confirm) do
+  redis.call('SET', KEYS[k], 'erased', 'EX', 604800)
+end
+for _, entry in ipairs(batch.states) do
+  redis.call('HSET', KEYS[entry[1]], 'state', ARGV[entry[2]])
+end
+for _, entry in ipairs(batch.seen) do
+  local key = KEYS[entry[1]]
+  if #entry > 2 then
+    call_chunked('ZADD', key, entry, 3, #entry)
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. entry[2])
+end
+for _, entry in ipairs(batch.counters) do
+  local key = KEYS[entry[1]]
+  for i = 2, #entry, 2 do
+    if redis.call('HINCRBY', key, entry[i], entry[i + 1]) == 0 then
+      redis.call('HDEL', key, entry[i])  -- empty sketch buckets take no memory
     end
   end
 end
-for partition, changes in pairs(batch.wheel) do
-  local key = prefix .. 'wheel:' .. partition
-  call_chunked('ZREM', key, changes.remove)
-  call_chunked('ZADD', key, changes.add)
+if #batch.wheel.remove > 0 then
+  call_chunked('ZREM', wheel_key, batch.wheel.remove, 1, #batch.wheel.remove)
 end
-for key, increments in pairs(batch.zincr) do
-  local full_key = prefix .. key
-  for member, amount in pairs(increments) do
-    redis.call('ZINCRBY', full_key, amount, member)
+if #batch.wheel.add > 0 then
+  call_chunked('ZADD', wheel_key, batch.wheel.add, 1, #batch.wheel.add)
+end
+for _, entry in ipairs(batch.zincr) do
+  local key = KEYS[entry[1]]
+  for i = 2, #entry, 2 do
+    redis.call('ZINCRBY', key, entry[i + 1], entry[i])
   end
 end
-for tp, offset in pairs(batch.offsets) do
-  redis.call('HSET', prefix .. 'offsets', tp, offset)
+for _, offset in ipairs(batch.offsets) do
+  redis.call('HSET', offsets_key, offset[1], offset[2])
 end
-for tp, max_event_ms in pairs(batch.watermarks) do
-  local current = tonumber(redis.call('HGET', prefix .. 'watermark', tp) or '-1')
-  if tonumber(max_event_ms) > current then
-    redis.call('HSET', prefix .. 'watermark', tp, max_event_ms)
+for _, watermark in ipairs(batch.watermarks) do
+  local current = tonumber(redis.call('HGET', watermark_key, watermark[1]) or '-1')
+  if tonumber(watermark[2]) > current then
+    redis.call('HSET', watermark_key, watermark[1], watermark[2])
   end
 end
-return 'OK'
+return redis.call('HINCRBY', fence_key, 'commits', 1)

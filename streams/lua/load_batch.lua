@@ -1,9 +1,10 @@
--- Read what a batch needs in one round trip.
--- ARGV[1] = prefix, ARGV[2] = JSON {"<customer_id>": {"<topic>": ["<event digest>", ...]}, ...}
--- Returns a flat array: customer_id, state JSON (or false), then per topic: topic, {score|false, ...};
--- an empty string ends each customer. Nested arrays, not JSON, so the state is not escaped twice.
-local prefix = ARGV[1]
-local wanted = cjson.decode(ARGV[2])
+-- Read what one partition's batch needs in one round trip. Every key is declared (one partition's slot).
+-- KEYS[1] = idx:attrs, KEYS[2...] = the customers' state and seen keys.
+-- ARGV[1] = JSON [[customer_id, k of state, [[topic, k of seen, ["<event digest>", ...]], ...]], ...]
+-- Returns a flat array: customer_id, state JSON (or false), index attributes (or false), then per topic:
+-- topic, {score|false, ...}; an empty string ends each customer. Nested arrays, not JSON, so the state is not
+-- escaped twice.
+local wanted = cjson.decode(ARGV[1])
 
 -- ZMSCORE in chunks: unpack() fails beyond ~8,000 values (one busy customer in a big catch-up batch).
 local function scores_of(key, members)
@@ -18,13 +19,13 @@ local function scores_of(key, members)
 end
 
 local out = {}
-for customer_id, by_topic in pairs(wanted) do
-  local base = prefix .. 'c:{' .. customer_id .. '}'
-  out[#out + 1] = customer_id
-  out[#out + 1] = redis.call('HGET', base, 'state')
-  for topic, digests in pairs(by_topic) do
-    out[#out + 1] = topic
-    out[#out + 1] = scores_of(base .. ':seen:' .. topic, digests)
+for _, customer in ipairs(wanted) do
+  out[#out + 1] = customer[1]
+  out[#out + 1] = redis.call('HGET', KEYS[customer[2]], 'state')
+  out[#out + 1] = redis.call('HGET', KEYS[1], customer[1])
+  for _, seen in ipairs(customer[3]) do
+    out[#out + 1] = seen[1]
+    out[#out + 1] = scores_of(KEYS[seen[2]], seen[3])
   end
   out[#out + 1] = ''
 end

@@ -1,0 +1,149 @@
+"""Where a key lives: the key layout by input partition, and the folds that read it back.
+
+Everything a partition's batch writes atomically carries the partition's hash tag, ``crm:{p3}:...``: its
+customers' state, dedup ids and search index, its wheel, fence, offsets and watermarks, and its share of the
+shared aggregates (population sketches, KPIs, item counts, segment totals, ingest counters). One Lua script per
+partition batch then touches one hash slot, on one Redis or on a Redis Cluster alike. A reader of an aggregate
+folds the partitions' shares: a sum of hashes or sorted sets (:func:`sum_hashes`, :func:`sum_sorted_sets`), a
+union of per-partition hashes (offsets, watermarks) or a scan of every partition's keys. docs/architecture.md,
+"One hash slot per input partition", says why.
+
+A customer's partition is the producers' (Kafka's default partitioner: murmur2 of the customer id modulo the
+partition count), so a reader finds a customer's keys from its id alone. Changing the partition count moves
+customers between partitions: it is a migration (replay into a fresh prefix), as it is for Kafka's ordering.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+from aiokafka.partitioner import murmur2
+
+__all__ = ["KeySpace", "partition_of"]
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The input partition of a customer's events, as the producers' default partitioner picks it.
+
+    >>> partition_of("cust-1", 4), partition_of("cust-1", 8)
+    (3, 3)
+    """
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """Key names under ``prefix`` for ``partitions`` input partitions.
+
+    >>> keys = KeySpace("crm:", 4)
+    >>> keys.part(3), keys.customer("cust-1"), keys.customer_of("crm:{p3}:c:{cust-1}")
+    ('crm:{p3}:', 'crm:{p3}:c:{cust-1}', 'cust-1')
+    >>> keys.name_of("crm:{p3}:kpi:day:2024-01-02")
+    'kpi:day:2024-01-02'
+    """
+
+    prefix: str
+    partitions: int
+
+    def part(self, partition: int) -> str:
+        """The key prefix of one partition's slot."""
+        return f"{self.prefix}{{p{partition}}}:"
+
+    def parts(self) -> list[str]:
+        return [self.part(partition) for partition in range(self.partitions)]
+
+    def customer(self, customer_id: str, suffix: str = "") -> str:
+        """A customer's key (``suffix``: one of ``CUSTOMER_KEY_SUFFIXES``). The id stays in braces, so that no
+        id followed by a suffix names another customer's key (the partition's tag comes first: it is the hash tag)."""
+        return f"{self.part(partition_of(customer_id, self.partitions))}c:{{{customer_id}}}{suffix}"
+
+    def customer_of(self, key: str) -> str | None:
+        """The customer whose state ``key`` is (None for any other key)."""
+        name = self.name_of(key)
+        return name[3:-1] if name.startswith("c:{") and name.endswith("}") else None
+
+    def partition_of(self, customer_id: str) -> int:
+        return partition_of(customer_id, self.partitions)
+
+    def pattern(self, pattern: str) -> str:
+        """A SCAN pattern matching ``pattern`` in every partition's slot."""
+        return f"{self.prefix}{{p*}}:{pattern}"
+
+    def name_of(self, key: str) -> str:
+        """A partition key's name without prefix and partition tag."""
+        return key[len(self.prefix):].split("}:", 1)[1]
+
+
+async def sum_hashes(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, int]]:
+    """Each hash summed over the partitions (counts: KPIs, sketches, ingest counters), one round trip."""
+    names = list(names)
+    async with client.pipeline(transaction=False) as pipe:
+        for part in keys.parts():
+            for name in names:
+                pipe.hgetall(part + name)
+        replies = await pipe.execute()
+    sums: list[Counter[str]] = [Counter() for _ in names]
+    for i, reply in enumerate(replies):
+        total = sums[i % len(names)]
+        for field, value in reply.items():
+            total[field] += int(value)
+    return [{field: value for field, value in total.items() if value} for total in sums]
+
+
+async def merge_hashes(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, str]]:
+    """Each hash's fields over the partitions, for hashes whose fields are each partition's own (offsets,
+    watermarks by topic-partition)."""
+    names = list(names)
+    async with client.pipeline(transaction=False) as pipe:
+        for part in keys.parts():
+            for name in names:
+                pipe.hgetall(part + name)
+        replies = await pipe.execute()
+    merged: list[dict[str, str]] = [{} for _ in names]
+    for i, reply in enumerate(replies):
+        merged[i % len(names)].update(reply)
+    return merged
+
+
+async def sum_sorted_sets(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, float]]:
+    """Each sorted set summed over the partitions (member -> score), one round trip."""
+    names = list(names)
+    async with client.pipeline(transaction=False) as pipe:
+        for part in keys.parts():
+            for name in names:
+                pipe.zrange(part + name, 0, -1, withscores=True)
+        replies = await pipe.execute()
+    sums: list[dict[str, float]] = [{} for _ in names]
+    for i, reply in enumerate(replies):
+        total = sums[i % len(names)]
+        for member, score in reply:
+            total[member] = total.get(member, 0.0) + score
+    return sums
+
+
+async def scan_names(client, keys: KeySpace, pattern: str) -> set[str]:
+    """Names (without prefix and partition tag) of the keys matching ``pattern`` in any partition's slot."""
+    return {keys.name_of(key) async for key in client.scan_iter(match=keys.pattern(pattern), count=1000)}
+
+
+def summed(client, keys: KeySpace, name: str) -> dict[str, int]:
+    """One hash summed over the partitions, with a synchronous client (the demo's progress, tests, benches)."""
+    pipe = client.pipeline(transaction=False)
+    for part in keys.parts():
+        pipe.hgetall(part + name)
+    total: Counter[str] = Counter()
+    for reply in pipe.execute():
+        total.update({field: int(value) for field, value in reply.items()})
+    return dict(total)
+
+
+def merged(client, keys: KeySpace, name: str) -> dict[str, str]:
+    """One hash's fields over the partitions (offsets, watermarks), with a synchronous client."""
+    pipe = client.pipeline(transaction=False)
+    for part in keys.parts():
+        pipe.hgetall(part + name)
+    fields: dict[str, str] = {}
+    for reply in pipe.execute():
+        fields.update(reply)
+    return fields
