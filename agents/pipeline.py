@@ -115,6 +115,8 @@ class BatchProcessor:
         for part, triaged, target_ms, wait in await self._by_version(fresh, triage(fresh, self.settings, now_ms)):
             model = await self.versions.for_target(target_ms, self._send_standing_progress if wait else None)
             applied = await self._process(part, triaged, model, now_ms)
+            if applied is None:  # fenced: partitions moved (a rebalance revokes them all), the rest waits for it
+                return None
         BATCH_SECONDS.observe(time.perf_counter() - started)
         return applied
 
@@ -209,15 +211,16 @@ class BatchProcessor:
                 deliveries.append(await self._send("segment-features", key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)
-        with REDIS_SECONDS.labels("commit_batch").time():
-            outcomes = await asyncio.gather(*(self.store.commit_batch(part.write) for part in applied
-                                              if not part.write.is_empty()), return_exceptions=True)
-        committed = [part for part in applied if not part.write.is_empty()]
-        failed = None
-        for (partition, (part_messages, part)), outcome in zip(
-                ((p, entry) for p, entry in parts.items() if not entry[1].write.is_empty()), outcomes):
+        to_commit = [(partition, part_messages, part) for partition, (part_messages, part) in parts.items()
+                     if not part.write.is_empty()]
+        with REDIS_SECONDS.labels("commit_batch").time():  # each partition's write in its own slot, concurrently
+            outcomes = await asyncio.gather(*(self.store.commit_batch(part.write) for _, _, part in to_commit),
+                                            return_exceptions=True)
+        failed = fenced = None
+        for (partition, part_messages, part), outcome in zip(to_commit, outcomes):
             if isinstance(outcome, Fenced):
                 logger.warning("batch of partition %d dropped, it moved to another worker: %s", partition, outcome)
+                fenced = outcome
             elif isinstance(outcome, BaseException):
                 failed = failed or outcome
             elif outcome:
@@ -231,10 +234,11 @@ class BatchProcessor:
         if model is not None and isinstance(model.version, int):
             MODEL_VERSION.labels("churn").set(model.version)
         self.wheel.follow()
-        if all(outcome is True or outcome is False for outcome in outcomes):
-            self._example_progress_sent.update(progress)
-        await self.kpi_retention.maybe_prune(max((ms for part in committed for ms in part.write.watermarks.values()),
-                                                 default=0))
+        if fenced is not None:
+            return None
+        self._example_progress_sent.update(progress)
+        newest_ms = max((ms for _, _, part in to_commit for ms in part.write.watermarks.values()), default=0)
+        await self.kpi_retention.maybe_prune(newest_ms)
         return applied
 
 
