@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import orjson
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
+from streams.keyspace import merged  # noqa: E402
 from tests.stack import WorkerProcess, accepted_total, prepare_topics, unique_settings  # noqa: E402
 
 BASE_TS_MS = 1_709_290_800_000
@@ -150,9 +152,9 @@ def _summary(backlog_times: list[float], latencies: list[float]) -> dict:
 class OffsetWatcher(threading.Thread):
     """Polls the pipeline's committed offsets in Redis and remembers when each offset became visible."""
 
-    def __init__(self, client: redis.Redis, key: str, interval_s: float = 0.05) -> None:
+    def __init__(self, read_offsets: Callable[[], dict[str, str]], interval_s: float = 0.05) -> None:
         super().__init__(daemon=True)
-        self.client, self.key = client, key
+        self.read_offsets = read_offsets  # every partition's committed offsets
         # Coarse while draining the backlog (so the poller does not steal CPU from the worker on a
         # small machine), fine during the latency phase.
         self.interval_s = interval_s
@@ -162,7 +164,7 @@ class OffsetWatcher(threading.Thread):
     def run(self) -> None:
         last: dict[str, int] = {}
         while not self.stop_event.is_set():
-            offsets = self.client.hgetall(self.key)
+            offsets = self.read_offsets()
             now = time.time()
             for tp, offset in offsets.items():
                 offset = int(offset)
@@ -180,7 +182,7 @@ class OffsetWatcher(threading.Thread):
 
 
 def run_pipeline(settings, backlog, paced_events, rate, logs: Path, client: redis.Redis) -> dict:
-    watcher = OffsetWatcher(client, settings.redis_prefix + "offsets")
+    watcher = OffsetWatcher(lambda: merged(client, settings.key_space(), "offsets"))
     watcher.start()
     worker = WorkerProcess(settings, logs / "bench-pipeline-worker.log").start()
     try:

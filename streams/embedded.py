@@ -175,3 +175,64 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout_s: f
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+@dataclass
+class EmbeddedRedisCluster:
+    """A Redis Cluster of ``masters`` ``redis-server --cluster-enabled yes`` on loopback (no replicas),
+    the slots spread by ``redis-cli --cluster create``; for tests and benchmarks of the cluster key layout."""
+
+    log_dir: Path
+    masters: int = 3
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """``CRM_REDIS_URL`` naming every node (several nodes: the cluster client, streams/redis_store.py)."""
+        return ",".join(f"redis://127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> "EmbeddedRedisCluster":
+        binary = find_redis_binary()
+        for _ in range(self.masters):
+            node = EmbeddedRedis(self.log_dir)
+            node._spawn("redis-cluster", [
+                binary, "--port", str(node.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{node.port}.conf",
+                "--cluster-port", str(free_port()),  # the bus port: port + 10000 would overflow for most ports
+                "--cluster-node-timeout", "5000", "--dir", str(self.log_dir)])
+            self.nodes.append(node)
+        for node in self.nodes:
+            wait_for_port(node.port, 15, node.process)
+        cli = shutil.which("redis-cli") or str(Path(binary).with_name("redis-cli"))
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        import redis
+
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, decode_responses=True)
+            try:
+                if client.cluster("info").get("cluster_state") != "ok":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        for node in self.nodes:
+            (self.log_dir / f"nodes-{node.port}.conf").unlink(missing_ok=True)
+
+    def __enter__(self) -> "EmbeddedRedisCluster":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

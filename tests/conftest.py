@@ -7,7 +7,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from streams.embedded import EmbeddedBroker, EmbeddedRedis
+from streams.embedded import EmbeddedBroker, EmbeddedRedis, EmbeddedRedisCluster
 from tests.stack import suite_settings
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
@@ -38,6 +38,27 @@ def broker() -> EmbeddedBroker:
 def redis_server() -> EmbeddedRedis:
     with EmbeddedRedis(OUTPUT_DIR / "logs") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> EmbeddedRedisCluster:
+    """Three masters on loopback (tests/test_cluster.py and the cluster runs of the crash tests)."""
+    with EmbeddedRedisCluster(OUTPUT_DIR / "logs") as running:
+        yield running
+
+
+@pytest.fixture()
+def cluster_client(redis_cluster) -> redis.RedisCluster:
+    client = redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode("127.0.0.1", node.port)
+                                               for node in redis_cluster.nodes], decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def cluster_settings(broker, redis_cluster):
+    """The suite's settings on the cluster (``CRM_REDIS_URL`` naming its three nodes)."""
+    return suite_settings(broker.bootstrap, redis_cluster.url).with_(redis_cluster=True)
 
 
 @pytest.fixture()

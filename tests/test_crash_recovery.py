@@ -120,10 +120,12 @@ def test_sigkill_during_stream_loses_and_doubles_nothing(settings, redis_client,
 
 
 def test_partitions_moving_between_workers_mid_stream_lose_and_double_nothing(
-        settings, redis_client, broker, history, uninterrupted, output_dir):
-    """A second worker joins while events flow (partitions move to it), then is SIGKILLed (they move back
-    after its session times out); the result must equal one uninterrupted worker's, key by key."""
-    settings = settings.with_(batch_size=200, trainers="process")  # the trainers' child is SIGKILLed with it
+        cluster_settings, cluster_client, broker, history, uninterrupted, output_dir):
+    """On a 3-master Redis Cluster: a second worker joins while events flow (partitions move to it), then is
+    SIGKILLed (they move back after its session times out); the result must equal one uninterrupted worker's on
+    a single Redis, key by key."""
+    settings = cluster_settings.with_(batch_size=200, trainers="process")
+    redis_client = cluster_client  # the trainers' child is SIGKILLed with it
     prepare_topics(settings)
     events = history
     thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],

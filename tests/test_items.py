@@ -9,13 +9,13 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-import redis.asyncio as aioredis
 
 from api.customers import CustomerReader
 from api.items import ItemReader
 from online_models.cooccurrence import MEASURES, SCORE_DECIMALS, capped_basket
 from online_models.item_memory import MAX_BOUGHT
 from streams.item_rebuild import count_history, replace_item_keys
+from streams.redis_store import redis_client
 from tests.events_factory import BASE_TS_MS
 from tests.stack import (
     WorkerProcess, accepted_total, event_messages, process_history, produce, wait_until,
@@ -143,7 +143,7 @@ def served_pairs(client, settings, matrix: str) -> Counter:
 
 
 async def ask(settings, question):
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client(settings.redis_url, settings.redis_cluster)
     try:
         customers = CustomerReader(client, settings.key_space(), settings.profile_settings())
         return await question(ItemReader(client, settings.key_space(), settings.item_settings(), customers))
@@ -198,7 +198,7 @@ def test_served_counts_and_top_neighbours_equal_a_batch_recount(settings, redis_
 
 
 async def rebuild_into(settings, counts) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis_client(settings.redis_url, settings.redis_cluster)
     try:
         await replace_item_keys(client, settings.key_space(), counts, settings)
     finally:
