@@ -1,6 +1,7 @@
 """Where a key lives: the key layout by input partition, and the folds that read it back.
 
-Everything a partition's batch writes atomically carries the partition's hash tag, ``crm:{p3}:...``: its
+Everything a partition's batch writes atomically carries the partition's hash tag (:func:`partition_tag`,
+``crm:{p3.3}:...`` for partition 3 of 4): its
 customers' state, dedup ids and search index, its wheel, fence, offsets and watermarks, and its share of the
 shared aggregates (population sketches, KPIs, item counts, segment totals, ingest counters). One Lua script per
 partition batch then touches one hash slot, on one Redis or on a Redis Cluster alike. A reader of an aggregate
@@ -14,11 +15,14 @@ customers between partitions: it is a migration (replay into a fresh prefix), as
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from aiokafka.partitioner import murmur2
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS, key_slot
 
 __all__ = ["KeySpace", "partition_of"]
 
@@ -32,13 +36,31 @@ def partition_of(customer_id: str, partitions: int) -> int:
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+@lru_cache(maxsize=4096)
+def partition_tag(partition: int, partitions: int) -> str:
+    """The hash tag of a partition: ``p<N>``, or ``p<N>.<k>`` with the least k whose slot falls in the N-th of
+    ``partitions`` equal ranges of the 16,384 slots. A cluster whose masters own equal contiguous ranges (what
+    ``redis-cli --cluster create`` assigns) then holds an equal share of the partitions on every master (plain
+    ``{p0}``..``{p7}`` put 4 of 8 on one master of 3).
+
+    >>> [partition_tag(p, 4) for p in range(4)]
+    ['p0.1', 'p1.3', 'p2.1', 'p3.3']
+    """
+    low, high = partition * SLOTS // partitions, (partition + 1) * SLOTS // partitions
+    for k in itertools.count():
+        tag = f"p{partition}" if k == 0 else f"p{partition}.{k}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class KeySpace:
     """Key names under ``prefix`` for ``partitions`` input partitions.
 
     >>> keys = KeySpace("crm:", 4)
-    >>> keys.part(3), keys.customer("cust-1"), keys.customer_of("crm:{p3}:c:{cust-1}")
-    ('crm:{p3}:', 'crm:{p3}:c:{cust-1}', 'cust-1')
+    >>> keys.part(3), keys.customer("cust-1"), keys.customer_of("crm:{p3.3}:c:{cust-1}")
+    ('crm:{p3.3}:', 'crm:{p3.3}:c:{cust-1}', 'cust-1')
     >>> keys.name_of("crm:{p3}:kpi:day:2024-01-02")
     'kpi:day:2024-01-02'
     """
@@ -48,7 +70,7 @@ class KeySpace:
 
     def part(self, partition: int) -> str:
         """The key prefix of one partition's slot."""
-        return f"{self.prefix}{{p{partition}}}:"
+        return f"{self.prefix}{{{partition_tag(partition, self.partitions)}}}:"
 
     def parts(self) -> list[str]:
         return [self.part(partition) for partition in range(self.partitions)]

@@ -362,9 +362,14 @@ def test_an_acknowledgement_never_brings_back_an_alert_that_expired(redis_server
 
 def test_erasing_a_customer_deletes_their_alerts_from_redis_and_tells_the_webhook(
         broker, redis_server, redis_client, output_dir):
+    erase_alerts_scenario(suite_settings(broker.bootstrap, redis_server.url), redis_client, output_dir)
+
+
+def erase_alerts_scenario(settings, redis_client, output_dir) -> None:
+    """Five alerts stored, one customer erased: theirs go, the webhook is told (tests/test_cluster.py runs it on a
+    Redis Cluster)."""
     receiver = Receiver(failures=0)
-    settings = suite_settings(broker.bootstrap, redis_server.url, alert_webhook_url=receiver.url,
-                               alert_webhook_secret="s3cret")
+    settings = settings.with_(alert_webhook_url=receiver.url, alert_webhook_secret="s3cret")
     prepare_topics(settings)
     customer_alert, aggregate = sample_alerts()
     naming = {**aggregate, "id": "spike:ticket:all:1699920000000", "rule": "signal_rise", "series": "ticket:all",
