@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections import Counter
 from typing import Sequence
@@ -23,6 +24,7 @@ from agents.metrics import (
 )
 from agents.population import PopulationView
 from agents.segment_stage import sample_messages, segment_view
+from agents.snapshots import task_stacks
 from agents.version_targets import version_targets
 from online_models.churn_model import HazardScorer
 from schemas.events import CustomerEvent
@@ -304,6 +306,9 @@ def register_pipeline(app: faust.App, settings: Settings, input_topics: list[str
         doubled a worker's start-up, bench/rebalance.py)."""
 
         async def on_start(self) -> None:
+            # `kill -USR1 <worker>` logs where every task waits (a stalled worker's await chains).
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR1, lambda: logger.warning("tasks on SIGUSR1:\n%s", task_stacks()))
             await source.start()
 
         async def on_stop(self) -> None:

@@ -203,12 +203,12 @@ class StallWatch:
             self.waiting_since = None
         if stalled is not None and not self.reported:
             self.reported = True
-            logger.warning("%s stalled: %s; tasks:\n%s", self.name, stalled, _task_stacks())
+            logger.warning("%s stalled: %s; tasks:\n%s", self.name, stalled, task_stacks())
             return stalled
         return None
 
 
-def _task_stacks() -> str:
+def task_stacks() -> str:
     """Where each task of the running loop waits (its chain of awaits, outermost first), those in this project's
     code first, for a stall's log."""
     try:

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis, free_port, wait_for_port  # noqa: E402
+from streams.keyspace import KeySpace  # noqa: E402
 from streams.simulator import SimulationConfig, simulate  # noqa: E402
 from tests.stack import process_history, unique_settings  # noqa: E402
 
@@ -100,14 +101,14 @@ def summary(name: str, latency: np.ndarray, service: np.ndarray, failures: int, 
             "p999": p[2], "max": latency.max(), "service_p50": np.percentile(service, 50), "failures": failures}
 
 
-async def measure(redis_url: str, prefix: str, api_port: int, ids: list[str], rate: float, seconds: float,
+async def measure(redis_url: str, key_space: KeySpace, api_port: int, ids: list[str], rate: float, seconds: float,
                   connections: int, keys: int) -> list[dict]:
     rng = random.Random(7)
     picks = [rng.choice(ids) for _ in range(int(rate * seconds))]
     client = aioredis.Redis.from_url(redis_url, decode_responses=True, max_connections=connections)
 
     async def hgetall(i: int, worker: int) -> bool:
-        return bool(await client.hgetall(f"{prefix}c:{{{picks[i]}}}"))
+        return bool(await client.hgetall(key_space.customer(picks[i])))
 
     for i in range(200):
         await hgetall(i % len(picks), 0)
@@ -115,7 +116,7 @@ async def measure(redis_url: str, prefix: str, api_port: int, ids: list[str], ra
     results = [summary("bare Redis HGETALL", latency, service, failures, seconds)]
     from api.customers import CustomerReader
 
-    reader = CustomerReader(client, prefix, sketch_ttl_s=0.0)
+    reader = CustomerReader(client, key_space, sketch_ttl_s=0.0)
     began = time.perf_counter()
     for _ in range(20):
         await reader.population_view()
@@ -159,8 +160,9 @@ def main() -> None:
         settings = unique_settings(broker.bootstrap, redis_server.url)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         elapsed = process_history(settings, client, simulation.events, out / "api-load-worker.log", 900)
-        ids = [key.split("{")[1][:-1] for key in client.scan_iter(match=settings.redis_prefix + "c:{*}", count=1000)
-               if key.endswith("}")]
+        key_space = settings.key_space()
+        ids = [key_space.customer_of(key) for key in client.scan_iter(match=key_space.pattern("c:{*}"), count=1000)
+               if key_space.customer_of(key)]
         api_port = free_port()
         keys = ",".join(f"{bench_key(i)}:support" for i in range(args.keys))  # default rate limits
         env = {**os.environ, **settings.to_env(), "CRM_API_PORT": str(api_port), "CRM_API_KEYS": keys,
@@ -172,7 +174,7 @@ def main() -> None:
             time.sleep(3)  # the port opens before every worker process has imported the app
             gc.collect()
             gc.freeze()  # the simulation's objects stay: full collections must not stall this client
-            results = asyncio.run(measure(redis_server.url, settings.redis_prefix, api_port, ids, args.rate,
+            results = asyncio.run(measure(redis_server.url, key_space, api_port, ids, args.rate,
                                           args.seconds, args.connections, args.keys))
         finally:
             api.terminate()

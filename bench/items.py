@@ -124,23 +124,23 @@ async def build_matrix(store: RedisStore, settings: Settings, catalogue: Catalog
             n += 1
         offset += 1
         await commit(store, stage, offset)
-        entries = sum(client.zcard(key) for key in client.scan_iter(match=store.prefix + "item:{*}:co", count=5000)) \
+        entries = sum(client.zcard(key) for key in client.scan_iter(match=store.part(0) + "item:{*}:co", count=5000)) \
             if offset % 25 == 0 else 0
         if entries >= min_pairs:
             break
-    items = client.zcard(store.prefix + "item:counts")
-    cross = sum(client.zcard(key) for key in client.scan_iter(match=store.prefix + "item:{*}:vb", count=5000))
+    items = client.zcard(store.part(0) + "item:counts")  # the bench commits as partition 0 (TP)
+    cross = sum(client.zcard(key) for key in client.scan_iter(match=store.part(0) + "item:{*}:vb", count=5000))
     for customer_id, state in list(states.items())[:1000]:
-        client.hset(f"{store.prefix}c:{{{customer_id}}}", "state", state.to_json())
-    client.hset(store.prefix + "watermark", TP, START_MS + n * 60_000)
+        client.hset(store.keys.customer(customer_id), "state", state.to_json())
+    client.hset(store.part(0) + "watermark", TP, START_MS + n * 60_000)
     return {"baskets": n, "items": items, "pair_entries": entries, "cross_entries": cross,
             "customers": list(states)[:1000], "build_s": time.perf_counter() - started}
 
 
 async def lookup_latency(settings: Settings, skus: list[str], customers: list[str], queries: int) -> dict:
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    reader = ItemReader(client, settings.redis_prefix, settings.item_settings(),
-                        CustomerReader(client, settings.redis_prefix, settings.profile_settings()))
+    reader = ItemReader(client, settings.key_space(), settings.item_settings(),
+                        CustomerReader(client, settings.key_space(), settings.profile_settings()))
     rng = np.random.default_rng(7)
     results = {}
     try:
@@ -188,13 +188,13 @@ async def main_async(args: argparse.Namespace) -> None:
               f"{built['cross_entries']:,} viewed-then-bought entries from {built['baskets']:,} baskets "
               f"(built in {built['build_s']:.0f}s); Redis memory {used / 2**20:,.0f} MiB = "
               f"{used / (built['pair_entries'] + built['cross_entries']):.0f} B per pair entry")
-        skus = [sku for sku in sync.zrevrange(settings.redis_prefix + "item:counts", 0, -1)]
+        skus = [sku for sku in sync.zrevrange(store.part(0) + "item:counts", 0, -1)]
         print(f"\nlookup latency, {args.queries:,} sequential queries each (random items / customers, k=10, "
               f"up to {settings.item_candidates} candidates per item, 200 per recent item in recommendations)")
         print(f"{'query':>26} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
         for name, (p50, p99, mean) in (await lookup_latency(settings, skus, built["customers"], args.queries)).items():
             print(f"{name:>26} {p50:>8.2f} {p99:>8.2f} {mean:>8.2f}")
-        top_neighbours = sync.zcard(f"{settings.redis_prefix}item:{{{skus[0]}}}:co")
+        top_neighbours = sync.zcard(f"{store.part(0)}item:{{{skus[0]}}}:co")
         print(f"(the most popular item has {top_neighbours:,} neighbours; a query scores its "
               f"{min(top_neighbours, settings.item_candidates)} most frequent)")
         await store.close()

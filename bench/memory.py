@@ -35,9 +35,11 @@ def main() -> None:
         per_customer: dict[str, int] = defaultdict(int)
         by_kind: dict[str, list[int]] = defaultdict(list)
         shared = 0
+        keys = settings.key_space()
         for key in client.scan_iter(match=settings.redis_prefix + "*", count=1000):
             size = client.memory_usage(key, samples=0) or 0
             name = key[len(settings.redis_prefix):]
+            name = keys.name_of(key) if name.startswith("{p") else name  # a partition's key
             if name.startswith("c:{"):
                 customer_id, suffix = name[3:].split("}", 1)
                 per_customer[customer_id] += size

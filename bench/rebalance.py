@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streams.embedded import EmbeddedBroker, EmbeddedRedis  # noqa: E402
-from tests.stack import WorkerProcess, prepare_topics, unique_settings, wait_until  # noqa: E402
+from tests.stack import WorkerProcess, fence_tokens, prepare_topics, unique_settings, wait_until  # noqa: E402
 
 
 def tokens(client: redis.Redis, settings) -> dict[str, str]:
-    return client.hgetall(settings.redis_prefix + "fence")
+    return fence_tokens(client, settings)
 
 
 def wait_claims(client, settings, before: dict, count: int, timeout_s: float = 240) -> float:

@@ -25,9 +25,12 @@ import tests.test_items as item_tests
 import tests.test_model_hold as model_tests
 import tests.test_rate_limit as rate_tests
 import tests.test_redis_store as store_tests
+import tests.test_replay as replay_tests
 from agents.alert_delivery import SET_IF_STORED
 from api.customers import CustomerReader
 from streams.redis_store import BatchWrite, RedisStore, redis_client
+from tests.conftest import OUTPUT_DIR
+from tests.stack import WorkerProcess, prepare_topics
 
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "TOUCH"}
@@ -181,6 +184,17 @@ async def test_the_rate_limit_on_a_cluster(cluster_settings, cluster_client, clu
 
 def test_erasing_a_customer_deletes_their_alerts_on_a_cluster(cluster_settings, cluster_client, monitor, output_dir):
     alert_tests.erase_alerts_scenario(cluster_settings, cluster_client, output_dir)
+
+
+def test_replaying_a_file_twice_on_a_cluster_changes_nothing(cluster_settings, cluster_client, monitor, tmp_path):
+    """The CLI replay of tests/test_replay.py (its cards and counters checked against the file), on the cluster."""
+    prepare_topics(cluster_settings)
+    worker = WorkerProcess(cluster_settings, OUTPUT_DIR / "logs" / f"worker-{cluster_settings.app_id}.log").start()
+    try:
+        replay_tests.test_replaying_the_same_file_twice_changes_nothing(
+            replay_tests.ReplayStack(cluster_settings, cluster_client, worker), tmp_path)
+    finally:
+        worker.stop()
 
 
 def test_every_script_call_touched_one_slot(redis_cluster, monitor):
