@@ -16,7 +16,7 @@ On a machine with few cores, every process shares them: the per-process CPU says
 worker count is the machine, not the design.
 
 Usage: python bench/scale.py [--customers 600] [--days 240] [--workers 1 2 4] [--partitions 8]
-                             [--backends single cluster3]
+                             [--backends single cluster3] [--score-lag-days 0]
 """
 from __future__ import annotations
 
@@ -117,11 +117,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--backends", nargs="+", choices=("single", "cluster3"), default=["single", "cluster3"])
+    parser.add_argument("--score-lag-days", type=float, default=None,
+                        help="CRM_CHURN_SCORE_LAG_DAYS (default: the shipped 7; 0: scores use the newest version "
+                             "and no batch waits for the trainer's)")
     args = parser.parse_args()
     logs = ROOT / "bench" / "out"
     events = simulate(SimulationConfig(customers=args.customers, days=args.days, seed=7)).events
     print(f"{len(events):,} simulated events ({args.customers} customers, {args.days} days), "
-          f"{args.partitions} partitions, {os.cpu_count()} CPUs; all processes share them")
+          f"{args.partitions} partitions, {os.cpu_count()} CPUs; all processes share them; score lag "
+          f"{'7 (default)' if args.score_lag_days is None else args.score_lag_days} days")
     header = (f"{'backend':<10} {'workers':>7} {'events/s':>9} {'ratio':>6} {'worker µs/ev':>12} "
               f"{'Redis µs/ev per node':>22} {'CPU s: workers / broker / Redis':>33} {'machine used':>12}")
     rows = []
@@ -130,8 +134,9 @@ def main() -> None:
             if name not in args.backends:
                 continue
             for workers in args.workers:
+                lag = {} if args.score_lag_days is None else {"churn_score_lag_days": args.score_lag_days}
                 settings = unique_settings(broker.bootstrap, url, partitions=args.partitions,
-                                           redis_cluster=name != "single")
+                                           redis_cluster=name != "single", **lag)
                 run = drain(settings, events, workers, backend, broker, logs)
                 rows.append((name, workers, run, settings))
                 print(f"... {name} x{workers}: {run['events_s']:,.0f} ev/s", flush=True)
@@ -149,7 +154,7 @@ def main() -> None:
                         if name == "single"}
         print()
         for name, workers, run, _ in rows:
-            if name != "single":
+            if name != "single" and workers in single_redis:
                 shares = [cpu / run["applied"] / single_redis[workers] for cpu in run["redis_cpu"]]
                 print(f"cluster x{workers}: Redis CPU per event on each node / single Redis's: "
                       + ", ".join(f"{share:.2f}" for share in shares))
