@@ -16,6 +16,7 @@ event's time) and a partition far ahead is paused until the others catch up.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Awaitable, Callable, Sequence
@@ -64,7 +65,7 @@ class _Fencing(ConsumerRebalanceListener):
         store, consumer = self.source.store, self.source.consumer
         owned = {tp_name(tp.topic, tp.partition): tp for tp in assigned}
         store.release([tp for tp in list(store.fence_tokens) if tp not in owned])
-        await store.claim(owned)
+        await _claim_until_done(store, owned)
         # Records buffered before the rebalance are dropped and read again, from the offset Redis holds (the truth:
         # Kafka's commit may lag). Every partition is sought, one with nothing applied too (to offset 0: before
         # the log start, the consumer resets to the earliest): records fetched while `claim` awaited Redis were
@@ -75,6 +76,25 @@ class _Fencing(ConsumerRebalanceListener):
             self.source.aligner.track(tp)
         for name, tp in owned.items():
             consumer.seek(tp, store.applied_offsets.get(name, -1) + 1)
+
+
+async def _claim_until_done(store: RedisStore, owned: Sequence[str], max_backoff_s: float = 5.0) -> None:
+    """Claim the assigned partitions, retrying until Redis answers: a partition assigned but not claimed would
+    never be processed (a failed listener is only logged by aiokafka). Seen: Redis away during a rebalance, and
+    redis-py's cluster client failing the first concurrent commands of a connection it was still opening
+    (``'NoneType' object has no attribute 'writelines'``, bench/scale.py). A retry bumps the tokens again: harmless,
+    a zombie's are older still."""
+    backoff_s = 0.1
+    while True:
+        try:
+            await store.claim(owned)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("claiming partitions failed, retrying in %.1fs", backoff_s, exc_info=True)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, max_backoff_s)
 
 
 class BatchSource:
