@@ -154,7 +154,7 @@ class BatchProcessor:
                        now_ms: int) -> list[AppliedBatch] | None:
         """Fold and commit the batch as one write per input partition (each in its own hash slot,
         streams/keyspace.py), after sending what they derived. The worker's clock is the batch's: it may wake
-        customers of a partition the batch holds no record of (a wake-ups-only write)."""
+        customers of a partition the batch holds no record of (a wake-ups-only write). None when fenced."""
         wanted = digests_by_customer(triaged.accepted)
         partition_of = {event.customer_id: message.partition for message, event, _ in triaged.accepted}
         due = await self.wheel.due(triaged.accepted, self._owned())
@@ -168,15 +168,24 @@ class BatchProcessor:
         inputs = (snapshots, self.settings, await self.population.ranks(), model, await self.segments.current(),
                   dict(self.wheel.tick_bounds), dict(self.wheel.purchase_watermarks))
         parts = await asyncio.to_thread(_fold_by_partition, _split_by_partition(fresh, triaged, due), *inputs)
-        first = min(fresh, key=lambda m: (m.tp, m.offset))
-        keys = {partition: _batch_key(part_messages, partition, first)
-                for partition, (part_messages, _) in parts.items()}
         # Derived events go out (and are acknowledged) before the state commits: after a crash
         # they are sent again with the same keys, never lost.
-        deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))
-                      for r in triaged.rejected]
+        progress = await self._send_derived(parts, triaged, min(fresh, key=lambda m: (m.tp, m.offset)), now_ms)
+        if not await self._commit(parts, triaged, model):
+            return None
+        self._example_progress_sent.update(progress)
+        return [part for _, part in parts.values()]
+
+    async def _send_derived(self, parts: dict[int, tuple[list[SourceMessage], AppliedBatch]], triaged: Triage,
+                            first: SourceMessage, now_ms: int) -> dict[int, int]:
+        """Send every part's derived records and wait for their acknowledgements; returns the example progress
+        sent (noted once the batch commits)."""
+        keys = {partition: _batch_key(part_messages, partition, first)
+                for partition, (part_messages, _) in parts.items()}
         applied = [part for _, part in parts.values()]
         erasures = [erasure for part in applied for erasure in part.erasures]
+        deliveries = [await self._send("deadletter", key=r.deadletter_key, value=r.deadletter_value(now_ms))
+                      for r in triaged.rejected]
         deliveries += [await self._send("erasures", key=e.customer_id.encode(),
                                         value=_erasure_confirmation(e, now_ms)) for e in erasures]
         for partition, (_, part) in parts.items():
@@ -213,9 +222,16 @@ class BatchProcessor:
                 deliveries.append(await self._send("segment-features", key=key, value=value))
         if deliveries:
             await asyncio.gather(*deliveries)
+        return progress
+
+    async def _commit(self, parts: dict[int, tuple[list[SourceMessage], AppliedBatch]], triaged: Triage,
+                      model: HazardScorer | None) -> bool:
+        """Commit each partition's write in its own slot, concurrently. False when a partition was fenced (the
+        others committed); an infrastructure error is raised after the parts that committed are followed (a
+        retried batch skips them: their offsets are applied)."""
         to_commit = [(partition, part_messages, part) for partition, (part_messages, part) in parts.items()
                      if not part.write.is_empty()]
-        with REDIS_SECONDS.labels("commit_batch").time():  # each partition's write in its own slot, concurrently
+        with REDIS_SECONDS.labels("commit_batch").time():
             outcomes = await asyncio.gather(*(self.store.commit_batch(part.write) for _, _, part in to_commit),
                                             return_exceptions=True)
         failed = fenced = None
@@ -229,19 +245,18 @@ class BatchProcessor:
                 for contract, count in Counter(message.contract for message in part_messages).items():
                     EVENTS_IN.labels(contract).inc(count)
                 self.population.follow(part.write)
-        for reason, count in Counter(rejection.reason for rejection in triaged.rejected).items():
-            DEADLETTERED.labels(reason).inc(count)
         if failed is not None:
-            raise failed  # the parts committed are not applied again when the batch is retried
+            raise failed
         if model is not None and isinstance(model.version, int):
             MODEL_VERSION.labels("churn").set(model.version)
         self.wheel.follow()
         if fenced is not None:
-            return None
-        self._example_progress_sent.update(progress)
+            return False
+        for reason, count in Counter(rejection.reason for rejection in triaged.rejected).items():
+            DEADLETTERED.labels(reason).inc(count)
         newest_ms = max((ms for _, _, part in to_commit for ms in part.write.watermarks.values()), default=0)
         await self.kpi_retention.maybe_prune(newest_ms)
-        return applied
+        return True
 
 
 def _split_by_partition(fresh: list[SourceMessage], triaged: Triage, due: dict[str, tuple[int, int]]

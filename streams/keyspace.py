@@ -97,50 +97,45 @@ class KeySpace:
         return key[len(self.prefix):].split("}:", 1)[1]
 
 
-async def sum_hashes(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, int]]:
-    """Each hash summed over the partitions (counts: KPIs, sketches, ingest counters), one round trip."""
+async def _every_partition(client, keys: KeySpace, names: Iterable[str], read: str, *args, **kwargs) -> list[list]:
+    """``read`` (a command: ``hgetall``, ``zrange``) of each name in every partition's slot, one round trip (a
+    cluster client sends each node its share); per name, the partitions' replies."""
     names = list(names)
     async with client.pipeline(transaction=False) as pipe:
         for part in keys.parts():
             for name in names:
-                pipe.hgetall(part + name)
+                getattr(pipe, read)(part + name, *args, **kwargs)
         replies = await pipe.execute()
-    sums: list[Counter[str]] = [Counter() for _ in names]
-    for i, reply in enumerate(replies):
-        total = sums[i % len(names)]
-        for field, value in reply.items():
-            total[field] += int(value)
-    return [{field: value for field, value in total.items() if value} for total in sums]
+    return [replies[i::len(names)] for i in range(len(names))]
+
+
+async def sum_hashes(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, int]]:
+    """Each hash summed over the partitions (counts: KPIs, sketches, ingest counters), one round trip."""
+    sums = []
+    for replies in await _every_partition(client, keys, names, "hgetall"):
+        total: Counter[str] = Counter()
+        for reply in replies:
+            total.update({field: int(value) for field, value in reply.items()})
+        sums.append({field: value for field, value in total.items() if value})
+    return sums
 
 
 async def merge_hashes(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, str]]:
     """Each hash's fields over the partitions, for hashes whose fields are each partition's own (offsets,
     watermarks by topic-partition)."""
-    names = list(names)
-    async with client.pipeline(transaction=False) as pipe:
-        for part in keys.parts():
-            for name in names:
-                pipe.hgetall(part + name)
-        replies = await pipe.execute()
-    merged: list[dict[str, str]] = [{} for _ in names]
-    for i, reply in enumerate(replies):
-        merged[i % len(names)].update(reply)
-    return merged
+    return [{field: value for reply in replies for field, value in reply.items()}
+            for replies in await _every_partition(client, keys, names, "hgetall")]
 
 
 async def sum_sorted_sets(client, keys: KeySpace, names: Iterable[str]) -> list[dict[str, float]]:
-    """Each sorted set summed over the partitions (member -> score), one round trip."""
-    names = list(names)
-    async with client.pipeline(transaction=False) as pipe:
-        for part in keys.parts():
-            for name in names:
-                pipe.zrange(part + name, 0, -1, withscores=True)
-        replies = await pipe.execute()
-    sums: list[dict[str, float]] = [{} for _ in names]
-    for i, reply in enumerate(replies):
-        total = sums[i % len(names)]
-        for member, score in reply:
-            total[member] = total.get(member, 0.0) + score
+    """Each sorted set summed over the partitions (member -> score, added in partition order), one round trip."""
+    sums = []
+    for replies in await _every_partition(client, keys, names, "zrange", 0, -1, withscores=True):
+        total: dict[str, float] = {}
+        for reply in replies:
+            for member, score in reply:
+                total[member] = total.get(member, 0.0) + score
+        sums.append(total)
     return sums
 
 
