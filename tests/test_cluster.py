@@ -21,6 +21,7 @@ import pytest
 import redis
 
 import tests.test_alerts as alert_tests
+import tests.test_crash_recovery as crash_tests
 import tests.test_items as item_tests
 import tests.test_model_hold as model_tests
 import tests.test_rate_limit as rate_tests
@@ -186,15 +187,22 @@ def test_erasing_a_customer_deletes_their_alerts_on_a_cluster(cluster_settings, 
     alert_tests.erase_alerts_scenario(cluster_settings, cluster_client, output_dir)
 
 
-def test_replaying_a_file_twice_on_a_cluster_changes_nothing(cluster_settings, cluster_client, monitor, tmp_path):
-    """The CLI replay of tests/test_replay.py (its cards and counters checked against the file), on the cluster."""
-    prepare_topics(cluster_settings)
-    worker = WorkerProcess(cluster_settings, OUTPUT_DIR / "logs" / f"worker-{cluster_settings.app_id}.log").start()
-    try:
-        replay_tests.test_replaying_the_same_file_twice_changes_nothing(
-            replay_tests.ReplayStack(cluster_settings, cluster_client, worker), tmp_path)
-    finally:
-        worker.stop()
+def test_replaying_a_file_twice_on_a_cluster_equals_single_redis_key_by_key(
+        cluster_settings, cluster_client, settings, redis_client, monitor, tmp_path):
+    """The CLI replay of tests/test_replay.py (its cards and counters checked against the file) on the cluster and
+    on one Redis: the same keys with the same contents (tests/test_crash_recovery.py's dump)."""
+    dumps = []
+    for run_settings, client in ((cluster_settings, cluster_client), (settings, redis_client)):
+        prepare_topics(run_settings)
+        (tmp_path / run_settings.app_id).mkdir()
+        worker = WorkerProcess(run_settings, OUTPUT_DIR / "logs" / f"worker-{run_settings.app_id}.log").start()
+        try:
+            replay_tests.test_replaying_the_same_file_twice_changes_nothing(
+                replay_tests.ReplayStack(run_settings, client, worker), tmp_path / run_settings.app_id)
+        finally:
+            worker.stop()
+        dumps.append(crash_tests.redis_dump(client, run_settings))
+    assert len(dumps[0]) > 10 and dumps[0] == dumps[1]
 
 
 def test_every_script_call_touched_one_slot(redis_cluster, monitor):
