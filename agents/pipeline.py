@@ -29,7 +29,7 @@ from agents.version_targets import version_targets
 from online_models.churn_model import HazardScorer
 from schemas.events import CustomerEvent
 from streams.config import Settings
-from streams.redis_store import Fenced, RedisStore
+from streams.redis_store import Fenced, RedisStore, partition_of_tp
 
 __all__ = ["register_pipeline", "BatchProcessor"]
 
@@ -63,8 +63,7 @@ class BatchProcessor:
 
     def _owned(self) -> set[int]:
         """The input partitions this worker owns (their purchases topic's fence)."""
-        return {int(tp.rpartition(":")[2]) for tp in self.store.fence_tokens
-                if tp.rpartition(":")[0] == self._purchases_topic}
+        return {partition_of_tp(tp) for tp in self.store.fence_tokens if tp.rpartition(":")[0] == self._purchases_topic}
 
     def _progress_to_send(self, scheduled: dict[str, tuple[int, int | None]]) -> list[tuple[int, int]]:
         """Score progress of this batch's partitions, after its score changes (agents/alert_detector.py

@@ -26,7 +26,7 @@ from online_models.customer_state import CustomerState
 from online_models.quantiles import FrozenRanks
 from online_models.rfm import POPULATION_SKETCHES, population_sketches
 from schemas.events import ID_PATTERN
-from streams.keyspace import KeySpace, merge_hashes, sum_hashes
+from streams.keyspace import KeySpace, event_clock_ms, sum_hashes
 from streams.redis_store import lua_script
 
 __all__ = ["CustomerReader", "Population", "check_customer_id", "MAX_PAGE"]
@@ -79,11 +79,11 @@ class CustomerReader:
         if cached is not None and time.monotonic() - cached[0] < self.sketch_ttl_s:
             return cached[1]
         sketch_counts = await sum_hashes(self.client, self.keys, [sketch_hash(name) for name in POPULATION_SKETCHES])
-        clocks = (await merge_hashes(self.client, self.keys, ["watermark"]))[0].values()
+        clock_ms = await event_clock_ms(self.client, self.keys)
         segments = await self.client.get(self.prefix + SNAPSHOT_KEY)
         names = {s["id"]: s["name"] for s in orjson.loads(segments)["segments"]} if segments else {}
         sketches = {name: sketch.frozen() for name, sketch in population_sketches(sketch_counts).items()}
-        population = Population(sketches, max((int(c) for c in clocks), default=0), names)
+        population = Population(sketches, clock_ms or 0, names)
         self._population = (time.monotonic(), population)
         return population
 

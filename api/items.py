@@ -21,7 +21,7 @@ from online_models.cooccurrence import (
 from online_models.customer_profile import segment_label
 from online_models.customer_state import CustomerState
 from online_models.recommendations import Anchor, anchor_weight, recommend
-from streams.keyspace import KeySpace, merge_hashes, sum_sorted_sets
+from streams.keyspace import KeySpace, event_clock_ms, sum_sorted_sets
 from streams.redis_store import lua_script
 
 __all__ = ["ItemReader", "MAX_RESULTS"]
@@ -114,11 +114,11 @@ class ItemReader:
         candidates = candidates or self.settings.candidates
         matrix_keys = [co_key(sku) if matrix == "co" else viewed_bought_key(sku) for matrix, sku in anchors]
         flat = [part for anchor in anchors for part in anchor]
-        *replies, (clocks,) = await asyncio.gather(
+        *replies, clock_ms = await asyncio.gather(
             *(self._neighbours(keys=[part + TOTALS_KEY, part + ITEM_COUNTS_KEY, part + VIEWED_BEFORE_KEY,
                                      *(part + key for key in matrix_keys)], args=flat) for part in self.keys.parts()),
-            merge_hashes(self.client, self.keys, ["watermark"]))
-        as_of_ms = max((int(clock) for clock in clocks.values()), default=0)
+            event_clock_ms(self.client, self.keys))
+        as_of_ms = clock_ms or 0
         scale = self.settings.decay.scale(as_of_ms)
         baskets = sum(float(reply[0]) for reply in replies)
         tops = []

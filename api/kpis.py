@@ -8,7 +8,7 @@ from online_models.kpis import (
     ADDITIVE_METRICS, DISTINCT_METRICS, GRANULARITIES, bucket_first_day, bucket_of, buckets_between, day_of,
     kpi_rates,
 )
-from streams.keyspace import KeySpace, merge_hashes, scan_names, sum_hashes
+from streams.keyspace import KeySpace, event_clock_ms, scan_names, sum_hashes
 
 __all__ = ["read_kpis"]
 
@@ -21,10 +21,10 @@ async def read_kpis(client: aioredis.Redis, keys: KeySpace, granularity: str, ho
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
     day_prefix = kpi_hash("day", "")
     day_names = sorted(await scan_names(client, keys, day_prefix + "*"))
-    clocks = (await merge_hashes(client, keys, ["watermark"]))[0].values()
-    if not day_names or not clocks:
+    clock_ms = await event_clock_ms(client, keys)
+    if not day_names or clock_ms is None:
         return []
-    as_of_day = day_of(max(int(clock) for clock in clocks))
+    as_of_day = day_of(clock_ms)
     *day_counts, last_order_days, base = await sum_hashes(
         client, keys, [*day_names, sketch_hash("last_order_day"), "kpi:base"])
     alive_before_retained = base.get("alive", 0)

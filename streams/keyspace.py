@@ -24,7 +24,7 @@ from typing import Iterable
 from aiokafka.partitioner import murmur2
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS, key_slot
 
-__all__ = ["KeySpace", "partition_of"]
+__all__ = ["KeySpace", "partition_of", "customer_key"]
 
 
 def partition_of(customer_id: str, partitions: int) -> int:
@@ -34,6 +34,15 @@ def partition_of(customer_id: str, partitions: int) -> int:
     (3, 3)
     """
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def customer_key(part: str, customer_id: str, suffix: str = "") -> str:
+    """A customer's key in its partition's slot (``part``: :meth:`KeySpace.part`).
+
+    >>> customer_key("crm:{p3.3}:", "cust-1", ":seen:purchases")
+    'crm:{p3.3}:c:{cust-1}:seen:purchases'
+    """
+    return f"{part}c:{{{customer_id}}}{suffix}"
 
 
 @lru_cache(maxsize=4096)
@@ -78,7 +87,7 @@ class KeySpace:
     def customer(self, customer_id: str, suffix: str = "") -> str:
         """A customer's key (``suffix``: one of ``CUSTOMER_KEY_SUFFIXES``). The id stays in braces, so that no
         id followed by a suffix names another customer's key (the partition's tag comes first: it is the hash tag)."""
-        return f"{self.part(partition_of(customer_id, self.partitions))}c:{{{customer_id}}}{suffix}"
+        return customer_key(self.part(partition_of(customer_id, self.partitions)), customer_id, suffix)
 
     def customer_of(self, key: str) -> str | None:
         """The customer whose state ``key`` is (None for any other key)."""
@@ -137,6 +146,13 @@ async def sum_sorted_sets(client, keys: KeySpace, names: Iterable[str]) -> list[
                 total[member] = total.get(member, 0.0) + score
         sums.append(total)
     return sums
+
+
+async def event_clock_ms(client, keys: KeySpace) -> int | None:
+    """The event-time clock the readers serve "as of": the newest event time any partition committed (None
+    before the first)."""
+    watermarks = (await merge_hashes(client, keys, ["watermark"]))[0]
+    return max((int(ms) for ms in watermarks.values()), default=None)
 
 
 async def scan_names(client, keys: KeySpace, pattern: str) -> set[str]:

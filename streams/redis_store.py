@@ -6,8 +6,9 @@ re-balanced worker reads the offsets and skips what is already applied. A worker
 zombie after a rebalance) is fenced: on assignment the new owner bumps the partition's fence token, and a
 commit whose token is stale is refused as a whole.
 
-Key layout (streams/keyspace.py; prefix ``crm:`` by default, ``{p3}`` the hash tag of input partition 3, so a
-partition's batch touches one Redis Cluster slot): ``crm:{p3}:c:{<id>}`` customer hash ·
+Key layout (streams/keyspace.py; prefix ``crm:`` by default, ``{p3}`` standing for the hash tag of input
+partition 3, ``partition_tag``, so a partition's batch touches one Redis Cluster slot):
+``crm:{p3}:c:{<id>}`` customer hash ·
 ``crm:{p3}:c:{<id>}:seen:<topic>`` recent event-id digests · ``crm:{p3}:offsets`` · ``crm:{p3}:fence`` ·
 ``crm:{p3}:watermark`` (newest event time per topic-partition) · ``crm:{p3}:wheel`` · ``crm:{p3}:idx:*`` the
 partition's customer search index · ``crm:{p3}:erasure:*`` erasure confirmations · the partition's share of the
@@ -28,7 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from streams.keyspace import KeySpace, sum_hashes
+from streams.keyspace import KeySpace, customer_key, sum_hashes
 
 __all__ = ["Fenced", "BatchWrite", "CustomerSnapshot", "RedisStore", "CUSTOMER_KEY_SUFFIXES", "event_digest",
            "lua_script", "erasure_key", "redis_client", "partition_of_tp"]
@@ -219,8 +220,8 @@ class RedisStore:
         for partition, customers in by_partition.items():
             part = self.part(partition)
             keys = _Keys([part + "idx:attrs"])
-            wanted = [[customer_id, keys(f"{part}c:{{{customer_id}}}"),
-                       [[topic, keys(f"{part}c:{{{customer_id}}}:seen:{topic}"), asked]
+            wanted = [[customer_id, keys(customer_key(part, customer_id)),
+                       [[topic, keys(customer_key(part, customer_id, f":seen:{topic}")), asked]
                         for topic, asked in digests[customer_id].items()]] for customer_id in customers]
             calls.append(self._load(keys=keys.names, args=[orjson.dumps(wanted)]))
         snapshots = {}
@@ -274,9 +275,8 @@ class RedisStore:
         Returns False when the batch had already been applied (a retry after a lost reply).
         """
         partition = write.partition
-        # The partition's topic-partitions read, and all of them when the batch moved its wheel (and silent
-        # customers) without a record of theirs (the worker's clock wakes all its partitions,
-        # agents/churn_scoring.py): fenced alike.
+        # Every topic-partition of the partition is fenced, those the write has no record of too: a write of
+        # wake-ups only (the worker's clock wakes all its partitions, agents/churn_scoring.py) has no offset.
         fences = [[tp, token] for tp, token in self.fence_tokens.items() if partition_of_tp(tp) == partition]
         stray = ({partition_of_tp(tp) for tp in write.offsets} | {int(p) for p in write.wheel}) - {partition}
         if stray:
@@ -290,11 +290,12 @@ class RedisStore:
             "fences": fences, "commits": self.commits.get(partition, 0),
             "offsets": [[tp, str(offset)] for tp, offset in write.offsets.items()],
             "watermarks": [[tp, str(ts)] for tp, ts in write.watermarks.items()],
-            "del": [keys(f"{part}c:{{{customer_id}}}{suffix}")
+            "del": [keys(customer_key(part, customer_id, suffix))
                     for customer_id in write.erase for suffix in CUSTOMER_KEY_SUFFIXES],
             "confirm": [keys(part + name) for name in write.confirm],
-            "seen": [[keys(f"{part}c:{{{customer_id}}}:seen:{topic}"), str(write.seen_floor_ms[customer_id][topic]),
-                      *members] for customer_id, by_topic in write.seen.items() for topic, members in by_topic.items()],
+            "seen": [[keys(customer_key(part, customer_id, f":seen:{topic}")),
+                      str(write.seen_floor_ms[customer_id][topic]), *members]
+                     for customer_id, by_topic in write.seen.items() for topic, members in by_topic.items()],
             "counters": [[keys(part + name), *(value for item in increments.items() for value in item)]
                          for name, increments in write.counters.items() if increments],
             "zincr": [[keys(part + name), *(value for item in increments.items() for value in item)]
@@ -303,7 +304,8 @@ class RedisStore:
             **self._index_ops(part, write, keys),
         }
         states = list(write.states.values())
-        payload["states"] = [[keys(f"{part}c:{{{customer_id}}}"), i + 2] for i, customer_id in enumerate(write.states)]
+        payload["states"] = [[keys(customer_key(part, customer_id)), i + 2]
+                             for i, customer_id in enumerate(write.states)]
         try:
             outcome = int(await self._commit(keys=keys.names, args=[orjson.dumps(payload), *states]))
         except ResponseError as exc:
