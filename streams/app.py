@@ -73,11 +73,13 @@ def create_app(settings: Settings, loglevel: str = "info") -> faust.App:
     from agents.trainer_process import register_trainer_process
 
     app = _faust_app(settings, settings.app_id, settings.worker_web_port)
+    if settings.trainers != "inline":
+        # Started first: the child imports and joins its group while the pipeline joins its own. After it, the
+        # first churn versions came ~3 s later, and a backlog's batches wait for them (bench/scale.py).
+        register_trainer_process(app, loglevel)
     register_pipeline(app, settings, input_topics=[settings.topic(name) for name in INPUT_TOPICS])
     if settings.trainers == "inline":
         _register_trainers(app, settings, app.crm_store)
-    else:
-        register_trainer_process(app, loglevel)
     register_alert_detector(app, settings, app.crm_store)
     register_alert_delivery(app, settings, app.crm_store)
     register_metrics_page(app)
