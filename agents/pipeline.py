@@ -225,14 +225,13 @@ class BatchProcessor:
 
     async def _commit(self, parts: dict[int, tuple[list[SourceMessage], AppliedBatch]], triaged: Triage,
                       model: HazardScorer | None) -> bool:
-        """Commit each partition's write in its own slot, concurrently. False when a partition was fenced (the
-        others committed); an infrastructure error is raised after the parts that committed are followed (a
-        retried batch skips them: their offsets are applied)."""
+        """Commit each partition's write in its own slot, each on its own (RedisStore.commit_batches). False
+        when a partition was fenced (the others committed); an infrastructure error is raised after the parts that
+        committed are followed (a retried batch skips them: their offsets are applied)."""
         to_commit = [(partition, part_messages, part) for partition, (part_messages, part) in parts.items()
                      if not part.write.is_empty()]
         with REDIS_SECONDS.labels("commit_batch").time():
-            outcomes = await asyncio.gather(*(self.store.commit_batch(part.write) for _, _, part in to_commit),
-                                            return_exceptions=True)
+            outcomes = await self.store.commit_batches([part.write for _, _, part in to_commit])
         failed = fenced = None
         for (partition, part_messages, part), outcome in zip(to_commit, outcomes):
             if isinstance(outcome, Fenced):

@@ -274,6 +274,39 @@ class RedisStore:
 
         Returns False when the batch had already been applied (a retry after a lost reply).
         """
+        outcome, = await self.commit_batches([write])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def commit_batches(self, writes: list[BatchWrite]) -> list[bool | BaseException]:
+        """Apply several partitions' writes, each atomically in its own slot and on its own (as
+        :meth:`commit_batch`): the outcome of each, its exception (:class:`Fenced`, say) in its place.
+
+        One round trip on one Redis: a pipeline of the script calls, not a transaction (a partition's commit
+        stands alone, as when they were sent concurrently: 8 partitions' commits took 8 replies' worth of the
+        event loop and the slowest one's wait, bench/throughput.py p50). Concurrent calls on a cluster, one per
+        partition's node."""
+        calls: list[tuple[list[str], list] | BaseException] = []
+        for write in writes:
+            try:
+                calls.append(self._commit_call(write))
+            except (Fenced, ValueError) as exc:
+                calls.append(exc)
+        sent = [call for call in calls if not isinstance(call, BaseException)]
+        if len(sent) > 1 and not hasattr(self.client, "nodes_manager"):  # one Redis, not a RedisCluster
+            async with self.client.pipeline(transaction=False) as pipe:
+                for keys, args in sent:
+                    await self._commit(keys=keys, args=args, client=pipe)
+                replies = iter(await pipe.execute(raise_on_error=False))
+        else:
+            replies = iter(await asyncio.gather(*(self._commit(keys=keys, args=args) for keys, args in sent),
+                                                return_exceptions=True))
+        return [call if isinstance(call, BaseException) else self._commit_outcome(write, next(replies))
+                for write, call in zip(writes, calls)]
+
+    def _commit_call(self, write: BatchWrite) -> tuple[list[str], list]:
+        """The KEYS and ARGV of ``commit_batch.lua`` for one partition's write."""
         partition = write.partition
         # Every topic-partition of the partition is fenced, those the write has no record of too: a write of
         # wake-ups only (the worker's clock wakes all its partitions, agents/churn_scoring.py) has no offset.
@@ -303,20 +336,22 @@ class RedisStore:
             "wheel": write.wheel.get(str(partition), {"add": [], "remove": []}),
             **self._index_ops(part, write, keys),
         }
-        states = list(write.states.values())
         payload["states"] = [[keys(customer_key(part, customer_id)), i + 2]
                              for i, customer_id in enumerate(write.states)]
-        try:
-            outcome = int(await self._commit(keys=keys.names, args=[orjson.dumps(payload), *states]))
-        except ResponseError as exc:
-            if str(exc).startswith("FENCED"):
-                raise Fenced(str(exc)) from None
-            raise
-        self.commits[partition] = abs(outcome) - 1 if outcome < 0 else outcome
+        return keys.names, [orjson.dumps(payload), *write.states.values()]
+
+    def _commit_outcome(self, write: BatchWrite, reply) -> bool | BaseException:
+        """Follow one commit's reply: True (applied), False (applied before: a retry), or its error."""
+        if isinstance(reply, ResponseError) and str(reply).startswith("FENCED"):
+            return Fenced(str(reply))
+        if isinstance(reply, BaseException):
+            return reply
+        outcome = int(reply)
+        self.commits[write.partition] = abs(outcome) - 1 if outcome < 0 else outcome
         self.applied_offsets.update(write.offsets)
         if outcome < 0:
             logger.warning("batch of partition %d up to offsets %s was already applied; not applied again",
-                           partition, write.offsets)
+                           write.partition, write.offsets)
             return False
         return True
 

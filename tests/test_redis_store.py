@@ -46,6 +46,29 @@ async def test_a_retried_commit_is_not_applied_twice(stores):
     assert await store.client.hget(store.part(0) + "stats:ingest", "accepted:purchases") == "3"
 
 
+async def test_several_partitions_commit_in_one_call_each_on_its_own(stores):
+    """commit_batches pipelines the partitions' scripts on one Redis: each outcome stands alone (applied, a
+    retry, fenced by a new owner, never owned), in its place; after a SCRIPT FLUSH the scripts are loaded again."""
+    store, new_owner = stores
+    await store.claim([f"crm.purchases:{p}" for p in range(3)])
+
+    def write(partition: int, offset: int, customer_id: str) -> BatchWrite:
+        return BatchWrite(partition=partition, offsets={f"crm.purchases:{partition}": offset},
+                          states={customer_id: '{"events": 1}'}, counters={"stats:ingest": {"accepted": 1}})
+
+    assert await store.commit_batch(write(1, 7, "b1"))
+    await new_owner.claim(["crm.purchases:2"])
+    await store.client.script_flush()
+    store.applied_offsets["crm.purchases:1"] = 6  # as if the first reply had been lost
+    applied, retried, fenced, unowned = await store.commit_batches(
+        [write(0, 3, "a1"), write(1, 7, "b1"), write(2, 9, "c1"), write(3, 1, "d1")])
+    assert applied is True and retried is False
+    assert isinstance(fenced, Fenced) and isinstance(unowned, Fenced)
+    ingest = [await store.client.hget(store.part(p) + "stats:ingest", "accepted") for p in range(4)]
+    assert ingest == ["1", "1", None, None]
+    assert store.applied_offsets == {"crm.purchases:0": 3, "crm.purchases:1": 7, "crm.purchases:2": -1}
+
+
 async def test_claim_resumes_from_the_stored_offsets(stores):
     store, restarted = stores
     await store.claim(["crm.purchases:0"])
