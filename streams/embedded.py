@@ -225,6 +225,45 @@ class EmbeddedRedisCluster:
                 client.close()
         return True
 
+    def owner_of(self, slot: int) -> int:
+        """The index in :attr:`nodes` of the master serving ``slot``."""
+        import redis
+
+        client = redis.Redis(port=self.nodes[0].port, decode_responses=True)
+        try:
+            ranges = client.execute_command("CLUSTER", "SLOTS")
+        finally:
+            client.close()
+        port = next(int(served[2][1]) for served in ranges if int(served[0]) <= slot <= int(served[1]))
+        return next(i for i, node in enumerate(self.nodes) if node.port == port)
+
+    def move_slot(self, slot: int, to: int, batch: int = 10, pause_s: float = 0.0) -> int:
+        """Move one hash slot, its keys with it, to master ``to`` (an index in :attr:`nodes`), while clients
+        write: the steps of ``redis-cli --cluster reshard`` for one slot (SETSLOT IMPORTING / MIGRATING, MIGRATE
+        ``batch`` keys at a time, ``pause_s`` apart, SETSLOT NODE on every master). Meanwhile a client meets ASK
+        (a key already moved) and TRYAGAIN (a script's keys split between the two), then MOVED. Returns the
+        index of the master it left."""
+        import redis
+
+        clients = [redis.Redis(port=node.port, decode_responses=True) for node in self.nodes]
+        try:
+            ids = [client.cluster("myid") for client in clients]
+            owner = self.owner_of(slot)
+            if owner == to:
+                return owner
+            source, target = clients[owner], clients[to]
+            target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[owner])
+            source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+            while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+                source.execute_command("MIGRATE", "127.0.0.1", self.nodes[to].port, "", 0, 5000, "KEYS", *keys)
+                time.sleep(pause_s)
+            for client in (target, source, *clients):
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+            return owner
+        finally:
+            for client in clients:
+                client.close()
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
