@@ -9,9 +9,10 @@ it needs.
 
 Waited for also while the trainer has not reported yet, or not heard from every partition (a partition no worker
 owns is left out as idle after ``CRM_CHURN_IDLE_PARTITION_S``). Not waited for (and so not reproducible): while an
-operator holds a version (it is served as held), and past ``CRM_CHURN_VERSION_WAIT_S`` (logged, counted in
-``crm_churn_version_waits_total{outcome="timed_out"}``; no further wait until the trainer's report changes: a
-trainer that is down costs one timeout, not one per batch).
+operator holds a version (it is served as held), when the worker's own partitions hold the version back (the
+pipeline does not ask to wait: ``BatchProcessor._own_partitions_hold_back``), and past
+``CRM_CHURN_VERSION_WAIT_S`` (logged, counted in ``crm_churn_version_waits_total{outcome="timed_out"}``; no
+further wait until the trainer's report changes: a trainer that is down costs one timeout, not one per batch).
 """
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ from agents.customer_state import AppliedBatch, fold_batch
 from agents.ingest import SourceMessage, Triage, digests_by_customer, triage
 from agents.kpi_retention import KpiRetention
 from agents.metrics import (
-    BATCH_SECONDS, DEADLETTERED, EVENTS_IN, EVENTS_OUT, LOOP_LAG_SECONDS, MODEL_VERSION, REDIS_SECONDS,
+    BATCH_SECONDS, CHURN_VERSION_WAITS, DEADLETTERED, EVENTS_IN, EVENTS_OUT, LOOP_LAG_SECONDS, MODEL_VERSION,
+    REDIS_SECONDS,
 )
 from agents.population import PopulationView
 from agents.segment_stage import sample_messages, segment_view
@@ -60,6 +61,24 @@ class BatchProcessor:
         if progress := await self.wheel.standing_progress(self._owned()):
             await (await self._send("training-examples", key=b"progress", value=orjson.dumps(
                 {"progress": {str(p): ms for p, ms in progress.items()}})))
+
+    async def _own_partitions_hold_back(self, target_ms: int) -> bool:
+        """Whether the version for ``target_ms`` waits on this worker's own partitions: their example progress
+        (committed, or reported by its batches) short of what the trainer needs to make it final. Waiting cannot
+        help then, only this worker's batches move them: so after a failover, whose partitions come with wheels
+        behind the survivor's clock (the survivor's batch used to wait ``CRM_CHURN_VERSION_WAIT_S``, 120 s, for
+        the wake-ups it was about to replay). Never in a worker's steady state (docs/churn.md, "Why it cannot
+        deadlock"). The batch is then scored with the newest version before its time, as after a timeout."""
+        needed_ms = target_ms + self.settings.churn_label_delay_ms() + 1  # final_until_ms, agents/churn_trainer.py
+        standing = await self.wheel.standing_progress(self._owned())
+        behind = sorted(partition for partition, progress_ms in standing.items()
+                        if max(progress_ms, self._example_progress_sent.get(partition, -1)) < needed_ms)
+        if behind:
+            CHURN_VERSION_WAITS.labels("own_partitions_behind").inc()
+            logger.warning("the churn version for event time %d waits on this worker's own partitions %s (taken over "
+                           "behind its clock): not waiting, scoring with the newest before it; scores may differ "
+                           "in a replay", target_ms, behind)
+        return bool(behind)
 
     def _owned(self) -> set[int]:
         """The input partitions this worker owns (their purchases topic's fence)."""
@@ -114,6 +133,8 @@ class BatchProcessor:
         now_ms = int(time.time() * 1000)
         applied = None
         for part, triaged, target_ms, wait in await self._by_version(fresh, triage(fresh, self.settings, now_ms)):
+            if wait and await self._own_partitions_hold_back(target_ms):
+                wait = False
             model = await self.versions.for_target(target_ms, self._send_standing_progress if wait else None)
             applied = await self._process(part, triaged, model, now_ms)
             if applied is None:  # fenced: partitions moved (a rebalance revokes them all), the rest waits for it
