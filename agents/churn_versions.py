@@ -10,7 +10,8 @@ it needs.
 Waited for also while the trainer has not reported yet, or not heard from every partition (a partition no worker
 owns is left out as idle after ``CRM_CHURN_IDLE_PARTITION_S``). Not waited for (and so not reproducible): while an
 operator holds a version (it is served as held), when the worker's own partitions hold the version back (the
-pipeline does not ask to wait: ``BatchProcessor._own_partitions_hold_back``), and past
+pipeline's nudge says so, checked at once and about once a second while waiting:
+``BatchProcessor._own_partitions_hold_back``), and past
 ``CRM_CHURN_VERSION_WAIT_S`` (logged, counted in ``crm_churn_version_waits_total{outcome="timed_out"}``; no
 further wait until the trainer's report changes: a trainer that is down costs one timeout, not one per batch).
 """
@@ -50,10 +51,11 @@ class ChurnVersions:
         self._given_up_on: object = _NEVER  # the trainer report a wait timed out on
 
     async def for_target(self, target_ms: int | None,
-                         nudge: Callable[[], Awaitable[None]] | None = None) -> HazardScorer | None:
+                         nudge: Callable[[], Awaitable[bool]] | None = None) -> HazardScorer | None:
         """The scorer for records whose target is ``target_ms`` (None: any, the newest served). Without ``nudge``
         the newest version before it is taken without waiting; a wait awaits ``nudge`` at once and about once a
-        second (the pipeline sends its partitions' committed progress)."""
+        second (the pipeline sends its partitions' committed progress), and ends when it returns False (waiting
+        cannot help: the worker's own partitions hold the version back, a failover's)."""
         if target_ms is None:
             return await self.served.current()
         held, report = await self.store.client.mget(self.hold_key, self.progress_key)
@@ -75,7 +77,8 @@ class ChurnVersions:
                 break
             if time.monotonic() - nudged >= 1.0:
                 nudged = time.monotonic()
-                await nudge()
+                if not await nudge():
+                    break
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
             held, report = await self.store.client.mget(self.hold_key, self.progress_key)

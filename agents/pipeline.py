@@ -6,6 +6,7 @@ import logging
 import signal
 import time
 from collections import Counter
+from functools import partial
 from typing import Sequence
 
 import faust
@@ -61,6 +62,15 @@ class BatchProcessor:
         if progress := await self.wheel.standing_progress(self._owned()):
             await (await self._send("training-examples", key=b"progress", value=orjson.dumps(
                 {"progress": {str(p): ms for p, ms in progress.items()}})))
+
+    async def _nudge(self, target_ms: int) -> bool:
+        """Called while waiting for the version of ``target_ms``: whether to go on waiting, after sending the
+        standing progress. Not when the worker's own partitions hold it back; checked again each time, since a
+        wait that began on another worker's partitions may end on this one's: it took them over meanwhile."""
+        if await self._own_partitions_hold_back(target_ms):
+            return False
+        await self._send_standing_progress()
+        return True
 
     async def _own_partitions_hold_back(self, target_ms: int) -> bool:
         """Whether the version for ``target_ms`` waits on this worker's own partitions: their example progress
@@ -133,9 +143,7 @@ class BatchProcessor:
         now_ms = int(time.time() * 1000)
         applied = None
         for part, triaged, target_ms, wait in await self._by_version(fresh, triage(fresh, self.settings, now_ms)):
-            if wait and await self._own_partitions_hold_back(target_ms):
-                wait = False
-            model = await self.versions.for_target(target_ms, self._send_standing_progress if wait else None)
+            model = await self.versions.for_target(target_ms, partial(self._nudge, target_ms) if wait else None)
             applied = await self._process(part, triaged, model, now_ms)
             if applied is None:  # fenced: partitions moved (a rebalance revokes them all), the rest waits for it
                 return None
