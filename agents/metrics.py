@@ -37,7 +37,7 @@ CHURN_SCORED_TIMES = Counter("crm_churn_scored_times_total", "As-of times scored
                              "(plan)", ["at"], registry=REGISTRY)
 CHURN_VERSION_WAITS = Counter("crm_churn_version_waits_total", "Batches that waited for the churn model version "
                               "of their event time (waited), gave up after CRM_CHURN_VERSION_WAIT_S (timed_out), "
-                              "or did not wait: it waited on their own partitions (own_partitions_behind)",
+                              "or stopped: the worker's own partitions held it back (own_partitions_behind)",
                               ["outcome"], registry=REGISTRY)
 CHURN_VERSION_WAIT_SECONDS = Counter("crm_churn_version_wait_seconds_total", "Seconds batches waited for the churn "
                                      "model version of their event time (the trainer on the backfill's path)",
