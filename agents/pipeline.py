@@ -55,32 +55,30 @@ class BatchProcessor:
         self._progress_sent: dict[int, int] = {}
         self._example_progress_sent: dict[int, int] = {}
 
-    async def _send_standing_progress(self) -> None:
-        """The owned partitions' example progress as committed, sent while waiting for a version: a worker
-        that has just started has sent none yet, a trainer that restarted without a checkpoint has forgotten it,
-        and a waiting worker sends nothing new. Idempotent (the trainer keeps each partition's furthest)."""
-        if progress := await self.wheel.standing_progress(self._owned()):
-            await (await self._send("training-examples", key=b"progress", value=orjson.dumps(
-                {"progress": {str(p): ms for p, ms in progress.items()}})))
-
     async def _nudge(self, target_ms: int) -> bool:
-        """Called while waiting for the version of ``target_ms``: whether to go on waiting, after sending the
-        standing progress. Not when the worker's own partitions hold it back; checked again each time, since a
-        wait that began on another worker's partitions may end on this one's: it took them over meanwhile."""
-        if await self._own_partitions_hold_back(target_ms):
+        """Called while waiting for the version of ``target_ms`` (at once, then about once a second): whether to
+        go on waiting. Not when the worker's own partitions hold it back, checked again each time: a wait that
+        began on another worker's partitions may end on this one's, which took them over meanwhile. Else it sends
+        the owned partitions' example progress as committed: a worker that has just started has sent none yet,
+        a trainer that restarted without a checkpoint has forgotten it, and a waiting worker sends nothing new.
+        Idempotent (the trainer keeps each partition's furthest)."""
+        standing = await self.wheel.standing_progress(self._owned())
+        if self._own_partitions_hold_back(target_ms, standing):
             return False
-        await self._send_standing_progress()
+        if standing:
+            await (await self._send("training-examples", key=b"progress", value=orjson.dumps(
+                {"progress": {str(p): ms for p, ms in standing.items()}})))
         return True
 
-    async def _own_partitions_hold_back(self, target_ms: int) -> bool:
+    def _own_partitions_hold_back(self, target_ms: int, standing: dict[int, int]) -> bool:
         """Whether the version for ``target_ms`` waits on this worker's own partitions: their example progress
-        (committed, or reported by its batches) short of what the trainer needs to make it final. Waiting cannot
-        help then, only this worker's batches move them: so after a failover, whose partitions come with wheels
-        behind the survivor's clock (the survivor's batch used to wait ``CRM_CHURN_VERSION_WAIT_S``, 120 s, for
-        the wake-ups it was about to replay). Never in a worker's steady state (docs/churn.md, "Why it cannot
-        deadlock"). The batch is then scored with the newest version before its time, as after a timeout."""
+        (``standing``: committed, WheelClock.standing_progress; or reported by its batches) short of what the
+        trainer needs to make it final. Waiting cannot help then, only this worker's batches move them: so after a
+        failover, whose partitions come with wheels behind the survivor's clock (the survivor's batch used to wait
+        ``CRM_CHURN_VERSION_WAIT_S``, 120 s, for the wake-ups it was about to replay). Never in a worker's steady
+        state (docs/churn.md, "Why it cannot deadlock"). The batch is then scored with the newest version before
+        its time, as after a timeout."""
         needed_ms = target_ms + self.settings.churn_label_delay_ms() + 1  # final_until_ms, agents/churn_trainer.py
-        standing = await self.wheel.standing_progress(self._owned())
         behind = sorted(partition for partition, progress_ms in standing.items()
                         if max(progress_ms, self._example_progress_sent.get(partition, -1)) < needed_ms)
         if behind:
