@@ -16,7 +16,6 @@ event's time) and a partition far ahead is paused until the others catch up.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Awaitable, Callable, Sequence
@@ -26,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from agents.alignment import EventTimeAligner
 from agents.ingest import SourceMessage
 from agents.metrics import CONSUMER_LAG
+from agents.retrying import until_done
 from streams.config import Settings
 from streams.redis_store import RedisStore, tp_name
 
@@ -78,23 +78,13 @@ class _Fencing(ConsumerRebalanceListener):
             consumer.seek(tp, store.applied_offsets.get(name, -1) + 1)
 
 
-async def _claim_until_done(store: RedisStore, owned: Sequence[str], max_backoff_s: float = 5.0) -> None:
+async def _claim_until_done(store: RedisStore, owned: Sequence[str]) -> None:
     """Claim the assigned partitions, retrying until Redis answers: a partition assigned but not claimed would
     never be processed (a failed listener is only logged by aiokafka). Seen: Redis away during a rebalance, and
     redis-py's cluster client failing the first concurrent commands of a connection it was still opening
     (``'NoneType' object has no attribute 'writelines'``, bench/scale.py). A retry bumps the tokens again: harmless,
     a zombie's are older still."""
-    backoff_s = 0.1
-    while True:
-        try:
-            await store.claim(owned)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning("claiming partitions failed, retrying in %.1fs", backoff_s, exc_info=True)
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, max_backoff_s)
+    await until_done(lambda: store.claim(owned), logger, "claiming partitions failed", logging.WARNING)
 
 
 class BatchSource:

@@ -25,6 +25,7 @@ from agents.metrics import (
     REDIS_SECONDS,
 )
 from agents.population import PopulationView
+from agents.retrying import until_done
 from agents.segment_stage import sample_messages, segment_view
 from agents.snapshots import task_stacks
 from agents.version_targets import version_targets
@@ -107,23 +108,13 @@ class BatchProcessor:
         return {partition: progress for partition, progress in example_progress.items()
                 if progress > self._example_progress_sent.get(partition, -(2**62))}
 
-    async def process_until_applied(self, messages: Sequence[SourceMessage], max_backoff_s: float = 5.0) -> None:
+    async def process_until_applied(self, messages: Sequence[SourceMessage]) -> None:
         """Process a batch, retrying on infrastructure errors (Redis or broker down) until it is applied.
 
         Skipping a failed batch would lose it for good: the next batch's committed offsets would
         cover it. Blocking gives back-pressure instead, and the partitions stay owned meanwhile.
         """
-        backoff_s = 0.1
-        while True:
-            try:
-                await self.process(messages)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("batch failed, retrying in %.1fs", backoff_s)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, max_backoff_s)
+        await until_done(lambda: self.process(messages), logger, "batch failed")
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future:
         EVENTS_OUT.labels(topic).inc()
