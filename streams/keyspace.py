@@ -55,6 +55,8 @@ def partition_tag(partition: int, partitions: int) -> str:
     >>> [partition_tag(p, 4) for p in range(4)]
     ['p0.1', 'p1.3', 'p2.1', 'p3.3']
     """
+    if not 0 <= partition < partitions:  # no slot range: the search below would never end
+        raise ValueError(f"partition {partition} of {partitions}")
     low, high = partition * SLOTS // partitions, (partition + 1) * SLOTS // partitions
     for k in itertools.count():
         tag = f"p{partition}" if k == 0 else f"p{partition}.{k}"

@@ -135,6 +135,7 @@ def cluster_stores(redis_cluster):
 async def test_the_stores_rules_hold_on_a_cluster(redis_cluster, monitor):
     for rule in (store_tests.test_a_stale_owner_is_fenced_and_writes_nothing,
                  store_tests.test_a_retried_commit_is_not_applied_twice,
+                 store_tests.test_several_partitions_commit_in_one_call_each_on_its_own,
                  store_tests.test_claim_resumes_from_the_stored_offsets,
                  store_tests.test_a_catch_up_batch_larger_than_luas_unpack_limit_commits_whole,
                  store_tests.test_a_retried_batch_of_wake_ups_only_is_not_applied_twice,
